@@ -1,0 +1,56 @@
+"""One source's encoder at the edge: ONNX Runtime + rounding + static-table coding."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from ndsc.bundle import Bundle, SourceInfo
+from ndsc.entropy import LatentCoder
+from ndsc.sources.base import check_window
+
+
+def quantise(y: np.ndarray) -> np.ndarray:
+    """Round encoder outputs to integer symbols (half to even, like ``torch.round``)."""
+    return np.rint(y).astype(np.int64)
+
+
+class EdgeEncoder:
+    """Encodes windows of one source into coded payload bytes.
+
+    Loads only this source's ONNX encoder and entropy tables from the bundle.
+
+    Typical workflow::
+
+        enc = EdgeEncoder(load_bundle(path), source_index=0)
+        payload = enc.encode(window)          # window: (C, T) float32
+        symbols = enc.symbols(window)         # (M, L) ints, for checks
+    """
+
+    def __init__(self, bundle: Bundle, source_index: int, intra_op_threads: int = 1):
+        self.bundle_id = bundle.bundle_id
+        self.source_index = source_index
+        self.info: SourceInfo = bundle.source(source_index)
+        opts = ort.SessionOptions()
+        # Edge devices are small: one thread is the honest measurement and avoids oversubscription.
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(bundle.file(self.info.encoder_file)), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._input = self.session.get_inputs()[0].name
+        self.coder = LatentCoder(self.info.tables)
+
+    def analysis(self, windows: np.ndarray) -> np.ndarray:
+        """Float latents for a batch of windows (B, *input_shape) → (B, *latent_shape)."""
+        (y,) = self.session.run(None, {self._input: np.ascontiguousarray(windows, dtype=np.float32)})
+        return y
+
+    def symbols(self, window: np.ndarray) -> np.ndarray:
+        """Integer symbols (M, L) of one window."""
+        x = check_window(window, self.info.input_shape)
+        y = self.analysis(x[None])[0]
+        return quantise(y).reshape(self.info.latent_shape[0], -1)
+
+    def encode(self, window: np.ndarray) -> bytes:
+        """Coded payload of one window."""
+        return self.coder.encode(self.symbols(window))

@@ -1,0 +1,1 @@
+"""The fusion decoder service: gRPC server, aligner, joint decoding runtime, metrics."""

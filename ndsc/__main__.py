@@ -1,0 +1,5 @@
+import sys
+
+from ndsc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,227 @@
+"""The model bundle: the contract between training and serving.
+
+A bundle is a directory::
+
+    manifest.json        # everything below, plus the bundle id
+    encoder_<i>.onnx     # one ONNX analysis transform per source (edge side)
+    decoder.pt           # joint decoder state dict (fusion-decoder side)
+
+``bundle_id`` is ``sha256`` over the canonical manifest (without the id itself), and
+the manifest lists the ``sha256`` of every file, so one id pins every byte. The edge
+loads only its own encoder and tables; the decoder loads the decoder weights and every
+source's tables. :func:`load_bundle` refuses a bundle whose files or manifest were
+changed after export.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ndsc.entropy import ChannelTable, LatentCoder
+
+BUNDLE_FORMAT = "ndsc-bundle/1"
+MANIFEST = "manifest.json"
+
+
+class BundleError(ValueError):
+    """A bundle that is missing, tampered with, or not the one expected."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What one edge node needs to know about its source.
+
+    Attributes:
+        name: source name (``"lead II"``, ``"left"``, ``"s0"``).
+        channel_names: names of the channels inside the source window.
+        input_shape: window shape fed to the encoder, without batch: (C, T) or (C, H, W).
+        latent_shape: latent shape out of the encoder, without batch: (M, L) or (M, h, w).
+        encoder_file: the ONNX file of this source's analysis transform.
+        tables: one static entropy table per latent channel (M of them).
+        quantisation: how the edge turns encoder floats into symbols (``round``).
+    """
+
+    name: str
+    channel_names: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    latent_shape: tuple[int, ...]
+    encoder_file: str
+    tables: tuple[ChannelTable, ...]
+    quantisation: str = "round"
+
+    @property
+    def latent_length(self) -> int:
+        """Positions per latent channel (the L of the coder's (M, L))."""
+        n = 1
+        for d in self.latent_shape[1:]:
+            n *= d
+        return n
+
+    @property
+    def samples_per_window(self) -> int:
+        """Input values per window (for bits per sample)."""
+        n = 1
+        for d in self.input_shape:
+            n *= d
+        return n
+
+    def coder(self) -> LatentCoder:
+        return LatentCoder(self.tables)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "channel_names": list(self.channel_names),
+            "input_shape": list(self.input_shape),
+            "latent_shape": list(self.latent_shape),
+            "encoder_file": self.encoder_file,
+            "quantisation": self.quantisation,
+            "tables": [t.to_json() for t in self.tables],
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "SourceInfo":
+        tables = tuple(ChannelTable.from_json(t) for t in obj["tables"])
+        info = cls(
+            name=str(obj["name"]),
+            channel_names=tuple(obj["channel_names"]),
+            input_shape=tuple(int(v) for v in obj["input_shape"]),
+            latent_shape=tuple(int(v) for v in obj["latent_shape"]),
+            encoder_file=str(obj["encoder_file"]),
+            tables=tables,
+            quantisation=str(obj.get("quantisation", "round")),
+        )
+        if len(tables) != info.latent_shape[0]:
+            raise BundleError(f"source {info.name}: {len(tables)} tables for {info.latent_shape[0]} channels")
+        return info
+
+
+@dataclass
+class Bundle:
+    """A loaded, verified model bundle."""
+
+    path: Path
+    bundle_id: str
+    modality: str
+    sample_rate: float | None
+    sources: list[SourceInfo]
+    decoder: dict[str, Any]
+    training_config: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_sources(self) -> int:
+        return len(self.sources)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def source(self, index: int) -> SourceInfo:
+        if not 0 <= index < len(self.sources):
+            raise BundleError(f"source index {index} out of range 0..{len(self.sources) - 1}")
+        return self.sources[index]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _content_id(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items() if k != "bundle_id"}
+    return "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def write_manifest(
+    path: str | Path,
+    *,
+    modality: str,
+    sources: Sequence[SourceInfo],
+    decoder: dict[str, Any],
+    sample_rate: float | None = None,
+    training_config: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Write ``manifest.json`` for files already in ``path``; return the bundle id.
+
+    ``decoder`` must name its weights file under the key ``"weights"``; every encoder
+    file and the weights are hashed into the manifest.
+    """
+    root = Path(path)
+    files = [s.encoder_file for s in sources] + [decoder["weights"]]
+    hashes = {}
+    for name in files:
+        if not (root / name).is_file():
+            raise BundleError(f"bundle file {name} missing in {root}")
+        hashes[name] = _sha256_file(root / name)
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "modality": modality,
+        "sample_rate": sample_rate,
+        "sources": [s.to_json() for s in sources],
+        "decoder": dict(decoder),
+        "files": hashes,
+        "training_config": training_config or {},
+        "evaluation": evaluation or {},
+        "extra": extra or {},
+    }
+    manifest["bundle_id"] = _content_id(manifest)
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest["bundle_id"]
+
+
+def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: bool = True) -> Bundle:
+    """Load and verify a bundle directory.
+
+    Raises:
+        BundleError: missing manifest or file, unknown format, a file whose hash differs
+            from the manifest, a manifest edited after export, or an id different from
+            ``expected_id``.
+    """
+    root = Path(path)
+    mpath = root / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{root} is not a model bundle: no {MANIFEST}")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{mpath}: not valid JSON ({exc})") from exc
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{mpath}: unknown bundle format {manifest.get('format')!r}")
+    recomputed = _content_id(manifest)
+    if manifest.get("bundle_id") != recomputed:
+        raise BundleError(
+            f"{mpath}: manifest was modified after export (id {manifest.get('bundle_id')} != content {recomputed})"
+        )
+    if verify_files:
+        for name, digest in manifest["files"].items():
+            fpath = root / name
+            if not fpath.is_file():
+                raise BundleError(f"bundle file {name} missing in {root}")
+            if _sha256_file(fpath) != digest:
+                raise BundleError(f"bundle file {name} was modified: its sha256 does not match the manifest")
+    if expected_id is not None and manifest["bundle_id"] != expected_id:
+        raise BundleError(f"bundle id {manifest['bundle_id']} does not match expected {expected_id}")
+    return Bundle(
+        path=root,
+        bundle_id=manifest["bundle_id"],
+        modality=manifest["modality"],
+        sample_rate=manifest.get("sample_rate"),
+        sources=[SourceInfo.from_json(s) for s in manifest["sources"]],
+        decoder=manifest["decoder"],
+        training_config=manifest.get("training_config", {}),
+        evaluation=manifest.get("evaluation", {}),
+        extra=manifest.get("extra", {}),
+    )

@@ -1,0 +1,215 @@
+"""Entropy coding of integer latents with constriction's ANS coder.
+
+Every latent channel has a **static integer frequency table** (stored in the model
+bundle) over a contiguous symbol range plus one escape symbol. Both the edge and the
+decoder build their constriction models from these same integers, so coding is
+bit-exact on any machine: nothing is recomputed from floats at coding time.
+
+Byte layout of one coded window: the ANS words as little-endian ``uint32`` with the
+trailing zero bytes removed (a sealed ANS stream never ends in a zero word, so the
+decoder restores them by padding to a multiple of four). The length is carried by the
+container (a protobuf ``bytes`` field or a file record), never inside the payload.
+
+Typical workflow::
+
+    tables = [ChannelTable(offset=-8, freqs=...), ...]     # from the bundle
+    coder = LatentCoder(tables)
+    payload = coder.encode(symbols)                         # symbols: (M, L) int
+    assert (coder.decode(payload, symbols.shape[1]) == symbols).all()
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import constriction
+import numpy as np
+
+#: Frequencies of every table sum to ``2**TABLE_PRECISION``.
+TABLE_PRECISION = 16
+#: Escaped values are coded as sign + Exp-Golomb; magnitudes must stay below this.
+MAX_ESCAPE_MAGNITUDE = 1 << 23
+_ESCAPE_BITS_ALPHABET = 25  # bit lengths 0..24
+
+
+class EntropyCodingError(ValueError):
+    """A payload or symbol array that cannot be coded with the given tables."""
+
+
+@dataclass(frozen=True)
+class ChannelTable:
+    """Static integer table of one latent channel.
+
+    Args:
+        offset: the symbol value coded by index 0; indices ``0..len(freqs)-2`` code
+            ``offset..offset+len(freqs)-2``; the last index is the escape symbol.
+        freqs: positive integer frequencies summing to ``2**TABLE_PRECISION``.
+    """
+
+    offset: int
+    freqs: tuple[int, ...]
+
+    @property
+    def low(self) -> int:
+        """Smallest value coded without escape."""
+        return self.offset
+
+    @property
+    def high(self) -> int:
+        """Largest value coded without escape."""
+        return self.offset + len(self.freqs) - 2
+
+    def validate(self) -> None:
+        """Raise :class:`EntropyCodingError` unless the table is well-formed."""
+        f = np.asarray(self.freqs, dtype=np.int64)
+        if f.ndim != 1 or len(f) < 2:
+            raise EntropyCodingError("a table needs at least one symbol and the escape")
+        if (f <= 0).any():
+            raise EntropyCodingError("every frequency must be positive")
+        if int(f.sum()) != 1 << TABLE_PRECISION:
+            raise EntropyCodingError(
+                f"frequencies sum to {int(f.sum())}, expected {1 << TABLE_PRECISION}"
+            )
+
+    def to_json(self) -> dict:
+        return {"offset": int(self.offset), "freqs": [int(v) for v in self.freqs]}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "ChannelTable":
+        table = cls(offset=int(obj["offset"]), freqs=tuple(int(v) for v in obj["freqs"]))
+        table.validate()
+        return table
+
+
+def quantise_pmf(pmf: np.ndarray, escape_mass: float = 0.0) -> tuple[int, ...]:
+    """Turn a float pmf over a symbol range into integer frequencies plus escape.
+
+    Every symbol (and the escape) keeps at least frequency 1, so any value stays
+    codable; the rounding error is pushed onto the most probable symbol.
+
+    Args:
+        pmf: non-negative probabilities over the in-range symbols, shape (n,).
+        escape_mass: probability reserved for the escape symbol (tail mass).
+    Returns:
+        ``n + 1`` positive integers summing to ``2**TABLE_PRECISION``.
+    """
+    total = 1 << TABLE_PRECISION
+    p = np.append(np.clip(np.asarray(pmf, dtype=np.float64), 0.0, None), max(escape_mass, 0.0))
+    if not np.isfinite(p).all() or p.sum() <= 0:
+        raise EntropyCodingError("pmf must be finite with positive mass")
+    if len(p) > total // 2:
+        raise EntropyCodingError(f"alphabet of {len(p)} symbols is too large for the precision")
+    p = p / p.sum()
+    freqs = np.maximum(1, np.floor(p * total)).astype(np.int64)
+    excess = int(freqs.sum()) - total
+    # Move the rounding error onto the largest entries, never below 1.
+    order = np.argsort(-freqs)
+    i = 0
+    while excess != 0:
+        j = order[i % len(order)]
+        if excess > 0:
+            take = min(excess, int(freqs[j]) - 1)
+            freqs[j] -= take
+            excess -= take
+        else:
+            freqs[j] -= excess
+            excess = 0
+        i += 1
+    return tuple(int(v) for v in freqs)
+
+
+class LatentCoder:
+    """Encode/decode one source's integer latents of shape (M channels, L positions)."""
+
+    def __init__(self, tables: Sequence[ChannelTable]):
+        if not tables:
+            raise EntropyCodingError("no channel tables")
+        for t in tables:
+            t.validate()
+        self.tables = list(tables)
+        # constriction models built once from the static integers (exactly representable floats).
+        self._models = [
+            constriction.stream.model.Categorical(np.asarray(t.freqs, dtype=np.float64), perfect=False)
+            for t in self.tables
+        ]
+        self._escape_sign = constriction.stream.model.Uniform(2)
+        self._escape_bits = constriction.stream.model.Uniform(_ESCAPE_BITS_ALPHABET)
+
+    @property
+    def channels(self) -> int:
+        return len(self.tables)
+
+    def encode(self, symbols: np.ndarray) -> bytes:
+        """Entropy-code ``symbols`` (M, L) of integers into bytes."""
+        symbols = np.asarray(symbols)
+        if symbols.ndim != 2 or symbols.shape[0] != self.channels:
+            raise EntropyCodingError(
+                f"expected symbols of shape ({self.channels}, L), got {symbols.shape}"
+            )
+        if not np.issubdtype(symbols.dtype, np.integer):
+            raise EntropyCodingError(f"symbols must be integers, got {symbols.dtype}")
+        symbols = symbols.astype(np.int64)
+        indices = []
+        escapes: list[int] = []  # signed overflow beyond the table edge, row-major
+        for c, t in enumerate(self.tables):
+            row = symbols[c]
+            idx = row - t.offset
+            esc = (row < t.low) | (row > t.high)
+            idx[esc] = len(t.freqs) - 1
+            for v in row[esc]:
+                escapes.append(int(v - t.low) if v < t.low else int(v - t.high))
+            indices.append(idx.astype(np.int32))
+
+        ans = constriction.stream.stack.AnsCoder()
+        # ANS is a stack: push in reverse of decode order (channels first, then escapes).
+        for value in reversed(escapes):
+            self._push_escape(ans, value)
+        for c in reversed(range(self.channels)):
+            ans.encode_reverse(indices[c], self._models[c])
+        words = ans.get_compressed().astype("<u4")
+        return words.tobytes().rstrip(b"\x00")
+
+    def decode(self, payload: bytes, length: int) -> np.ndarray:
+        """Decode ``payload`` back into integer symbols of shape (M, ``length``)."""
+        if length < 0:
+            raise EntropyCodingError("negative length")
+        padded = payload + b"\x00" * (-len(payload) % 4)
+        words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
+        try:
+            ans = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
+            out = np.empty((self.channels, length), dtype=np.int64)
+            for c, t in enumerate(self.tables):
+                out[c] = ans.decode(self._models[c], length).astype(np.int64) + t.offset
+            for c, t in enumerate(self.tables):
+                esc = np.flatnonzero(out[c] == t.high + 1)
+                for pos in esc:
+                    delta = self._pop_escape(ans)
+                    out[c, pos] = t.low + delta if delta < 0 else t.high + delta
+        except EntropyCodingError:
+            raise
+        except Exception as exc:  # constriction raises plain errors on corrupt input
+            raise EntropyCodingError(f"payload does not decode: {exc}") from exc
+        if not ans.is_empty():
+            raise EntropyCodingError("payload has trailing data after the expected symbols")
+        return out
+
+    def _push_escape(self, ans, delta: int) -> None:
+        magnitude = abs(delta)
+        if magnitude >= MAX_ESCAPE_MAGNITUDE:
+            raise EntropyCodingError(f"latent value overflows the table by {delta}")
+        nbits = magnitude.bit_length()  # >= 1 since magnitude >= 1
+        rest = magnitude - (1 << (nbits - 1))
+        if nbits > 1:
+            ans.encode_reverse(np.array([rest], dtype=np.int32),
+                               constriction.stream.model.Uniform(1 << (nbits - 1)))
+        ans.encode_reverse(np.array([nbits], dtype=np.int32), self._escape_bits)
+        ans.encode_reverse(np.array([1 if delta > 0 else 0], dtype=np.int32), self._escape_sign)
+
+    def _pop_escape(self, ans) -> int:
+        positive = int(ans.decode(self._escape_sign, 1)[0]) == 1
+        nbits = int(ans.decode(self._escape_bits, 1)[0])
+        if nbits < 1:
+            raise EntropyCodingError("corrupt escape code")
+        rest = int(ans.decode(constriction.stream.model.Uniform(1 << (nbits - 1)), 1)[0]) if nbits > 1 else 0
+        magnitude = (1 << (nbits - 1)) + rest
+        return magnitude if positive else -magnitude

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny real bundles trained once per test session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def tiny_gaussian_config(**changes):
+    from training.presets import get_preset
+
+    cfg = get_preset("gaussian-quick").replace(**{"steps": 150, "progress": False, **changes})
+    cfg.data.n_windows = 300
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def gaussian_bundle(tmp_path_factory) -> Path:
+    """A 2-source Gaussian bundle (ρ = 0.9) trained for a few seconds."""
+    from training.pipeline import train_and_export
+
+    path, _ = train_and_export(tiny_gaussian_config(), tmp_path_factory.mktemp("bundles") / "gaussian")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ecg_synth_bundle(tmp_path_factory) -> Path:
+    """A 4-node × 3-lead synthetic ECG bundle with conv encoders, trained briefly."""
+    from training.pipeline import train_and_export
+    from training.presets import get_preset
+
+    cfg = get_preset("ecg-synth-quick").replace(steps=60, progress=False)
+    cfg.data.n_windows = 120
+    path, _ = train_and_export(cfg, tmp_path_factory.mktemp("bundles") / "ecg_synth")
+    return path
+
+
+def require_system_tools() -> bool:
+    """CI sets this so tests needing Debian tools fail instead of skipping."""
+    return os.environ.get("NDSC_REQUIRE_SYSTEM_TOOLS") == "1"

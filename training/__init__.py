@@ -1,0 +1,1 @@
+"""Training: data sets, models, losses, alternating optimisation, export, evaluation."""

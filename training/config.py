@@ -1,0 +1,82 @@
+"""One typed config per experiment; saved in every checkpoint and bundle."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class DataConfig:
+    kind: str = "gaussian"  # registered data set: gaussian | ecg-synth | (readers add more)
+    n_windows: int = 4000  # windows generated (synthetic) before the 80/10/10 split
+    params: dict[str, Any] = field(default_factory=dict)  # kind-specific, e.g. {"rho": 0.9, "samples": 64}
+    split_seed: int = 0  # seed of the split (group-level for real data)
+    fold: int | None = None  # 5-fold CV: which fold is the test fold (None: 80/10/10)
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "pointwise"  # registered encoder arch (training/encoders.py)
+    decoder: str = "pointwise"  # registered joint decoder arch (fusion_decoder/joint_decoders.py)
+    latent_channels: int = 1  # M: latent channels per source
+    hidden: int = 64  # width of encoder and decoder hidden layers
+    layers: int = 3  # hidden layers of pointwise nets
+    stride: int = 4  # temporal downsampling of conv encoders (power of two)
+    joint_decoder: bool = True  # False: separate decoders, the separate-coding baseline
+    input_scale: float = 1.0  # windows are divided by this before the encoder, decoder output multiplied
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Loss: Σ D_i + λ·Σ R_i − β_MI·Σ_{i<j} I(Z_i;Z_j)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lmbda: float = 0.02  # λ: weight of the rate (bits per sample, summed over sources)
+    beta_mi: float = 0.0  # β_MI: >0 maximises MI between latents, <0 penalises redundancy
+    mi_estimator: str = "infonce"  # infonce | mine
+    mi_pairs: str = "positions"  # positions: one pair per latent position; windows: one per window
+    optimisation: str = "alternating"  # alternating (enc step, dec frozen / dec step, enc frozen) | joint
+    alt_encoder_steps: int = 1  # encoder steps per alternating round
+    alt_decoder_steps: int = 1  # decoder steps per alternating round
+    decoder_quantisation: str = "ste"  # ste: decoder sees rounded latents (straight-through); noise: uniform noise
+    source_dropout: float = 0.0  # probability a source is dropped per window (decoder learns to estimate it)
+    steps: int = 3000  # optimisation steps (one alternating round counts as one step)
+    batch_size: int = 128  # windows per step; also the K of InfoNCE in "windows" mode
+    lr: float = 3e-3  # Adam learning rate for encoders, priors and decoder
+    critic_lr: float = 1e-3  # Adam learning rate of the MI critic
+    lr_decay_at: float = 0.75  # fraction of steps after which the lr drops ×0.1
+    seed: int = 0  # torch / numpy seed
+    threads: int = 0  # torch intra-op threads (0: torch default)
+    progress: bool = True  # tqdm progress bar with the loss terms
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> "TrainConfig":
+        obj = dict(obj)
+        data = DataConfig(**obj.pop("data", {}))
+        model = ModelConfig(**obj.pop("model", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(obj) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        return cls(data=data, model=model, **obj)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """Copy with top-level changes; ``data``/``model`` may be dicts of field changes."""
+        new = TrainConfig.from_dict(self.to_dict())
+        for key, value in changes.items():
+            if key in ("data", "model") and isinstance(value, dict):
+                setattr(new, key, dataclasses.replace(getattr(new, key), **value))
+            else:
+                setattr(new, key, value)
+        return new

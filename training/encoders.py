@@ -1,0 +1,68 @@
+"""Per-source analysis transforms g_a (torch, exported to ONNX for the edge).
+
+Each encoder sees only its own source window (C, *S) and returns latents (M, *L).
+Architectures register with :func:`register_encoder` so modalities add their own.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+_ENCODERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_encoder(name: str):
+    def deco(cls):
+        _ENCODERS[name] = cls
+        return cls
+
+    return deco
+
+
+def build_encoder(arch: str, **kwargs) -> nn.Module:
+    if arch not in _ENCODERS:
+        raise KeyError(f"unknown encoder architecture {arch!r}; known: {sorted(_ENCODERS)}")
+    return _ENCODERS[arch](**kwargs)
+
+
+@register_encoder("pointwise")
+class PointwiseEncoder(nn.Module):
+    """Per-sample MLP (1×1 convolutions): (B, C, T) → (B, M, T).
+
+    Nonlinear, so training may discover many-to-one (binning-like) maps.
+    """
+
+    def __init__(self, in_channels: int, latent_channels: int, hidden: int = 64, layers: int = 3,
+                 input_scale: float = 1.0, **_: object):
+        super().__init__()
+        self.input_scale = input_scale
+        mods: list[nn.Module] = [nn.Conv1d(in_channels, hidden, 1), nn.GELU()]
+        for _ in range(layers - 1):
+            mods += [nn.Conv1d(hidden, hidden, 1), nn.GELU()]
+        mods.append(nn.Conv1d(hidden, latent_channels, 1))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x / self.input_scale)
+
+
+@register_encoder("conv1d")
+class Conv1dEncoder(nn.Module):
+    """Strided 1-D convolutions: (B, C, T) → (B, M, T / stride)."""
+
+    def __init__(self, in_channels: int, latent_channels: int, hidden: int = 64, stride: int = 4,
+                 input_scale: float = 1.0, **_: object):
+        super().__init__()
+        self.input_scale = input_scale
+        mods: list[nn.Module] = [nn.Conv1d(in_channels, hidden, 5, padding=2), nn.GELU()]
+        factor = stride
+        while factor > 1:
+            mods += [nn.Conv1d(hidden, hidden, 4, stride=2, padding=1), nn.GELU()]
+            factor //= 2
+        mods += [nn.Conv1d(hidden, hidden, 3, padding=1), nn.GELU(), nn.Conv1d(hidden, latent_channels, 3, padding=1)]
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x / self.input_scale)

@@ -1,0 +1,107 @@
+"""Export a trained codec as a model bundle: frozen tables, ONNX encoders, decoder weights.
+
+Export refuses to skip the freeze step: tables are always rebuilt from the priors here,
+and the ONNX encoders are checked against torch on real windows before the manifest
+is written.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from ndsc.bundle import SourceInfo, load_bundle, write_manifest
+from training.codec import DistributedCodec
+from training.data import JointDataset
+
+ONNX_OPSET = 17
+#: ONNX Runtime and torch floats may differ by this much (absolute, in latent units);
+#: rounding then agrees except for values within this distance of a half-integer.
+FLOAT_TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The exported encoders do not reproduce torch's symbols."""
+
+
+def export_encoder_onnx(encoder: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> None:
+    """Export one analysis transform with a dynamic batch axis (input "x", output "y")."""
+    encoder = encoder.eval()
+    example = torch.zeros(2, *input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # The TorchScript exporter handles these static conv nets reliably and fast.
+        torch.onnx.export(encoder, (example,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=ONNX_OPSET)
+
+
+def onnx_parity(model: DistributedCodec, bundle_dir: Path, windows: np.ndarray) -> dict[str, Any]:
+    """Compare ONNX Runtime and torch encoders on ``windows`` (n, N, C, *S).
+
+    Returns per-source max float difference and count of differing symbols.
+    """
+    report = []
+    with torch.no_grad():
+        y_torch = model.analysis(torch.from_numpy(windows)).numpy()
+    for i in range(model.n_sources):
+        sess = ort.InferenceSession(str(bundle_dir / f"encoder_{i}.onnx"), providers=["CPUExecutionProvider"])
+        (y_onnx,) = sess.run(None, {"x": np.ascontiguousarray(windows[:, i])})
+        report.append({
+            "max_abs_float_diff": float(np.abs(y_onnx - y_torch[:, i]).max()),
+            "symbol_mismatches": int((np.rint(y_onnx) != np.rint(y_torch[:, i])).sum()),
+            "symbols": int(y_onnx.size),
+        })
+    return {"sources": report, "windows": int(windows.shape[0])}
+
+
+def export_bundle(model: DistributedCodec, dataset: JointDataset, out_dir: str | Path,
+                  evaluation: dict[str, Any] | None = None, parity_windows: int = 64) -> Path:
+    """Freeze, export and verify; returns the bundle directory."""
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    model = model.eval()
+    tables = model.update()
+    latent_shape = model.latent_shape()
+    sources = []
+    for i in range(model.n_sources):
+        export_encoder_onnx(model.g_a[i], model.input_shape, out / f"encoder_{i}.onnx")
+        sources.append(SourceInfo(
+            name=dataset.source_names[i], channel_names=tuple(dataset.channel_names[i]),
+            input_shape=model.input_shape, latent_shape=latent_shape, encoder_file=f"encoder_{i}.onnx",
+            tables=tuple(tables[i]),
+        ))
+    torch.save(model.g_s.state_dict(), out / "decoder.pt")
+    parity = onnx_parity(model, out, dataset.test[:parity_windows])
+    bad = [s for s in parity["sources"] if s["symbol_mismatches"] or s["max_abs_float_diff"] > FLOAT_TOLERANCE]
+    if bad:
+        raise ExportError(f"ONNX encoders disagree with torch: {json.dumps(parity)}")
+    write_manifest(
+        out, modality=dataset.modality, sources=sources, sample_rate=dataset.sample_rate,
+        decoder={"arch": model.cfg.model.decoder, "args": model.decoder_args, "weights": "decoder.pt",
+                 "output_scale": model.output_scale},
+        training_config=model.cfg.to_dict(), evaluation={**(evaluation or {}), "onnx_parity": parity},
+        extra={"edge_source": dataset.edge_source, "data_info": dataset.info},
+    )
+    load_bundle(out)  # round-trip check of what was written
+    return out
+
+
+def attach_evaluation(bundle_dir: str | Path, evaluation: dict[str, Any]) -> str:
+    """Add evaluation figures to a bundle's manifest; returns the new bundle id.
+
+    The id hashes the manifest, so the figures a bundle claims are covered by its id.
+    """
+    bundle = load_bundle(bundle_dir)
+    return write_manifest(
+        bundle.path, modality=bundle.modality, sources=bundle.sources, sample_rate=bundle.sample_rate,
+        decoder=bundle.decoder, training_config=bundle.training_config,
+        evaluation={**bundle.evaluation, **evaluation}, extra=bundle.extra,
+    )

@@ -1,0 +1,183 @@
+"""Training loop: rate–distortion + β_MI·MI, alternating or joint optimisation.
+
+Read top to bottom: build data and model, then for each step draw a batch, compute
+the loss terms, step the optimisers, log. The MI critic always *maximises* its bound
+on detached latents (so it stays an estimate whatever the sign of β_MI); encoders see
+−β_MI·Î in their loss.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.codec import DistributedCodec
+from training.config import TrainConfig
+from training.data import JointDataset, build_dataset
+from training.mi import PairwiseMI
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class TrainResult:
+    """A trained model with its data, config and training history."""
+
+    model: DistributedCodec
+    dataset: JointDataset
+    config: TrainConfig
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    mi: PairwiseMI | None = None
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def loss_terms(model: DistributedCodec, out: dict[str, Any], x: torch.Tensor,
+               mi_value: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """Σ_i MSE_i, Σ_i bits-per-sample_i, and the total loss (reads only ``out``)."""
+    samples = float(np.prod(x.shape[2:]))  # values per source window
+    distortion = ((out["x_hat"] - x) ** 2).mean(dim=(0, *range(2, x.dim()))).sum()
+    bits = -torch.log(out["likelihoods"]).sum(dim=tuple(range(2, out["likelihoods"].dim()))) / LN2  # (B, N)
+    rate = (bits / samples).mean(dim=0).sum()
+    total = distortion + cfg.lmbda * rate - cfg.beta_mi * mi_value
+    return {"loss": total, "distortion": distortion, "rate": rate, "mi": mi_value}
+
+
+def _dropout_mask(b: int, n: int, p: float, gen: torch.Generator) -> torch.Tensor | None:
+    if p <= 0:
+        return None
+    keep = (torch.rand(b, n, generator=gen) >= p).float()
+    keep[keep.sum(dim=1) == 0, 0] = 1.0  # never drop every source of a window
+    return keep
+
+
+def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str | Path | None = None) -> TrainResult:
+    """Train a distributed codec; optionally save a self-describing checkpoint."""
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = dataset if dataset is not None else build_dataset(cfg.data)
+    model = DistributedCodec(data.n_sources, data.window_shape, cfg)
+    latent_shape = model.latent_shape()
+    mi_dim = latent_shape[0] if cfg.mi_pairs == "positions" else int(np.prod(latent_shape))
+    mi = PairwiseMI(data.n_sources, mi_dim, cfg.mi_estimator, cfg.mi_pairs) if data.n_sources > 1 else None
+
+    enc_opt = torch.optim.Adam(model.encoder_parameters(), lr=cfg.lr)
+    dec_opt = torch.optim.Adam(model.decoder_parameters(), lr=cfg.lr)
+    critic_opt = torch.optim.Adam(mi.parameters(), lr=cfg.critic_lr) if mi is not None else None
+    decay_step = int(cfg.lr_decay_at * cfg.steps)
+
+    train_x = torch.from_numpy(data.train)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, float]] = []
+    bar = _progress(cfg)
+    start = time.perf_counter()
+    model.train()
+    for step in range(cfg.steps):
+        if step == decay_step:
+            for opt in (enc_opt, dec_opt):
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * 0.1
+        idx = torch.randint(0, train_x.shape[0], (cfg.batch_size,), generator=gen)
+        x = train_x[idx]
+        present = _dropout_mask(x.shape[0], data.n_sources, cfg.source_dropout, gen)
+
+        if cfg.optimisation == "joint":
+            terms = _step(model, mi, x, present, cfg, [enc_opt, dec_opt])
+        elif cfg.optimisation == "alternating":
+            for _ in range(cfg.alt_encoder_steps):  # encoders + priors, decoder frozen
+                terms = _step(model, mi, x, present, cfg, [enc_opt], freeze=model.decoder_parameters())
+            for _ in range(cfg.alt_decoder_steps):  # decoder, encoders frozen
+                terms = _decoder_step(model, x, present, dec_opt) | {k: v for k, v in terms.items() if k != "distortion"}
+        else:
+            raise ValueError(f"unknown optimisation {cfg.optimisation!r} (alternating | joint)")
+
+        if mi is not None and critic_opt is not None:
+            with torch.no_grad():
+                y_detached = model.analysis(x)
+            critic_opt.zero_grad()
+            (-mi(y_detached)).backward()
+            critic_opt.step()
+
+        record = {k: float(v) for k, v in terms.items()}
+        history.append(record)
+        if bar is not None:
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{record['loss']:.4f}", D=f"{record['distortion']:.4f}",
+                                R=f"{record['rate']:.3f}", MI=f"{record['mi']:.3f}")
+    if bar is not None:
+        bar.close()
+    result = TrainResult(model.eval(), data, cfg, history, time.perf_counter() - start, mi)
+    if checkpoint is not None:
+        save_checkpoint(result, checkpoint)
+    return result
+
+
+def _step(model, mi, x, present, cfg, optimisers, freeze=()) -> dict[str, torch.Tensor]:
+    for p in freeze:
+        p.requires_grad_(False)
+    for opt in optimisers:
+        opt.zero_grad()
+    out = model(x, present)
+    mi_value = mi(out["y"]) if (mi is not None and cfg.beta_mi != 0) else x.new_zeros(())
+    terms = loss_terms(model, out, x, mi_value, cfg)
+    terms["loss"].backward()
+    for opt in optimisers:
+        opt.step()
+    for p in freeze:
+        p.requires_grad_(True)
+    if mi is not None and cfg.beta_mi == 0:
+        with torch.no_grad():
+            terms["mi"] = mi(out["y"].detach())
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def _decoder_step(model, x, present, dec_opt) -> dict[str, torch.Tensor]:
+    dec_opt.zero_grad()
+    with torch.no_grad():
+        y = model.analysis(x)
+        y_hat = torch.round(y) if model.cfg.decoder_quantisation == "ste" else y + torch.empty_like(y).uniform_(-0.5, 0.5)
+    x_hat = model.synthesis(y_hat, present)
+    distortion = ((x_hat - x) ** 2).mean(dim=(0, *range(2, x.dim()))).sum()
+    distortion.backward()
+    dec_opt.step()
+    return {"distortion": distortion.detach()}
+
+
+def _progress(cfg: TrainConfig):
+    if not cfg.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.steps, desc=f"train {cfg.data.kind} λ={cfg.lmbda} β_MI={cfg.beta_mi}", leave=False)
+
+
+def save_checkpoint(result: TrainResult, path: str | Path) -> None:
+    """A checkpoint that describes itself: config, shapes and weights."""
+    torch.save({
+        "config": result.config.to_dict(),
+        "n_sources": result.model.n_sources,
+        "input_shape": list(result.model.input_shape),
+        "model": result.model.state_dict(),
+        "history_tail": result.history[-50:],
+        "seconds": result.seconds,
+    }, Path(path))
+
+
+def load_checkpoint(path: str | Path) -> DistributedCodec:
+    """Rebuild the model from a checkpoint written by :func:`save_checkpoint`."""
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    model = DistributedCodec(ckpt["n_sources"], tuple(ckpt["input_shape"]), cfg)
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
