@@ -18,6 +18,9 @@ COMMAND_MODULES = (
     "edge_encoder.cli",
     "fusion_decoder.cli",
     "ndsc.demo_cli",
+    "training.study_cli",
+    "training.ecg_cli",
+    "training.stereo_cli",
 )
 
 
