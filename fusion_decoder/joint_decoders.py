@@ -28,14 +28,26 @@ def register_decoder(name: str):
     return deco
 
 
+def _load_modality_decoders() -> None:
+    # Modality modules register their decoders on import.
+    for module in ("fusion_decoder.decoders_ecg", "fusion_decoder.decoders_image"):
+        try:
+            __import__(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
 def build_decoder(arch: str, args: dict) -> nn.Module:
     """Instantiate the registered decoder ``arch`` with keyword ``args``."""
+    _load_modality_decoders()
     if arch not in _DECODERS:
         raise KeyError(f"unknown decoder architecture {arch!r}; known: {sorted(_DECODERS)}")
     return _DECODERS[arch](**args)
 
 
 def known_decoders() -> list[str]:
+    _load_modality_decoders()
     return sorted(_DECODERS)
 
 

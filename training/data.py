@@ -70,8 +70,9 @@ def _load_builtin_datasets() -> None:
     for module in ("training.datasets_ecg", "training.datasets_stereo"):
         try:
             __import__(module)
-        except ImportError:
-            pass
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
 
 
 def split_counts(n: int) -> tuple[int, int, int]:

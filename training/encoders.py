@@ -22,6 +22,13 @@ def register_encoder(name: str):
 
 
 def build_encoder(arch: str, **kwargs) -> nn.Module:
+    """Instantiate the registered encoder ``arch``; modality modules register on import."""
+    for module in ("training.encoders_ecg", "training.encoders_image"):
+        try:
+            __import__(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
     if arch not in _ENCODERS:
         raise KeyError(f"unknown encoder architecture {arch!r}; known: {sorted(_ENCODERS)}")
     return _ENCODERS[arch](**kwargs)

@@ -69,18 +69,12 @@ def registered_schemes() -> list[str]:
 def _load_builtin_readers() -> None:
     # Import for the side effect of registration; readers with optional deps register lazily.
     from ndsc.sources import synthetic  # noqa: F401
-    try:
-        from ndsc.sources import ecg  # noqa: F401
-    except ImportError:
-        pass
-    try:
-        from ndsc.sources import images  # noqa: F401
-    except ImportError:
-        pass
-    try:
-        from ndsc.sources import stream  # noqa: F401
-    except ImportError:
-        pass
+    for module in ("ndsc.sources.ecg", "ndsc.sources.images", "ndsc.sources.stream"):
+        try:
+            __import__(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
 
 
 def open_source(spec: str, source_index: int, input_shape: tuple[int, ...]) -> WindowSource:
