@@ -1,0 +1,151 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class UplinkMessage(_message.Message):
+    __slots__ = ("header", "batch")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    header: StreamHeader
+    batch: FrameBatch
+    def __init__(self, header: _Optional[_Union[StreamHeader, _Mapping]] = ..., batch: _Optional[_Union[FrameBatch, _Mapping]] = ...) -> None: ...
+
+class StreamHeader(_message.Message):
+    __slots__ = ("group", "node_id", "source_index", "bundle_id", "input_shape", "latent_shape", "flush_interval_s")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    LATENT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    node_id: str
+    source_index: int
+    bundle_id: str
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    latent_shape: _containers.RepeatedScalarFieldContainer[int]
+    flush_interval_s: float
+    def __init__(self, group: _Optional[str] = ..., node_id: _Optional[str] = ..., source_index: _Optional[int] = ..., bundle_id: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., flush_interval_s: _Optional[float] = ...) -> None: ...
+
+class FrameBatch(_message.Message):
+    __slots__ = ("first_seq", "first_window", "first_capture_us", "frames")
+    FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FIRST_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CAPTURE_US_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    first_seq: int
+    first_window: int
+    first_capture_us: int
+    frames: _containers.RepeatedCompositeFieldContainer[Frame]
+    def __init__(self, first_seq: _Optional[int] = ..., first_window: _Optional[int] = ..., first_capture_us: _Optional[int] = ..., frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ...) -> None: ...
+
+class Frame(_message.Message):
+    __slots__ = ("window_skip", "capture_delta_us", "crc32", "payload")
+    WINDOW_SKIP_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_DELTA_US_FIELD_NUMBER: _ClassVar[int]
+    CRC32_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    window_skip: int
+    capture_delta_us: int
+    crc32: int
+    payload: bytes
+    def __init__(self, window_skip: _Optional[int] = ..., capture_delta_us: _Optional[int] = ..., crc32: _Optional[int] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("last_seq",)
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    last_seq: int
+    def __init__(self, last_seq: _Optional[int] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("group", "include_samples")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    include_samples: bool
+    def __init__(self, group: _Optional[str] = ..., include_samples: _Optional[bool] = ...) -> None: ...
+
+class Reconstruction(_message.Message):
+    __slots__ = ("group", "window", "shape", "samples", "present", "payload_bytes", "capture_time", "reconstructed_time")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RECONSTRUCTED_TIME_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    window: int
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    samples: _containers.RepeatedScalarFieldContainer[float]
+    present: _containers.RepeatedScalarFieldContainer[bool]
+    payload_bytes: _containers.RepeatedScalarFieldContainer[int]
+    capture_time: _containers.RepeatedScalarFieldContainer[float]
+    reconstructed_time: float
+    def __init__(self, group: _Optional[str] = ..., window: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., samples: _Optional[_Iterable[float]] = ..., present: _Optional[_Iterable[bool]] = ..., payload_bytes: _Optional[_Iterable[int]] = ..., capture_time: _Optional[_Iterable[float]] = ..., reconstructed_time: _Optional[float] = ...) -> None: ...
+
+class AuditWindow(_message.Message):
+    __slots__ = ("group", "node_id", "source_index", "bundle_id", "window", "shape", "samples_f32le")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_F32LE_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    node_id: str
+    source_index: int
+    bundle_id: str
+    window: int
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    samples_f32le: bytes
+    def __init__(self, group: _Optional[str] = ..., node_id: _Optional[str] = ..., source_index: _Optional[int] = ..., bundle_id: _Optional[str] = ..., window: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., samples_f32le: _Optional[bytes] = ...) -> None: ...
+
+class AuditReply(_message.Message):
+    __slots__ = ("matched",)
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    matched: bool
+    def __init__(self, matched: _Optional[bool] = ...) -> None: ...
+
+class ModelInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SourceDescription(_message.Message):
+    __slots__ = ("name", "channel_names", "input_shape", "latent_shape")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_NAMES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    LATENT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    channel_names: _containers.RepeatedScalarFieldContainer[str]
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    latent_shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("bundle_id", "modality", "sample_rate", "sources", "device", "deadline_s", "max_batch", "groups")
+    BUNDLE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    bundle_id: str
+    modality: str
+    sample_rate: float
+    sources: _containers.RepeatedCompositeFieldContainer[SourceDescription]
+    device: str
+    deadline_s: float
+    max_batch: int
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, bundle_id: _Optional[str] = ..., modality: _Optional[str] = ..., sample_rate: _Optional[float] = ..., sources: _Optional[_Iterable[_Union[SourceDescription, _Mapping]]] = ..., device: _Optional[str] = ..., deadline_s: _Optional[float] = ..., max_batch: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
