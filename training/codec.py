@@ -56,7 +56,7 @@ class DistributedCodec(nn.Module):
                                 "out_channels": input_shape[0], "hidden": m.hidden, "joint": m.joint_decoder}
         if m.decoder == "pointwise":
             args["layers"] = m.layers
-        elif m.decoder == "conv1d":
+        elif m.decoder in ("conv1d", "ecg-joint"):
             args["upsample"] = m.stride
         return args
 

@@ -1,0 +1,66 @@
+"""ECG joint synthesis: all lead groups' latents in, all leads out.
+
+The fusion happens at latent resolution, where every output lead sees every node's
+latents (Einthoven: III = II − I; Goldberger: aVR = −(I + II)/2 …), so a lead that is
+nearly a combination of others can be coded coarsely and filled in by the decoder.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fusion_decoder.joint_decoders import _with_presence, register_decoder
+
+
+class _Residual(nn.Module):
+    def __init__(self, width: int, dilation: int, groups: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation, groups=groups), nn.GELU(),
+            nn.Conv1d(width, width, 3, padding=1, groups=groups))
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+@register_decoder("ecg-joint")
+class EcgJointDecoder(nn.Module):
+    """(B, N, M, L) latents + (B, N) presence → (B, N, C, L · upsample) in model units.
+
+    Args:
+        n_sources: N nodes.
+        latent_channels: M per node.
+        out_channels: C leads per node.
+        hidden: width at latent resolution (per node when ``joint`` is False).
+        upsample: encoder stride, a power of two.
+        blocks: residual blocks at latent resolution (where the leads are fused).
+        joint: False gives N separate decoders (grouped convolutions): separate coding.
+    """
+
+    def __init__(self, n_sources: int, latent_channels: int, out_channels: int, hidden: int = 96,
+                 upsample: int = 16, blocks: int = 2, joint: bool = True):
+        super().__init__()
+        self.n_sources, self.out_channels = n_sources, out_channels
+        g = 1 if joint else n_sources
+        width = hidden * g
+        # Width halves with each upsampling step, but never below 4 channels per output lead.
+        floor = 4 * n_sources * out_channels
+        mods: list[nn.Module] = [nn.Conv1d(n_sources * (latent_channels + 1), width, 3, padding=1, groups=g),
+                                 nn.GELU()]
+        mods += [_Residual(width, 2 ** k, g) for k in range(blocks)]
+        factor = upsample
+        while factor > 1:
+            nxt = max(width // 2, floor)
+            nxt -= nxt % g
+            mods += [nn.ConvTranspose1d(width, nxt, 4, stride=2, padding=1, groups=g), nn.GELU()]
+            width, factor = nxt, factor // 2
+        mods += [nn.Conv1d(width, width, 7, padding=3, groups=g), nn.GELU(),
+                 nn.Conv1d(width, n_sources * out_channels, 7, padding=3, groups=g)]
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, _, length = y_hat.shape  # (B, N, M, L)
+        z = _with_presence(y_hat, present).reshape(b, -1, length)
+        out = self.net(z)
+        return out.view(b, n, self.out_channels, out.shape[-1])
