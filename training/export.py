@@ -30,15 +30,23 @@ class ExportError(RuntimeError):
     """The exported encoders do not reproduce torch's symbols."""
 
 
-def export_encoder_onnx(encoder: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> None:
-    """Export one analysis transform with a dynamic batch axis (input "x", output "y")."""
+def export_encoder_onnx(encoder: torch.nn.Module, input_shape: tuple[int, ...], path: Path,
+                        dynamic_spatial: bool | None = None) -> None:
+    """Export one analysis transform with a dynamic batch axis (input "x", output "y").
+
+    ``dynamic_spatial`` (default: the encoder's ``fully_convolutional`` attribute) also makes
+    every axis after the channel axis dynamic, so one graph encodes crops and whole frames.
+    """
     encoder = encoder.eval()
     example = torch.zeros(2, *input_shape)
+    if dynamic_spatial is None:
+        dynamic_spatial = bool(getattr(encoder, "fully_convolutional", False))
+    axes = {0: "batch", **({d: f"s{d}" for d in range(2, len(input_shape) + 1)} if dynamic_spatial else {})}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # The TorchScript exporter handles these static conv nets reliably and fast.
         torch.onnx.export(encoder, (example,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=ONNX_OPSET)
+                          dynamic_axes={"x": axes, "y": axes}, opset_version=ONNX_OPSET)
 
 
 def onnx_parity(model: DistributedCodec, bundle_dir: Path, windows: np.ndarray) -> dict[str, Any]:

@@ -24,9 +24,30 @@ def _ecg_synth_quick() -> TrainConfig:
     )
 
 
+def _stereo_small() -> TrainConfig:
+    # Two cameras, GDN conv encoders (stride 16), row-attention joint decoder; sized for a
+    # CPU: 64×64 aligned crops, joint optimisation (one forward per step). Needs data.params.root.
+    return TrainConfig(
+        data=DataConfig(kind="stereo", n_windows=1200, params={"crop": 64}),
+        model=ModelConfig(encoder="conv2d-gdn", decoder="stereo-attention", latent_channels=48, hidden=48,
+                          stride=16, input_scale=255.0),
+        lmbda=500.0, beta_mi=1.0, optimisation="joint", steps=1200, batch_size=8, lr=2e-3, mi_pairs="positions",
+    )
+
+
+def _stereo_quick() -> TrainConfig:
+    # A smoke-test size of stereo-small (tests and `ndsc stereo-train` demos): seconds, not quality.
+    cfg = _stereo_small()
+    cfg.data.n_windows, cfg.steps = 64, 20
+    cfg.model.latent_channels, cfg.model.hidden = 8, 16
+    return cfg
+
+
 PRESETS = {
     "gaussian-quick": _gaussian_quick,
     "ecg-synth-quick": _ecg_synth_quick,
+    "stereo-small": _stereo_small,
+    "stereo-quick": _stereo_quick,
 }
 
 
