@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from training.baselines_image import at_matched_rate, encode, point
+from training.image_metrics import bd_rate, bpd, bpp, fid, frechet_distance, ms_ssim, psnr
+
+
+def test_rates_come_from_bytes():
+    assert bpp(1000, 100, 80) == 1.0
+    assert bpd(1000, 100, 80, 3) == pytest.approx(1 / 3)
+
+
+def test_psnr_and_ms_ssim_on_known_images(motorcycle):
+    x = motorcycle[0, :, :200, :200]
+    assert psnr(x, x + 1.0) == pytest.approx(10 * np.log10(255 ** 2), abs=1e-9)
+    assert ms_ssim(x, x) == (pytest.approx(1.0), 11)
+    noisy = x + np.random.default_rng(0).normal(0, 20, x.shape)
+    value, _ = ms_ssim(x, noisy)
+    assert 0 < value < 0.99
+    assert ms_ssim(x[:, :64, :64], x[:, :64, :64])[1] == 3  # small images get a smaller window
+
+
+def test_frechet_distance_matches_closed_forms():
+    # 1-D: (μ1 − μ2)² + (σ1 − σ2)²
+    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[9.0]])) == pytest.approx(4 + 1)
+    # commuting (diagonal) covariances: ‖Δμ‖² + Σ (√a − √b)²
+    a, b = np.diag([1.0, 4.0, 9.0]), np.diag([4.0, 4.0, 1.0])
+    mu1, mu2 = np.zeros(3), np.array([1.0, 2.0, 2.0])
+    assert frechet_distance(mu1, a, mu2, b) == pytest.approx(9 + 1 + 0 + 4)
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(5, 5))
+    cov = m @ m.T + np.eye(5)
+    assert frechet_distance(mu1[:1].repeat(5), cov, mu1[:1].repeat(5), cov) == pytest.approx(0, abs=1e-6)
+
+
+def test_fid_says_clearly_why_it_is_absent(tmp_path, motorcycle):
+    assert "no Inception weights path" in fid([motorcycle[0]], [motorcycle[0]], None)["reason"]
+    missing = tmp_path / "pt_inception.pth"
+    out = fid([motorcycle[0]], [motorcycle[0]], missing)
+    assert out["fid"] is None and str(missing) in out["reason"]
+
+
+def test_bd_rate_of_a_uniformly_cheaper_curve():
+    rates, quality = np.array([0.1, 0.2, 0.4, 0.8]), np.array([28.0, 31.0, 34.0, 37.0])
+    assert bd_rate(rates, quality, 0.8 * rates, quality) == pytest.approx(-20.0, abs=1e-6)
+    assert bd_rate(rates, quality, rates, quality + 1.0, lo=30, hi=36) < 0  # better quality at equal rate
+    with pytest.raises(ValueError, match="overlap"):
+        bd_rate(rates, quality, rates, quality + 20)
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "webp"])
+def test_matched_rate_baseline_stays_within_the_byte_budget(codec, motorcycle):
+    image = np.ascontiguousarray(motorcycle[1, :, :160, :224])
+    low, high = at_matched_rate(image, codec, 2000), at_matched_rate(image, codec, 6000)
+    assert low.nbytes <= 2000 and high.nbytes <= 6000
+    assert low.quality < high.quality
+    assert psnr(image, low.reconstruction) < psnr(image, high.reconstruction)
+    figures = point(image, high)
+    assert figures["bpp"] == 8 * high.nbytes / (160 * 224) and figures["codec"] == codec
+    assert encode(image, codec, high.quality).nbytes == high.nbytes  # deterministic
