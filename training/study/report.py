@@ -1,0 +1,355 @@
+"""Build ``report/``: a Markdown report, R–D plots per data set and tables, from run records.
+
+Every number comes from the cached run records (real bytes on held-out windows); table
+cells are mean ± std over the folds a data set was run on.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ndsc.bounds import all_bounds  # noqa: E402
+from training.study.bdrate import bd_rate, rate_at  # noqa: E402
+from training.study.config import DatasetSpec, StudyConfig  # noqa: E402
+
+#: (rate key, rate unit, distortion key, distortion label, quality(metrics) → dB-like, target → quality)
+MODALITY = {
+    "gaussian": ("rate_sum", "bits/sample pair", "mse", "MSE per source",
+                 lambda m: 10 * math.log10(1.0 / m["mse"]), lambda d: 10 * math.log10(1.0 / d)),
+    "ecg": ("rate_mean", "bits/sample/lead", "prdn_percent", "PRDN %",
+            lambda m: -20 * math.log10(m["prdn_percent"] / 100.0), lambda d: -20 * math.log10(d / 100.0)),
+    "stereo": ("rate_mean", "BPD", "psnr_db", "PSNR dB", lambda m: m["psnr_db"], lambda d: d),
+}
+#: |BD-rate| below this (percent), or within two standard deviations, counts as "no effect".
+NO_EFFECT_PERCENT = 2.0
+
+
+def fmt(values: list[float], digits: int = 3) -> str:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if len(v) == 0:
+        return "n/a"
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def _mean(values) -> float:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+class DatasetReport:
+    """Records of one data set grouped by method, point and fold."""
+
+    def __init__(self, spec: DatasetSpec, records: list[dict[str, Any]]):
+        self.spec = spec
+        self.ok = [r for r in records if "metrics" in r]
+        self.failed = [r for r in records if "error" in r]
+        self.rate_key, self.rate_unit, self.dist_key, self.dist_label, self.quality, self.target_q = MODALITY[spec.modality]
+        self.methods = [m.label for m in spec.methods if any(r["method"] == m.label for r in self.ok)]
+        self.folds = sorted({r["fold"] for r in self.ok}, key=lambda f: -1 if f is None else f)
+
+    def runs(self, method: str, fold=...) -> list[dict[str, Any]]:
+        return [r for r in self.ok if r["method"] == method and (fold is ... or r["fold"] == fold)]
+
+    def points(self, method: str) -> dict[str, list[dict[str, Any]]]:
+        """Grid point (as text) → its runs over folds."""
+        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in self.runs(method):
+            out[json.dumps(r["point"], sort_keys=True)].append(r)
+        return out
+
+    def curve(self, method: str, fold) -> tuple[list[float], list[float]]:
+        runs = self.runs(method, fold)
+        return [r["metrics"][self.rate_key] for r in runs], [self.quality(r["metrics"]) for r in runs]
+
+    def mean_curve(self, method: str) -> list[tuple[float, float]]:
+        """(distortion, rate) fold means per grid point."""
+        return [(_mean([r["metrics"][self.dist_key] for r in rs]), _mean([r["metrics"][self.rate_key] for r in rs]))
+                for rs in self.points(method).values()]
+
+    def bd(self, method: str, anchor: str) -> list[float]:
+        return [bd_rate(*self.curve(anchor, f), *self.curve(method, f)) for f in self.folds]
+
+    def matched(self, method: str, target: float) -> list[float]:
+        return [rate_at(*self.curve(method, f), self.target_q(target)) for f in self.folds]
+
+
+# --- plots ----------------------------------------------------------------------------------
+def plot_dataset(rep: DatasetReport, out: Path) -> Path:
+    path = out / f"rd_{rep.spec.name}.png"
+    if rep.spec.modality == "gaussian":
+        from training.plots import plot_gaussian_rd
+
+        rho = float(rep.spec.data.get("params", {}).get("rho", 0.9))
+        points = {m: rep.mean_curve(m) for m in rep.methods}
+        ds = [d for pts in points.values() for d, _ in pts if 0 < d < 1]
+        lo, hi = (min(ds) / 1.5, min(0.9, max(ds) * 1.5)) if ds else (0.003, 0.5)
+        return plot_gaussian_rd(path, rho, points, d_range=(lo, hi))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for m in rep.methods:
+        pts = sorted(rep.mean_curve(m), key=lambda p: p[1])
+        if rep.spec.modality == "stereo":
+            ax.plot([p[1] for p in pts], [p[0] for p in pts], marker="o", label=m)
+        else:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m)
+    if rep.spec.modality == "stereo":
+        ax.set_xlabel("BPD (real bytes)")
+        ax.set_ylabel("PSNR dB")
+    else:
+        ax.set_xscale("log")
+        ax.set_xlabel("PRDN % (signal as recorded)")
+        ax.set_ylabel("bits/sample/lead (real bytes)")
+    ax.set_title(rep.spec.name)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_encoder_maps(rep: DatasetReport, out: Path) -> Path | None:
+    """Symbol vs x for each method's encoders (first grid point, first fold) that report a map."""
+    maps = []
+    for m in rep.methods:
+        for r in rep.runs(m):
+            em = r.get("analysis", {}).get("encoder_map")
+            if em:
+                maps.append((m, r["point"], em))
+                break
+    if not maps:
+        return None
+    fig, axes = plt.subplots(len(maps), 1, figsize=(6.4, 1.9 * len(maps)), squeeze=False)
+    for ax, (m, point, em) in zip(axes[:, 0], maps):
+        for i, s in enumerate(em["symbols"]):
+            tag = "many-to-one" if em["many_to_one"][i] else "one-to-one"
+            ax.step(em["x"], s, where="mid", label=f"source {i + 1} ({tag})")
+        ax.set_title(f"{m} {point}", fontsize=8)
+        ax.set_ylabel("symbol")
+        ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("x (source value)")
+    fig.tight_layout()
+    path = out / f"encoder_maps_{rep.spec.name}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --- tables ---------------------------------------------------------------------------------
+def table_points(rep: DatasetReport) -> list[str]:
+    mod = rep.spec.modality
+    extra = {"gaussian": ["SNR dB"], "ecg": ["RMSE µV", "PRD %"], "stereo": ["MS-SSIM"]}[mod]
+    head = ["method", "point", f"rate ({rep.rate_unit})", rep.dist_label, *extra, "folds",
+            "train s", "encode ms/window", "decode ms/window"]
+    if mod == "gaussian":
+        head += ["− Berger–Tung", "− no-binning"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in rep.methods:
+        for point, rs in rep.points(m).items():
+            met = [r["metrics"] for r in rs]
+            row = [m, _point_text(point), fmt([x[rep.rate_key] for x in met]), fmt([x[rep.dist_key] for x in met], 4)]
+            if mod == "gaussian":
+                row.append(fmt([x["snr_db"] for x in met], 2))
+            elif mod == "ecg":
+                row += [fmt([x["rmse_uv"] for x in met], 1), fmt([x["prd_percent"] for x in met], 2)]
+            else:
+                row.append(fmt([x["ms_ssim"] for x in met], 4))
+            row += [str(len(rs)), fmt([r["fit"].get("fit_seconds") for r in rs], 1),
+                    fmt([x["encode_ms_per_window"] for x in met], 2), fmt([x["decode_ms_per_window"] for x in met], 2)]
+            if mod == "gaussian":
+                rho = float(rep.spec.data.get("params", {}).get("rho", 0.9))
+                gaps = [(x["rate_sum"] - all_bounds(rho, x["mse"])["berger_tung"],
+                         x["rate_sum"] - all_bounds(rho, x["mse"])["no_binning"]) for x in met if 0 < x["mse"] < 1]
+                row += [fmt([g[0] for g in gaps]), fmt([g[1] for g in gaps])]
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _point_text(point: str) -> str:
+    p = json.loads(point)
+    return ", ".join(f"{k}={v}" for k, v in p.items()) or "—"
+
+
+def table_matched(rep: DatasetReport) -> list[str]:
+    targets = rep.spec.matched
+    if not targets:
+        return []
+    unit = {"gaussian": "D", "ecg": "PRDN %", "stereo": "PSNR dB"}[rep.spec.modality]
+    head = ["method", *[f"rate at {unit} = {t}" for t in targets], f"BD-rate vs {rep.spec.anchor} (%)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if rep.spec.modality == "gaussian":
+        rho = float(rep.spec.data.get("params", {}).get("rho", 0.9))
+        for name, key in (("separate (bound)", "separate"), ("no binning (bound)", "no_binning"),
+                          ("Berger–Tung (bound)", "berger_tung"), ("centralised (bound)", "centralised")):
+            lines.append("| " + " | ".join([name, *[f"{all_bounds(rho, t)[key]:.3f}" for t in targets], "—"]) + " |")
+    for m in rep.methods:
+        bd = rep.bd(m, rep.spec.anchor) if rep.spec.anchor in rep.methods and m != rep.spec.anchor else []
+        lines.append("| " + " | ".join([m, *[fmt(rep.matched(m, t)) for t in targets], fmt(bd, 1) if bd else "—"]) + " |")
+    lines.append("")
+    lines.append("n/a: the method's measured points do not cover that distortion (no extrapolation).")
+    return lines
+
+
+def table_stereo_operating_point(rep: DatasetReport, bpd: float = 0.4) -> list[str]:
+    head = ["method", f"PSNR dB at {bpd} BPD", f"MS-SSIM at {bpd} BPD"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in rep.methods:
+        ps, ss = [], []
+        for f in rep.folds:
+            runs = rep.runs(m, f)
+            r = np.log([x["metrics"]["rate_mean"] for x in runs])
+            order = np.argsort(r)
+            if len(runs) >= 2 and r.min() <= math.log(bpd) <= r.max():
+                ps.append(float(np.interp(math.log(bpd), r[order], [runs[i]["metrics"]["psnr_db"] for i in order])))
+                ss.append(float(np.interp(math.log(bpd), r[order], [runs[i]["metrics"]["ms_ssim"] for i in order])))
+        lines.append(f"| {m} | {fmt(ps, 2)} | {fmt(ss, 4)} |")
+    return lines
+
+
+def table_bound(rep: DatasetReport) -> list[str]:
+    rows = []
+    for m in rep.methods:
+        for point, rs in rep.points(m).items():
+            an = [r.get("analysis", {}) for r in rs]
+            if not an or "h_z_sum" not in an[0]:
+                continue
+            beta = an[0]["beta_mi"]
+            critic = [r["fit"].get("mi_critic_bits") for r in rs]
+            bound_critic = [a["h_z_sum"] - beta * c for a, c in zip(an, critic) if c is not None]
+            rows.append([m, _point_text(point), f"{beta:g}", fmt([a["h_z_sum"] for a in an]),
+                         fmt(critic), fmt([a["mi_plugin_bits_per_sample"] for a in an]),
+                         fmt(bound_critic), fmt([a["bound_plugin"] for a in an]),
+                         fmt([r["metrics"]["rate_sum"] for r in rs])])
+    if not rows:
+        return []
+    head = ["method", "point", "β_MI", "Σ I(X_i;Z_i) = Σ H(Z_i) (plug-in)", "Î(Z1;Z2) critic",
+            "Î(Z1;Z2) plug-in", "bound (critic)", "bound (plug-in)", "real rate (sum)"]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def mi_statement(rep: DatasetReport) -> list[str]:
+    """Plain verdicts: MI-regularised variants against their β_MI = 0 reference, with numbers."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for m in rep.spec.methods:
+        if m.group and m.label in rep.methods:
+            groups[m.group].append(m.label)
+    lines = []
+    for group, labels in groups.items():
+        ref = labels[0]
+        for m in labels[1:]:
+            bd = [x for x in rep.bd(m, ref) if np.isfinite(x)]
+            if not bd:
+                lines.append(f"- **{m}** vs **{ref}**: curves do not overlap in quality; no BD-rate.")
+                continue
+            mean, std = float(np.mean(bd)), float(np.std(bd, ddof=1)) if len(bd) > 1 else 0.0
+            if abs(mean) < max(NO_EFFECT_PERCENT, 2 * std):
+                verdict = "does nothing measurable"
+            elif mean < 0:
+                verdict = "helps"
+            else:
+                verdict = "hurts"
+            lines.append(f"- **{m}** vs **{ref}** ({group}): BD-rate {mean:+.1f} % ± {std:.1f} over "
+                         f"{len(bd)} fold(s) → {verdict}.")
+    return lines
+
+
+def gaussian_targets(rep: DatasetReport) -> list[str]:
+    rho = float(rep.spec.data.get("params", {}).get("rho", 0.9))
+    lines = []
+    for d in rep.spec.matched:
+        b = all_bounds(rho, d)
+        best = None
+        for m in rep.methods:
+            r = _mean(rep.matched(m, d))
+            if np.isfinite(r) and (best is None or r < best[1]):
+                best = (m, r)
+        if best is None:
+            lines.append(f"- D = {d}: no method's points cover this distortion.")
+            continue
+        m, r = best
+        verdict = "below" if r < b["no_binning"] else "NOT below"
+        lines.append(f"- D = {d}: best is **{m}** at {r:.3f} bits/pair: {verdict} no-binning ({b['no_binning']:.3f}, "
+                     f"{r - b['no_binning']:+.3f}); Berger–Tung {b['berger_tung']:.3f} ({r - b['berger_tung']:+.3f}); "
+                     f"stretch (≤ BT + 0.25) {'met' if r <= b['berger_tung'] + 0.25 else 'not met'}.")
+    return lines
+
+
+def _slim(record: dict[str, Any]) -> dict[str, Any]:
+    """A record without tracebacks and bulky encoder-map samples (their verdicts stay)."""
+    r = {k: v for k, v in record.items() if k != "traceback"}
+    an = r.get("analysis")
+    if isinstance(an, dict) and "encoder_map" in an:
+        r["analysis"] = {**an, "encoder_map": {"many_to_one": an["encoder_map"]["many_to_one"]}}
+    return r
+
+
+def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, seconds: float | None = None) -> Path:
+    """Write ``cfg.out``/report.md, the PNGs and results.json; returns the report path."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    md = [f"# Study report: {cfg.name}", "",
+          f"Made by `{command}`" + (f" in {seconds:.0f} s" if seconds is not None else "") +
+          f" on {platform.machine()} / {platform.processor() or platform.system()}, torch threads {cfg.threads}.",
+          "Rates are real: 8 × the payload bytes each method wrote for the held-out windows "
+          "(entropy-coded through `ndsc.entropy.LatentCoder`, or the conventional codec's own bytes). "
+          "Cells are mean ± std (sample std) over the folds listed; one value means one run.", ""]
+    for spec in cfg.datasets:
+        recs = [r for r in records if r["dataset"] == spec.name]
+        if not recs:
+            continue
+        rep = DatasetReport(spec, recs)
+        folds = ", ".join("80/10/10" if f is None else str(f) for f in rep.folds)
+        md += [f"## {spec.name}", "", f"Data: `{json.dumps(spec.data)}`; test folds: {folds} (of {spec.n_folds}).",
+               spec.notes, ""]
+        if rep.ok:
+            png = plot_dataset(rep, out)
+            md += [f"![R–D {spec.name}]({png.name})", ""]
+            md += ["### Every point", "", *table_points(rep), ""]
+            matched = table_matched(rep)
+            if matched:
+                md += ["### Rate at matched distortion and BD-rate", "",
+                       "BD-rate: Bjøntegaard delta rate (pchip interpolation of log-rate over the common "
+                       "quality range; quality = SNR dB for Gaussian, −20·log10(PRDN) for ECG, PSNR for images), "
+                       "per fold, then mean ± std.", "", *matched, ""]
+            if spec.modality == "gaussian":
+                md += ["### Targets (two sources)", "", *gaussian_targets(rep), ""]
+                maps = plot_encoder_maps(rep, out)
+                if maps:
+                    md += ["### Encoder maps (symbol vs x)", "",
+                           "A map is many-to-one when one symbol is produced on two or more disjoint intervals "
+                           "of x: binning.", "", f"![encoder maps]({maps.name})", ""]
+            if spec.modality == "stereo":
+                md += ["### Seed operating point", "", *table_stereo_operating_point(rep), ""]
+            bound = table_bound(rep)
+            if bound:
+                md += ["### The seed's bound R ≥ Σ I(X_i;Z_i) − β·I(Z1;Z2), estimated", "",
+                       "I(X_i;Z_i) = H(Z_i) because the encoders are deterministic; it is the plug-in entropy "
+                       "of the test symbols (bits per sample, summed over sources). I(Z1;Z2) per latent position "
+                       "two ways: the training critic (InfoNCE or MINE, as configured; mean of the last 100 "
+                       "steps, bits) and the plug-in estimate from the joint histogram of the two sources' "
+                       "test symbols. Only the real rate is a rate; the bound is an estimate.", "", *bound, ""]
+            statement = mi_statement(rep)
+            if statement:
+                md += ["### Where MI regularisation helps, hurts or does nothing", "",
+                       f"Each variant against the first method of its ablation group; |BD-rate| below "
+                       f"{NO_EFFECT_PERCENT} % or within 2 std over folds counts as no effect.", "", *statement, ""]
+        if rep.failed:
+            md += ["### Failed runs", ""]
+            md += [f"- {r['method']} {r['point']} fold {r['fold']}: {r['error']}" for r in rep.failed]
+            md.append("")
+    slim = [_slim(r) for r in records]
+    (out / "results.json").write_text(json.dumps(slim, indent=1, default=str))
+    path = out / "report.md"
+    path.write_text("\n".join(md) + "\n")
+    return path
