@@ -19,6 +19,9 @@ SERVICE_NAME = "ndsc.v1.FusionDecoder"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: gRPC length-prefixed message framing: 1 flag byte + 4 length bytes per message
 GRPC_MESSAGE_PREFIX_BYTES = 5
+#: request header carrying the sensor group on every call, so an L7 proxy (Envoy in
+#: deploy/k8s) can hash a group's streams to one decoder replica without parsing protobuf
+GROUP_METADATA_KEY = "x-ndsc-group"
 
 
 def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
@@ -91,6 +94,6 @@ def protocol_bytes(message) -> int:
 
 
 __all__ = [
-    "FrameData", "GRPC_MESSAGE_PREFIX_BYTES", "MAX_MESSAGE_BYTES", "SERVICE_NAME", "channel_options", "crc32",
-    "pack_batch", "pb", "pb_grpc", "payload_bytes", "protocol_bytes", "unpack_batch",
+    "FrameData", "GROUP_METADATA_KEY", "GRPC_MESSAGE_PREFIX_BYTES", "MAX_MESSAGE_BYTES", "SERVICE_NAME",
+    "channel_options", "crc32", "pack_batch", "pb", "pb_grpc", "payload_bytes", "protocol_bytes", "unpack_batch",
 ]
