@@ -1,0 +1,67 @@
+"""``ndsc edge``: run one edge node. Imports onnxruntime/grpc only inside the handler."""
+from __future__ import annotations
+
+import argparse
+
+EXIT_REFUSED = 3  # the decoder refused this node (bundle mismatch, bad header): retrying cannot help
+
+
+def configure(subparsers) -> None:
+    from edge_encoder.settings import EdgeSettings
+    from ndsc.wire.settings import add_arguments, env_help
+
+    p = subparsers.add_parser(
+        "edge", help="stream one source's coded windows to the fusion decoder",
+        description="Edge node: source → ONNX encoder → rounding → static-table ANS → gRPC uplink "
+                    "(reconnects with back-off and resumes from the last acknowledged frame).",
+        epilog=env_help(EdgeSettings))
+    add_arguments(p, EdgeSettings)
+    p.set_defaults(handler=run_edge)
+
+
+def run_edge(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from edge_encoder.node import EdgeFatalError, EdgeNode
+    from edge_encoder.settings import EdgeSettings
+    from ndsc.wire.settings import from_args
+
+    log = logging.getLogger("ndsc.edge")
+    settings = from_args(EdgeSettings, args).validate()
+    registry = CollectorRegistry()
+    node = EdgeNode(settings, registry)
+    metrics_url = ""
+    if settings.metrics_port >= 0:
+        httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
+        metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
+    print(f"NDSC_EDGE_READY node={settings.node_name} source={settings.source_index} metrics={metrics_url}",
+          flush=True)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        signals = {"n": 0}
+
+        def on_signal() -> None:
+            # First signal: stop reading, send what is buffered. Second: quit now.
+            signals["n"] += 1
+            node.stop() if signals["n"] == 1 else task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            windows = await node.run()
+        except EdgeFatalError as exc:
+            log.error("decoder refused node %s: %s", settings.node_name, exc)
+            return EXIT_REFUSED
+        except asyncio.CancelledError:
+            log.warning("node %s stopped before every frame was acknowledged", settings.node_name)
+            return 1
+        log.info("node %s done: %d windows read", settings.node_name, windows)
+        return 0
+
+    return asyncio.run(main())

@@ -1,0 +1,355 @@
+"""The edge node: source → EdgeEncoder → frames → gRPC uplink with resume.
+
+One asyncio program with two halves joined by a bounded buffer of coded frames:
+
+* the producer reads windows (``ndsc.sources.open_source`` + ``paced``) and encodes
+  them in a worker thread; a bad window is counted and skipped, never fatal;
+* the sender keeps one ``Uplink`` stream open, batches frames (flush interval), and
+  trims the buffer on every Ack. On a broken stream it reconnects with exponential
+  back-off; the decoder's first Ack says which seq it already holds, so the node
+  resends exactly what follows. A full buffer drops its oldest frames (counted).
+
+Sampled raw windows go to the ``Audit`` RPC (1 in ``audit_every``), apart from the rate.
+Never imports torch.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from edge_encoder.encoder import EdgeEncoder
+from edge_encoder.settings import EdgeSettings
+from ndsc.bundle import Bundle, load_bundle
+from ndsc.sources.base import SourceError, Window, check_window, open_source, paced
+from ndsc.wire import FrameData, channel_options, crc32, pack_batch, pb, pb_grpc, protocol_bytes
+
+log = logging.getLogger("ndsc.edge")
+
+#: statuses after which reconnecting cannot help: the node is misconfigured
+FATAL_CODES = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT,
+                         grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.UNAUTHENTICATED,
+                         grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNIMPLEMENTED})
+#: room left in a message for everything that is not payload
+_MESSAGE_HEADROOM = 4096
+
+
+class EdgeFatalError(RuntimeError):
+    """The decoder refused this node for a reason a retry cannot fix."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+
+
+class EdgeMetrics:
+    """Counters of one edge node (``registry`` injected, never global)."""
+
+    def __init__(self, registry: CollectorRegistry, group: str, node: str, source: int):
+        labels = {"group": group, "node": node, "source": str(source)}
+        names = list(labels)
+
+        def counter(name, doc, extra=()):
+            c = Counter(name, doc, names + list(extra), registry=registry)
+            return c if extra else c.labels(**labels)
+
+        self._labels = labels
+        self.frames = counter("ndsc_edge_frames", "Windows encoded into frames")
+        self.payload_bytes = counter("ndsc_edge_payload_bytes", "Payload bytes written to the uplink (resends included)")
+        self.protocol_bytes = counter(
+            "ndsc_edge_protocol_bytes", "Uplink bytes beyond payloads: protobuf + 5-byte gRPC prefix per message")
+        self.messages = counter("ndsc_edge_messages", "Uplink messages written")
+        self.resent_frames = counter("ndsc_edge_resent_frames", "Frames sent again after a reconnect")
+        self.dropped_frames = counter("ndsc_edge_dropped_frames", "Unacknowledged frames dropped by a full buffer")
+        self.reconnects = counter("ndsc_edge_reconnects", "Uplink streams that broke and were retried")
+        self.audit_windows = counter("ndsc_edge_audit_windows", "Raw windows sent to the Audit RPC")
+        self.audit_bytes = counter("ndsc_edge_audit_bytes", "Bytes of Audit messages (apart from the rate)")
+        self._skipped = counter("ndsc_edge_skipped_windows", "Windows not coded, by reason", ["reason"])
+        self.encode_seconds = Histogram(
+            "ndsc_edge_encode_seconds", "ONNX analysis + rounding + entropy coding per window", names,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=registry).labels(**labels)
+        self.buffered = Gauge("ndsc_edge_buffered_frames", "Frames awaiting acknowledgement", names,
+                              registry=registry).labels(**labels)
+        self.acked_seq = Gauge("ndsc_edge_acked_seq", "Last seq the decoder acknowledged", names,
+                               registry=registry).labels(**labels)
+        self.flush_interval = Gauge("ndsc_edge_flush_interval_seconds", "The node's batching setting", names,
+                                    registry=registry).labels(**labels)
+
+    def skipped(self, reason: str):
+        return self._skipped.labels(**self._labels, reason=reason)
+
+
+@dataclass
+class _Buffered:
+    frame: FrameData
+    enqueued: float  # monotonic, for the flush interval
+
+
+class EdgeNode:
+    """One edge node. ``await node.run()`` streams until the source ends (or ``stop()``).
+
+    Args:
+        settings: the node's settings.
+        registry: Prometheus registry for its metrics.
+        bundle: an already loaded bundle (else ``settings.bundle`` is loaded).
+    """
+
+    def __init__(self, settings: EdgeSettings, registry: CollectorRegistry, bundle: Bundle | None = None):
+        self.settings = settings.validate()
+        self.bundle = bundle or load_bundle(settings.bundle)
+        self.encoder = EdgeEncoder(self.bundle, settings.source_index)
+        self.info = self.encoder.info
+        self.metrics = EdgeMetrics(registry, settings.group, settings.node_name, settings.source_index)
+        self.metrics.flush_interval.set(settings.flush_interval)
+        self.windows_read = 0
+        self._buffer: deque[_Buffered] = deque()
+        self._next_seq = 1
+        self._acked = 0
+        self._sent_upto = 0
+        self._last_window = -1
+        self._source_done = False
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._acked_event = asyncio.Event()
+        self._audits: set[asyncio.Task] = set()
+        self._channel: grpc.aio.Channel | None = None
+
+    # ----- producer ---------------------------------------------------------------------
+    def _source_spec(self) -> str:
+        spec = self.settings.source
+        if spec == "bundle":
+            spec = self.bundle.extra.get("edge_source")
+            if not spec:
+                raise SourceError("bundle has no edge_source to replay; pass --source SPEC")
+        return spec
+
+    def _read_and_encode(self, windows) -> tuple[str, Window | None, bytes, float]:
+        """In a worker thread: next window → checked → encoded. Returns (status, window, payload, seconds)."""
+        try:
+            w = next(windows)
+        except StopIteration:
+            return "end", None, b"", 0.0
+        except SourceError as exc:
+            log.warning("source error, window skipped: %s", exc)
+            return "source_error", None, b"", 0.0
+        try:
+            data = check_window(w.data, self.info.input_shape)
+        except SourceError as exc:
+            log.warning("window %d skipped: %s", w.index, exc)
+            return "bad_window", w, b"", 0.0
+        t0 = time.perf_counter()
+        payload = self.encoder.encode(data)
+        return "ok", Window(w.index, data, w.t_capture), payload, time.perf_counter() - t0
+
+    async def _produce(self) -> None:
+        source = open_source(self._source_spec(), self.settings.source_index, self.info.input_shape)
+        windows = iter(paced(source.windows(), source.window_period, realtime=not self.settings.fast))
+        limit = self.settings.max_windows
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._stopping and (limit is None or self.windows_read < limit):
+                status, w, payload, seconds = await loop.run_in_executor(None, self._read_and_encode, windows)
+                if status == "end":
+                    break
+                self.windows_read += 1
+                if status == "ok" and w.index <= self._last_window:
+                    status = "out_of_order"
+                elif status == "ok" and len(payload) > self.settings.max_message_bytes - _MESSAGE_HEADROOM:
+                    status = "oversize"
+                if status != "ok":
+                    self.metrics.skipped(status).inc()
+                    continue
+                self.metrics.encode_seconds.observe(seconds)
+                self._enqueue(w, payload)
+                self._maybe_audit(w)
+        finally:
+            self._source_done = True
+            self._wake.set()
+
+    def _enqueue(self, w: Window, payload: bytes) -> None:
+        frame = FrameData(self._next_seq, w.index, int(round(w.t_capture * 1e6)), crc32(payload), payload)
+        self._next_seq += 1
+        self._last_window = w.index
+        self._buffer.append(_Buffered(frame, time.monotonic()))
+        self.metrics.frames.inc()
+        while len(self._buffer) > self.settings.buffer_frames:
+            self._buffer.popleft()
+            self.metrics.dropped_frames.inc()
+        self.metrics.buffered.set(len(self._buffer))
+        self._wake.set()
+
+    def _maybe_audit(self, w: Window) -> None:
+        every = self.settings.audit_every
+        if not every or w.index % every or len(self._audits) >= 4 or self._channel is None:
+            return
+        request = pb.AuditWindow(
+            group=self.settings.group, node_id=self.settings.node_name, source_index=self.settings.source_index,
+            bundle_id=self.bundle.bundle_id, window=w.index, shape=list(w.data.shape),
+            samples_f32le=np.ascontiguousarray(w.data, dtype="<f4").tobytes())
+        task = asyncio.create_task(self._audit(request))
+        self._audits.add(task)
+        task.add_done_callback(self._audits.discard)
+
+    async def _audit(self, request: pb.AuditWindow) -> None:
+        try:
+            await pb_grpc.FusionDecoderStub(self._channel).Audit(request, timeout=10)
+            self.metrics.audit_windows.inc()
+            self.metrics.audit_bytes.inc(request.ByteSize() + 5)
+        except grpc.aio.AioRpcError as exc:  # audits are best effort: distortion metrics only
+            log.info("audit of window %d not delivered: %s", request.window, exc.code().name)
+
+    # ----- sender -----------------------------------------------------------------------
+    def _on_ack(self, last_seq: int) -> None:
+        self._acked = max(self._acked, last_seq)
+        while self._buffer and self._buffer[0].frame.seq <= self._acked:
+            self._buffer.popleft()
+        self.metrics.acked_seq.set(self._acked)
+        self.metrics.buffered.set(len(self._buffer))
+        self._acked_event.set()
+
+    def _unsent(self) -> list[_Buffered]:
+        if not self._buffer:
+            return []
+        start = max(0, self._sent_upto + 1 - self._buffer[0].frame.seq)
+        return [self._buffer[i] for i in range(start, min(len(self._buffer), start + self.settings.max_batch_frames))]
+
+    @property
+    def finished(self) -> bool:
+        """Source ended and every frame is acknowledged."""
+        return self._source_done and not self._buffer
+
+    async def _send_frames(self, call) -> None:
+        """Write batches until the source ends and everything is written."""
+        s = self.settings
+        while True:
+            self._wake.clear()
+            pending = self._unsent()
+            if not pending:
+                if self._source_done:
+                    return
+                await self._wake.wait()
+                continue
+            if s.flush_interval > 0 and not self._source_done and len(pending) < s.max_batch_frames:
+                age = time.monotonic() - pending[0].enqueued
+                if age < s.flush_interval:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), s.flush_interval - age)
+                    except asyncio.TimeoutError:
+                        pass
+                    if time.monotonic() - pending[0].enqueued < s.flush_interval:
+                        continue
+                    pending = self._unsent()
+            frames, size = [], 0
+            for b in pending:
+                if frames and size + len(b.frame.payload) > s.max_message_bytes - _MESSAGE_HEADROOM:
+                    break
+                frames.append(b.frame)
+                size += len(b.frame.payload)
+            message = pb.UplinkMessage(batch=pack_batch(frames))
+            await call.write(message)
+            self.metrics.messages.inc()
+            self.metrics.payload_bytes.inc(size)
+            self.metrics.protocol_bytes.inc(protocol_bytes(message))
+            self._sent_upto = frames[-1].seq
+
+    async def _read_acks(self, call) -> None:
+        while True:
+            ack = await call.read()
+            if ack is grpc.aio.EOF:
+                return
+            self._on_ack(ack.last_seq)
+
+    async def _stream_once(self, stub: pb_grpc.FusionDecoderStub) -> None:
+        """One Uplink stream: header, resume point, frames, until done or broken."""
+        s, info = self.settings, self.info
+        call = stub.Uplink()
+        header = pb.UplinkMessage(header=pb.StreamHeader(
+            group=s.group, node_id=s.node_name, source_index=s.source_index, bundle_id=self.bundle.bundle_id,
+            input_shape=list(info.input_shape), latent_shape=list(info.latent_shape),
+            flush_interval_s=s.flush_interval))
+        await call.write(header)
+        self.metrics.messages.inc()
+        self.metrics.protocol_bytes.inc(protocol_bytes(header))
+        first = await call.read()
+        if first is grpc.aio.EOF:
+            raise ConnectionError("decoder closed the stream before acknowledging the header")
+        self._on_ack(first.last_seq)
+        resent = sum(1 for b in self._buffer if b.frame.seq <= self._sent_upto)
+        if resent:
+            self.metrics.resent_frames.inc(resent)
+            log.info("resuming after seq %d: resending %d frames", self._acked, resent)
+        self._sent_upto = self._acked
+        sender = asyncio.create_task(self._send_frames(call))
+        reader = asyncio.create_task(self._read_acks(call))
+        try:
+            done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if sender in done:
+                sender.result()
+                await call.done_writing()
+            await reader
+        finally:
+            for t in (sender, reader):
+                t.cancel()
+            await asyncio.gather(sender, reader, return_exceptions=True)
+        code = await call.code()
+        if code != grpc.StatusCode.OK:
+            raise grpc.aio.AioRpcError(code, call.initial_metadata, call.trailing_metadata, await call.details())
+        if not self.finished:
+            raise ConnectionError("uplink stream ended before every frame was acknowledged")
+
+    async def _send(self) -> None:
+        s = self.settings
+        delay = s.backoff_initial
+        while not self.finished:
+            try:
+                await self._stream_once(pb_grpc.FusionDecoderStub(self._channel))
+                delay = s.backoff_initial
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in FATAL_CODES:
+                    raise EdgeFatalError(exc.code(), exc.details() or "") from exc
+                self._retry_log(exc.code().name, exc.details(), delay)
+            except ConnectionError as exc:
+                self._retry_log("DISCONNECTED", str(exc), delay)
+            else:
+                continue
+            self.metrics.reconnects.inc()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # jitter: nodes do not reconnect in lockstep
+            delay = min(2 * delay, s.backoff_max)
+
+    def _retry_log(self, code: str, details: str | None, delay: float) -> None:
+        log.warning("uplink to %s broke (%s: %s); retrying in %.1fs from seq %d", self.settings.decoder, code,
+                    details, delay, self._acked + 1)
+
+    # ----- lifecycle --------------------------------------------------------------------
+    async def run(self) -> int:
+        """Stream until the source ends and every frame is acknowledged; returns windows read."""
+        self._channel = grpc.aio.insecure_channel(self.settings.decoder,
+                                                  options=channel_options(self.settings.max_message_bytes))
+        producer = asyncio.create_task(self._produce())
+        sender = asyncio.create_task(self._send())
+        try:
+            done, _ = await asyncio.wait({producer, sender}, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                t.result()  # raise the first failure
+            await asyncio.gather(producer, sender)
+            if self._audits:
+                await asyncio.wait(set(self._audits), timeout=10)
+        finally:
+            for t in (producer, sender, *self._audits):
+                t.cancel()
+            await asyncio.gather(producer, sender, *self._audits, return_exceptions=True)
+            await self._channel.close()
+        return self.windows_read
+
+    def stop(self) -> None:
+        """Stop reading the source; what is buffered is still sent and acknowledged."""
+        self._stopping = True
+        self._wake.set()

@@ -1,0 +1,46 @@
+"""Settings of an edge node (``ndsc edge``), from flags and environment alike."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ndsc.wire import MAX_MESSAGE_BYTES
+from ndsc.wire.settings import setting
+
+
+@dataclass
+class EdgeSettings:
+    """What one edge node needs; every field is a flag and an ``NDSC_*`` variable."""
+
+    bundle: str | None = setting("NDSC_BUNDLE", "model bundle directory (required)")
+    source_index: int = setting("NDSC_SOURCE_INDEX", "which of the bundle's sources this node codes", 0)
+    source: str = setting("NDSC_SOURCE", "source spec scheme:args; 'bundle' replays the bundle's test split",
+                          "bundle")
+    decoder: str = setting("NDSC_DECODER", "fusion decoder address host:port", "127.0.0.1:50051")
+    group: str = setting("NDSC_GROUP", "sensor group decoded jointly", "default")
+    node_id: str | None = setting("NDSC_NODE_ID", "node name, unique in the group (default node<source-index>)")
+    metrics_port: int = setting("NDSC_METRICS_PORT", "Prometheus /metrics port (0 picks a free one, -1 disables)", 0)
+    metrics_addr: str = setting("NDSC_METRICS_ADDR", "address the metrics endpoint binds", "127.0.0.1")
+    fast: bool = setting("NDSC_FAST", "send as fast as possible instead of at the source's real-time pace", False)
+    flush_interval: float = setting(
+        "NDSC_FLUSH_INTERVAL", "seconds a coded window may wait to share a message with later ones "
+        "(0: send at once; larger: less overhead, more latency)", 0.0)
+    max_windows: int | None = setting("NDSC_MAX_WINDOWS", "stop after this many windows (default: source end)")
+    audit_every: int = setting("NDSC_AUDIT_EVERY", "send 1 in N raw windows for distortion metrics (0: never)", 100)
+    buffer_frames: int = setting("NDSC_BUFFER_FRAMES", "unacknowledged frames kept for resend; beyond it the "
+                                 "oldest are dropped (counted)", 4096)
+    max_batch_frames: int = setting("NDSC_MAX_BATCH_FRAMES", "frames per uplink message at most", 64)
+    backoff_initial: float = setting("NDSC_BACKOFF_INITIAL", "first reconnect delay, seconds (doubles)", 0.1)
+    backoff_max: float = setting("NDSC_BACKOFF_MAX", "largest reconnect delay, seconds", 5.0)
+    max_message_bytes: int = setting("NDSC_MAX_MESSAGE_BYTES", "gRPC max message size", MAX_MESSAGE_BYTES)
+
+    @property
+    def node_name(self) -> str:
+        return self.node_id or f"node{self.source_index}"
+
+    def validate(self) -> "EdgeSettings":
+        """Raise ValueError on settings the node cannot run with."""
+        if not self.bundle:
+            raise ValueError("a bundle is required (--bundle or NDSC_BUNDLE)")
+        if self.buffer_frames < 1 or self.max_batch_frames < 1 or self.flush_interval < 0:
+            raise ValueError("buffer_frames and max_batch_frames must be >= 1, flush_interval >= 0")
+        return self

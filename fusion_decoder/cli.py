@@ -1,0 +1,55 @@
+"""``ndsc decoder``: run the fusion decoder service. Imports torch only inside the handler."""
+from __future__ import annotations
+
+import argparse
+
+
+def configure(subparsers) -> None:
+    from fusion_decoder.settings import DecoderSettings
+    from ndsc.wire.settings import add_arguments, env_help
+
+    p = subparsers.add_parser(
+        "decoder", help="serve the fusion decoder (gRPC + Prometheus metrics)",
+        description="Fusion decoder: per-node uplink sessions, aligner with a deadline, batched joint "
+                    "decoding (CUDA when present, else CPU), Subscribe/Audit/GetModelInfo, health and "
+                    "reflection. SIGINT/SIGTERM drain held windows, then stop.",
+        epilog=env_help(DecoderSettings))
+    add_arguments(p, DecoderSettings)
+    p.set_defaults(handler=run_decoder)
+
+
+def run_decoder(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from fusion_decoder.server import DecoderServer
+    from fusion_decoder.settings import DecoderSettings
+    from ndsc.bundle import load_bundle
+    from ndsc.wire.settings import from_args
+
+    settings = from_args(DecoderSettings, args).validate()
+    registry = CollectorRegistry()
+
+    async def main() -> int:
+        server = DecoderServer(load_bundle(settings.bundle), settings.listen, registry=registry,
+                               device=settings.device, deadline=settings.deadline, max_batch=settings.max_batch,
+                               grace=settings.grace, max_message_bytes=settings.max_message_bytes)
+        port = await server.start()
+        metrics_url = ""
+        if settings.metrics_port >= 0:
+            httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
+            metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
+        host = settings.listen.rsplit(":", 1)[0]
+        print(f"NDSC_DECODER_READY grpc={host}:{port} metrics={metrics_url} device={server.runtime.device}",
+              flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop()
+        return 0
+
+    return asyncio.run(main())

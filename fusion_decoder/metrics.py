@@ -1,0 +1,91 @@
+"""Prometheus metrics of the fusion decoder (one registry per instance, never global).
+
+Names follow Prometheus conventions: counters end in ``_total``, units are suffixes.
+Rate is what crossed the wire (payload bytes); protocol overhead is counted apart as
+serialized protobuf size minus payload bytes plus the 5-byte gRPC message prefix.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class DecoderMetrics:
+    """All decoder metrics, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        node = ["group", "node", "source"]
+        self.uplink_payload_bytes = Counter(
+            "ndsc_uplink_payload_bytes", "Coded payload bytes received (every frame that crossed the wire)",
+            node, registry=registry)
+        self.uplink_protocol_bytes = Counter(
+            "ndsc_uplink_protocol_bytes",
+            "Uplink bytes beyond payloads: protobuf fields + 5-byte gRPC message prefix (HTTP/2 framing excluded)",
+            node, registry=registry)
+        self.uplink_messages = Counter("ndsc_uplink_messages", "Uplink gRPC messages received", node,
+                                       registry=registry)
+        self.frames_per_message = Histogram(
+            "ndsc_uplink_frames_per_message", "Frames per uplink FrameBatch (the edge's batching)", ["group"],
+            buckets=BATCH_BUCKETS, registry=registry)
+        self.edge_flush_interval = Gauge(
+            "ndsc_uplink_flush_interval_seconds", "Flush interval each edge reported in its stream header",
+            node, registry=registry)
+        self.frames = Counter(
+            "ndsc_frames", "Uplink frames by outcome: accepted, duplicate, crc_mismatch, lost (seq gap), "
+            "undecodable", ["group", "node", "status"], registry=registry)
+        self.undecodable = Counter(
+            "ndsc_undecodable_frames", "Frames with a valid crc whose payload does not entropy-decode",
+            ["group", "source"], registry=registry)
+        self.streams_rejected = Counter(
+            "ndsc_streams_rejected", "Uplink streams refused, by reason", ["reason"], registry=registry)
+        self.active_streams = Gauge("ndsc_active_streams", "Open uplink streams", ["group"], registry=registry)
+        self.accepted_samples = Counter(
+            "ndsc_uplink_samples", "Input samples represented by accepted frames", ["group", "source"],
+            registry=registry)
+        self.accepted_payload_bytes = Counter(
+            "ndsc_uplink_accepted_payload_bytes", "Payload bytes of accepted frames", ["group", "source"],
+            registry=registry)
+        self.bits_per_sample = Gauge(
+            "ndsc_bits_per_sample", "Real rate of accepted frames: 8 x payload bytes / samples", ["group", "source"],
+            registry=registry)
+        self.decode_seconds = Histogram("ndsc_decode_seconds", "Entropy + joint decoding time per batch",
+                                        buckets=LATENCY_BUCKETS, registry=registry)
+        self.decode_batch_size = Histogram("ndsc_decode_batch_size", "Windows per joint-decoder batch",
+                                           buckets=BATCH_BUCKETS, registry=registry)
+        self.capture_to_reconstruction = Histogram(
+            "ndsc_capture_to_reconstruction_seconds", "Per frame: reconstruction time minus capture time",
+            ["group"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.reconstructions = Counter("ndsc_reconstructions", "Windows reconstructed", ["group"],
+                                       registry=registry)
+        self.aligner_wait = Histogram(
+            "ndsc_aligner_wait_seconds", "From a window's first frame to its release by the aligner", ["group"],
+            buckets=LATENCY_BUCKETS, registry=registry)
+        self.aligner_windows = Counter(
+            "ndsc_aligner_windows", "Windows released by the aligner: complete, or partial (deadline/drain)",
+            ["group", "outcome"], registry=registry)
+        self.aligner_late = Counter(
+            "ndsc_aligner_late_frames", "Frames arriving after their window was released", ["group", "source"],
+            registry=registry)
+        self.aligner_missing = Counter(
+            "ndsc_aligner_missing_sources", "Sources missing from a released window (estimated, not decoded)",
+            ["group", "source"], registry=registry)
+        self.subscribers = Gauge("ndsc_subscribers", "Open Subscribe streams", registry=registry)
+        self.subscriber_dropped = Counter(
+            "ndsc_subscriber_dropped", "Reconstructions dropped because a subscriber was too slow",
+            registry=registry)
+        self.audit_windows = Counter("ndsc_audit_windows", "Audited raw windows matched with their reconstruction",
+                                     ["group", "source"], registry=registry)
+        self.audit_bytes = Counter(
+            "ndsc_audit_bytes", "Raw audit bytes received (apart from the rate)", ["group", "node", "source"],
+            registry=registry)
+        self.audit_rejected = Counter("ndsc_audit_rejected", "Audit windows refused, by reason", ["reason"],
+                                      registry=registry)
+        self.audit_psnr = Gauge("ndsc_audit_psnr_db", "PSNR over all audited windows (peak = audited range)",
+                                ["group", "source"], registry=registry)
+        self.audit_rmse = Gauge("ndsc_audit_rmse", "RMSE over all audited windows (physical units)",
+                                ["group", "source"], registry=registry)
+        self.audit_prd = Gauge("ndsc_audit_prd_percent", "PRD over all audited windows", ["group", "source"],
+                               registry=registry)

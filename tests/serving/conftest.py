@@ -1,0 +1,84 @@
+"""Helpers for serving tests: real grpc.aio servers and edge nodes on loopback."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import grpc
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from ndsc.wire import pb, pb_grpc
+
+
+@contextlib.asynccontextmanager
+async def running_decoder(bundle_path: Path, **kwargs):
+    """A real DecoderServer on an ephemeral loopback port with a fresh registry."""
+    from fusion_decoder.server import DecoderServer
+    from ndsc.bundle import load_bundle
+
+    registry = CollectorRegistry()
+    server = DecoderServer(load_bundle(bundle_path), "127.0.0.1:0", registry=registry,
+                           **{"deadline": 30.0, **kwargs})
+    port = await server.start()
+    try:
+        yield server, f"127.0.0.1:{port}", registry
+    finally:
+        await server.stop()
+
+
+def edge_node(bundle_path: Path, source_index: int, decoder: str, **settings):
+    """A real EdgeNode (fast, fresh registry)."""
+    from edge_encoder.node import EdgeNode
+    from edge_encoder.settings import EdgeSettings
+
+    s = EdgeSettings(bundle=str(bundle_path), source_index=source_index, decoder=decoder,
+                     **{"fast": True, "audit_every": 0, **settings})
+    return EdgeNode(s, CollectorRegistry())
+
+
+class Subscription:
+    """Collects every Reconstruction of a Subscribe stream in a background task."""
+
+    def __init__(self, address: str, include_samples: bool = True, group: str = ""):
+        self.channel = grpc.aio.insecure_channel(address)
+        self.call = pb_grpc.FusionDecoderStub(self.channel).Subscribe(
+            pb.SubscribeRequest(group=group, include_samples=include_samples))
+        self.items: list[pb.Reconstruction] = []
+        self.task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        async for item in self.call:
+            self.items.append(item)
+
+    async def wait_started(self, registry: CollectorRegistry, count: int = 1) -> None:
+        while (registry.get_sample_value("ndsc_subscribers") or 0) < count:
+            await asyncio.sleep(0.01)
+
+    async def finish(self) -> list[pb.Reconstruction]:
+        """After the server stopped (streams end on drain)."""
+        await asyncio.wait_for(self.task, 10)
+        await self.channel.close()
+        return self.items
+
+
+def x_hat_by_window(items) -> dict[int, np.ndarray]:
+    return {r.window: np.asarray(r.samples, dtype=np.float32).reshape(tuple(r.shape)) for r in items}
+
+
+def labels(group="default", node=None, source=None, **extra) -> dict[str, str]:
+    out = {"group": group, **extra}
+    if node is not None:
+        out["node"] = node
+    if source is not None:
+        out["source"] = str(source)
+    return out
+
+
+def replay_start(bundle_path: Path) -> int:
+    """First window index of the bundle's test-split replay spec."""
+    from ndsc.bundle import load_bundle
+    from ndsc.sources import parse_kv
+
+    return int(parse_kv(load_bundle(bundle_path).extra["edge_source"].split(":", 1)[1])["start"])

@@ -1,0 +1,231 @@
+"""End to end in one process: real grpc.aio decoder + real edge nodes over loopback sockets."""
+from __future__ import annotations
+
+import asyncio
+import math
+
+import grpc
+import numpy as np
+import pytest
+
+from ndsc.bundle import load_bundle
+from ndsc.wire import FrameData, crc32, pack_batch, pb, pb_grpc
+from tests.serving.conftest import Subscription, edge_node, labels, replay_start, running_decoder, x_hat_by_window
+
+
+@pytest.fixture(scope="module")
+def gaussian_eval(gaussian_bundle):
+    from training.evaluate import evaluate_bundle
+
+    return evaluate_bundle(gaussian_bundle)
+
+
+def test_two_nodes_reconstruct_every_window_once_as_eval_does(gaussian_bundle, gaussian_eval):
+    start = replay_start(gaussian_bundle)
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle) as (server, address, registry):
+            sub = Subscription(address)
+            await sub.wait_started(registry)
+            nodes = [edge_node(gaussian_bundle, i, address, audit_every=7) for i in range(2)]
+            counts = await asyncio.gather(*(n.run() for n in nodes))
+        return counts, await sub.finish(), registry, nodes
+
+    counts, items, registry, nodes = asyncio.run(scenario())
+    n_windows = gaussian_eval["windows"]
+    assert counts == [n_windows, n_windows]
+    windows = [r.window for r in items]
+    assert sorted(windows) == list(range(start, start + n_windows))  # every window, exactly once
+    by_window = x_hat_by_window(items)
+    for r in items:
+        k = r.window - start
+        assert list(r.present) == [True, True]
+        assert list(r.payload_bytes) == [len(p) for p in gaussian_eval["payloads"][k]]
+        np.testing.assert_allclose(by_window[r.window], gaussian_eval["x_hat"][k], rtol=0, atol=1e-5)
+
+    # Prometheus counters equal the bytes that crossed the wire, on both ends.
+    for i, node in enumerate(nodes):
+        lab = labels(node=f"node{i}", source=i)
+        coded = sum(len(row[i]) for row in gaussian_eval["payloads"])
+        assert registry.get_sample_value("ndsc_uplink_payload_bytes_total", lab) == coded
+        assert node.metrics.payload_bytes._value.get() == coded
+        edge_reg = node.metrics.frames._value.get()
+        assert edge_reg == n_windows
+        assert (registry.get_sample_value("ndsc_uplink_protocol_bytes_total", lab)
+                == node.metrics.protocol_bytes._value.get() > 0)
+        assert registry.get_sample_value("ndsc_frames_total", labels(node=f"node{i}", status="accepted")) == n_windows
+        samples = n_windows * load_bundle(gaussian_bundle).sources[i].samples_per_window
+        assert registry.get_sample_value("ndsc_bits_per_sample", labels(source=i)) == pytest.approx(8 * coded / samples)
+    assert registry.get_sample_value("ndsc_reconstructions_total", labels()) == n_windows
+    assert registry.get_sample_value("ndsc_aligner_windows_total", labels(outcome="complete")) == n_windows
+    assert registry.get_sample_value("ndsc_decode_batch_size_count") >= 1
+    assert registry.get_sample_value("ndsc_capture_to_reconstruction_seconds_count", labels()) == 2 * n_windows
+
+    # Distortion on audited windows (1 in 7) equals the distortion of those windows in eval.
+    x = load_bundle(gaussian_bundle)
+    audited = [k for k in range(n_windows) if (start + k) % 7 == 0]
+    from training.evaluate import dataset_for_bundle
+
+    test = dataset_for_bundle(x).test
+    for i in range(2):
+        err = test[audited, i].astype(np.float64) - gaussian_eval["x_hat"][audited, i]
+        assert registry.get_sample_value("ndsc_audit_windows_total", labels(source=i)) == len(audited)
+        assert registry.get_sample_value("ndsc_audit_rmse", labels(source=i)) == pytest.approx(
+            math.sqrt(np.mean(err**2)), rel=1e-4)
+        assert registry.get_sample_value("ndsc_audit_bytes_total", labels(node=f"node{i}", source=i)) > 0
+
+
+def _header(bundle, source=0, group="default", node="raw", bundle_id=None):
+    info = bundle.sources[source]
+    return pb.UplinkMessage(header=pb.StreamHeader(
+        group=group, node_id=node, source_index=source, bundle_id=bundle_id or bundle.bundle_id,
+        input_shape=list(info.input_shape), latent_shape=list(info.latent_shape)))
+
+
+def _batch(payloads, first_seq=1, first_window=0, corrupt=None):
+    frames = [FrameData(first_seq + j, first_window + j, 1_700_000_000_000_000 + j, crc32(p), p)
+              for j, p in enumerate(payloads)]
+    if corrupt is not None:
+        f = frames[corrupt]
+        frames[corrupt] = FrameData(f.seq, f.window, f.capture_us, f.crc32, f.payload[:-1] + bytes([f.payload[-1] ^ 1]))
+    return pb.UplinkMessage(batch=pack_batch(frames))
+
+
+async def _raw_uplink(address, messages):
+    """Send ``messages`` on one Uplink stream; returns (acks, status code, details)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = pb_grpc.FusionDecoderStub(channel).Uplink(iter(messages))
+        acks = []
+        try:
+            async for ack in call:
+                acks.append(ack.last_seq)
+        except grpc.aio.AioRpcError:
+            pass
+        return acks, await call.code(), await call.details()
+
+
+def test_bundle_mismatch_and_corrupt_payload_are_refused_while_others_stream(gaussian_bundle, gaussian_eval):
+    bundle = load_bundle(gaussian_bundle)
+    good = gaussian_eval["payloads"][0][0]
+    n_windows = gaussian_eval["windows"]
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle) as (server, address, registry):
+            sub = Subscription(address, include_samples=False)
+            await sub.wait_started(registry)
+            nodes = [edge_node(gaussian_bundle, i, address) for i in range(2)]
+            streaming = asyncio.gather(*(n.run() for n in nodes))
+            mismatch = await _raw_uplink(address, [_header(bundle, bundle_id="sha256:another")])
+            corrupt = await _raw_uplink(address, [_header(bundle, group="intruder"),
+                                                  _batch([good, good, good], corrupt=2)])
+            no_header = await _raw_uplink(address, [_batch([good])])
+            await streaming
+        return mismatch, corrupt, no_header, await sub.finish(), registry
+
+    mismatch, corrupt, no_header, items, registry = asyncio.run(scenario())
+    assert mismatch[1] == grpc.StatusCode.FAILED_PRECONDITION and "differs" in mismatch[2]
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bundle_mismatch"}) == 1
+    # crc32 mismatch: DATA_LOSS (bytes corrupted in transit; the sender may resend from the ack).
+    assert corrupt[1] == grpc.StatusCode.DATA_LOSS and "seq 3" in corrupt[2]
+    assert corrupt[0] == [0]
+    assert registry.get_sample_value("ndsc_frames_total", labels("intruder", node="raw", status="crc_mismatch")) == 1
+    assert registry.get_sample_value("ndsc_frames_total", labels("intruder", node="raw", status="accepted")) == 2
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "crc_mismatch"}) == 1
+    assert no_header[1] == grpc.StatusCode.INVALID_ARGUMENT
+    # the real nodes were not disturbed: every window of group "default" decoded once, complete
+    default = [r for r in items if r.group == "default"]
+    assert len(default) == len({r.window for r in default}) == n_windows
+    assert all(all(r.present) for r in default)
+
+
+def test_resume_from_ack_dedups_resent_frames_and_counts_gaps(gaussian_bundle, gaussian_eval):
+    bundle = load_bundle(gaussian_bundle)
+    rows = gaussian_eval["payloads"]
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, deadline=0.2) as (server, address, registry):
+            first = await _raw_uplink(address, [_header(bundle), _batch([r[0] for r in rows[:5]])])
+            # reconnect: the decoder says it holds seq 5; the node resends 4..8 anyway
+            second = await _raw_uplink(address, [_header(bundle), _batch([r[0] for r in rows[3:8]], first_seq=4,
+                                                                           first_window=3)])
+            # a gap (the node's buffer overflowed while away): seq 9..10 lost
+            third = await _raw_uplink(address, [_header(bundle), _batch([rows[10][0]], first_seq=11,
+                                                                          first_window=10)])
+        return first, second, third, registry
+
+    first, second, third, registry = asyncio.run(scenario())
+    assert first[0] == [0, 5] and second[0] == [5, 8] and third[0] == [8, 11]
+    lab = labels(node="raw")
+    assert registry.get_sample_value("ndsc_frames_total", {**lab, "status": "accepted"}) == 9
+    assert registry.get_sample_value("ndsc_frames_total", {**lab, "status": "duplicate"}) == 2
+    assert registry.get_sample_value("ndsc_frames_total", {**lab, "status": "lost"}) == 2
+    # only source 0 ever arrived: windows are released partial at the deadline, source 1 marked missing
+    assert registry.get_sample_value("ndsc_aligner_windows_total", labels(outcome="partial")) == 9
+    assert registry.get_sample_value("ndsc_aligner_missing_sources_total", labels(source=1)) == 9
+
+
+class _CuttableProxy:
+    """A loopback TCP proxy whose connections the test can cut (a flaky network)."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader, writer):
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        for w in self.writers:
+            w.transport.abort()
+        self.writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+def test_edge_reconnects_and_resumes_after_the_connection_is_cut(gaussian_bundle, gaussian_eval):
+    start = replay_start(gaussian_bundle)
+    n_windows = gaussian_eval["windows"]
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle) as (server, address, registry):
+            proxy = _CuttableProxy(int(address.rsplit(":", 1)[1]))
+            port = await proxy.start()
+            sub = Subscription(address, include_samples=False)
+            await sub.wait_started(registry)
+            # real-time pace of the gaussian replay is 64 ms per window: cut twice mid-stream
+            nodes = [edge_node(gaussian_bundle, i, f"127.0.0.1:{port}", fast=False, backoff_initial=0.05)
+                     for i in range(2)]
+            run = asyncio.gather(*(n.run() for n in nodes))
+            for _ in range(2):
+                await asyncio.sleep(0.5)
+                proxy.cut()
+            await run
+            await proxy.close()
+        return await sub.finish(), registry, nodes
+
+    items, registry, nodes = asyncio.run(scenario())
+    assert sorted(r.window for r in items) == list(range(start, start + n_windows))
+    assert all(all(r.present) for r in items)
+    assert sum(n.metrics.reconnects._value.get() for n in nodes) >= 2
+    for i in range(2):
+        assert registry.get_sample_value("ndsc_frames_total", labels(node=f"node{i}", status="accepted")) == n_windows
+        assert not registry.get_sample_value("ndsc_frames_total", labels(node=f"node{i}", status="lost"))
