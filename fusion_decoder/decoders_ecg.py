@@ -58,9 +58,12 @@ class EcgJointDecoder(nn.Module):
         mods += [nn.Conv1d(width, width, 7, padding=3, groups=g), nn.GELU(),
                  nn.Conv1d(width, n_sources * out_channels, 7, padding=3, groups=g)]
         self.net = nn.Sequential(*mods)
+        # Linear synthesis filter bank beside the deep path (mirror of the encoder's).
+        self.linear = nn.ConvTranspose1d(n_sources * (latent_channels + 1), n_sources * out_channels, 2 * upsample,
+                                         stride=upsample, padding=upsample // 2, groups=g)
 
     def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
         b, n, _, length = y_hat.shape  # (B, N, M, L)
         z = _with_presence(y_hat, present).reshape(b, -1, length)
-        out = self.net(z)
+        out = self.net(z) + self.linear(z)
         return out.view(b, n, self.out_channels, out.shape[-1])

@@ -7,6 +7,8 @@
 * ``leads`` (12 standard), ``group_size`` (leads per node: 1, 3, 6 …), ``fs`` (Hz, default 500),
   ``samples`` (window T, default 1024), ``hop`` (training-window hop, default T/2; val/test
   windows never overlap), ``min_fs`` (records recorded slower are skipped, default 250 Hz),
+  ``max_seconds`` (only the first seconds of each record are used, default 30, so one long
+  recording does not outweigh the 10 s records of forty other patients; None: all),
   ``edge_source`` (the replay spec recorded in the bundle; default: the first test record).
 
 Splits are by **patient** (PTB-XL ``patient_id`` from ``ptbxl_database*.csv``, the PTB
@@ -32,7 +34,8 @@ from training.config import DataConfig
 from training.data import JointDataset, group_split, register_dataset
 
 DEFAULTS: dict[str, Any] = {"records": [PYDICOM_RECORD], "leads": list(STANDARD_LEADS), "group_size": 1,
-                            "fs": 500.0, "samples": 1024, "hop": None, "min_fs": 250.0, "edge_source": None}
+                            "fs": 500.0, "samples": 1024, "hop": None, "min_fs": 250.0, "max_seconds": 30.0,
+                            "edge_source": None}
 
 
 def expand_records(records: str | Sequence[str]) -> tuple[list[str], list[Path]]:
@@ -81,6 +84,9 @@ def load_records(params: dict[str, Any]) -> tuple[list[EcgRecord], list[dict[str
         if rec.fs < float(p["min_fs"]) or not set(p["leads"]) <= set(rec.leads):
             continue
         rec = rec.select(p["leads"]).resample(float(p["fs"]))
+        if p["max_seconds"]:
+            rec = EcgRecord(rec.name, rec.signal[:, :int(float(p["max_seconds"]) * rec.fs)], rec.fs, rec.leads,
+                            rec.patient, rec.path, rec.meta)
         ecg_id = ptbxl_ecg_id(rec.name)
         row = table.get(ecg_id) if ecg_id is not None else None
         if row is not None and row.get("patient_id"):

@@ -44,6 +44,10 @@ class EcgConvEncoder(nn.Module):
             width, factor = hidden, factor // 2
         mods += [nn.Conv1d(width, hidden, 3, padding=1), nn.GELU(), nn.Conv1d(hidden, latent_channels, 3, padding=1)]
         self.net = nn.Sequential(*mods)
+        # A linear filter bank beside the deep path: it learns a transform code within a
+        # few dozen steps, and the deep path refines it (deep paths alone train slowly).
+        self.linear = nn.Conv1d(in_channels, latent_channels, 2 * stride, stride=stride, padding=stride // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x / self.input_scale)
+        x = x / self.input_scale
+        return self.linear(x) + self.net(x)
