@@ -29,7 +29,7 @@ from edge_encoder.encoder import EdgeEncoder
 from edge_encoder.settings import EdgeSettings
 from ndsc.bundle import Bundle, load_bundle
 from ndsc.sources.base import SourceError, Window, check_window, open_source, paced
-from ndsc.wire import FrameData, channel_options, crc32, pack_batch, pb, pb_grpc, protocol_bytes
+from ndsc.wire import GROUP_METADATA_KEY, FrameData, channel_options, crc32, pack_batch, pb, pb_grpc, protocol_bytes
 
 log = logging.getLogger("ndsc.edge")
 
@@ -121,6 +121,8 @@ class EdgeNode:
         self._acked_event = asyncio.Event()
         self._audits: set[asyncio.Task] = set()
         self._channel: grpc.aio.Channel | None = None
+        # on every call, so an L7 proxy can route a group's streams to one decoder replica
+        self._metadata = ((GROUP_METADATA_KEY, settings.group),)
 
     # ----- producer ---------------------------------------------------------------------
     def _source_spec(self) -> str:
@@ -200,7 +202,7 @@ class EdgeNode:
 
     async def _audit(self, request: pb.AuditWindow) -> None:
         try:
-            await pb_grpc.FusionDecoderStub(self._channel).Audit(request, timeout=10)
+            await pb_grpc.FusionDecoderStub(self._channel).Audit(request, timeout=10, metadata=self._metadata)
             self.metrics.audit_windows.inc()
             self.metrics.audit_bytes.inc(request.ByteSize() + 5)
         except grpc.aio.AioRpcError as exc:  # audits are best effort: distortion metrics only
@@ -270,7 +272,7 @@ class EdgeNode:
     async def _stream_once(self, stub: pb_grpc.FusionDecoderStub) -> None:
         """One Uplink stream: header, resume point, frames, until done or broken."""
         s, info = self.settings, self.info
-        call = stub.Uplink()
+        call = stub.Uplink(metadata=self._metadata)
         header = pb.UplinkMessage(header=pb.StreamHeader(
             group=s.group, node_id=s.node_name, source_index=s.source_index, bundle_id=self.bundle.bundle_id,
             input_shape=list(info.input_shape), latent_shape=list(info.latent_shape),
@@ -301,7 +303,8 @@ class EdgeNode:
             await asyncio.gather(sender, reader, return_exceptions=True)
         code = await call.code()
         if code != grpc.StatusCode.OK:
-            raise grpc.aio.AioRpcError(code, call.initial_metadata, call.trailing_metadata, await call.details())
+            raise grpc.aio.AioRpcError(code, await call.initial_metadata(), await call.trailing_metadata(),
+                                       await call.details())
         if not self.finished:
             raise ConnectionError("uplink stream ended before every frame was acknowledged")
 

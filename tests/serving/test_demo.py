@@ -1,0 +1,34 @@
+"""`ndsc demo --duration`: decoder + edge processes with the shipped bundle, stopped cleanly."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from ndsc.bundles import default_bundle
+from tests.conftest import REPO
+
+
+def test_shipped_default_bundle_is_intact_and_small():
+    path = default_bundle()
+    assert path is not None, "run scripts/build_default_bundles.py"
+    assert sum(p.stat().st_size for p in path.iterdir()) < 1_000_000
+
+
+def test_demo_runs_every_process_and_stops_them_cleanly(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "ndsc", "demo", "--duration", "6", "--audit-every", "2",
+                          "--work-dir", str(tmp_path)], capture_output=True, text=True, timeout=150, cwd=REPO,
+                         env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert re.search(r"decoder gRPC 127\.0\.0\.1:\d+ .*metrics http://127\.0\.0\.1:\d+/metrics", text)
+    assert len(re.findall(r"edge\d metrics http://127\.0\.0\.1:\d+/metrics", text)) == 4
+    assert "stopped 5 processes cleanly" in text
+    last = text.rsplit("--- t=", 1)[1]
+    frames = [int(m) for m in re.findall(r"^node\d\s+\S+\s+(\d+)", last, re.M)]
+    assert len(frames) == 4 and min(frames) > 0
+    assert re.search(r"total uplink [\d.]+ kbit/s payload .* vs raw 16-bit [\d.]+ kbit/s", last)
+    for name in ("decoder", "edge0", "edge3"):
+        assert "Traceback" not in (tmp_path / f"{name}.log").read_text()
