@@ -189,9 +189,8 @@ class ImageFrameSource:
         self.tile_hw = (int(input_shape[1]), int(input_shape[2]))
         self.channel_names = tuple(f"{name}.{c}" for c in "RGB")
         first = self.frames[0]()
-        self.frame_hw = (int(first.shape[1]), int(first.shape[2]))
-        self.tiles_per_frame = int(np.prod(tile_grid(self.frame_hw, self.tile_hw)))
-        self.window_period = 1.0 / fps / self.tiles_per_frame
+        # Pace: the first frame's tiles spread evenly over one frame period.
+        self.window_period = 1.0 / fps / int(np.prod(tile_grid(first.shape[1:], self.tile_hw)))
         self.repeat = repeat
 
     def windows(self) -> Iterator[Window]:
@@ -199,10 +198,9 @@ class ImageFrameSource:
         played = 0
         while self.repeat == 0 or played < self.repeat:
             for load in self.frames:
-                frame = load()
-                if frame.shape[1:] != self.frame_hw:
-                    raise SourceError(f"frame size {frame.shape[1:]} differs from the first frame's {self.frame_hw}")
-                for tile in split_tiles(frame, self.tile_hw):
+                # Frames may differ in size (scenes of a data set): the tile count follows
+                # each frame, and both views of a pair share a size, so indices still agree.
+                for tile in split_tiles(load(), self.tile_hw):
                     yield Window(k, tile, 0.0)
                     k += 1
             played += 1

@@ -108,3 +108,12 @@ def test_image_sources_never_import_torch(layouts_root):
             f"w = next(open_source('images:{layouts_root}', 0, (3, 64, 64)).windows()); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_frames_of_different_sizes_give_their_own_tile_counts(tmp_path, motorcycle):
+    write_rgb(tmp_path / "a.png", motorcycle[0, :, :64, :64])
+    write_rgb(tmp_path / "b.png", motorcycle[0, :, :100, :130])
+    windows = list(open_source(f"images:{tmp_path}", 0, (3, 64, 64)).windows())
+    assert [w.index for w in windows] == list(range(1 + 2 * 3))
+    assert np.array_equal(stitch_tiles(np.stack([w.data for w in windows[1:]]), (100, 130)),
+                          motorcycle[0, :, :100, :130])
