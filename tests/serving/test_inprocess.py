@@ -229,3 +229,63 @@ def test_edge_reconnects_and_resumes_after_the_connection_is_cut(gaussian_bundle
     for i in range(2):
         assert registry.get_sample_value("ndsc_frames_total", labels(node=f"node{i}", status="accepted")) == n_windows
         assert not registry.get_sample_value("ndsc_frames_total", labels(node=f"node{i}", status="lost"))
+
+
+def test_bad_windows_are_skipped_and_counted_never_fatal(gaussian_bundle):
+    from ndsc.sources import register_source
+    from ndsc.sources.base import Window
+    from ndsc.sources.synthetic import GaussianSources
+
+    class FlawedSource:
+        """Gaussian windows where window 2 has a NaN and window 4 the wrong shape."""
+
+        channel_names = ("s",)
+        window_period = 0.0
+
+        def __init__(self, source_index, shape):
+            self.source_index, self.shape = source_index, shape
+
+        def windows(self):
+            gen = GaussianSources(2, 0.9, channels=self.shape[0], samples=self.shape[1])
+            for k in range(6):
+                x = gen.window(k)[self.source_index]
+                if k == 2:
+                    x[0, 0] = np.nan
+                if k == 4:
+                    x = x[:, :-1]
+                yield Window(k, x, 0.0)
+
+    register_source("flawed-test")(lambda args, i, shape: FlawedSource(i, shape))
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle) as (server, address, registry):
+            sub = Subscription(address, include_samples=False)
+            await sub.wait_started(registry)
+            nodes = [edge_node(gaussian_bundle, i, address, source="flawed-test:") for i in range(2)]
+            await asyncio.gather(*(n.run() for n in nodes))
+        return await sub.finish(), nodes
+
+    from ndsc.sources import base
+
+    try:
+        items, nodes = asyncio.run(scenario())
+    finally:
+        base._REGISTRY.pop("flawed-test", None)  # leave the registry as other tests expect it
+    assert sorted(r.window for r in items) == [0, 1, 3, 5]
+    for node in nodes:
+        assert node.metrics.skipped("bad_window")._value.get() == 2
+        assert node.metrics.frames._value.get() == 4
+
+
+def test_edge_with_another_bundle_stops_with_failed_precondition(gaussian_bundle, ecg_synth_bundle):
+    from edge_encoder.node import EdgeFatalError
+
+    async def scenario():
+        async with running_decoder(ecg_synth_bundle) as (server, address, registry):
+            with pytest.raises(EdgeFatalError) as err:
+                await edge_node(gaussian_bundle, 0, address, max_windows=3).run()
+            return err.value, registry
+
+    error, registry = asyncio.run(scenario())
+    assert error.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bundle_mismatch"}) == 1

@@ -1,0 +1,69 @@
+"""A client that knows nothing of ndsc's stubs: it learns the service by server reflection."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pool, message_factory
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from ndsc.bundle import load_bundle
+
+
+@pytest.fixture(scope="module")
+def decoder_in_thread(gaussian_bundle):
+    """A real DecoderServer on its own event loop thread, for blocking clients."""
+    from prometheus_client import CollectorRegistry
+
+    from fusion_decoder.server import DecoderServer
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start():
+        server = DecoderServer(load_bundle(gaussian_bundle), "127.0.0.1:0", registry=CollectorRegistry())
+        return server, await server.start()
+
+    server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
+    yield server, f"127.0.0.1:{port}"
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(60)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def _method(pool, service: str, name: str):
+    m = pool.FindServiceByName(service).FindMethodByName(name)
+    return (message_factory.GetMessageClass(m.input_type), message_factory.GetMessageClass(m.output_type))
+
+
+def test_reflection_client_reads_model_info_and_is_refused_with_a_wrong_bundle(decoder_in_thread, gaussian_bundle):
+    server, address = decoder_in_thread
+    bundle = load_bundle(gaussian_bundle)
+    with grpc.insecure_channel(address) as channel:
+        db = ProtoReflectionDescriptorDatabase(channel)
+        assert "ndsc.v1.FusionDecoder" in db.get_services()
+        pool = descriptor_pool.DescriptorPool(db)
+        req_cls, resp_cls = _method(pool, "ndsc.v1.FusionDecoder", "GetModelInfo")
+        call = channel.unary_unary("/ndsc.v1.FusionDecoder/GetModelInfo", request_serializer=req_cls.SerializeToString,
+                                   response_deserializer=resp_cls.FromString)
+        info = call(req_cls(), timeout=10)
+        assert info.bundle_id == bundle.bundle_id
+        assert [list(s.input_shape) for s in info.sources] == [list(s.input_shape) for s in bundle.sources]
+
+        up_cls, ack_cls = _method(pool, "ndsc.v1.FusionDecoder", "Uplink")
+        uplink = channel.stream_stream("/ndsc.v1.FusionDecoder/Uplink", request_serializer=up_cls.SerializeToString,
+                                       response_deserializer=ack_cls.FromString)
+        header = up_cls()
+        header.header.node_id, header.header.bundle_id = "generic", "sha256:not-this-one"
+        with pytest.raises(grpc.RpcError) as err:
+            list(uplink(iter([header]), timeout=10))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "ndsc.v1.FusionDecoder"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -1,0 +1,97 @@
+"""The plain logic under the servicer: aligner, sessions, settings (no sockets)."""
+from __future__ import annotations
+
+import argparse
+
+import grpc
+import pytest
+
+from edge_encoder.settings import EdgeSettings
+from fusion_decoder.aligner import Aligner
+from fusion_decoder.sessions import NodeSession, SessionTable, StreamRefused
+from fusion_decoder.settings import DecoderSettings
+from ndsc.bundle import load_bundle
+from ndsc.wire import FrameData, crc32, pb
+from ndsc.wire.settings import add_arguments, from_args
+
+
+def test_aligner_releases_a_window_once_all_sources_arrived():
+    a = Aligner("g", 3, deadline=1.0)
+    assert a.add(5, 0, b"a", 1, now=0.0).status == "pending"
+    assert a.add(5, 2, b"c", 1, now=0.1).status == "pending"
+    res = a.add(5, 1, b"b", 1, now=0.2)
+    assert res.status == "released" and res.released[0].payloads == [b"a", b"b", b"c"]
+    assert a.add(5, 1, b"b", 1, now=0.3).status == "late"
+
+
+def test_aligner_deadline_releases_partial_windows_with_missing_sources_as_none():
+    a = Aligner("g", 2, deadline=1.0)
+    a.add(1, 0, b"x", 1, now=0.0)
+    a.add(2, 0, b"y", 1, now=0.5)
+    assert a.expire(now=0.99) == []
+    (w,) = a.expire(now=1.0)
+    assert w.window == 1 and w.payloads == [b"x", None] and w.missing == [1]
+    assert a.add(1, 1, b"late", 1, now=1.1).status == "late"
+    assert [w.window for w in a.drain(now=1.2)] == [2]
+
+
+def test_aligner_bounds_what_it_holds():
+    a = Aligner("g", 2, deadline=100.0, max_pending=2)
+    a.add(1, 0, b"", 1, 0.0)
+    a.add(2, 0, b"", 1, 0.0)
+    res = a.add(3, 0, b"", 1, 0.0)
+    assert [w.window for w in res.released] == [1]
+
+
+def test_session_dedups_and_checks_crc():
+    s = NodeSession("g", "n", 0)
+    f1 = FrameData(1, 0, 0, crc32(b"ab"), b"ab")
+    assert s.accept(f1) == ("accepted", 0)
+    assert s.accept(f1) == ("duplicate", 0)
+    assert s.accept(FrameData(2, 1, 0, crc32(b"ab"), b"ac"))[0] == "crc_mismatch"
+    assert s.accept(FrameData(4, 3, 0, crc32(b""), b"")) == ("accepted", 2)
+    assert s.last_seq == 4
+
+
+def test_session_table_refuses_with_precise_codes(gaussian_bundle):
+    bundle = load_bundle(gaussian_bundle)
+    table = SessionTable(bundle)
+    info = bundle.sources[0]
+
+    def header(**kw):
+        base = dict(group="g", node_id="n0", source_index=0, bundle_id=bundle.bundle_id,
+                    input_shape=list(info.input_shape), latent_shape=list(info.latent_shape))
+        return pb.StreamHeader(**{**base, **kw})
+
+    cases = [(dict(bundle_id="sha256:x"), grpc.StatusCode.FAILED_PRECONDITION, "bundle_mismatch"),
+             (dict(source_index=9), grpc.StatusCode.INVALID_ARGUMENT, "bad_header"),
+             (dict(input_shape=[1, 3]), grpc.StatusCode.INVALID_ARGUMENT, "shape_mismatch"),
+             (dict(node_id=""), grpc.StatusCode.INVALID_ARGUMENT, "bad_header")]
+    for change, code, reason in cases:
+        with pytest.raises(StreamRefused) as err:
+            table.open(header(**change))
+        assert (err.value.code, err.value.reason) == (code, reason)
+    session = table.open(header())
+    session.active = True
+    with pytest.raises(StreamRefused) as err:
+        table.open(header(node_id="n1"))
+    assert err.value.code == grpc.StatusCode.ALREADY_EXISTS
+    session.last_seq = 7
+    assert table.open(header()).last_seq == 7  # the same node resumes
+
+
+def test_settings_come_from_flags_then_environment_then_defaults():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, EdgeSettings)
+    env = {"NDSC_BUNDLE": "/b", "NDSC_SOURCE_INDEX": "2", "NDSC_DECODER": "h:1", "NDSC_FAST": "1",
+           "NDSC_GROUP": "ward"}
+    s = from_args(EdgeSettings, parser.parse_args(["--decoder", "x:9"]), env)
+    assert (s.bundle, s.source_index, s.decoder, s.fast, s.group, s.node_name) == ("/b", 2, "x:9", True, "ward",
+                                                                                   "node2")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, DecoderSettings)
+    d = from_args(DecoderSettings, parser.parse_args(["--max-batch", "8"]),
+                  {"NDSC_LISTEN": "0.0.0.0:7", "NDSC_METRICS_PORT": "9", "NDSC_DEADLINE": "0.5"})
+    assert (d.listen, d.metrics_port, d.deadline, d.max_batch, d.bundle) == ("0.0.0.0:7", 9, 0.5, 8, None)
+    with pytest.raises(ValueError):
+        d.validate()
