@@ -53,7 +53,7 @@ def _ecg(group_size: int) -> TrainConfig:
                                             "samples": 1024}),
         model=ModelConfig(encoder="ecg-conv", decoder="ecg-joint", latent_channels=8, hidden=32, stride=16,
                           input_scale=0.5),
-        lmbda=0.001, steps=600, batch_size=16, lr=1e-2, optimisation="joint", mi_pairs="positions",
+        lmbda=0.0005, steps=600, batch_size=16, lr=1e-2, optimisation="joint", mi_pairs="positions",
         source_dropout=0.05,
     )
 
