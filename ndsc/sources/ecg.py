@@ -284,8 +284,8 @@ class RecordSource:
         if len(self._windows) == 0:
             raise SourceError(f"record {record.name} ({record.duration:.1f} s) is shorter than one window "
                               f"of {self.length} samples at {self.fs} Hz")
-        #: windows not sent because they contain missing (NaN) samples
-        self.skipped_windows = 0
+        #: windows with missing (NaN) samples (yielded; the node skips and counts them)
+        self.missing_windows = 0
 
     def windows(self) -> Iterator[Window]:
         n = len(self._windows)
@@ -294,10 +294,10 @@ class RecordSource:
             if k >= n and not self.loop:
                 return
             data = self._windows[k % n]
-            if np.isfinite(data).all():
-                yield Window(k, data, 0.0)
-            else:
-                self.skipped_windows += 1
+            if not np.isfinite(data).all():
+                # Yielded anyway: the edge node's check_window rejects and counts it.
+                self.missing_windows += 1
+            yield Window(k, data, 0.0)
             k += 1
 
 

@@ -18,7 +18,8 @@ frames; ``block``: each block starts with ``uint16 channels, uint16 frames`` so 
 with the wrong channel count is detected), ``timeout`` (seconds to connect / wait for data).
 
 Bad input never crashes the node: a block with the wrong channel count is dropped and
-its samples count as missing; a window containing missing samples is skipped; a stream
+its samples count as missing; a window containing missing samples is yielded with NaN,
+which the edge node rejects (``check_window``) and counts as a skipped window; a stream
 that ends inside a frame or block ends the source. Each case is counted in
 :attr:`StreamSource.stats` and logged.
 """
@@ -93,9 +94,10 @@ class StreamSource:
         self.channel_names = channel_names or tuple(f"ch{i}" for i in range(self.channels))
         self.window_period = self.hop / self.rate
         self.describe = describe
-        #: counters: windows sent, windows skipped for missing samples, blocks dropped for a
-        #: wrong channel count, streams that ended inside a frame/block, bytes read.
-        self.stats = {"windows": 0, "skipped_windows": 0, "wrong_channel_blocks": 0,
+        #: counters: windows yielded, of which with missing samples (NaN: the node skips and
+        #: counts them), blocks dropped for a wrong channel count, streams that ended inside a
+        #: frame/block, bytes read.
+        self.stats = {"windows": 0, "missing_windows": 0, "wrong_channel_blocks": 0,
                       "short_frames": 0, "bytes": 0}
         self.last_error: str | None = None
 
@@ -163,11 +165,13 @@ class StreamSource:
                     w = buf[:, lo:lo + self.in_length]
                     if self.in_length != self.length:
                         w = resample_signal(w, self.fs, self.rate)
-                    if np.isfinite(w).all():
-                        self.stats["windows"] += 1
-                        yield Window(k, np.asarray(w, dtype=np.float32), time.time())
-                    else:
-                        self._note("skipped_windows", f"window {k} skipped: it has missing or non-finite samples")
+                    if not np.isfinite(w).all():
+                        # Still yielded: the consumer's check (the edge node's check_window) rejects
+                        # it and counts it (ndsc_edge_skipped_windows_total{reason="bad_window"}), and
+                        # the window index stays aligned with the other nodes.
+                        self._note("missing_windows", f"window {k} has missing or non-finite samples")
+                    self.stats["windows"] += 1
+                    yield Window(k, np.asarray(w, dtype=np.float32), time.time())
                     k += 1
                 drop = max(0, k * self.in_hop - consumed)
                 drop = min(drop, buf.shape[1])
