@@ -15,9 +15,9 @@ _MODULES = (
     "training.baselines.neural",
     "training.baselines.scalar",
     "training.baselines.syndrome",
-    # vq
-    # conv
-    # cam
+    "training.baselines.vq",
+    "training.baselines.conventional",
+    "training.baselines.cam",
 )
 
 

@@ -46,6 +46,8 @@ class NeuralCodec(Baseline):
     ``optimisation``, ``steps`` …) plus ``joint_decoder`` (False: separate coding).
     """
 
+    uses_train_config = True
+
     def __init__(self, **params: Any):
         super().__init__(**params)
         base = dict(params.get("train") or {})

@@ -89,6 +89,8 @@ class ScalarQuantiser(_GridQuantiser):
     def fit(self, data: JointDataset) -> dict[str, Any]:
         self._check(data)
         step = float(self.params["step"])
+        if step <= 0:
+            raise ValueError(f"quantiser step must be positive, got {step}")
         model = GaussianPair(data.info["rho"], step=min(0.01, step / 20))
         idx = np.floor(model.grid / step).astype(np.int64)
         e1, e2 = idx.copy(), idx.copy()

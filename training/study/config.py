@@ -17,13 +17,25 @@ class MethodSpec:
     baseline: str
     params: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    #: explicit points (each a dict of params), used instead of / after the grid's product
+    points_list: list[dict[str, Any]] = field(default_factory=list)
     #: ablation group for the report's MI statement (e.g. "beta", "estimator", "optimisation")
     group: str | None = None
+    #: test folds this method runs on (default: all of the data set's folds)
+    folds: list[int] | None = None
 
     def points(self) -> list[dict[str, Any]]:
-        """Every grid point's params (fixed params overridden by the grid values)."""
+        """Every point's params: the grid's product (fixed params overridden), then ``points_list``."""
         keys = list(self.grid)
-        return [{**self.params, **dict(zip(keys, values))} for values in itertools.product(*(self.grid[k] for k in keys))]
+        out = [{**self.params, **dict(zip(keys, values))} for values in itertools.product(*(self.grid[k] for k in keys))]
+        if self.points_list:
+            out = [p for p in out if self.grid] + [{**self.params, **p} for p in self.points_list]
+        return out
+
+    def varied(self) -> list[str]:
+        """Param names that differ between points (what a table shows per point)."""
+        keys = list(self.grid) + [k for p in self.points_list for k in p]
+        return list(dict.fromkeys(keys))
 
 
 @dataclass
@@ -75,7 +87,8 @@ class StudyConfig:
         datasets = []
         for d in raw.pop("datasets"):
             d = dict(d)
-            methods = [MethodSpec(**m) for m in d.pop("methods")]
+            methods = [MethodSpec(**{("points_list" if k == "points" else k): v for k, v in m.items()})
+                       for m in d.pop("methods")]
             labels = [m.label for m in methods]
             if len(set(labels)) != len(labels):
                 raise ValueError(f"data set {d.get('name')}: method labels must be unique, got {labels}")

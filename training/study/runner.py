@@ -66,6 +66,8 @@ def expand(cfg: StudyConfig, only: list[str] | None = None) -> list[Run]:
             continue
         for fold in (ds.folds or [None]):
             for method in ds.methods:
+                if fold is not None and method.folds is not None and fold not in method.folds:
+                    continue
                 for point in method.points():
                     runs.append(Run(ds, method, point, fold))
     return runs
@@ -102,7 +104,7 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, force: bool = Fal
         key = run.key()
         path = cache / f"{key}.json"
         head = {"dataset": run.dataset.name, "method": run.method.label, "baseline": run.method.baseline,
-                "group": run.method.group, "point": {k2: run.point[k2] for k2 in run.method.grid},
+                "group": run.method.group, "point": {k2: run.point[k2] for k2 in run.method.varied() if k2 in run.point},
                 "params": _jsonable(run.point), "fold": run.fold, "key": key}
         if path.exists() and not force:
             records.append({**json.loads(path.read_text()), **head, "cached": True})
