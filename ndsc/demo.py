@@ -212,7 +212,9 @@ class Demo:
 
     def run(self) -> int:
         o, out = self.options, self.out
-        previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the demo like Ctrl-C
+        # Ctrl-C and `kill` both stop the demo; SIGINT explicitly too, since a shell that
+        # starts the demo in the background leaves SIGINT ignored.
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             plan = plan_demo(o, self.work_dir, out)
             bundle = load_bundle(plan.bundle)
@@ -222,21 +224,23 @@ class Demo:
             address, metrics = ready["grpc"], ready["metrics"]
             print(f"bundle {plan.bundle} ({bundle.bundle_id[:19]}…), {plan.nodes} nodes, logs in {self.work_dir}",
                   file=out)
-            print(f"decoder gRPC {address} (health + reflection on), metrics {metrics}", file=out)
+            print(f"decoder (pid {decoder.pid}) gRPC {address} (health + reflection on), metrics {metrics}", file=out)
             for i, spec in enumerate(plan.sources):
                 args = ["edge", "--bundle", str(plan.bundle), "--source-index", str(i), "--source", spec,
                         "--decoder", address, "--group", "demo", "--node-id", f"node{i}", "--metrics-port", "0",
                         "--audit-every", str(o.audit_every), "--flush-interval", str(o.flush_interval)]
                 self._spawn(f"edge{i}", args + (["--fast"] if o.fast else []))
             for name, proc in self.procs[1:]:
-                print(f"{name} metrics {_read_ready(proc, 'NDSC_EDGE_READY', 120).get('metrics')}", file=out)
+                ready = _read_ready(proc, "NDSC_EDGE_READY", 120)
+                print(f"{name} (pid {proc.pid}) metrics {ready.get('metrics')}", file=out)
             print("Ctrl-C stops every process.", file=out, flush=True)
             self._show(metrics, Dashboard(bundle, plan))
         except KeyboardInterrupt:
             print("\nstopping…", file=out, flush=True)
         finally:
             code = self._stop_all()
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         return code
 
     def _show(self, metrics_url: str, dashboard: Dashboard) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -23,8 +24,8 @@ def test_demo_runs_every_process_and_stops_them_cleanly(tmp_path):
                          env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
-    assert re.search(r"decoder gRPC 127\.0\.0\.1:\d+ .*metrics http://127\.0\.0\.1:\d+/metrics", text)
-    assert len(re.findall(r"edge\d metrics http://127\.0\.0\.1:\d+/metrics", text)) == 4
+    assert re.search(r"decoder \(pid \d+\) gRPC 127\.0\.0\.1:\d+ .*metrics http://127\.0\.0\.1:\d+/metrics", text)
+    assert len(re.findall(r"edge\d \(pid \d+\) metrics http://127\.0\.0\.1:\d+/metrics", text)) == 4
     assert "stopped 5 processes cleanly" in text
     last = text.rsplit("--- t=", 1)[1]
     frames = [int(m) for m in re.findall(r"^node\d\s+\S+\s+(\d+)", last, re.M)]
@@ -32,3 +33,23 @@ def test_demo_runs_every_process_and_stops_them_cleanly(tmp_path):
     assert re.search(r"total uplink [\d.]+ kbit/s payload .* vs raw 16-bit [\d.]+ kbit/s", last)
     for name in ("decoder", "edge0", "edge3"):
         assert "Traceback" not in (tmp_path / f"{name}.log").read_text()
+
+
+def test_ctrl_c_stops_the_demo_and_every_process(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ndsc", "demo", "--nodes", "2", "--work-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("--- t="):  # the table is live: every process is up
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    text = "".join(lines) + rest
+    assert proc.returncode == 0, text
+    assert "stopped 3 processes cleanly" in text
+    pids = [int(p) for p in re.findall(r"pid (\d+)", text)]
+    assert len(pids) == 3
+    for pid in pids:  # every child has exited (and was reaped by the demo)
+        assert not os.path.exists(f"/proc/{pid}")
