@@ -385,6 +385,16 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             groups=sorted(set(self.sessions.groups()) | set(self.pipeline.aligners)))
 
 
+def _usable_device(requested: str | None) -> str | None:
+    """``requested``, except CUDA on a machine without it falls back to CPU (with a warning)."""
+    import torch
+
+    if requested and requested.startswith("cuda") and not torch.cuda.is_available():
+        log.warning("device %s requested but CUDA is not available: decoding on cpu", requested)
+        return "cpu"
+    return requested
+
+
 class DecoderServer:
     """The decoder process's gRPC server: service + health + reflection.
 
@@ -404,7 +414,7 @@ class DecoderServer:
         self.listen = listen
         self.grace = grace
         self.metrics = DecoderMetrics(registry)
-        self.runtime = JointDecoderRuntime(bundle, device=device)
+        self.runtime = JointDecoderRuntime(bundle, device=_usable_device(device))
         self.max_message_bytes = max_message_bytes
         self.interceptors = tuple(interceptors)
         self.pipeline: DecodePipeline | None = None

@@ -95,3 +95,13 @@ def test_settings_come_from_flags_then_environment_then_defaults():
     assert (d.listen, d.metrics_port, d.deadline, d.max_batch, d.bundle) == ("0.0.0.0:7", 9, 0.5, 8, None)
     with pytest.raises(ValueError):
         d.validate()
+
+
+def test_decoder_asked_for_cuda_without_a_gpu_decodes_on_cpu(gaussian_bundle):
+    import torch
+    from prometheus_client import CollectorRegistry
+
+    from fusion_decoder.server import DecoderServer
+
+    server = DecoderServer(load_bundle(gaussian_bundle), registry=CollectorRegistry(), device="cuda")
+    assert server.runtime.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
