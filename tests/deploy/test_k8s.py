@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,35 @@ def test_envoy_routes_every_group_to_one_decoder_replica_by_consistent_hash():
     ports = {p["containerPort"] for p in ec["ports"]}
     assert {l["address"]["socket_address"]["port_value"] for l in listeners.values()} == ports
     assert cfg["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+
+
+def test_an_edge_container_sends_its_group_in_the_header_envoy_hashes(tmp_path):
+    """Run compose's edge-0 command against a loopback gRPC server that records the call."""
+    from concurrent import futures
+
+    import grpc
+
+    from ndsc.wire import GROUP_METADATA_KEY, SERVICE_NAME
+    from tests.deploy.conftest import COMPOSE, LocalStack, load_compose
+
+    seen: list[dict[str, str]] = []
+
+    def uplink(request_iterator, context):
+        seen.append(dict(context.invocation_metadata()))
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "recorded; refusing so the node exits")
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        SERVICE_NAME, {"Uplink": grpc.stream_stream_rpc_method_handler(uplink)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        stack = LocalStack.from_compose(load_compose(COMPOSE), tmp_path)
+        edge = next(s for s in stack.services.values() if s.argv[-1] == "edge")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NDSC_")}
+        env.update(edge.env, NDSC_DECODER=f"127.0.0.1:{port}", NDSC_METRICS_PORT="-1")
+        run = subprocess.run(edge.argv, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.stop(0)
+    assert run.returncode == 3, run.stdout + run.stderr  # refused: the node stops, as it should
+    assert seen and seen[0].get(GROUP_METADATA_KEY) == edge.env["NDSC_GROUP"], seen
