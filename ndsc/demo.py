@@ -66,7 +66,8 @@ def train_fallback_bundle(work_dir: Path, out: IO = sys.stdout) -> Path:
     print(f"no shipped bundle: training {DEFAULT_BUNDLE} for {FALLBACK_STEPS} steps (about a minute)…",
           file=out, flush=True)
     subprocess.run([sys.executable, "-m", "ndsc", "--log-level", "WARNING", "train", "--preset", DEFAULT_BUNDLE,
-                    "--steps", str(FALLBACK_STEPS), "--out", str(path)], check=True)
+                    "--steps", str(FALLBACK_STEPS), "--out", str(path)], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})  # one thread: far faster on a busy small machine
     return path
 
 
@@ -92,12 +93,6 @@ def endless_replay(bundle: Bundle) -> str:
     if scheme not in _ENDLESS_SCHEMES:
         return spec
     return scheme + ":" + ",".join(part for part in args.split(",") if not part.startswith("count="))
-
-
-def _free_of_signals() -> dict:
-    # Children get their own session: the terminal's Ctrl-C reaches only the demo, which
-    # then stops them in order (edges first, so the decoder drains their last windows).
-    return {"start_new_session": True}
 
 
 def _interrupt(signum, frame) -> None:
@@ -205,8 +200,10 @@ class Demo:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.work_dir / f"{name}.log", "w")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Children get their own session: the terminal's Ctrl-C reaches only the demo, which
+        # then stops them in order (edges first, so the decoder drains their last windows).
         proc = subprocess.Popen([sys.executable, "-m", "ndsc", *args], stdout=subprocess.PIPE, stderr=log,
-                                text=True, env=env, **_free_of_signals())
+                                text=True, env=env, start_new_session=True)
         self.procs.append((name, proc))
         return proc
 
