@@ -25,11 +25,14 @@ def ecg_synth() -> JointDataset:
 
 @pytest.fixture(scope="session")
 def tiny_stereo() -> JointDataset:
-    """Two 32×32 RGB views (right = left shifted by 2 px), values 0..255."""
+    """Two 64×64 RGB views (right = left shifted by 2 px), smooth texture, values 0..255."""
+    from scipy.ndimage import gaussian_filter
+
     rng = np.random.default_rng(0)
-    base = rng.uniform(0, 255, size=(10, 3, 32, 40)).astype(np.float32)
-    pair = np.stack([base[..., 2:34], base[..., 0:32]], axis=1)
-    return JointDataset(train=pair[:6], val=pair[6:8], test=pair[8:], modality="stereo",
+    base = gaussian_filter(rng.uniform(0, 255, size=(7, 3, 64, 72)), sigma=(0, 0, 2, 2))
+    base = (255 * (base - base.min()) / (base.max() - base.min())).astype(np.float32)
+    pair = np.stack([base[..., 2:66], base[..., 0:64]], axis=1)
+    return JointDataset(train=pair[:4], val=pair[4:5], test=pair[5:], modality="stereo",
                         source_names=["left", "right"], channel_names=[["R", "G", "B"]] * 2,
                         sample_rate=None, edge_source="", info={"peak": 255.0})
 

@@ -61,7 +61,7 @@ def test_modulo_binning_is_many_to_one_and_saves_bits_of_source_two(gauss):
     binned.fit(gauss)
     assert binned.analyse(gauss.test)["encoder_map"]["many_to_one"] == [False, True]
     rp, rb = measure(plain, gauss.test, "gaussian"), measure(binned, gauss.test, "gaussian")
-    assert rb["rate_per_source"][1] < rp["rate_per_source"][1] - 0.5
+    assert rb["rate_per_source"][1] <= 2.02 < rp["rate_per_source"][1] - 0.3  # log2(4) bits plus ANS overhead
     assert rb["rate_per_source"][0] == rp["rate_per_source"][0]
 
 

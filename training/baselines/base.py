@@ -32,6 +32,8 @@ class Baseline(ABC):
         x_hat = b.decompress(payloads)         # (n, N, C, *S), all sources decoded jointly
     """
 
+    #: bump when a change of the implementation changes its results (the study cache keys on it)
+    version: int = 1
     #: "joint" when the decoder of a source uses the other sources' bytes, else "separate".
     decoding: str = "joint"
 

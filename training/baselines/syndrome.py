@@ -29,15 +29,17 @@ from training.baselines.ldpc import SyndromeCode
 from training.baselines.scalar import symbol_table
 from training.data import JointDataset
 
-RATE_LADDER = (1.04, 1.08, 1.12, 1.17, 1.23, 1.3, 1.4, 1.55, 1.75, 2.0)
-COLUMN_WEIGHTS = (3, 4, 6)
+RATE_LADDER = (1.03, 1.06, 1.09, 1.12, 1.15, 1.19, 1.23, 1.3, 1.4, 1.55, 1.75, 2.0)
+PROFILE_ORDER = ("irr23", "reg3", "reg4")
 
 
 @register_baseline("sq-syndrome")
 class SyndromeSQ(Baseline):
     """Params: ``step`` (Δ of source 1), ``step2`` (Δ of source 2, default ``step``), ``raw_above`` (plane entropy above which it is sent raw),
-    ``fit_windows`` (training windows the syndrome lengths must decode), ``margin_steps``
-    (rungs of the rate ladder added above the shortest syndrome that decoded them)."""
+    ``fit_windows`` (training windows the syndrome lengths must decode), ``margin``
+    (fraction added to the shortest syndrome length that decoded them)."""
+
+    version = 2
 
     def fit(self, data: JointDataset) -> dict[str, Any]:
         if data.n_sources != 2 or data.modality != "gaussian":
@@ -60,7 +62,7 @@ class SyndromeSQ(Baseline):
         self.cond = self.mass / np.maximum(self.mass.sum(1, keepdims=True), 1e-300)  # P(Q2 | Q1)
         self.coder1 = LatentCoder([symbol_table(self.mass.sum(1))])
         self.bits = int(np.ceil(np.log2(size)))
-        self.margin_steps = int(self.params.get("margin_steps", 1))
+        self.margin = float(self.params.get("margin", 0.05))
         self.plan = self._plan(data.train, int(self.params.get("fit_windows", 12)),
                                float(self.params.get("raw_above", 0.97)))
         return {"train_seconds": time.perf_counter() - start, "planes": self.plan}
@@ -103,7 +105,7 @@ class SyndromeSQ(Baseline):
             if chosen is None:
                 plan.append({"plane": k, "mode": "raw", "entropy": h, "bits": self.n})
             else:
-                plan.append({"plane": k, "mode": "syndrome", "entropy": h, "bits": chosen[0], "column_weight": chosen[1]})
+                plan.append({"plane": k, "mode": "syndrome", "entropy": h, "bits": chosen[0], "profile": chosen[1]})
         return plan
 
     def _candidates(self, h: float) -> list[int]:
@@ -112,17 +114,16 @@ class SyndromeSQ(Baseline):
         ms |= {int(np.ceil(self.n * frac)) for frac in (0.01, 0.02, 0.04, 0.08, 0.15, 0.3) if frac > h}
         return sorted(m for m in ms if m < self.n)
 
-    def _shortest_syndrome(self, k: int, h: float, i1: list, j2: list) -> tuple[int, int] | None:
-        """(m, column weight) of the shortest syndrome that decodes every fit window, plus margin."""
-        cands = self._candidates(h)
-        for pos, m in enumerate(cands):
-            for weight in COLUMN_WEIGHTS:
-                code = SyndromeCode(self.n, m, seed=k, column_weight=weight)
+    def _shortest_syndrome(self, k: int, h: float, i1: list, j2: list) -> tuple[int, str] | None:
+        """(m, profile) of the shortest syndrome that decodes every fit window, plus the margin."""
+        for m in self._candidates(h):
+            for profile in PROFILE_ORDER:
+                code = SyndromeCode(self.n, m, seed=k, profile=profile)
                 if all(code.decode(self._llr(i, j & ((1 << k) - 1), k), code.syndrome(self._bit(j, k)))[1]
                        for i, j in zip(i1, j2)):
                     # Margin: the fit windows are few, the test windows many.
-                    safe = cands[min(pos + self.margin_steps, len(cands) - 1)]
-                    return (safe, weight) if safe < self.n else None
+                    safe = int(np.ceil(m * (1.0 + self.margin)))
+                    return (safe, profile) if safe < self.n else None
         return None
 
     # --- coding -------------------------------------------------------------------------
@@ -151,7 +152,7 @@ class SyndromeSQ(Baseline):
 
     def compress(self, windows: np.ndarray) -> list[list[bytes]]:
         out = []
-        codes = {p["plane"]: SyndromeCode(self.n, p["bits"], seed=p["plane"], column_weight=p["column_weight"]) for p in self.plan if p["mode"] == "syndrome"}
+        codes = {p["plane"]: SyndromeCode(self.n, p["bits"], seed=p["plane"], profile=p["profile"]) for p in self.plan if p["mode"] == "syndrome"}
         for w in windows:
             i1 = self._index(w[0, 0], self.step1, self.half1)
             j2 = self._index(w[1, 0], self.step, self.half)
@@ -167,7 +168,7 @@ class SyndromeSQ(Baseline):
         return out
 
     def decompress(self, payloads: list[list[bytes]]) -> np.ndarray:
-        codes = {p["plane"]: SyndromeCode(self.n, p["bits"], seed=p["plane"], column_weight=p["column_weight"]) for p in self.plan if p["mode"] == "syndrome"}
+        codes = {p["plane"]: SyndromeCode(self.n, p["bits"], seed=p["plane"], profile=p["profile"]) for p in self.plan if p["mode"] == "syndrome"}
         out = np.empty((len(payloads), 2, 1, self.n), dtype=np.float32)
         self.failures = getattr(self, "failures", 0)
         for w, (b1, b2) in enumerate(payloads):

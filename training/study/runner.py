@@ -47,10 +47,15 @@ class Run:
         params = self.baseline_params()
         if not uses_train_config(self.method.baseline):
             params.pop("train", None)
-        blob = json.dumps({"v": RESULT_VERSION, "data": self.dataset.data, "fold": self.fold,
+        blob = json.dumps({"v": RESULT_VERSION, "impl": baseline_version(self.method.baseline), "data": self.dataset.data, "fold": self.fold,
                            "n_folds": self.dataset.n_folds, "max_test": self.dataset.max_test_windows,
                            "baseline": self.method.baseline, "params": params}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def baseline_version(name: str) -> int:
+    """A baseline's implementation version (class attribute ``version``): bumping it invalidates its cache."""
+    return int(getattr(type(build_baseline(name)), "version", 1))
 
 
 def uses_train_config(name: str) -> bool:
