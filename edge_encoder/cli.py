@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+EXIT_CONFIG = 2  # bad settings, bundle or source spec
 EXIT_REFUSED = 3  # the decoder refused this node (bundle mismatch, bad header): retrying cannot help
 
 
@@ -30,10 +31,17 @@ def run_edge(args: argparse.Namespace) -> int:
     from edge_encoder.settings import EdgeSettings
     from ndsc.wire.settings import from_args
 
+    from ndsc.bundle import BundleError
+    from ndsc.sources.base import SourceError
+
     log = logging.getLogger("ndsc.edge")
-    settings = from_args(EdgeSettings, args).validate()
-    registry = CollectorRegistry()
-    node = EdgeNode(settings, registry)
+    try:
+        settings = from_args(EdgeSettings, args).validate()
+        registry = CollectorRegistry()
+        node = EdgeNode(settings, registry)
+    except (ValueError, BundleError) as exc:  # BundleError and SourceError are ValueErrors
+        log.error("cannot start the edge node: %s", exc)
+        return EXIT_CONFIG
     metrics_url = ""
     if settings.metrics_port >= 0:
         httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
@@ -58,6 +66,9 @@ def run_edge(args: argparse.Namespace) -> int:
         except EdgeFatalError as exc:
             log.error("decoder refused node %s: %s", settings.node_name, exc)
             return EXIT_REFUSED
+        except SourceError as exc:
+            log.error("source %r cannot be opened: %s", settings.source, exc)
+            return EXIT_CONFIG
         except asyncio.CancelledError:
             log.warning("node %s stopped before every frame was acknowledged", settings.node_name)
             return 1

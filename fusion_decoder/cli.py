@@ -20,6 +20,7 @@ def configure(subparsers) -> None:
 
 def run_decoder(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
     import signal
 
     from prometheus_client import CollectorRegistry, start_http_server
@@ -29,11 +30,16 @@ def run_decoder(args: argparse.Namespace) -> int:
     from ndsc.bundle import load_bundle
     from ndsc.wire.settings import from_args
 
-    settings = from_args(DecoderSettings, args).validate()
+    try:
+        settings = from_args(DecoderSettings, args).validate()
+        bundle = load_bundle(settings.bundle)
+    except ValueError as exc:  # includes BundleError
+        logging.getLogger("ndsc.decoder").error("cannot start the decoder: %s", exc)
+        return 2
     registry = CollectorRegistry()
 
     async def main() -> int:
-        server = DecoderServer(load_bundle(settings.bundle), settings.listen, registry=registry,
+        server = DecoderServer(bundle, settings.listen, registry=registry,
                                device=settings.device, deadline=settings.deadline, max_batch=settings.max_batch,
                                grace=settings.grace, max_message_bytes=settings.max_message_bytes)
         port = await server.start()

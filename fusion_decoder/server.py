@@ -111,7 +111,7 @@ class AuditBook:
     RMSE = √(SSE/n), PRD = 100·√(SSE/Σx²), PSNR = 10·log10(range²/MSE).
     """
 
-    def __init__(self, metrics: DecoderMetrics, keep: int = 512):
+    def __init__(self, metrics: DecoderMetrics, keep: int = 128):
         self.metrics = metrics
         self.keep = keep
         self._recent: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
