@@ -6,8 +6,10 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 from ndsc.bundles import default_bundle
+from ndsc.demo import scrape
 from tests.conftest import REPO
 
 
@@ -44,6 +46,10 @@ def test_ctrl_c_stops_the_demo_and_every_process(tmp_path):
         lines.append(line)
         if line.startswith("--- t="):  # the table is live: every process is up
             break
+    edge_metrics = re.search(r"edge0 \(pid \d+\) metrics (\S+)", "".join(lines)).group(1)
+    while not scrape(edge_metrics).get(("ndsc_edge_frames_total", (("group", "demo"), ("node", "node0"),
+                                                                   ("source", "0")))):
+        time.sleep(0.2)  # each node exports its own counters on its own port
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
     text = "".join(lines) + rest

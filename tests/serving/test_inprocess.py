@@ -289,3 +289,22 @@ def test_edge_with_another_bundle_stops_with_failed_precondition(gaussian_bundle
     error, registry = asyncio.run(scenario())
     assert error.code == grpc.StatusCode.FAILED_PRECONDITION
     assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bundle_mismatch"}) == 1
+
+
+def test_stop_drains_windows_still_waiting_for_a_node(gaussian_bundle, gaussian_eval):
+    """Only node 0 streams; with a long deadline its windows wait in the aligner until shutdown drains them."""
+    start, n_windows = replay_start(gaussian_bundle), gaussian_eval["windows"]
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, deadline=600.0) as (server, address, registry):
+            sub = Subscription(address, include_samples=False)
+            await sub.wait_started(registry)
+            await edge_node(gaussian_bundle, 0, address).run()
+            held = server.pipeline.aligners["default"].pending
+        return held, await sub.finish(), registry
+
+    held, items, registry = asyncio.run(scenario())
+    assert held == n_windows
+    assert sorted(r.window for r in items) == list(range(start, start + n_windows))
+    assert all(list(r.present) == [True, False] for r in items)
+    assert registry.get_sample_value("ndsc_aligner_windows_total", labels(outcome="partial")) == n_windows
