@@ -308,3 +308,26 @@ def test_stop_drains_windows_still_waiting_for_a_node(gaussian_bundle, gaussian_
     assert sorted(r.window for r in items) == list(range(start, start + n_windows))
     assert all(list(r.present) == [True, False] for r in items)
     assert registry.get_sample_value("ndsc_aligner_windows_total", labels(outcome="partial")) == n_windows
+
+
+def test_message_size_limit_is_explicit_oversize_payloads_are_refused_at_the_edge(gaussian_bundle, gaussian_eval):
+    sizes = [len(row[0]) for row in gaussian_eval["payloads"]]
+    # payload bytes a message may carry (max_message_bytes minus the node's 4096-byte headroom):
+    # about half of the windows are larger
+    budget = min(sorted(sizes)[len(sizes) // 2], max(sizes) - 1)
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, deadline=0.2) as (server, address, registry):
+            node = edge_node(gaussian_bundle, 0, address, max_message_bytes=4096 + budget, max_batch_frames=64)
+            await node.run()
+        return node, registry
+
+    node, registry = asyncio.run(scenario())
+    fits = [s for s in sizes if s <= budget]
+    assert 0 < len(fits) < len(sizes)
+    assert node.metrics.skipped("oversize")._value.get() == len(sizes) - len(fits)
+    assert registry.get_sample_value("ndsc_frames_total", labels(node="node0", status="accepted")) == len(fits)
+    # every message stayed within the byte budget, so several frames never shared one past it
+    assert registry.get_sample_value("ndsc_uplink_payload_bytes_total", labels(node="node0", source=0)) == sum(fits)
+    assert registry.get_sample_value("ndsc_uplink_messages_total", labels(node="node0", source=0)) - 1 >= (
+        sum(fits) / budget)
