@@ -44,6 +44,7 @@ class DemoOptions:
     deadline: float = 3.0
     refresh: float = 1.0
     work_dir: str | None = None      # logs (and a trained bundle) go here
+    ecg: str | None = None           # a real ECG record (WFDB path, .dcm, 'pydicom'): one node per lead group
 
 
 @dataclass
@@ -78,6 +79,10 @@ def plan_demo(options: DemoOptions, work_dir: Path, out: IO = sys.stdout) -> Dem
     n = options.nodes or bundle.n_sources
     if not 1 <= n <= bundle.n_sources:
         raise ValueError(f"--nodes must be 1..{bundle.n_sources}")
+    if options.ecg:
+        from ndsc.demo_ecg import ecg_sources
+
+        return DemoPlan(bundle_path, ecg_sources(bundle, options.ecg, n))
     return DemoPlan(bundle_path, [options.source or endless_replay(bundle)] * n)
 
 
@@ -194,6 +199,7 @@ class Demo:
         self.options = options
         self.out = out
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.lead_quality = None  # ndsc.demo_ecg.LeadQuality with --ecg
         self.work_dir = Path(options.work_dir or tempfile.mkdtemp(prefix="ndsc-demo-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -231,11 +237,17 @@ class Demo:
                 ready = _read_ready(proc, "NDSC_EDGE_READY", 120)
                 print(f"{name} (pid {proc.pid}) metrics {ready.get('metrics')}", file=out)
             print("Ctrl-C stops every process.", file=out, flush=True)
+            if o.ecg:
+                from ndsc.demo_ecg import LeadQuality
+
+                self.lead_quality = LeadQuality(bundle, plan.sources, address, "demo")
             self._show(metrics, Dashboard(bundle, plan))
         except KeyboardInterrupt:
             print("\nstopping…", file=out, flush=True)
         finally:
             code = self._stop_all()
+            if self.lead_quality is not None:
+                self.lead_quality.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return code
@@ -247,6 +259,8 @@ class Demo:
         while o.duration is None or time.monotonic() - t0 < o.duration:
             time.sleep(o.refresh)
             table = dashboard.render(scrape(metrics_url), time.monotonic())
+            if self.lead_quality is not None:
+                table += "\n" + self.lead_quality.render()
             if tty:
                 out.write("\x1b[H\x1b[J")
             print(f"--- t={time.monotonic() - t0:.0f}s\n{table}", file=out, flush=True)

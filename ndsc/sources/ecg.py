@@ -287,6 +287,13 @@ class RecordSource:
         #: windows with missing (NaN) samples (yielded; the node skips and counts them)
         self.missing_windows = 0
 
+    def window(self, index: int) -> np.ndarray:
+        """Data of window ``index`` (C, T) as :meth:`windows` yields it (wrapping when looping)."""
+        n = len(self._windows)
+        if index < 0 or (index >= n and not self.loop):
+            raise IndexError(f"window {index} outside the record's {n} windows")
+        return self._windows[index % n]
+
     def windows(self) -> Iterator[Window]:
         n = len(self._windows)
         k = self.start

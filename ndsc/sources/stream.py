@@ -15,7 +15,8 @@ Options: ``fs`` (stream rate, Hz; required), ``gain`` (adu/mV; required), ``base
 ``rate`` (model rate the windows are resampled to, default 500 Hz), ``hop`` (model samples
 between windows, default the window length), ``framing`` (``raw``: a bare sequence of
 frames; ``block``: each block starts with ``uint16 channels, uint16 frames`` so a sender
-with the wrong channel count is detected), ``timeout`` (seconds to connect / wait for data).
+with the wrong channel count is detected), ``timeout`` (seconds to connect, or to wait for
+the sender with ``listen=1``).
 
 Bad input never crashes the node: a block with the wrong channel count is dropped and
 its samples count as missing; a window containing missing samples is yielded with NaN,
