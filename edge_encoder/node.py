@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -123,6 +124,8 @@ class EdgeNode:
         self._channel: grpc.aio.Channel | None = None
         # on every call, so an L7 proxy can route a group's streams to one decoder replica
         self._metadata = ((GROUP_METADATA_KEY, settings.group),)
+        # kept across reconnects, new per process: tells the decoder whether to resume or restart
+        self.incarnation = secrets.randbits(64)
 
     # ----- producer ---------------------------------------------------------------------
     def _source_spec(self) -> str:
@@ -276,7 +279,7 @@ class EdgeNode:
         header = pb.UplinkMessage(header=pb.StreamHeader(
             group=s.group, node_id=s.node_name, source_index=s.source_index, bundle_id=self.bundle.bundle_id,
             input_shape=list(info.input_shape), latent_shape=list(info.latent_shape),
-            flush_interval_s=s.flush_interval))
+            flush_interval_s=s.flush_interval, incarnation=self.incarnation))
         await call.write(header)
         self.metrics.messages.inc()
         self.metrics.protocol_bytes.inc(protocol_bytes(header))

@@ -41,6 +41,9 @@ class DecoderMetrics:
             ["group", "source"], registry=registry)
         self.streams_rejected = Counter(
             "ndsc_streams_rejected", "Uplink streams refused, by reason", ["reason"], registry=registry)
+        self.node_restarts = Counter(
+            "ndsc_node_restarts", "Nodes that came back as a new process (new incarnation: seqs restart at 1)",
+            ["group", "node"], registry=registry)
         self.active_streams = Gauge("ndsc_active_streams", "Open uplink streams", ["group"], registry=registry)
         self.accepted_samples = Counter(
             "ndsc_uplink_samples", "Input samples represented by accepted frames", ["group", "source"],

@@ -293,10 +293,13 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                                                       "the first uplink message must be a StreamHeader"))
         if self.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "decoder is shutting down")
+        restarts = self.sessions.restarts
         try:
             session = self.sessions.open(first.header, context.invocation_metadata() or ())
         except StreamRefused as refused:
             await self._refuse(context, refused)
+        if self.sessions.restarts > restarts:
+            self.metrics.node_restarts.labels(session.group, session.node_id).inc()
         group, node, source = session.group, session.node_id, session.source_index
         labels = (group, node, str(source))
         self.metrics.uplink_messages.labels(*labels).inc()

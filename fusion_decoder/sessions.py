@@ -39,6 +39,7 @@ class NodeSession:
     source_index: int
     last_seq: int = 0  # last contiguous seq held (0: none); seqs start at 1
     active: bool = False
+    incarnation: int = 0  # the node process's random id (StreamHeader.incarnation)
 
     def accept(self, frame: FrameData) -> tuple[str, int]:
         """Classify one frame; returns (status, frames lost before it).
@@ -64,12 +65,16 @@ class SessionTable:
         self.bundle = bundle
         self.authorize = authorize
         self._sessions: dict[tuple[str, str], NodeSession] = {}
+        self.restarts = 0  # sessions replaced because their node process restarted
 
     def groups(self) -> list[str]:
         return sorted({g for g, _ in self._sessions})
 
     def open(self, header: pb.StreamHeader, metadata: Sequence[tuple[str, str]] = ()) -> NodeSession:
         """Check a stream header and return the node's (possibly resumed) session.
+
+        A header with the session's incarnation resumes it (Ack = last seq held); a new
+        incarnation (the node process restarted) starts a fresh session at seq 0.
 
         Raises:
             StreamRefused: FAILED_PRECONDITION for another bundle id; INVALID_ARGUMENT
@@ -100,7 +105,10 @@ class SessionTable:
                                     f"source {header.source_index} of group {group!r} is streamed by node {nid!r}")
         key = (group, header.node_id)
         session = self._sessions.get(key)
-        if session is None or session.source_index != header.source_index:
-            session = NodeSession(group, header.node_id, header.source_index)
+        if (session is None or session.source_index != header.source_index
+                or session.incarnation != header.incarnation):
+            # new node, or the node process restarted: its seqs start again at 1
+            self.restarts += session is not None
+            session = NodeSession(group, header.node_id, header.source_index, incarnation=header.incarnation)
             self._sessions[key] = session
         return session

@@ -15,7 +15,7 @@ class UplinkMessage(_message.Message):
     def __init__(self, header: _Optional[_Union[StreamHeader, _Mapping]] = ..., batch: _Optional[_Union[FrameBatch, _Mapping]] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
-    __slots__ = ("group", "node_id", "source_index", "bundle_id", "input_shape", "latent_shape", "flush_interval_s")
+    __slots__ = ("group", "node_id", "source_index", "bundle_id", "input_shape", "latent_shape", "flush_interval_s", "incarnation")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class StreamHeader(_message.Message):
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     LATENT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     FLUSH_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     group: str
     node_id: str
     source_index: int
@@ -30,7 +31,8 @@ class StreamHeader(_message.Message):
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     latent_shape: _containers.RepeatedScalarFieldContainer[int]
     flush_interval_s: float
-    def __init__(self, group: _Optional[str] = ..., node_id: _Optional[str] = ..., source_index: _Optional[int] = ..., bundle_id: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., flush_interval_s: _Optional[float] = ...) -> None: ...
+    incarnation: int
+    def __init__(self, group: _Optional[str] = ..., node_id: _Optional[str] = ..., source_index: _Optional[int] = ..., bundle_id: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., flush_interval_s: _Optional[float] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class FrameBatch(_message.Message):
     __slots__ = ("first_seq", "first_window", "first_capture_us", "frames")

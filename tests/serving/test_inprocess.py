@@ -75,11 +75,11 @@ def test_two_nodes_reconstruct_every_window_once_as_eval_does(gaussian_bundle, g
         assert registry.get_sample_value("ndsc_audit_bytes_total", labels(node=f"node{i}", source=i)) > 0
 
 
-def _header(bundle, source=0, group="default", node="raw", bundle_id=None):
+def _header(bundle, source=0, group="default", node="raw", bundle_id=None, incarnation=1):
     info = bundle.sources[source]
     return pb.UplinkMessage(header=pb.StreamHeader(
         group=group, node_id=node, source_index=source, bundle_id=bundle_id or bundle.bundle_id,
-        input_shape=list(info.input_shape), latent_shape=list(info.latent_shape)))
+        input_shape=list(info.input_shape), latent_shape=list(info.latent_shape), incarnation=incarnation))
 
 
 def _batch(payloads, first_seq=1, first_window=0, corrupt=None):
@@ -151,17 +151,21 @@ def test_resume_from_ack_dedups_resent_frames_and_counts_gaps(gaussian_bundle, g
             # a gap (the node's buffer overflowed while away): seq 9..10 lost
             third = await _raw_uplink(address, [_header(bundle), _batch([rows[10][0]], first_seq=11,
                                                                           first_window=10)])
-        return first, second, third, registry
+            # the node process restarted (new incarnation): its seqs start at 1 again and are new frames
+            fourth = await _raw_uplink(address, [_header(bundle, incarnation=2),
+                                                 _batch([rows[12][0], rows[13][0]], first_window=12)])
+        return first, second, third, fourth, registry
 
-    first, second, third, registry = asyncio.run(scenario())
-    assert first[0] == [0, 5] and second[0] == [5, 8] and third[0] == [8, 11]
+    first, second, third, fourth, registry = asyncio.run(scenario())
+    assert first[0] == [0, 5] and second[0] == [5, 8] and third[0] == [8, 11] and fourth[0] == [0, 2]
     lab = labels(node="raw")
-    assert registry.get_sample_value("ndsc_frames_total", {**lab, "status": "accepted"}) == 9
+    assert registry.get_sample_value("ndsc_frames_total", {**lab, "status": "accepted"}) == 11
+    assert registry.get_sample_value("ndsc_node_restarts_total", lab) == 1
     assert registry.get_sample_value("ndsc_frames_total", {**lab, "status": "duplicate"}) == 2
     assert registry.get_sample_value("ndsc_frames_total", {**lab, "status": "lost"}) == 2
     # only source 0 ever arrived: windows are released partial at the deadline, source 1 marked missing
-    assert registry.get_sample_value("ndsc_aligner_windows_total", labels(outcome="partial")) == 9
-    assert registry.get_sample_value("ndsc_aligner_missing_sources_total", labels(source=1)) == 9
+    assert registry.get_sample_value("ndsc_aligner_windows_total", labels(outcome="partial")) == 11
+    assert registry.get_sample_value("ndsc_aligner_missing_sources_total", labels(source=1)) == 11
 
 
 class _CuttableProxy:

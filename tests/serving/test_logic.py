@@ -77,7 +77,8 @@ def test_session_table_refuses_with_precise_codes(gaussian_bundle):
         table.open(header(node_id="n1"))
     assert err.value.code == grpc.StatusCode.ALREADY_EXISTS
     session.last_seq = 7
-    assert table.open(header()).last_seq == 7  # the same node resumes
+    assert table.open(header()).last_seq == 7  # the same node process resumes
+    assert table.open(header(incarnation=99)).last_seq == 0 and table.restarts == 1  # a restarted one does not
 
 
 def test_settings_come_from_flags_then_environment_then_defaults():
