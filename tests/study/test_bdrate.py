@@ -41,3 +41,12 @@ def test_rate_at_interpolates_inside_and_refuses_to_extrapolate():
     assert rate_at(RATES, QUALITY, 33.0) == pytest.approx(1.0)
     assert 1.0 < rate_at(RATES, QUALITY, 35.0) < 2.0
     assert math.isnan(rate_at(RATES, QUALITY, 50.0))
+
+
+def test_bd_rate_can_be_restricted_to_a_quality_range():
+    # The test curve saves 20 % up to 36 dB and nothing from 42 dB: restricted to 30–33 dB, only the saving shows.
+    rates = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
+    quality = np.array([30.0, 33.0, 36.0, 39.0, 42.0, 45.0])
+    test_rates = rates * np.array([0.8, 0.8, 0.8, 0.8, 1.0, 1.0])
+    assert bd_rate(rates, quality, test_rates, quality, lo=30.0, hi=33.0) == pytest.approx(-20.0, abs=1e-6)
+    assert bd_rate(rates, quality, test_rates, quality) > -20.0

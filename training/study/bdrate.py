@@ -34,16 +34,19 @@ def _integral(q: np.ndarray, lr: np.ndarray, lo: float, hi: float, method: str) 
     raise ValueError(f"unknown BD-rate method {method!r} (cubic | pchip)")
 
 
-def bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, method: str = "pchip") -> float:
+def bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, method: str = "pchip",
+            lo: float | None = None, hi: float | None = None) -> float:
     """Average rate change of the test curve against the anchor, in percent (negative = saves bits).
 
-    Returns NaN when the curves' quality ranges do not overlap or a curve has < 2 points.
+    The average runs over the quality range both curves cover, narrowed to [``lo``, ``hi``]
+    when given. Returns NaN when that range is empty or a curve has < 2 points.
     """
     qa, la = _curve(anchor_rate, anchor_quality)
     qt, lt = _curve(test_rate, test_quality)
     if len(qa) < 2 or len(qt) < 2:
         return float("nan")
-    lo, hi = max(qa.min(), qt.min()), min(qa.max(), qt.max())
+    lo = max(qa.min(), qt.min(), -np.inf if lo is None else lo)
+    hi = min(qa.max(), qt.max(), np.inf if hi is None else hi)
     if hi <= lo:
         return float("nan")
     diff = (_integral(qt, lt, lo, hi, method) - _integral(qa, la, lo, hi, method)) / (hi - lo)

@@ -71,7 +71,8 @@ class StudyConfig:
     datasets: list[DatasetSpec]
     out: str = "docs/report"
     cache: str = ".ndsc_cache/study"
-    threads: int = 1
+    threads: int = 1  # torch threads per worker
+    workers: int = 1  # runs computed in parallel processes
     path: str | None = None
 
     @classmethod

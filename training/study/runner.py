@@ -94,43 +94,77 @@ def execute(run: Run) -> dict[str, Any]:
                                                      "window_shape": list(data.window_shape)}}
 
 
-def run_study(cfg: StudyConfig, only: list[str] | None = None, force: bool = False,
-              executor: Callable[[Run], dict[str, Any]] = execute) -> list[dict[str, Any]]:
-    """Run (or read from cache) every run; returns one record per run."""
-    if cfg.threads:
-        import torch
+def _init_worker(threads: int) -> None:
+    import torch
 
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(max(1, threads))
+
+
+def run_study(cfg: StudyConfig, only: list[str] | None = None, force: bool = False,
+              executor: Callable[[Run], dict[str, Any]] = execute, workers: int | None = None) -> list[dict[str, Any]]:
+    """Run (or read from cache) every run; returns one record per run, in config order.
+
+    ``workers`` > 1 runs missing runs in that many processes (each with ``cfg.threads`` torch
+    threads); results are written to the cache by this process as they arrive.
+    """
+    workers = cfg.workers if workers is None else workers
+    if cfg.threads:
+        _init_worker(cfg.threads)
     cache = Path(cfg.cache)
     cache.mkdir(parents=True, exist_ok=True)
     runs = expand(cfg, only)
-    records = []
+    records: list[dict[str, Any] | None] = [None] * len(runs)
+    todo = []
     for k, run in enumerate(runs):
-        key = run.key()
-        path = cache / f"{key}.json"
-        head = {"dataset": run.dataset.name, "method": run.method.label, "baseline": run.method.baseline,
-                "group": run.method.group, "point": {k2: run.point[k2] for k2 in run.method.varied() if k2 in run.point},
-                "params": _jsonable(run.point), "fold": run.fold, "key": key}
+        path = cache / f"{run.key()}.json"
         if path.exists() and not force:
-            records.append({**json.loads(path.read_text()), **head, "cached": True})
-            continue
-        start = time.perf_counter()
-        try:
-            result = executor(run)
-        except Exception as exc:  # a failed run is reported, never cached
-            log.error("run %s %s %s fold %s failed: %s", run.dataset.name, run.method.label, head["point"],
-                      run.fold, exc)
-            records.append({**head, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
-            continue
-        record = {**head, **_jsonable(result), "wall_seconds": time.perf_counter() - start}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, path)  # atomic: a killed study never leaves half a result
-        log.info("[%d/%d] %s | %s %s fold %s: rate %.4f mse %.5g (%.1fs)", k + 1, len(runs), run.dataset.name,
-                 run.method.label, head["point"], run.fold, record["metrics"]["rate_sum"], record["metrics"]["mse"],
-                 record["wall_seconds"])
-        records.append({**record, "cached": False})
-    return records
+            records[k] = {**json.loads(path.read_text()), **_head(run), "cached": True}
+        else:
+            todo.append(k)
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg.threads,)) as pool:
+            futures = {k: pool.submit(_timed, executor, runs[k]) for k in todo}
+            for done, k in enumerate(todo):
+                records[k] = _store(runs[k], cache, futures[k], done, len(todo))
+    else:
+        for done, k in enumerate(todo):
+            records[k] = _store(runs[k], cache, None, done, len(todo), executor)
+    return [r for r in records if r is not None]
+
+
+def _head(run: Run) -> dict[str, Any]:
+    return {"dataset": run.dataset.name, "method": run.method.label, "baseline": run.method.baseline,
+            "group": run.method.group,
+            "point": {k: run.point[k] for k in run.method.varied() if k in run.point},
+            "params": _jsonable(run.point), "fold": run.fold, "key": run.key()}
+
+
+def _timed(executor: Callable[[Run], dict[str, Any]], run: Run) -> tuple[dict[str, Any], float]:
+    start = time.perf_counter()
+    return executor(run), time.perf_counter() - start
+
+
+def _store(run: Run, cache: Path, future, done: int, total: int, executor=None) -> dict[str, Any]:
+    """Wait for (or compute) one run; cache it atomically unless it failed."""
+    head = _head(run)
+    try:
+        result, seconds = future.result() if future is not None else _timed(executor, run)
+    except Exception as exc:  # a failed run is reported, never cached
+        log.error("run %s %s %s fold %s failed: %s", run.dataset.name, run.method.label, head["point"], run.fold, exc)
+        return {**head, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    record = {**head, **_jsonable(result), "wall_seconds": seconds}
+    path = cache / f"{head['key']}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)  # atomic: a killed study never leaves half a result
+    log.info("[%d/%d] %s | %s %s fold %s: rate %.4f mse %.5g (%.1fs)", done + 1, total, run.dataset.name,
+             run.method.label, head["point"], run.fold, record["metrics"]["rate_sum"], record["metrics"]["mse"],
+             seconds)
+    return {**record, "cached": False}
 
 
 def _jsonable(obj: Any) -> Any:
