@@ -65,6 +65,14 @@ def test_a_changed_point_is_computed_and_the_rest_read_back(tiny_records, tmp_pa
     assert sum(not r["cached"] for r in records) == 2
 
 
+def test_two_worker_processes_give_the_same_records_as_one(tmp_path):
+    methods = [{"label": "sq", "baseline": "sq", "grid": {"step": [0.5, 1.0]}}]
+    one = run_study(StudyConfig.from_dict(tiny_study(tmp_path / "a", methods=methods)))
+    two = run_study(StudyConfig.from_dict(tiny_study(tmp_path / "b", methods=methods)), workers=2)
+    assert [r["metrics"]["payload_bytes"] for r in one] == [r["metrics"]["payload_bytes"] for r in two]
+    assert [r["fold"] for r in two] == [0, 0, 1, 1]
+
+
 def test_a_failed_run_is_reported_and_not_cached(tmp_path):
     raw = tiny_study(tmp_path, methods=[{"label": "bad", "baseline": "sq-modulo", "grid": {"step": [-1.0]}}],
                      folds=[0])
@@ -78,7 +86,8 @@ def test_the_report_builds_with_plots_tables_and_statements(tiny_records):
     text = path.read_text()
     for needle in ("# Study report: tiny", "## g", "rd_g.png", "### Every point", "BD-rate vs sq-separate",
                    "Berger–Tung (bound)", "### Targets", "### Encoder maps", "The seed's bound",
-                   "Where MI regularisation helps", "joint β=+0.1** vs **joint β=0"):
+                   "Where MI regularisation helps", "joint β=+0.1** vs **joint β=0", "### Efficiency",
+                   "edge ONNX encode ms/window"):
         assert needle in text, needle
     assert (tmp / "report" / "rd_g.png").stat().st_size > 1000
     assert (tmp / "report" / "encoder_maps_g.png").exists()

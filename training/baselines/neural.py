@@ -47,6 +47,7 @@ class NeuralCodec(Baseline):
     """
 
     uses_train_config = True
+    version = 2  # 2: analysis adds the ONNX edge latency
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -105,7 +106,37 @@ class NeuralCodec(Baseline):
                                "bound_plugin": float(sum(h)) - self.cfg.beta_mi * mi_plugin}
         if m == 1 and len(s.shape) == 4 and windows.shape[2] == 1:
             out["encoder_map"] = scalar_encoder_map(self)
+        out["edge_onnx_ms_per_window"] = edge_onnx_latency(self.model.g_a[0], windows[:8, 0])
         return out
+
+
+def edge_onnx_latency(encoder: torch.nn.Module, windows: np.ndarray, repeats: int = 3) -> float:
+    """Milliseconds per window of the source's encoder exported to ONNX, on one CPU thread.
+
+    The analysis transform only (what the edge node runs before rounding and ANS), timed
+    window by window with onnxruntime as ``edge_encoder.EdgeEncoder`` configures it.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    from training.export import export_encoder_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "encoder.onnx"
+        export_encoder_onnx(encoder, tuple(windows.shape[1:]), path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        batch = np.ascontiguousarray(windows, dtype=np.float32)
+        sess.run(None, {name: batch[:1]})  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for w in batch:
+                sess.run(None, {name: w[None]})
+        return 1000.0 * (time.perf_counter() - start) / (repeats * len(batch))
 
 
 def scalar_encoder_map(codec: NeuralCodec, lo: float = -4.0, hi: float = 4.0, points: int = 801) -> dict[str, Any]:

@@ -238,6 +238,22 @@ def table_bound(rep: DatasetReport) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+def table_efficiency(rep: DatasetReport) -> list[str]:
+    head = ["method", "runs", "training s", "encode ms/window (harness, all sources)",
+            "edge ONNX encode ms/window (one source, 1 thread)", "decode ms/window (all sources, CPU)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in rep.methods:
+        rs = rep.runs(m)
+        onnx = [r.get("analysis", {}).get("edge_onnx_ms_per_window") for r in rs]
+        lines.append("| " + " | ".join([m, str(len(rs)), fmt([r["fit"].get("fit_seconds") for r in rs], 1),
+                                         fmt([r["metrics"]["encode_ms_per_window"] for r in rs], 2),
+                                         fmt(onnx, 3) if any(v is not None for v in onnx) else "—",
+                                         fmt([r["metrics"]["decode_ms_per_window"] for r in rs], 2)]) + " |")
+    lines += ["", "Window sizes: see the split line above. No GPU was used in this run; the decoder "
+              "latency is CPU (torch, one thread per worker)."]
+    return lines
+
+
 def mi_statement(rep: DatasetReport) -> list[str]:
     """Plain verdicts: MI-regularised variants against their β_MI = 0 reference, with numbers."""
     groups: dict[str, list[str]] = defaultdict(list)
@@ -385,6 +401,7 @@ def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, 
                        "two ways: the training critic (InfoNCE or MINE, as configured; mean of the last 100 "
                        "steps, bits) and the plug-in estimate from the joint histogram of the two sources' "
                        "test symbols. Only the real rate is a rate; the bound is an estimate.", "", *bound, ""]
+            md += ["### Efficiency (mean ± std over runs)", "", *table_efficiency(rep), ""]
             statement = mi_statement(rep)
             if statement:
                 md += ["### Where MI regularisation helps, hurts or does nothing", "",
