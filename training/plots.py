@@ -1,6 +1,7 @@
 """Rate–distortion plots (matplotlib, headless)."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Sequence
 
@@ -31,7 +32,7 @@ def plot_gaussian_rd(path: str | Path, rho: float, points: dict[str, Sequence[tu
     curves = {k: [all_bounds(rho, d)[k] for d in ds] for k in BOUND_STYLES}
     for key, (label, style) in BOUND_STYLES.items():
         ax.plot(ds, curves[key], style, label=label)
-    markers = iter("osD^v<>")
+    markers = itertools.cycle("osD^v<>ph*Xd")  # more curves than markers: reuse them
     for label, pts in points.items():
         pts = sorted(pts)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=next(markers), linestyle="-", label=label)

@@ -280,24 +280,35 @@ def mi_statement(rep: DatasetReport) -> list[str]:
     return lines
 
 
+LEARNED = {"neural", "joint-b0", "separate", "ndic-cam", "dvqvae", "learned-binning"}
+
+
 def gaussian_targets(rep: DatasetReport) -> list[str]:
+    """Best rate at each target distortion, overall and among trained networks, against the bounds."""
     rho = float(rep.spec.data.get("params", {}).get("rho", 0.9))
     lines = []
     for d in rep.spec.matched:
         b = all_bounds(rho, d)
-        best = None
-        for m in rep.methods:
-            r = _mean(rep.matched(m, d))
-            if np.isfinite(r) and (best is None or r < best[1]):
-                best = (m, r)
-        if best is None:
-            lines.append(f"- D = {d}: no method's points cover this distortion.")
-            continue
-        m, r = best
-        verdict = "below" if r < b["no_binning"] else "NOT below"
-        lines.append(f"- D = {d}: best is **{m}** at {r:.3f} bits/pair: {verdict} no-binning ({b['no_binning']:.3f}, "
-                     f"{r - b['no_binning']:+.3f}); Berger–Tung {b['berger_tung']:.3f} ({r - b['berger_tung']:+.3f}); "
-                     f"stretch (≤ BT + 0.25) {'met' if r <= b['berger_tung'] + 0.25 else 'not met'}.")
+        for scope, methods in (("any method", rep.methods),
+                               ("trained networks only", [m for m in rep.methods if rep.runs(m)[0]["baseline"] in LEARNED])):
+            best = None
+            for m in methods:
+                r = _mean(rep.matched(m, d))
+                if np.isfinite(r) and (best is None or r < best[1]):
+                    best = (m, r)
+            if best is None:
+                lines.append(f"- D = {d} ({scope}): no method's points cover this distortion.")
+                continue
+            m, r = best
+            verdict = "below" if r < b["no_binning"] else "NOT below"
+            lines.append(f"- D = {d} ({scope}): best is **{m}** at {r:.3f} bits/pair: {verdict} no-binning "
+                         f"({b['no_binning']:.3f}, {r - b['no_binning']:+.3f}); Berger–Tung {b['berger_tung']:.3f} "
+                         f"({r - b['berger_tung']:+.3f}); stretch (≤ BT + 0.25) "
+                         f"{'met' if r <= b['berger_tung'] + 0.25 else 'not met'}.")
+    lines.append("Rates at D are interpolated (pchip on log-rate vs SNR) between each method's measured points, "
+                 "per fold, then averaged. The bounds are for D1 = D2 = D and methods are placed at their mean MSE; "
+                 "for separate coding an unequal split (D1 ≠ D2) needs more bits than the equal split at the mean "
+                 "(Jensen), so comparing an unequal point with the equal-D curve does not flatter it.")
     return lines
 
 
