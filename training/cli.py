@@ -35,6 +35,8 @@ def configure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lambdas", default="0.005,0.02,0.08", help="comma-separated λ values")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--beta-mi", type=float, default=0.0)
+    p.add_argument("--samples", type=int, default=1024, help="samples per window (amortises coder overhead)")
+    p.add_argument("--windows", type=int, default=256, help="windows generated before the 80/10/10 split")
     p.set_defaults(handler=_rd_gaussian)
 
 
@@ -97,6 +99,7 @@ def _rd_gaussian(args) -> int:
     from training.rd_gaussian import run_rd_gaussian
 
     lambdas = [float(v) for v in args.lambdas.split(",")]
-    out = run_rd_gaussian(args.out, rho=args.rho, lambdas=lambdas, steps=args.steps, beta_mi=args.beta_mi)
+    out = run_rd_gaussian(args.out, rho=args.rho, lambdas=lambdas, steps=args.steps, beta_mi=args.beta_mi,
+                          samples=args.samples, n_windows=args.windows)
     print(f"wrote {out}")
     return 0
