@@ -121,18 +121,27 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, force: bool = Fal
             records[k] = {**json.loads(path.read_text()), **_head(run), "cached": True}
         else:
             todo.append(k)
-    if workers > 1 and len(todo) > 1:
+    # Two methods may name the same run (e.g. one configuration in two ablation groups): compute it once.
+    first: dict[str, int] = {}
+    for k in todo:
+        first.setdefault(runs[k].key(), k)
+    unique = list(first.values())
+    if workers > 1 and len(unique) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg.threads,)) as pool:
-            futures = {k: pool.submit(_timed, executor, runs[k]) for k in todo}
-            for done, k in enumerate(todo):
-                records[k] = _store(runs[k], cache, futures[k], done, len(todo))
+            futures = {k: pool.submit(_timed, executor, runs[k]) for k in unique}
+            for done, k in enumerate(unique):
+                records[k] = _store(runs[k], cache, futures[k], done, len(unique))
     else:
-        for done, k in enumerate(todo):
-            records[k] = _store(runs[k], cache, None, done, len(todo), executor)
+        for done, k in enumerate(unique):
+            records[k] = _store(runs[k], cache, None, done, len(unique), executor)
+    for k in todo:
+        if records[k] is None:  # a duplicate of a run computed above: same result, its own labels
+            source = records[first[runs[k].key()]]
+            records[k] = {**source, **_head(runs[k])}
     return [r for r in records if r is not None]
 
 
