@@ -1,7 +1,8 @@
 """Joint synthesis for stereo (multi-view) images: per-view decoders fused by epipolar attention.
 
 Each view's latent (M, h, w) is upsampled by its own synthesis branch (transposed
-convolutions with inverse GDN). When ``joint`` is true, at three scales (1/16, 1/8 and
+convolutions with GELU: inverse GDN, x·sqrt(β + γx²), grows quadratically and diverged
+in short high-learning-rate CPU runs, so the decoder uses a bounded-slope nonlinearity). When ``joint`` is true, at three scales (1/16, 1/8 and
 1/4 of the image) every view's features attend to the other views' features **along
 the same image row**: in a rectified pair a point's match lies on the same row at a
 shifted column (the disparity), so row attention is a learned, soft disparity search
@@ -94,8 +95,8 @@ class StereoAttentionDecoder(nn.Module):
         self.n_sources, self.out_channels, self.joint = n_sources, out_channels, joint
         self.stem = nn.ModuleList(nn.Conv2d(latent_channels + 1, hidden, 3, padding=1) for _ in range(n_sources))
         self.ups = nn.ModuleList(
-            nn.ModuleList([_up(hidden, hidden), GDN(hidden, inverse=True), _up(hidden, hidden), GDN(hidden, inverse=True),
-                           _up(hidden, hidden), GDN(hidden, inverse=True), _up(hidden, out_channels)])
+            nn.ModuleList([_up(hidden, hidden), nn.GELU(), _up(hidden, hidden), nn.GELU(),
+                           _up(hidden, hidden), nn.GELU(), _up(hidden, out_channels)])
             for _ in range(n_sources)
         )
         self.fusion = nn.ModuleList(EpipolarAttention(hidden) for _ in range(self.FUSION_STAGES)) if joint else None

@@ -31,7 +31,7 @@ def _stereo_small() -> TrainConfig:
         data=DataConfig(kind="stereo", n_windows=1200, params={"crop": 64}),
         model=ModelConfig(encoder="conv2d-gdn", decoder="stereo-attention", latent_channels=48, hidden=48,
                           stride=16, input_scale=255.0),
-        lmbda=500.0, beta_mi=1.0, optimisation="joint", steps=1200, batch_size=8, lr=2e-3, mi_pairs="positions",
+        lmbda=500.0, beta_mi=1.0, optimisation="joint", steps=600, batch_size=8, lr=1e-3, mi_pairs="positions",
     )
 
 
