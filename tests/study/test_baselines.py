@@ -49,6 +49,8 @@ def test_scalar_quantiser_decodes_the_symbols_it_sent(gauss):
     for w, row in enumerate(payloads):
         for i in range(2):
             assert np.array_equal(b.coders[i].decode(row[i], 512)[0], s[w, i])
+    # One payload per window costs a few bytes over the ideal code length (the flushed ANS state).
+    assert 0 < b.ans_overhead(gauss.test) < 8
     # The joint MMSE decoder beats separate decoding of the same symbols.
     sep = build_baseline("sq-separate", step=0.5)
     sep.fit(gauss)

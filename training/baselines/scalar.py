@@ -73,7 +73,23 @@ class _GridQuantiser(Baseline):
 
         return {"encoder_map": {"x": g[keep][sub].tolist(), "symbols": [m[keep][sub].tolist() for m in self.maps],
                                 "many_to_one": [many_to_one(m[keep]) for m in self.maps]},
-                "expected_mse_joint": self.t.mse_joint, "expected_mse_separate": self.t.mse_separate}
+                "expected_mse_joint": self.t.mse_joint, "expected_mse_separate": self.t.mse_separate,
+                "ans_overhead_bytes_per_window": self.ans_overhead(windows)}
+
+    def ans_overhead(self, windows: np.ndarray) -> float:
+        """Mean bytes per window and source above the ideal code length of the same symbols under the table.
+
+        What coding a window as one ANS payload costs beyond −log2 of the table probabilities
+        (the flushed coder state, rounded to bytes); divide by the window length for bits per sample.
+        """
+        s = self.symbols(windows)
+        extra = []
+        for i, coder in enumerate(self.coders):
+            freqs = np.asarray(coder.tables[0].freqs, np.float64)
+            for w in range(len(s)):
+                ideal_bits = float(-np.log2(freqs[s[w, i]] / freqs.sum()).sum())
+                extra.append(len(coder.encode(s[w, i][None])) - ideal_bits / 8)
+        return float(np.mean(extra))
 
 
 @register_baseline("sq", binning="none", decoder="joint")
@@ -85,6 +101,8 @@ class ScalarQuantiser(_GridQuantiser):
     Params: ``step`` (Δ), ``binning`` ("none" | "modulo"), ``modulo`` (K, the coset count of
     source 2; ``modulo1`` likewise for source 1, 0 = not binned), ``decoder`` ("joint" | "separate").
     """
+
+    version = 2  # 2: analysis reports the ANS overhead per window
 
     def fit(self, data: JointDataset) -> dict[str, Any]:
         self._check(data)

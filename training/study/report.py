@@ -394,6 +394,14 @@ def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, 
                        "per fold, then mean ± std.", "", *matched, ""]
             if spec.modality == "gaussian":
                 md += ["### Targets (two sources)", "", *gaussian_targets(rep), ""]
+                over = [r["analysis"]["ans_overhead_bytes_per_window"] for r in rep.ok
+                        if "ans_overhead_bytes_per_window" in r.get("analysis", {})]
+                if over:
+                    n = rep.ok[0]["split"]["window_shape"][-1]
+                    md += [f"Per-window ANS overhead (uniform-quantiser runs: payload bytes minus the ideal code "
+                           f"length of the same symbols under the same table): {fmt(over, 2)} bytes per window "
+                           f"and source, i.e. {8 * float(np.mean(over)) / n:.4f} bits per sample at {n} samples "
+                           "per window.", ""]
                 maps = plot_encoder_maps(rep, out)
                 if maps:
                     md += ["### Encoder maps (symbol vs x)", "",
