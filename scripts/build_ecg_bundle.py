@@ -39,12 +39,12 @@ def build(data: Path, out: Path, steps: int | None, threads: int) -> dict:
     from training.presets import get_preset
 
     torch.set_num_threads(threads)
-    cfg = get_preset("ecg-12lead").replace(progress=False, threads=threads)
+    cfg = get_preset("ecg-12lead").replace(threads=threads)
     if steps:
         cfg.steps = steps
     # Relative to the repository (../shared/data/ecg), so the manifest names no home folder.
     records = os.path.relpath(data, REPO)
-    cfg.data.params = {**cfg.data.params, "records": [records], "edge_source": "dicom:pydicom"}
+    cfg.data.params = {**cfg.data.params, "records": [records], "edge_source": "dicom:pydicom#loop=1"}
     t0 = time.time()
     path, report = train_and_export(cfg, out)
     p = cfg.data.params
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of WFDB records (../shared/data/ecg)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--steps", type=int, help="override the preset's training steps")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a busy machine)")
     args = parser.parse_args(argv)
     os.chdir(REPO)
     print(json.dumps(build(args.data, args.out, args.steps, args.threads), indent=1))

@@ -11,8 +11,9 @@ from pathlib import Path
 from ndsc.bundle import BundleError, load_bundle
 
 BUNDLES_DIR = Path(__file__).resolve().parent
-#: the demo's bundle: 4 nodes × 3 synthetic ECG leads (preset ``ecg-synth-quick``)
-DEFAULT_BUNDLE = "ecg-synth-quick"
+#: the demo's bundle: 4 nodes × 3 leads of real 12-lead ECG at 500 Hz (preset ``ecg-12lead``,
+#: trained on PhysioNet records by ``scripts/build_ecg_bundle.py``; replays pydicom's ECG)
+DEFAULT_BUNDLE = "ecg-12lead"
 
 
 def shipped_bundles() -> list[str]:
