@@ -45,6 +45,8 @@ class LeadQuality:
                                             for i, spec in enumerate(specs)]
         self.leads = [name for src in self.sources for name in src.channel_names]
         self.sums = np.zeros((len(self.leads), 2))  # per lead: Σ err², Σ centred²
+        self.payload_bytes = np.zeros(len(self.sources))  # per node, from the reconstructions' metadata
+        self.decoded = np.zeros(len(self.sources))  # per node: windows decoded (not estimated)
         self.windows = 0
         self._lock = threading.Lock()
         self._channel = grpc.insecure_channel(decoder)
@@ -57,17 +59,19 @@ class LeadQuality:
         try:
             for r in self._call:
                 x_hat = np.asarray(r.samples, dtype=np.float64).reshape(tuple(r.shape))  # (N, C, T)
-                self.add(int(r.window), x_hat, list(r.present))
+                self.add(int(r.window), x_hat, list(r.present), list(r.payload_bytes))
         except grpc.RpcError:
             pass  # the decoder stopped or the demo closed the stream
 
-    def add(self, window: int, x_hat: np.ndarray, present: list[bool]) -> None:
-        """Accumulate one reconstruction (N, C, T) of ``window``."""
+    def add(self, window: int, x_hat: np.ndarray, present: list[bool], payload_bytes: list[int]) -> None:
+        """Accumulate one reconstruction (N, C, T) of ``window`` and its nodes' payload sizes."""
         row = 0
         with self._lock:
             for i, src in enumerate(self.sources):
                 c = len(src.channel_names)
                 if present[i]:
+                    self.payload_bytes[i] += payload_bytes[i]
+                    self.decoded[i] += 1
                     x = src.window(window).astype(np.float64)
                     self.sums[row:row + c, 0] += ((x - x_hat[i]) ** 2).sum(axis=1)
                     self.sums[row:row + c, 1] += ((x - x.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
@@ -79,12 +83,18 @@ class LeadQuality:
             return {lead: 100 * float(np.sqrt(e / d)) for lead, (e, d) in zip(self.leads, self.sums) if d > 0}
 
     def render(self) -> str:
-        """Lines under the demo table: raw 16-bit rate per node and PRDN per lead."""
+        """Lines under the demo table: per node uplink vs raw 16-bit kbit/s, PRDN per lead."""
         fs = self.bundle.sample_rate or 0.0
-        raw = [16 * len(s.channel_names) * fs / 1000 for s in self.sources]
+        with self._lock:
+            parts = []
+            for i, src in enumerate(self.sources):
+                raw = 16 * len(src.channel_names) * fs / 1000
+                seconds = self.decoded[i] * src.length / fs if fs else 0.0
+                kbps = 8 * self.payload_bytes[i] / seconds / 1000 if seconds else 0.0
+                ratio = f" ({raw / kbps:.0f}x smaller)" if kbps else ""
+                parts.append(f"node{i} {kbps:.2f} vs {raw:.0f}{ratio}")
         per_lead = self.prdn()
-        lines = [f"raw 16-bit per node: {raw[0]:.1f} kbit/s ({len(self.sources[0].channel_names)} lead(s) × "
-                 f"{fs:g} Hz; compare each node's uplink kbit/s above)"]
+        lines = ["uplink kbit/s since start vs raw 16-bit: " + "; ".join(parts)]
         if per_lead:
             lines.append(f"PRDN per lead over {self.windows} decoded windows (vs the record, as recorded): "
                          + " ".join(f"{lead} {v:.1f}%" for lead, v in per_lead.items()))
