@@ -50,3 +50,8 @@ def test_bd_rate_can_be_restricted_to_a_quality_range():
     test_rates = rates * np.array([0.8, 0.8, 0.8, 0.8, 1.0, 1.0])
     assert bd_rate(rates, quality, test_rates, quality, lo=30.0, hi=33.0) == pytest.approx(-20.0, abs=1e-6)
     assert bd_rate(rates, quality, test_rates, quality) > -20.0
+
+
+def test_empty_and_lossless_curves_give_nan_not_errors():
+    assert math.isnan(bd_rate([], [], RATES, QUALITY))
+    assert math.isnan(rate_at([5.0], [math.inf], 30.0))

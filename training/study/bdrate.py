@@ -16,6 +16,8 @@ def _curve(rate, quality) -> tuple[np.ndarray, np.ndarray]:
     r, q = np.asarray(rate, float), np.asarray(quality, float)
     ok = np.isfinite(r) & np.isfinite(q) & (r > 0)
     r, q = r[ok], q[ok]
+    if len(q) == 0:
+        return q, r
     order = np.argsort(q)
     q, lr = q[order], np.log(r[order])
     # Equal qualities would make the interpolant ill-defined: keep the lowest rate.

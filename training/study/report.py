@@ -22,12 +22,18 @@ from ndsc.bounds import all_bounds  # noqa: E402
 from training.study.bdrate import bd_rate, rate_at  # noqa: E402
 from training.study.config import DatasetSpec, StudyConfig  # noqa: E402
 
+def _db(ratio: float) -> float:
+    """10·log10(ratio); +inf for a lossless point (ratio ∞), which BD-rate and interpolation skip."""
+    return 10 * math.log10(ratio) if 0 < ratio < math.inf else math.inf
+
+
 #: (rate key, rate unit, distortion key, distortion label, quality(metrics) → dB-like, target → quality)
 MODALITY = {
     "gaussian": ("rate_sum", "bits/sample pair", "mse", "MSE per source",
-                 lambda m: 10 * math.log10(1.0 / m["mse"]), lambda d: 10 * math.log10(1.0 / d)),
+                 lambda m: _db(1.0 / m["mse"]) if m["mse"] > 0 else math.inf, lambda d: _db(1.0 / d)),
     "ecg": ("rate_mean", "bits/sample/lead", "prdn_percent", "PRDN %",
-            lambda m: -20 * math.log10(m["prdn_percent"] / 100.0), lambda d: -20 * math.log10(d / 100.0)),
+            lambda m: _db((100.0 / m["prdn_percent"]) ** 2) if m["prdn_percent"] > 0 else math.inf,
+            lambda d: _db((100.0 / d) ** 2)),
     "stereo": ("rate_mean", "BPD", "psnr_db", "PSNR dB", lambda m: m["psnr_db"], lambda d: d),
 }
 #: |BD-rate| below this (percent), or within two standard deviations, counts as "no effect".
