@@ -37,9 +37,10 @@ PROFILE_ORDER = ("irr23", "reg3", "reg4")
 class SyndromeSQ(Baseline):
     """Params: ``step`` (Δ of source 1), ``step2`` (Δ of source 2, default ``step``), ``raw_above`` (plane entropy above which it is sent raw),
     ``fit_windows`` (training windows the syndrome lengths must decode), ``margin``
-    (fraction added to the shortest syndrome length that decoded them)."""
+    (fraction added to the shortest syndrome length that decoded them), ``min_extra_bits``
+    (at least this many bits added)."""
 
-    version = 2
+    version = 3
 
     def fit(self, data: JointDataset) -> dict[str, Any]:
         if data.n_sources != 2 or data.modality != "gaussian":
@@ -63,6 +64,7 @@ class SyndromeSQ(Baseline):
         self.coder1 = LatentCoder([symbol_table(self.mass.sum(1))])
         self.bits = int(np.ceil(np.log2(size)))
         self.margin = float(self.params.get("margin", 0.05))
+        self.min_extra_bits = int(self.params.get("min_extra_bits", 64))
         self.plan = self._plan(data.train, int(self.params.get("fit_windows", 12)),
                                float(self.params.get("raw_above", 0.97)))
         return {"train_seconds": time.perf_counter() - start, "planes": self.plan}
@@ -122,7 +124,9 @@ class SyndromeSQ(Baseline):
                 if all(code.decode(self._llr(i, j & ((1 << k) - 1), k), code.syndrome(self._bit(j, k)))[1]
                        for i, j in zip(i1, j2)):
                     # Margin: the fit windows are few, the test windows many.
-                    safe = int(np.ceil(m * (1.0 + self.margin)))
+                    # Short syndromes (nearly determined planes) fail more often than their length
+                    # suggests, so they get at least ``min_extra_bits`` more.
+                    safe = int(np.ceil(max(m * (1.0 + self.margin), m + self.min_extra_bits)))
                     return (safe, profile) if safe < self.n else None
         return None
 
