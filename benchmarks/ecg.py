@@ -2,7 +2,7 @@
 
 Trains (or reuses) a distributed codec (joint decoder) and the separate-coding baseline
 (``ModelConfig.joint_decoder=False``, the same encoders and per-node capacity) at a few
-λ on the 12-lead ≥ 250 Hz records of ``../shared/data/ecg`` (split by patient), then
+(λ, input scale) points on the 12-lead ≥ 250 Hz records of ``../shared/data/ecg`` (split by patient), then
 measures on the held-out test patients, all in this run:
 
 * rate from real bytes: bits/sample/lead (8 × payload bytes / samples) and kbit/s;
@@ -14,7 +14,7 @@ measures on the held-out test patients, all in this run:
 * edge encode speed as a multiple of real time on one core (ONNX Runtime with one
   thread + rounding + ANS), beside FLAC's encode speed of the same samples.
 
-    python benchmarks/ecg.py --group-size 3 --lambdas 0.002,0.0005,0.0002 --steps 600 --out runs/ecg-bench
+    python benchmarks/ecg.py --group-size 3 --input-scales 0.5,0.1,0.03 --steps 400 --out runs/ecg-bench
 """
 from __future__ import annotations
 
@@ -30,20 +30,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def train_points(data: str, group_size: int, lambdas: list[float], steps: int, out: Path) -> dict[str, list[Path]]:
-    """Bundles for each (decoder kind, λ), trained unless already present."""
+def train_points(data: str, group_size: int, points: list[tuple[float, float]], steps: int,
+                 out: Path) -> dict[str, list[Path]]:
+    """Bundles for each (decoder kind, (λ, input scale)), trained unless already present."""
     from training.pipeline import train_and_export
     from training.presets import get_preset
 
     paths: dict[str, list[Path]] = {"distributed": [], "separate": []}
     for kind in paths:
-        for lam in lambdas:
-            path = out / f"g{group_size}-{kind}-lam{lam:g}"
+        for lam, scale in points:
+            path = out / (f"g{group_size}-{kind}-lam{lam:g}" + (f"-s{scale:g}" if scale != 0.5 else ""))
             if not (path / "manifest.json").is_file():
                 cfg = get_preset("ecg-12x1" if group_size == 1 else "ecg-4x3").replace(
                     lmbda=lam, steps=steps, threads=1, progress=False)
                 cfg.data.params = {**cfg.data.params, "records": [data], "group_size": group_size}
                 cfg.model.joint_decoder = kind == "distributed"
+                cfg.model.input_scale = scale
                 t0 = time.time()
                 train_and_export(cfg, path)
                 print(f"trained {path.name} in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -93,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "ecg"))
     parser.add_argument("--group-size", type=int, default=3, help="leads per node: 1 (12 nodes), 3, 6")
-    parser.add_argument("--lambdas", default="0.002,0.0005,0.0002")
+    parser.add_argument("--lambdas", default="0.0005", help="rate weights λ")
+    parser.add_argument("--input-scales", default="0.5,0.1,0.03",
+                        help="input scales (mV): the encoder sees x / scale, so a smaller scale quantises the "
+                             "latents finer (more bits, less distortion); with short training this moves "
+                             "along the R-D curve more than λ does")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "ecg-bench")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -106,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     from training.evaluate import dataset_for_bundle
 
     torch.set_num_threads(1)
-    lambdas = [float(v) for v in args.lambdas.split(",")]
-    paths = train_points(args.data, args.group_size, lambdas, args.steps, args.out)
+    points = [(float(lam), float(sc)) for lam in args.lambdas.split(",") for sc in args.input_scales.split(",")]
+    paths = train_points(args.data, args.group_size, points, args.steps, args.out)
     first = load_bundle(paths["distributed"][0])
     data = dataset_for_bundle(first)  # the same patient split for every bundle
     leads, fs, windows = data.info["leads"], data.sample_rate, data.test
@@ -122,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(split: {data.info['split']})")
     print(f"{'codec':<28}{'bits/sample/lead':>17}{'kbit/s':>9}{'RMSE µV':>9}{'PRD %':>8}{'PRDN %':>8}")
     for kind in ("distributed", "separate"):
-        for lam, r in zip(lambdas, rows[kind]):
-            print(f"{kind + f' λ={lam:g}':<28}{r['bits_per_sample_per_lead']:>17.3f}{r['kbit_per_s']:>9.2f}"
+        for (lam, sc), r in zip(points, rows[kind]):
+            print(f"{kind + f' λ={lam:g} s={sc:g}':<28}{r['bits_per_sample_per_lead']:>17.3f}{r['kbit_per_s']:>9.2f}"
                   f"{r['rmse_uv']:>9.1f}{r['prd_percent']:>8.2f}{r['prdn_percent']:>8.2f}")
     n_all = windows.shape[1] * windows.shape[2]
     raw_kbps = 16 * n_all * fs / 1000
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if not savings:
         print("distributed points fall outside the separate curve's PRDN range: no equal-PRDN comparison")
     worst = max(rows["distributed"][-1]["per_lead"], key=lambda p: p["prdn_percent"])
-    print("per-lead PRDN % (distributed, λ=%g): " % lambdas[-1]
+    print("per-lead PRDN %% (distributed, λ=%g, s=%g): " % points[-1]
           + " ".join(f"{p['lead']}={p['prdn_percent']:.1f}" for p in rows["distributed"][-1]["per_lead"])
           + f" (worst {worst['lead']})")
     n_leads = n_nodes * windows.shape[2]
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
           f"FLAC encode of the same lead(s): {flac_node:.0f}× real time; codec/FLAC speed ratio {speed / flac_node:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "lossless": lossless, "encode_x_realtime": speed,
-                                         "savings": savings, "lambdas": lambdas}, indent=1, default=float))
+                                         "savings": savings, "points": points}, indent=1, default=float))
     return 0
 
 
