@@ -22,7 +22,7 @@ def tiny_ecg_config(records, **changes):
     """4 nodes × 3 leads at 500 Hz, 1024-sample windows: a few seconds of training."""
     from training.presets import get_preset
 
-    cfg = get_preset("ecg-12lead").replace(steps=40, batch_size=8, progress=False, threads=0, **changes)
+    cfg = get_preset("ecg-12lead").replace(steps=40, batch_size=8, progress=False, threads=1, **changes)
     cfg.data.params = {**cfg.data.params, "records": [str(r) for r in records]}
     cfg.model.hidden = 16
     return cfg
