@@ -4,8 +4,8 @@ The encoder sends the syndrome s = H·b (mod 2) of a block of n bits; the decode
 holds log-likelihood ratios of the bits from its side information, runs sum-product
 belief propagation constrained to the coset {b : H·b = s} (Liveris, Xiong & Georghiades
 2002). H is a random sparse matrix drawn from a seed both sides share, with a variable-degree
-profile: regular (every bit in 3 checks) or irregular (half the bits in 2 checks, half in
-3), which decodes closer to the Slepian–Wolf limit at high syndrome rates.
+profile: regular (every bit in 3 checks) or irregular (most bits in 2 or 3 checks, a few in
+8), which decodes closer to the Slepian–Wolf limit at high syndrome rates.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 
 _CLIP = 1.0 - 1e-12
 #: variable-degree profiles: name → ((degree, fraction of bits), …)
-PROFILES = {"reg3": ((3, 1.0),), "reg4": ((4, 1.0),), "irr23": ((2, 0.5), (3, 0.5))}
+PROFILES = {"reg3": ((3, 1.0),), "reg4": ((4, 1.0),), "irr23": ((2, 0.5), (3, 0.5)),
+            "irr238": ((2, 0.55), (3, 0.4), (8, 0.05))}
 
 
 class SyndromeCode:

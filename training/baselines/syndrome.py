@@ -30,7 +30,7 @@ from training.baselines.scalar import symbol_table
 from training.data import JointDataset
 
 RATE_LADDER = (1.03, 1.06, 1.09, 1.12, 1.15, 1.19, 1.23, 1.3, 1.4, 1.55, 1.75, 2.0)
-PROFILE_ORDER = ("irr23", "reg3", "reg4")
+PROFILE_ORDER = ("irr238", "irr23", "reg3", "reg4")
 
 
 @register_baseline("sq-syndrome")
@@ -40,7 +40,7 @@ class SyndromeSQ(Baseline):
     (fraction added to the shortest syndrome length that decoded them), ``min_extra_bits``
     (at least this many bits added)."""
 
-    version = 3
+    version = 4
 
     def fit(self, data: JointDataset) -> dict[str, Any]:
         if data.n_sources != 2 or data.modality != "gaussian":

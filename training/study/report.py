@@ -379,7 +379,11 @@ def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, 
           f" on {platform.machine()} / {platform.processor() or platform.system()}, torch threads {cfg.threads}.",
           "Rates are real: 8 × the payload bytes each method wrote for the held-out windows "
           "(entropy-coded through `ndsc.entropy.LatentCoder`, or the conventional codec's own bytes). "
-          "Cells are mean ± std (sample std) over the folds listed; one value means one run.", ""]
+          "Cells are mean ± std (sample std) over the folds listed; one value means one run.",
+          f"Runs: {len(records)} ({sum(1 for r in records if r.get('cached'))} read from the cache, "
+          f"{sum(1 for r in records if 'error' in r)} failed); summed run time "
+          f"{sum(float(r.get('wall_seconds', 0.0)) for r in records):.0f} s (fit + measurement per run, "
+          f"as recorded when each run was computed, {cfg.workers} worker process(es)).", ""]
     for spec in cfg.datasets:
         recs = [r for r in records if r["dataset"] == spec.name]
         if not recs:
