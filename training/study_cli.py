@@ -16,7 +16,6 @@ def configure(sub: argparse._SubParsersAction) -> None:
 
 
 def _study(args) -> int:
-    import sys
     import time
 
     from training.study.config import StudyConfig
@@ -35,7 +34,8 @@ def _study(args) -> int:
             raise RuntimeError("not in cache (--report-only)")
     records = run_study(cfg, only=args.only or None, force=args.force,
                         **({"executor": executor} if executor else {}))
-    command = "ndsc " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("ndsc") else f"ndsc study --config {args.config}"
+    command = " ".join(["ndsc study --config", args.config, *(f"--only {o}" for o in args.only),
+                        *(["--force"] if args.force else []), *(["--report-only"] if args.report_only else [])])
     path = build_report(cfg, records, command, time.perf_counter() - start)
     failed = sum(1 for r in records if "error" in r)
     print(f"{len(records)} runs ({sum(1 for r in records if r.get('cached'))} from cache, {failed} failed); report {path}")

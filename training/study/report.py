@@ -275,14 +275,16 @@ def mi_statement(rep: DatasetReport) -> list[str]:
                 lines.append(f"- **{m}** vs **{ref}**: curves do not overlap in quality; no BD-rate.")
                 continue
             mean, std = float(np.mean(bd)), float(np.std(bd, ddof=1)) if len(bd) > 1 else 0.0
-            if abs(mean) < max(NO_EFFECT_PERCENT, 2 * std):
+            if abs(mean) < 2 * std and std > 10.0:
+                verdict = f"inconsistent across folds (per fold: {', '.join(f'{x:+.1f} %' for x in bd)})"
+            elif abs(mean) < max(NO_EFFECT_PERCENT, 2 * std):
                 verdict = "does nothing measurable"
             elif mean < 0:
                 verdict = "helps"
             else:
                 verdict = "hurts"
-            lines.append(f"- **{m}** vs **{ref}** ({group}): BD-rate {mean:+.1f} % ± {std:.1f} over "
-                         f"{len(bd)} fold(s) → {verdict}.")
+            spread = f"± {std:.1f} over {len(bd)} folds" if len(bd) > 1 else "on one fold (no spread estimate)"
+            lines.append(f"- **{m}** vs **{ref}** ({group}): BD-rate {mean:+.1f} % {spread} → {verdict}.")
     return lines
 
 
@@ -375,7 +377,7 @@ def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     md = [f"# Study report: {cfg.name}", "",
-          f"Made by `{command}`" + (f" in {seconds:.0f} s" if seconds is not None else "") +
+          f"Made by `{command}`" + (f" ({seconds:.0f} s this invocation)" if seconds is not None else "") +
           f" on {platform.machine()} / {platform.processor() or platform.system()}, torch threads {cfg.threads}.",
           "Rates are real: 8 × the payload bytes each method wrote for the held-out windows "
           "(entropy-coded through `ndsc.entropy.LatentCoder`, or the conventional codec's own bytes). "
