@@ -149,9 +149,16 @@ def scalar_encoder_map(codec: NeuralCodec, lo: float = -4.0, hi: float = 4.0, po
     return {"x": grid.tolist(), "symbols": s.tolist(), "many_to_one": [many_to_one(row) for row in s]}
 
 
-def many_to_one(symbols: np.ndarray) -> bool:
-    """True if some symbol is produced on two or more disjoint input intervals (binning)."""
-    runs = [int(v) for k, v in enumerate(symbols) if k == 0 or symbols[k - 1] != v]
+def many_to_one(symbols, min_run: int = 5) -> bool:
+    """True if some symbol is produced on two or more disjoint input intervals (binning).
+
+    Intervals shorter than ``min_run`` grid points are ignored, so a one-point wobble of a
+    monotone map at a decision boundary is not mistaken for binning.
+    """
+    symbols = np.asarray(symbols)
+    starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])
+    lengths = np.diff(np.r_[starts, len(symbols)])
+    runs = [int(symbols[s]) for s, n in zip(starts, lengths) if n >= min_run]
     return len(runs) != len(set(runs))
 
 

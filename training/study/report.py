@@ -137,9 +137,11 @@ def plot_encoder_maps(rep: DatasetReport, out: Path) -> Path | None:
     if not maps:
         return None
     fig, axes = plt.subplots(len(maps), 1, figsize=(6.4, 1.9 * len(maps)), squeeze=False)
+    from training.baselines.neural import many_to_one
+
     for ax, (m, point, em) in zip(axes[:, 0], maps):
         for i, s in enumerate(em["symbols"]):
-            tag = "many-to-one" if em["many_to_one"][i] else "one-to-one"
+            tag = "many-to-one" if many_to_one(s) else "one-to-one"  # recomputed: cached flags may predate min_run
             ax.step(em["x"], s, where="mid", label=f"source {i + 1} ({tag})")
         ax.set_title(f"{m} {point}", fontsize=8)
         ax.set_ylabel("symbol")
@@ -325,7 +327,9 @@ def _slim(record: dict[str, Any]) -> dict[str, Any]:
     r = {k: v for k, v in record.items() if k != "traceback"}
     an = r.get("analysis")
     if isinstance(an, dict) and "encoder_map" in an:
-        r["analysis"] = {**an, "encoder_map": {"many_to_one": an["encoder_map"]["many_to_one"]}}
+        from training.baselines.neural import many_to_one
+
+        r["analysis"] = {**an, "encoder_map": {"many_to_one": [many_to_one(s) for s in an["encoder_map"]["symbols"]]}}
     return r
 
 
