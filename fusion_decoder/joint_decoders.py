@@ -17,6 +17,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ndsc.plugins import import_optional
+
 _DECODERS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -29,13 +31,7 @@ def register_decoder(name: str):
 
 
 def _load_modality_decoders() -> None:
-    # Modality modules register their decoders on import.
-    for module in ("fusion_decoder.decoders_ecg", "fusion_decoder.decoders_image"):
-        try:
-            __import__(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    import_optional("fusion_decoder.decoders_ecg", "fusion_decoder.decoders_image")
 
 
 def build_decoder(arch: str, args: dict) -> nn.Module:

@@ -41,7 +41,8 @@ class DistributedCodec(nn.Module):
         self.cfg = cfg
         self.g_a = nn.ModuleList(
             build_encoder(m.encoder, in_channels=input_shape[0], latent_channels=m.latent_channels,
-                          hidden=m.hidden, layers=m.layers, stride=m.stride, input_scale=m.input_scale)
+                          hidden=m.hidden, layers=m.layers, stride=m.stride, input_scale=m.input_scale,
+                          latent_gain=m.latent_gain)
             for _ in range(n_sources)
         )
         self.priors = nn.ModuleList(FactorizedPrior(m.latent_channels) for _ in range(n_sources))

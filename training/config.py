@@ -27,6 +27,7 @@ class ModelConfig:
     stride: int = 4  # temporal downsampling of conv encoders (power of two)
     joint_decoder: bool = True  # False: separate decoders, the separate-coding baseline
     input_scale: float = 1.0  # windows are divided by this before the encoder, decoder output multiplied
+    latent_gain: bool = False  # learnable per-channel log-gain on encoder outputs: reaches high-rate points in few steps
 
 
 @dataclass

@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ndsc.plugins import import_optional
+
 from ndsc.sources.synthetic import GaussianSources, SyntheticECG
 from training.config import DataConfig
 
@@ -67,12 +69,7 @@ def build_dataset(cfg: DataConfig) -> JointDataset:
 
 
 def _load_builtin_datasets() -> None:
-    for module in ("training.datasets_ecg", "training.datasets_stereo"):
-        try:
-            __import__(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    import_optional("training.datasets_ecg", "training.datasets_stereo")
 
 
 def split_counts(n: int) -> tuple[int, int, int]:

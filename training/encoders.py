@@ -10,6 +10,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ndsc.plugins import import_optional
+
 _ENCODERS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -23,12 +25,7 @@ def register_encoder(name: str):
 
 def build_encoder(arch: str, **kwargs) -> nn.Module:
     """Instantiate the registered encoder ``arch``; modality modules register on import."""
-    for module in ("training.encoders_ecg", "training.encoders_image"):
-        try:
-            __import__(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    import_optional("training.encoders_ecg", "training.encoders_image")
     if arch not in _ENCODERS:
         raise KeyError(f"unknown encoder architecture {arch!r}; known: {sorted(_ENCODERS)}")
     return _ENCODERS[arch](**kwargs)
@@ -42,7 +39,7 @@ class PointwiseEncoder(nn.Module):
     """
 
     def __init__(self, in_channels: int, latent_channels: int, hidden: int = 64, layers: int = 3,
-                 input_scale: float = 1.0, **_: object):
+                 input_scale: float = 1.0, latent_gain: bool = False, **_: object):
         super().__init__()
         self.input_scale = input_scale
         mods: list[nn.Module] = [nn.Conv1d(in_channels, hidden, 1), nn.GELU()]
@@ -50,9 +47,14 @@ class PointwiseEncoder(nn.Module):
             mods += [nn.Conv1d(hidden, hidden, 1), nn.GELU()]
         mods.append(nn.Conv1d(hidden, latent_channels, 1))
         self.net = nn.Sequential(*mods)
+        # The quantisation step is fixed at 1, so the rate is set by the latent scale. A
+        # log-gain moves that scale by ~lr per step under Adam, where the MLP weights
+        # would need many more steps to grow 10-100x for high-rate operating points.
+        self.log_gain = nn.Parameter(torch.zeros(latent_channels, 1)) if latent_gain else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x / self.input_scale)
+        y = self.net(x / self.input_scale)
+        return y if self.log_gain is None else y * torch.exp(self.log_gain)
 
 
 @register_encoder("conv1d")

@@ -8,7 +8,8 @@ def _gaussian_quick() -> TrainConfig:
     # Two sources, rho = 0.9, scalar latent per sample: the DESIGN.md theory setting.
     return TrainConfig(
         data=DataConfig(kind="gaussian", n_windows=2000, params={"n": 2, "rho": 0.9, "samples": 64}),
-        model=ModelConfig(encoder="pointwise", decoder="pointwise", latent_channels=1, hidden=32, layers=2),
+        model=ModelConfig(encoder="pointwise", decoder="pointwise", latent_channels=1, hidden=32, layers=2,
+                          latent_gain=True),
         lmbda=0.02, steps=600, batch_size=32,
     )
 

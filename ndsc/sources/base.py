@@ -13,6 +13,8 @@ from typing import Callable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
+from ndsc.plugins import import_optional
+
 
 class SourceError(ValueError):
     """A source spec that cannot be opened, or input that is not a valid window."""
@@ -69,12 +71,7 @@ def registered_schemes() -> list[str]:
 def _load_builtin_readers() -> None:
     # Import for the side effect of registration; readers with optional deps register lazily.
     from ndsc.sources import synthetic  # noqa: F401
-    for module in ("ndsc.sources.ecg", "ndsc.sources.images", "ndsc.sources.stream"):
-        try:
-            __import__(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    import_optional("ndsc.sources.ecg", "ndsc.sources.images", "ndsc.sources.stream")
 
 
 def open_source(spec: str, source_index: int, input_shape: tuple[int, ...]) -> WindowSource:
