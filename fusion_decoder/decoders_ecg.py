@@ -38,12 +38,15 @@ class EcgJointDecoder(nn.Module):
         joint: False gives N separate decoders (grouped convolutions): separate coding.
     """
 
+    #: joint width = hidden × N (the separate decoders' total width) instead of hidden
+    width_per_source = False
+
     def __init__(self, n_sources: int, latent_channels: int, out_channels: int, hidden: int = 96,
                  upsample: int = 16, blocks: int = 2, joint: bool = True):
         super().__init__()
         self.n_sources, self.out_channels = n_sources, out_channels
         g = 1 if joint else n_sources
-        width = hidden * g
+        width = hidden * (n_sources if self.width_per_source or not joint else 1)
         # Width halves with each upsampling step, but never below 4 channels per output lead.
         floor = 4 * n_sources * out_channels
         mods: list[nn.Module] = [nn.Conv1d(n_sources * (latent_channels + 1), width, 3, padding=1, groups=g),
@@ -67,3 +70,14 @@ class EcgJointDecoder(nn.Module):
         z = _with_presence(y_hat, present).reshape(b, -1, length)
         out = self.net(z) + self.linear(z)
         return out.view(b, n, self.out_channels, out.shape[-1])
+
+
+@register_decoder("ecg-joint-wide")
+class EcgWideJointDecoder(EcgJointDecoder):
+    """:class:`EcgJointDecoder` as wide as the N separate decoders together (hidden × N).
+
+    The fair comparison with separate coding: ``ecg-joint`` fuses every node at width
+    ``hidden`` while the separate baseline gets ``hidden`` per node.
+    """
+
+    width_per_source = True

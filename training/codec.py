@@ -57,7 +57,7 @@ class DistributedCodec(nn.Module):
                                 "out_channels": input_shape[0], "hidden": m.hidden, "joint": m.joint_decoder}
         if m.decoder == "pointwise":
             args["layers"] = m.layers
-        elif m.decoder in ("conv1d", "ecg-joint"):
+        elif m.decoder in ("conv1d", "ecg-joint", "ecg-joint-wide"):
             args["upsample"] = m.stride
         return args
 
