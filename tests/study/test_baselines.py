@@ -94,6 +94,22 @@ def test_syndrome_binning_codes_source_two_below_its_scalar_entropy(gauss):
     assert rs["rate_sum"] < rp["rate_sum"]
 
 
+def test_syndrome_lengths_are_the_shortest_that_decode_every_fit_window(gauss):
+    """Calibration: each syndrome plane decodes all fit windows at its length minus the spare bits."""
+    syn = build_baseline("sq-syndrome", step=1.25, step2=1.5, fit_windows=4, margin=0.0, min_extra_bits=0)
+    syn.fit(gauss)
+    planes = [p for p in syn.plan if p["mode"] == "syndrome"]
+    assert planes and all(p["bits"] < 512 for p in planes)
+    from training.baselines.ldpc import SyndromeCode
+
+    for p in planes:
+        k = p["plane"]
+        code = SyndromeCode(512, p["bits"], seed=k, profile=p["profile"])
+        for w in gauss.train[:4]:
+            i1, j2 = syn._index(w[0, 0], syn.step1, syn.half1), syn._index(w[1, 0], syn.step, syn.half)
+            assert code.decode(syn._llr(i1, j2 & ((1 << k) - 1), k), code.syndrome(syn._bit(j2, k)), syn.iterations)[1]
+
+
 def test_many_to_one_detects_revisited_symbols():
     assert many_to_one(np.repeat([0, 1, 2], 10)) is False
     assert many_to_one(np.repeat([0, 1, 2, 0, 1, 2], 10)) is True

@@ -37,6 +37,8 @@ def test_every_run_is_measured_and_cached(tiny_records):
     tmp, cfg, records = tiny_records
     assert len(records) == len(expand(cfg)) == 2 * (3 + 3 + 2 + 2)
     assert all("metrics" in r and not r["cached"] for r in records)
+    # CPU seconds are recorded per run (what the report sums to argue wall time on idle cores).
+    assert all(0 < r["cpu_seconds"] <= r["wall_seconds"] * 1.5 + 0.5 for r in records)
     assert len(list((tmp / "cache").glob("*.json"))) == len(records)
 
 
@@ -87,7 +89,7 @@ def test_the_report_builds_with_plots_tables_and_statements(tiny_records):
     for needle in ("# Study report: tiny", "## g", "rd_g.png", "### Every point", "BD-rate vs sq-separate",
                    "Berger–Tung (bound)", "### Targets", "### Encoder maps", "The seed's bound",
                    "Where MI regularisation helps", "joint β=+0.1** vs **joint β=0", "### Efficiency",
-                   "edge ONNX encode ms/window"):
+                   "edge ONNX encode ms/window", "s CPU (process time"):
         assert needle in text, needle
     assert (tmp / "report" / "rd_g.png").stat().st_size > 1000
     assert (tmp / "report" / "encoder_maps_g.png").exists()

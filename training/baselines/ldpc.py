@@ -14,7 +14,8 @@ import numpy as np
 _CLIP = 1.0 - 1e-12
 #: variable-degree profiles: name → ((degree, fraction of bits), …)
 PROFILES = {"reg3": ((3, 1.0),), "reg4": ((4, 1.0),), "irr23": ((2, 0.5), (3, 0.5)),
-            "irr238": ((2, 0.55), (3, 0.4), (8, 0.05))}
+            "irr238": ((2, 0.55), (3, 0.4), (8, 0.05)), "irr2310": ((2, 0.6), (3, 0.3), (10, 0.1)),
+            "irr236": ((2, 0.5), (3, 0.3), (6, 0.2))}
 
 
 class SyndromeCode:

@@ -29,7 +29,7 @@ from training.baselines.ldpc import SyndromeCode
 from training.baselines.scalar import symbol_table
 from training.data import JointDataset
 
-RATE_LADDER = (1.03, 1.06, 1.09, 1.12, 1.15, 1.19, 1.23, 1.3, 1.4, 1.55, 1.75, 2.0)
+RATE_LADDER = (1.01, 1.02, 1.03, 1.045, 1.06, 1.075, 1.09, 1.11, 1.13, 1.15, 1.19, 1.23, 1.3, 1.4, 1.55, 1.75, 2.0)
 PROFILE_ORDER = ("irr238", "irr23", "reg3", "reg4")
 
 
@@ -38,9 +38,10 @@ class SyndromeSQ(Baseline):
     """Params: ``step`` (Δ of source 1), ``step2`` (Δ of source 2, default ``step``), ``raw_above`` (plane entropy above which it is sent raw),
     ``fit_windows`` (training windows the syndrome lengths must decode), ``margin``
     (fraction added to the shortest syndrome length that decoded them), ``min_extra_bits``
-    (at least this many bits added)."""
+    (at least this many bits added), ``iterations`` (belief-propagation iterations),
+    ``profiles`` (LDPC degree profiles tried, see :data:`training.baselines.ldpc.PROFILES`)."""
 
-    version = 4
+    version = 5  # 5: finer rate ladder, bisection per profile, configurable BP iterations
 
     def fit(self, data: JointDataset) -> dict[str, Any]:
         if data.n_sources != 2 or data.modality != "gaussian":
@@ -65,6 +66,8 @@ class SyndromeSQ(Baseline):
         self.bits = int(np.ceil(np.log2(size)))
         self.margin = float(self.params.get("margin", 0.05))
         self.min_extra_bits = int(self.params.get("min_extra_bits", 64))
+        self.iterations = int(self.params.get("iterations", 80))
+        self.profiles = tuple(self.params.get("profiles", PROFILE_ORDER))
         self.plan = self._plan(data.train, int(self.params.get("fit_windows", 12)),
                                float(self.params.get("raw_above", 0.97)))
         return {"train_seconds": time.perf_counter() - start, "planes": self.plan}
@@ -117,18 +120,36 @@ class SyndromeSQ(Baseline):
         return sorted(m for m in ms if m < self.n)
 
     def _shortest_syndrome(self, k: int, h: float, i1: list, j2: list) -> tuple[int, str] | None:
-        """(m, profile) of the shortest syndrome that decodes every fit window, plus the margin."""
-        for m in self._candidates(h):
-            for profile in PROFILE_ORDER:
-                code = SyndromeCode(self.n, m, seed=k, profile=profile)
-                if all(code.decode(self._llr(i, j & ((1 << k) - 1), k), code.syndrome(self._bit(j, k)))[1]
-                       for i, j in zip(i1, j2)):
-                    # Margin: the fit windows are few, the test windows many.
-                    # Short syndromes (nearly determined planes) fail more often than their length
-                    # suggests, so they get at least ``min_extra_bits`` more.
-                    safe = int(np.ceil(max(m * (1.0 + self.margin), m + self.min_extra_bits)))
-                    return (safe, profile) if safe < self.n else None
-        return None
+        """(m, profile) of the shortest syndrome that decodes every fit window, plus the margin.
+
+        Per profile, a bisection over the candidate lengths (decoding success is monotone in
+        the length up to BP noise; a bisection costs log2 of the candidates in decodes where a
+        linear scan costs all the failing ones, which run every iteration).
+        """
+        cands = self._candidates(h)
+        best: tuple[int, str] | None = None
+        for profile in self.profiles:
+            lo, hi = 0, len(cands)  # invariant: cands[hi] passes (hi == len: none known)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if best is not None and cands[mid] >= best[0]:
+                    hi = mid  # no shorter than the best so far: look below only
+                    continue
+                code = SyndromeCode(self.n, cands[mid], seed=k, profile=profile)
+                ok = all(code.decode(self._llr(i, j & ((1 << k) - 1), k), code.syndrome(self._bit(j, k)),
+                                     self.iterations)[1] for i, j in zip(i1, j2))
+                if ok:
+                    best, hi = (cands[mid], profile), mid
+                else:
+                    lo = mid + 1
+        if best is None:
+            return None
+        # Margin: the fit windows are few, the test windows many.
+        # Short syndromes (nearly determined planes) fail more often than their length
+        # suggests, so they get at least ``min_extra_bits`` more.
+        m, profile = best
+        safe = int(np.ceil(max(m * (1.0 + self.margin), m + self.min_extra_bits)))
+        return (safe, profile) if safe < self.n else None
 
     # --- coding -------------------------------------------------------------------------
     @staticmethod
@@ -152,7 +173,7 @@ class SyndromeSQ(Baseline):
 
     def _decode_plane(self, code: SyndromeCode, syndrome: np.ndarray, i1: np.ndarray, low: np.ndarray,
                       k: int) -> tuple[np.ndarray, bool]:
-        return code.decode(self._llr(i1, low, k), syndrome)
+        return code.decode(self._llr(i1, low, k), syndrome, self.iterations)
 
     def compress(self, windows: np.ndarray) -> list[list[bytes]]:
         out = []

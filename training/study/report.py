@@ -376,6 +376,21 @@ def stereo_targets(rep: DatasetReport) -> list[str]:
     return lines or ["- no stereo points to compare."]
 
 
+def _run_time(records: list[dict[str, Any]], workers: int) -> str:
+    """Summed wall and CPU time of the distinct runs (a run two methods name is counted once)."""
+    unique = {r.get("key", id(r)): r for r in records if "error" not in r}.values()
+    wall = sum(float(r.get("wall_seconds", 0.0)) for r in unique)
+    cpus = [float(r["cpu_seconds"]) for r in unique if "cpu_seconds" in r]
+    text = (f"summed run time {wall:.0f} s wall (fit + measurement per distinct run, as recorded when each run "
+            f"was computed, {workers} worker process(es))")
+    if cpus and len(cpus) == len(unique):
+        longest = max(cpus)
+        text += (f", {sum(cpus):.0f} s CPU (process time of the workers, which a loaded machine does not "
+                 f"inflate; on {workers} idle cores the runs take about max(CPU / {workers}, longest run "
+                 f"{longest:.0f} s) = {max(sum(cpus) / max(workers, 1), longest):.0f} s of wall time)")
+    return text + "."
+
+
 def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, seconds: float | None = None) -> Path:
     """Write ``cfg.out``/report.md, the PNGs and results.json; returns the report path."""
     out = Path(cfg.out)
@@ -387,9 +402,7 @@ def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, 
           "(entropy-coded through `ndsc.entropy.LatentCoder`, or the conventional codec's own bytes). "
           "Cells are mean ± std (sample std) over the folds listed; one value means one run.",
           f"Runs: {len(records)} ({sum(1 for r in records if r.get('cached'))} read from the cache, "
-          f"{sum(1 for r in records if 'error' in r)} failed); summed run time "
-          f"{sum(float(r.get('wall_seconds', 0.0)) for r in records):.0f} s (fit + measurement per run, "
-          f"as recorded when each run was computed, {cfg.workers} worker process(es)).", ""]
+          f"{sum(1 for r in records if 'error' in r)} failed); {_run_time(records, cfg.workers)}", ""]
     for spec in cfg.datasets:
         recs = [r for r in records if r["dataset"] == spec.name]
         if not recs:

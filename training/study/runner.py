@@ -152,20 +152,22 @@ def _head(run: Run) -> dict[str, Any]:
             "params": _jsonable(run.point), "fold": run.fold, "key": run.key()}
 
 
-def _timed(executor: Callable[[Run], dict[str, Any]], run: Run) -> tuple[dict[str, Any], float]:
-    start = time.perf_counter()
-    return executor(run), time.perf_counter() - start
+def _timed(executor: Callable[[Run], dict[str, Any]], run: Run) -> tuple[dict[str, Any], float, float]:
+    """(result, wall seconds, CPU seconds of this process): CPU time is what a loaded machine cannot inflate."""
+    start, cpu = time.perf_counter(), time.process_time()
+    result = executor(run)
+    return result, time.perf_counter() - start, time.process_time() - cpu
 
 
 def _store(run: Run, cache: Path, future, done: int, total: int, executor=None) -> dict[str, Any]:
     """Wait for (or compute) one run; cache it atomically unless it failed."""
     head = _head(run)
     try:
-        result, seconds = future.result() if future is not None else _timed(executor, run)
+        result, seconds, cpu = future.result() if future is not None else _timed(executor, run)
     except Exception as exc:  # a failed run is reported, never cached
         log.error("run %s %s %s fold %s failed: %s", run.dataset.name, run.method.label, head["point"], run.fold, exc)
         return {**head, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-    record = {**head, **_jsonable(result), "wall_seconds": seconds}
+    record = {**head, **_jsonable(result), "wall_seconds": seconds, "cpu_seconds": cpu}
     path = cache / f"{head['key']}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))
