@@ -4,7 +4,7 @@
 Usage::
 
     python scripts/build_ecg_bundle.py                       # ../shared/data/ecg, preset ecg-12lead
-    python scripts/build_ecg_bundle.py --steps 600 --threads 2 --out /tmp/ecg-bundle
+    python scripts/build_ecg_bundle.py --steps 600 --out /tmp/ecg-bundle      # one torch thread by default
 
 Trains preset ``ecg-12lead`` on the 12-lead PhysioNet records (≥ 250 Hz) in
 ``../shared/data/ecg`` (split by patient; the record lists of each split go into the
