@@ -310,8 +310,12 @@ def gaussian_targets(rep: DatasetReport) -> list[str]:
                 lines.append(f"- D = {d} ({scope}): no method's points cover this distortion.")
                 continue
             m, r = best
-            verdict = "below" if r < b["no_binning"] else "NOT below"
-            lines.append(f"- D = {d} ({scope}): best is **{m}** at {r:.3f} bits/pair: {verdict} no-binning "
+            vals = [x for x in rep.matched(m, d) if np.isfinite(x)]
+            sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+            # Strict: below only if the mean plus one fold std is below; else say how it stands.
+            verdict = ("below" if r + sd < b["no_binning"] else "below on the mean only (within one fold std)"
+                       if r < b["no_binning"] else "NOT below")
+            lines.append(f"- D = {d} ({scope}): best is **{m}** at {fmt(vals)} bits/pair: {verdict} no-binning "
                          f"({b['no_binning']:.3f}, {r - b['no_binning']:+.3f}); Berger–Tung {b['berger_tung']:.3f} "
                          f"({r - b['berger_tung']:+.3f}); stretch (≤ BT + 0.25) "
                          f"{'met' if r <= b['berger_tung'] + 0.25 else 'not met'}.")
@@ -426,6 +430,16 @@ def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, 
                 fails = [(r["analysis"]["bp_failures"],
                           r["metrics"]["windows"] * sum(p["mode"] == "syndrome" for p in r["analysis"]["planes"]))
                          for r in rep.ok if "bp_failures" in r.get("analysis", {})]
+                binned = [(r["method"], r["point"], sum(1.0 - p["bits"] / r["split"]["window_shape"][-1]
+                                                       for p in r["analysis"]["planes"] if p["mode"] == "syndrome"))
+                          for r in rep.ok if r["fold"] == rep.folds[0] and "planes" in r.get("analysis", {})]
+                if binned:
+                    md += ["sq-syndrome is many-to-one by construction: a bit plane of n bits sent as an m-bit "
+                           "syndrome maps 2^(n−m) plane patterns onto each payload (a coset), and a plane not sent "
+                           "maps all 2^n onto one (high planes the side information fixes). Binned bits per sample of source 2 "
+                           "(Σ over syndrome-coded planes of 1 − m/n, "
+                           f"fold {rep.folds[0]}): " + "; ".join(f"{json.dumps(pt)}: {v:.2f}" for _, pt, v in binned)
+                           + ".", ""]
                 if fails:
                     md += [f"LDPC syndrome decoding (belief propagation) failed on {sum(f for f, _ in fails)} of "
                            f"{sum(n for _, n in fails)} bit-plane decodings (held-out windows × syndrome-coded planes, "
