@@ -39,7 +39,7 @@ def run_edge(args: argparse.Namespace) -> int:
         settings = from_args(EdgeSettings, args).validate()
         registry = CollectorRegistry()
         node = EdgeNode(settings, registry)
-    except (ValueError, BundleError) as exc:  # BundleError and SourceError are ValueErrors
+    except (ValueError, OSError, BundleError) as exc:  # OSError: an unreadable token file
         log.error("cannot start the edge node: %s", exc)
         return EXIT_CONFIG
     metrics_url = ""

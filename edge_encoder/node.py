@@ -30,7 +30,9 @@ from edge_encoder.encoder import EdgeEncoder
 from edge_encoder.settings import EdgeSettings
 from ndsc.bundle import Bundle, load_bundle
 from ndsc.sources.base import SourceError, Window, check_window, open_source, paced
-from ndsc.wire import GROUP_METADATA_KEY, FrameData, channel_options, crc32, pack_batch, pb, pb_grpc, protocol_bytes
+from ndsc.wire import (GROUP_METADATA_KEY, TOKEN_METADATA_KEY, FrameData, channel_options, crc32, pack_batch, pb,
+                       pb_grpc, protocol_bytes)
+from ndsc.wire.tls import channel_credentials
 
 log = logging.getLogger("ndsc.edge")
 
@@ -123,7 +125,10 @@ class EdgeNode:
         self._audits: set[asyncio.Task] = set()
         self._channel: grpc.aio.Channel | None = None
         # on every call, so an L7 proxy can route a group's streams to one decoder replica
-        self._metadata = ((GROUP_METADATA_KEY, settings.group),)
+        self._metadata: tuple[tuple[str, str], ...] = ((GROUP_METADATA_KEY, settings.group),)
+        token = settings.credential()
+        if token:
+            self._metadata += ((TOKEN_METADATA_KEY, f"Bearer {token}"),)
         # kept across reconnects, new per process: tells the decoder whether to resume or restart
         self.incarnation = secrets.randbits(64)
 
@@ -147,8 +152,8 @@ class EdgeNode:
             return "source_error", None, b"", 0.0
         try:
             data = check_window(w.data, self.info.input_shape)
-        except SourceError as exc:
-            log.warning("window %d skipped: %s", w.index, exc)
+        except SourceError as exc:  # NaN/inf, or a truncated window: never encoded, counted
+            log.warning("node %s: window %d skipped (bad_window): %s", self.settings.node_name, w.index, exc)
             return "bad_window", w, b"", 0.0
         t0 = time.perf_counter()
         payload = self.encoder.encode(data)
@@ -322,7 +327,8 @@ class EdgeNode:
                 if exc.code() in FATAL_CODES:
                     raise EdgeFatalError(exc.code(), exc.details() or "") from exc
                 self._retry_log(exc.code().name, exc.details(), delay)
-            except ConnectionError as exc:
+            except (ConnectionError, asyncio.InvalidStateError) as exc:
+                # InvalidStateError: a write raced the end of the call (the decoder died under us)
                 self._retry_log("DISCONNECTED", str(exc), delay)
             else:
                 continue
@@ -337,8 +343,13 @@ class EdgeNode:
     # ----- lifecycle --------------------------------------------------------------------
     async def run(self) -> int:
         """Stream until the source ends and every frame is acknowledged; returns windows read."""
-        self._channel = grpc.aio.insecure_channel(self.settings.decoder,
-                                                  options=channel_options(self.settings.max_message_bytes))
+        s = self.settings
+        options = channel_options(s.max_message_bytes)
+        if s.uses_tls:
+            creds = channel_credentials(s.tls_ca, s.tls_cert, s.tls_key)
+            self._channel = grpc.aio.secure_channel(s.decoder, creds, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(s.decoder, options=options)
         producer = asyncio.create_task(self._produce())
         sender = asyncio.create_task(self._send())
         try:

@@ -33,6 +33,26 @@ class EdgeSettings:
     backoff_max: float = setting("NDSC_BACKOFF_MAX", "largest reconnect delay, seconds", 5.0)
     max_message_bytes: int = setting("NDSC_MAX_MESSAGE_BYTES", "gRPC max message size", MAX_MESSAGE_BYTES)
 
+    token: str | None = setting("NDSC_TOKEN", "this node's credential, sent as 'authorization: Bearer TOKEN'")
+    token_file: str | None = setting("NDSC_TOKEN_FILE", "file holding the credential (e.g. a mounted secret)")
+    tls: bool = setting("NDSC_TLS", "connect with TLS, trusting the system roots (implied by --tls-ca)", False)
+    tls_ca: str | None = setting("NDSC_TLS_CA", "PEM CA that signed the decoder's certificate: connect with TLS")
+    tls_cert: str | None = setting("NDSC_TLS_CERT", "PEM client certificate for mutual TLS (with --tls-key)")
+    tls_key: str | None = setting("NDSC_TLS_KEY", "PEM private key of --tls-cert")
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls or self.tls_ca or self.tls_cert)
+
+    def credential(self) -> str | None:
+        """The token (from --token, else the first line of --token-file)."""
+        if self.token:
+            return self.token
+        if self.token_file:
+            with open(self.token_file) as f:
+                return f.readline().strip() or None
+        return None
+
     @property
     def node_name(self) -> str:
         return self.node_id or f"node{self.source_index}"
@@ -43,4 +63,6 @@ class EdgeSettings:
             raise ValueError("a bundle is required (--bundle or NDSC_BUNDLE)")
         if self.buffer_frames < 1 or self.max_batch_frames < 1 or self.flush_interval < 0:
             raise ValueError("buffer_frames and max_batch_frames must be >= 1, flush_interval >= 0")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("mutual TLS needs --tls-cert and --tls-key together")
         return self

@@ -93,6 +93,13 @@ class Aligner:
             released.append(self._release(next(iter(self._pending)), now))
         return AddResult("released" if released else "pending", released)
 
+    def mark_released(self, windows) -> None:
+        """Remember ``windows`` as already decoded (read back from the journal at start)."""
+        for w in windows:
+            self._released[w] = None
+        while len(self._released) > self.remember:
+            self._released.popitem(last=False)
+
     def expire(self, now: float) -> list[AlignedWindow]:
         """Release every window whose deadline has passed."""
         out = []

@@ -33,6 +33,17 @@ def run_decoder(args: argparse.Namespace) -> int:
     try:
         settings = from_args(DecoderSettings, args).validate()
         bundle = load_bundle(settings.bundle)
+        authorize = None
+        if settings.tokens_file:
+            from fusion_decoder.auth import TokenBook
+
+            authorize = TokenBook.load(settings.tokens_file)
+        for path in filter(None, settings.tls or ()):
+            with open(path, "rb"):
+                pass
+    except OSError as exc:
+        logging.getLogger("ndsc.decoder").error("cannot start the decoder: %s", exc)
+        return 2
     except ValueError as exc:  # includes BundleError
         logging.getLogger("ndsc.decoder").error("cannot start the decoder: %s", exc)
         return 2
@@ -41,15 +52,19 @@ def run_decoder(args: argparse.Namespace) -> int:
     async def main() -> int:
         server = DecoderServer(bundle, settings.listen, registry=registry,
                                device=settings.device, deadline=settings.deadline, max_batch=settings.max_batch,
-                               grace=settings.grace, max_message_bytes=settings.max_message_bytes)
+                               grace=settings.grace, max_message_bytes=settings.max_message_bytes,
+                               authorize=authorize, tls=settings.tls, state_dir=settings.state_dir,
+                               journal_sync=settings.journal_sync, max_seq_gap=settings.max_seq_gap,
+                               subscriber_queue=settings.subscriber_queue)
         port = await server.start()
         metrics_url = ""
         if settings.metrics_port >= 0:
             httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
             metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
         host = settings.listen.rsplit(":", 1)[0]
-        print(f"NDSC_DECODER_READY grpc={host}:{port} metrics={metrics_url} device={server.runtime.device}",
-              flush=True)
+        print(f"NDSC_DECODER_READY grpc={host}:{port} metrics={metrics_url} device={server.runtime.device} "
+              f"tls={'mutual' if settings.tls_client_ca else 'on' if settings.tls else 'off'} "
+              f"auth={'tokens' if authorize else 'off'} state={settings.state_dir or '-'}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

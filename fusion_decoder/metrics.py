@@ -75,9 +75,23 @@ class DecoderMetrics:
         self.aligner_missing = Counter(
             "ndsc_aligner_missing_sources", "Sources missing from a released window (estimated, not decoded)",
             ["group", "source"], registry=registry)
+        self.auth_failures = Counter(
+            "ndsc_auth_failures", "Calls refused for their credential: missing_token, unknown_token, "
+            "wrong_binding (a token used for another group/node/source)", ["rpc", "reason"], registry=registry)
+        self.bad_requests = Counter(
+            "ndsc_bad_requests", "Request messages refused before reaching a handler: malformed protobuf, "
+            "oversized", ["rpc", "reason"], registry=registry)
+        self.estimated_sources = Counter(
+            "ndsc_estimated_sources", "Sources of published windows estimated from the others instead of decoded "
+            "(node missing at the deadline, or its payload undecodable)", ["group", "source"], registry=registry)
+        self.journal_seconds = Histogram(
+            "ndsc_journal_commit_seconds", "Time to make accepted frames or decoded windows durable (state dir)",
+            ["kind"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.journal_restored_frames = Counter(
+            "ndsc_journal_restored_frames", "Held frames read back from the journal at start", registry=registry)
         self.subscribers = Gauge("ndsc_subscribers", "Open Subscribe streams", registry=registry)
         self.subscriber_dropped = Counter(
-            "ndsc_subscriber_dropped", "Reconstructions dropped because a subscriber was too slow",
+            "ndsc_subscriber_dropped", "Reconstructions dropped (oldest first) because a subscriber was too slow",
             registry=registry)
         self.audit_windows = Counter("ndsc_audit_windows", "Audited raw windows matched with their reconstruction",
                                      ["group", "source"], registry=registry)
@@ -86,9 +100,21 @@ class DecoderMetrics:
             registry=registry)
         self.audit_rejected = Counter("ndsc_audit_rejected", "Audit windows refused, by reason", ["reason"],
                                       registry=registry)
-        self.audit_psnr = Gauge("ndsc_audit_psnr_db", "PSNR over all audited windows (peak = audited range)",
+        self.audit_estimated_windows = Counter(
+            "ndsc_audit_estimated_windows", "Audited windows whose source was estimated, not decoded",
+            ["group", "source"], registry=registry)
+        self.audit_estimated_rmse = Gauge(
+            "ndsc_audit_estimated_rmse", "RMSE over audited windows where the source was estimated (node missing)",
+            ["group", "source"], registry=registry)
+        self.audit_estimated_prd = Gauge(
+            "ndsc_audit_estimated_prd_percent", "PRD over audited windows where the source was estimated",
+            ["group", "source"], registry=registry)
+        self.audit_psnr = Gauge("ndsc_audit_psnr_db", "PSNR over audited windows where the source was decoded "
+                                "(peak = audited range)",
                                 ["group", "source"], registry=registry)
-        self.audit_rmse = Gauge("ndsc_audit_rmse", "RMSE over all audited windows (physical units)",
+        self.audit_rmse = Gauge("ndsc_audit_rmse", "RMSE over audited windows where the source was decoded "
+                                "(physical units; estimated sources: ndsc_audit_estimated_rmse)",
                                 ["group", "source"], registry=registry)
-        self.audit_prd = Gauge("ndsc_audit_prd_percent", "PRD over all audited windows", ["group", "source"],
+        self.audit_prd = Gauge("ndsc_audit_prd_percent", "PRD over audited windows where the source was decoded",
+                               ["group", "source"],
                                registry=registry)

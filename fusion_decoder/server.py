@@ -30,13 +30,15 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from fusion_decoder.aligner import AlignedWindow, Aligner
+from fusion_decoder.journal import Journal, SessionRow, unsigned64
 from fusion_decoder.metrics import DecoderMetrics
 from fusion_decoder.runtime import JointDecoderRuntime
-from fusion_decoder.sessions import Authorizer, SessionTable, StreamRefused
+from fusion_decoder.sessions import Authorizer, NodeSession, SessionTable, StreamRefused
 from ndsc.bundle import Bundle
 from ndsc.entropy import EntropyCodingError
-from ndsc.wire import (GRPC_MESSAGE_PREFIX_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME, channel_options, pb, pb_grpc,
-                       payload_bytes, protocol_bytes, unpack_batch)
+from ndsc.wire import (GRPC_MESSAGE_PREFIX_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME, FrameData, channel_options, crc32,
+                       pb, pb_grpc, payload_bytes, protocol_bytes, unpack_batch)
+from ndsc.wire.tls import server_credentials
 
 log = logging.getLogger("ndsc.decoder")
 
@@ -63,7 +65,8 @@ class Decoded:
 
 
 class Broadcaster:
-    """Subscribe streams: one bounded queue each; a slow subscriber loses windows, never stalls decoding."""
+    """Subscribe streams: one bounded queue each; a slow subscriber loses its oldest windows
+    (counted in ``ndsc_subscriber_dropped_total``), never stalls decoding or other subscribers."""
 
     def __init__(self, metrics: DecoderMetrics, queue_size: int = 4096):
         self.metrics = metrics
@@ -87,10 +90,10 @@ class Broadcaster:
                 continue
             if include not in cache:
                 cache[include] = item.message(include)
-            try:
-                q.put_nowait(cache[include])
-            except asyncio.QueueFull:
+            if q.full():
+                q.get_nowait()  # drop-oldest: a late reader wants the newest windows
                 self.metrics.subscriber_dropped.inc()
+            q.put_nowait(cache[include])
 
     def close(self) -> None:
         """End every Subscribe stream (after the last drained window)."""
@@ -118,32 +121,41 @@ class AuditBook:
         self._waiting: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
         self._sums: dict[tuple[str, int], list[float]] = {}  # sse, sum x², n, min, max
 
-    def add_reconstruction(self, group: str, window: int, x_hat: np.ndarray) -> None:
-        self._recent[(group, window)] = x_hat
+    def add_reconstruction(self, group: str, window: int, x_hat: np.ndarray,
+                           present: np.ndarray | None = None) -> None:
+        present = np.ones(x_hat.shape[0], bool) if present is None else present
+        self._recent[(group, window)] = (x_hat, present)
         _trim(self._recent, self.keep)
         for source in range(x_hat.shape[0]):
             raw = self._waiting.pop((group, window, source), None)
             if raw is not None:
-                self._score(group, source, raw, x_hat[source])
+                self._score(group, source, raw, x_hat[source], not present[source])
 
     def add_raw(self, group: str, window: int, source: int, raw: np.ndarray) -> bool:
-        x_hat = self._recent.get((group, window))
-        if x_hat is None:
+        recent = self._recent.get((group, window))
+        if recent is None:
             self._waiting[(group, window, source)] = raw
             _trim(self._waiting, self.keep)
             return False
-        self._score(group, source, raw, x_hat[source])
+        x_hat, present = recent
+        self._score(group, source, raw, x_hat[source], not present[source])
         return True
 
-    def _score(self, group: str, source: int, x: np.ndarray, x_hat: np.ndarray) -> None:
+    def _score(self, group: str, source: int, x: np.ndarray, x_hat: np.ndarray, estimated: bool = False) -> None:
+        """Distortion sums kept apart for decoded and for estimated (node missing) sources."""
         x64, err = x.astype(np.float64), x.astype(np.float64) - x_hat.astype(np.float64)
-        s = self._sums.setdefault((group, source), [0.0, 0.0, 0, math.inf, -math.inf])
+        s = self._sums.setdefault((group, source, estimated), [0.0, 0.0, 0, math.inf, -math.inf])
         s[0] += float(np.sum(err**2))
         s[1] += float(np.sum(x64**2))
         s[2] += x64.size
         s[3], s[4] = min(s[3], float(x64.min())), max(s[4], float(x64.max()))
         mse = s[0] / s[2]
         labels = (group, str(source))
+        if estimated:
+            self.metrics.audit_estimated_windows.labels(*labels).inc()
+            self.metrics.audit_estimated_rmse.labels(*labels).set(math.sqrt(mse))
+            self.metrics.audit_estimated_prd.labels(*labels).set(100 * math.sqrt(s[0] / s[1]) if s[1] else math.inf)
+            return
         self.metrics.audit_windows.labels(*labels).inc()
         self.metrics.audit_rmse.labels(*labels).set(math.sqrt(mse))
         self.metrics.audit_prd.labels(*labels).set(100 * math.sqrt(s[0] / s[1]) if s[1] else math.inf)
@@ -159,13 +171,15 @@ def _trim(d: OrderedDict, keep: int) -> None:
 class DecodePipeline:
     """Aligners per group → bounded queue → batched decoding in a worker thread → sinks."""
 
-    def __init__(self, runtime: JointDecoderRuntime, metrics: DecoderMetrics, deadline: float, max_batch: int):
+    def __init__(self, runtime: JointDecoderRuntime, metrics: DecoderMetrics, deadline: float, max_batch: int,
+                 journal: Journal | None = None, subscriber_queue: int = 4096):
         self.runtime = runtime
         self.metrics = metrics
         self.deadline = deadline
         self.max_batch = max_batch
+        self.journal = journal or Journal(None)
         self.aligners: dict[str, Aligner] = {}
-        self.broadcaster = Broadcaster(metrics)
+        self.broadcaster = Broadcaster(metrics, subscriber_queue)
         self.audits = AuditBook(metrics)
         self._queue: asyncio.Queue[AlignedWindow] = asyncio.Queue(max(8 * max_batch, 256))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-decode")
@@ -174,10 +188,25 @@ class DecodePipeline:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._decode_loop()), asyncio.create_task(self._expiry_loop())]
 
-    async def add(self, group: str, window: int, source: int, payload: bytes, capture_us: int) -> str:
+    def aligner(self, group: str) -> Aligner:
         aligner = self.aligners.get(group)
         if aligner is None:
             aligner = self.aligners[group] = Aligner(group, self.runtime.n_sources, self.deadline)
+        return aligner
+
+    async def restore(self) -> int:
+        """Re-hold the journal's frames of not-yet-decoded windows; returns how many."""
+        # at start, before serving: reading synchronously (on the journal thread) is fine
+        for group, windows in self.journal.decoded_windows().items():
+            self.aligner(group).mark_released(windows)
+        held = self.journal.held_frames()
+        for f in held:
+            await self.add(f.group, f.window, f.source, f.payload, f.capture_us)
+        self.metrics.journal_restored_frames.inc(len(held))
+        return len(held)
+
+    async def add(self, group: str, window: int, source: int, payload: bytes, capture_us: int) -> str:
+        aligner = self.aligner(group)
         result = aligner.add(window, source, payload, capture_us, time.monotonic())
         if result.status == "late":
             self.metrics.aligner_late.labels(group, str(source)).inc()
@@ -212,7 +241,14 @@ class DecodePipeline:
                 x_hat, present = await loop.run_in_executor(self._executor, self._decode, batch)
                 self.metrics.decode_seconds.observe(time.perf_counter() - t0)
                 self.metrics.decode_batch_size.observe(len(batch))
-                self._publish(batch, x_hat, present)
+                fresh = [True] * len(batch)
+                if self.journal.enabled:
+                    # durable before published: a restart never publishes a window twice
+                    t0 = time.perf_counter()
+                    fresh = await self.journal.run(self.journal.record_decoded,
+                                                   [(w.group, w.window, p) for w, p in zip(batch, present)])
+                    self.metrics.journal_seconds.labels("decoded").observe(time.perf_counter() - t0)
+                self._publish([w for w, f in zip(batch, fresh) if f], x_hat[fresh], present[fresh])
             except Exception:  # a decoding bug must not kill the service; the windows are logged
                 log.exception("decoding %d windows failed", len(batch))
             finally:
@@ -245,7 +281,9 @@ class DecodePipeline:
                 if c is not None:
                     self.metrics.capture_to_reconstruction.labels(w.group).observe(max(0.0, now - c / 1e6))
             self.metrics.reconstructions.labels(w.group).inc()
-            self.audits.add_reconstruction(w.group, w.window, x_hat[b])
+            for i in np.flatnonzero(~present[b]):
+                self.metrics.estimated_sources.labels(w.group, str(i)).inc()
+            self.audits.add_reconstruction(w.group, w.window, x_hat[b], present[b])
             self.broadcaster.publish(item)
 
     async def drain(self) -> None:
@@ -262,25 +300,104 @@ class DecodePipeline:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._executor.shutdown(wait=True)
+        self.journal.close()
+
+
+class BadRequest:
+    """What a request deserializer returns instead of raising, so the handler can refuse it
+    with a precise status and a counted reason (grpc's own failure would be an uncounted INTERNAL)."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str):
+        self.refused = StreamRefused(code, reason, message)
+
+
+def tolerant_deserializer(message_type, max_bytes: int, metrics: DecoderMetrics, rpc: str):
+    """``message_type.FromString`` that turns malformed or oversized input into a :class:`BadRequest`."""
+
+    def parse(raw: bytes):
+        if len(raw) > max_bytes:
+            metrics.bad_requests.labels(rpc, "oversized").inc()
+            return BadRequest(grpc.StatusCode.RESOURCE_EXHAUSTED, "oversized",
+                              f"message of {len(raw)} bytes exceeds the limit of {max_bytes}")
+        try:
+            return message_type.FromString(raw)
+        except Exception as exc:  # google.protobuf.message.DecodeError and friends
+            metrics.bad_requests.labels(rpc, "malformed").inc()
+            return BadRequest(grpc.StatusCode.INVALID_ARGUMENT, "malformed",
+                              f"malformed {message_type.__name__}: {exc}")
+
+    return parse
+
+
+def add_servicer(servicer: "FusionDecoderServicer", server, max_bytes: int, metrics: DecoderMetrics) -> None:
+    """Like the generated ``add_FusionDecoderServicer_to_server``, with tolerant deserializers."""
+    def des(t, rpc):
+        return tolerant_deserializer(t, max_bytes, metrics, rpc)
+
+    handlers = {
+        "Uplink": grpc.stream_stream_rpc_method_handler(
+            servicer.Uplink, request_deserializer=des(pb.UplinkMessage, "Uplink"),
+            response_serializer=pb.Ack.SerializeToString),
+        "Subscribe": grpc.unary_stream_rpc_method_handler(
+            servicer.Subscribe, request_deserializer=des(pb.SubscribeRequest, "Subscribe"),
+            response_serializer=pb.Reconstruction.SerializeToString),
+        "Audit": grpc.unary_unary_rpc_method_handler(
+            servicer.Audit, request_deserializer=des(pb.AuditWindow, "Audit"),
+            response_serializer=pb.AuditReply.SerializeToString),
+        "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+            servicer.GetModelInfo, request_deserializer=des(pb.ModelInfoRequest, "GetModelInfo"),
+            response_serializer=pb.ModelInfo.SerializeToString),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
 
 
 class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
-    """The ``ndsc.v1.FusionDecoder`` RPCs."""
+    """The ``ndsc.v1.FusionDecoder`` RPCs.
+
+    Every refusal has a precise status and a reason counted in
+    ``ndsc_streams_rejected_total{reason}`` (uplinks), ``ndsc_audit_rejected_total`` or
+    ``ndsc_auth_failures_total``; a refused call never affects other nodes' streams.
+    """
 
     def __init__(self, bundle: Bundle, pipeline: DecodePipeline, metrics: DecoderMetrics,
-                 authorize: Authorizer | None = None, device: str = "cpu"):
+                 authorize: Authorizer | None = None, device: str = "cpu", max_seq_gap: int = 1 << 20,
+                 journal: Journal | None = None):
         self.bundle = bundle
         self.pipeline = pipeline
         self.metrics = metrics
+        self.authorize = authorize
         self.sessions = SessionTable(bundle, authorize)
         self.device = device
+        self.max_seq_gap = max_seq_gap
+        self.journal = journal or Journal(None)
         self.draining = False
         self._accepted: dict[tuple[str, int], list[int]] = {}
+        self._check_executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-check")
 
-    async def _refuse(self, context, refused: StreamRefused) -> None:
-        self.metrics.streams_rejected.labels(refused.reason).inc()
-        log.warning("refused uplink: %s (%s)", refused.message, refused.code.name)
+    def restore_sessions(self) -> int:
+        rows = self.journal.sessions()
+        self.sessions.restore([NodeSession(r.group, r.node, r.source, r.last_seq, False, unsigned64(r.incarnation),
+                                           r.last_window) for r in rows])
+        return len(rows)
+
+    async def _refuse(self, context, refused: StreamRefused, rpc: str = "Uplink") -> None:
+        if refused.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            self.metrics.auth_failures.labels(rpc, refused.reason).inc()
+        if rpc == "Uplink":
+            self.metrics.streams_rejected.labels(refused.reason).inc()
+        elif rpc == "Audit":
+            self.metrics.audit_rejected.labels(refused.reason).inc()
+        log.warning("refused %s: %s (%s)", rpc, refused.message, refused.code.name)
         await context.abort(refused.code, refused.message)
+
+    def _first_undecodable(self, source: int, payloads: Sequence[bytes]) -> tuple[int, str] | None:
+        """(index, error) of the first payload that does not entropy-decode to the latent shape."""
+        for k, p in enumerate(payloads):
+            try:
+                self.pipeline.runtime.entropy_decode(source, p)
+            except EntropyCodingError as exc:
+                return k, str(exc)
+        return None
 
     async def Uplink(self, request_iterator, context):
         messages = request_iterator.__aiter__()
@@ -288,6 +405,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             first = await messages.__anext__()
         except StopAsyncIteration:
             return
+        if isinstance(first, BadRequest):
+            await self._refuse(context, first.refused)
         if first.WhichOneof("kind") != "header":
             await self._refuse(context, StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_header",
                                                       "the first uplink message must be a StreamHeader"))
@@ -308,9 +427,12 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         session.active = True
         self.metrics.active_streams.labels(group).inc()
         log.info("uplink open: group=%s node=%s source=%d resume after seq %d", group, node, source, session.last_seq)
+        stream_high = 0  # highest seq this stream carried: a stream never repeats itself
         try:
             yield pb.Ack(last_seq=session.last_seq)
             async for message in messages:
+                if isinstance(message, BadRequest):
+                    await self._refuse(context, message.refused)
                 if message.WhichOneof("kind") != "batch":
                     await self._refuse(context, StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_header",
                                                               "StreamHeader sent twice in one stream"))
@@ -320,25 +442,93 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                 self.metrics.uplink_payload_bytes.labels(*labels).inc(payload_bytes(message.batch))
                 self.metrics.uplink_protocol_bytes.labels(*labels).inc(protocol_bytes(message))
                 self.metrics.frames_per_message.labels(group).observe(len(message.batch.frames))
-                for frame in unpack_batch(message.batch):
-                    status, lost = session.accept(frame)
-                    if lost:
-                        self.metrics.frames.labels(group, node, "lost").inc(lost)
-                    self.metrics.frames.labels(group, node, status).inc()
-                    if status == "crc_mismatch":
-                        # DATA_LOSS, not INVALID_ARGUMENT: the request was well-formed but its bytes
-                        # were corrupted in transit; the edge resends from the last ack.
-                        await self._refuse(context, StreamRefused(
-                            grpc.StatusCode.DATA_LOSS, "crc_mismatch",
-                            f"frame seq {frame.seq} (window {frame.window}): crc32 mismatch; "
-                            f"held up to seq {session.last_seq}"))
-                    if status == "accepted":
-                        self._count_accepted(group, source, len(frame.payload))
-                        await self.pipeline.add(group, frame.window, source, frame.payload, frame.capture_us)
+                new, refusal, stream_high = self._screen(session, message.batch, stream_high)
+                if new:
+                    bad = await asyncio.get_running_loop().run_in_executor(
+                        self._check_executor, self._first_undecodable, source, [f.payload for f in new])
+                    if bad is not None:
+                        k, error = bad
+                        self.metrics.frames.labels(group, node, "undecodable").inc()
+                        refusal = StreamRefused(
+                            grpc.StatusCode.INVALID_ARGUMENT, "undecodable",
+                            f"frame seq {new[k].seq} (window {new[k].window}): payload does not decode to "
+                            f"source {source}'s latents ({error}); held up to seq {new[k].seq - 1}")
+                        new = new[:k]
+                    await self._hold(session, new)
+                if refusal is not None:
+                    await self._refuse(context, refusal)
                 yield pb.Ack(last_seq=session.last_seq)
         finally:
             session.active = False
             self.metrics.active_streams.labels(group).dec()
+
+    def _screen(self, session: NodeSession, batch: pb.FrameBatch,
+                stream_high: int) -> tuple[list[FrameData], StreamRefused | None, int]:
+        """Check a batch's frames in order, without side effects on the session.
+
+        Returns the new frames up to the first bad one, the refusal for that one (or None)
+        and the stream's new highest seq. Resends of frames already held are dropped and
+        counted as ``duplicate`` (idempotent); everything else wrong refuses the stream.
+        """
+        group, node = session.group, session.node_id
+        last_seq, last_window = session.last_seq, session.last_window
+        new: list[FrameData] = []
+        for frame in unpack_batch(batch):
+            if frame.seq == 0:
+                return new, StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_seq",
+                                          "seq 0 in a FrameBatch (seqs start at 1)"), stream_high
+            if frame.seq <= stream_high:
+                return new, StreamRefused(
+                    grpc.StatusCode.INVALID_ARGUMENT, "seq_replayed",
+                    f"seq {frame.seq} repeated within one stream (already sent up to {stream_high})"), stream_high
+            if frame.seq > last_seq + 1 + self.max_seq_gap:
+                return new, StreamRefused(
+                    grpc.StatusCode.OUT_OF_RANGE, "seq_out_of_range",
+                    f"seq {frame.seq} is more than {self.max_seq_gap} ahead of the last held seq {last_seq}"), \
+                    stream_high
+            stream_high = frame.seq
+            if frame.seq <= last_seq:
+                self.metrics.frames.labels(group, node, "duplicate").inc()
+                continue
+            if crc32(frame.payload) != frame.crc32:
+                # DATA_LOSS, not INVALID_ARGUMENT: the request was well-formed but its bytes
+                # were corrupted in transit; the edge resends from the last ack.
+                self.metrics.frames.labels(group, node, "crc_mismatch").inc()
+                return new, StreamRefused(grpc.StatusCode.DATA_LOSS, "crc_mismatch",
+                                          f"frame seq {frame.seq} (window {frame.window}): crc32 mismatch; "
+                                          f"held up to seq {last_seq}"), stream_high
+            if frame.window <= last_window:
+                return new, StreamRefused(
+                    grpc.StatusCode.INVALID_ARGUMENT, "window_order",
+                    f"frame seq {frame.seq}: window {frame.window} not after window {last_window}"), stream_high
+            new.append(frame)
+            last_seq, last_window = frame.seq, frame.window
+        return new, None, stream_high
+
+    async def _hold(self, session: NodeSession, frames: Sequence[FrameData]) -> None:
+        """Make checked frames durable (journal), advance the session, hand them to the aligner."""
+        if not frames:
+            return
+        group, node, source = session.group, session.node_id, session.source_index
+        lost = sum(f.seq - prev - 1 for prev, f in zip([session.last_seq] + [f.seq for f in frames[:-1]], frames))
+        if self.journal.enabled:
+            row = SessionRow(group, node, source, session.incarnation, frames[-1].seq, frames[-1].window)
+            t0 = time.perf_counter()
+            await self.journal.run(self.journal.record_frames, row, source, frames)
+            self.metrics.journal_seconds.labels("frames").observe(time.perf_counter() - t0)
+        for f in frames:
+            session.commit(f)
+        if lost:
+            self.metrics.frames.labels(group, node, "lost").inc(lost)
+        self.metrics.frames.labels(group, node, "accepted").inc(len(frames))
+        refused = []
+        for f in frames:
+            self._count_accepted(group, source, len(f.payload))
+            status = await self.pipeline.add(group, f.window, source, f.payload, f.capture_us)
+            if status == "late":  # its window is decoded: the journaled copy is dead
+                refused.append((group, f.window, source))
+        if refused and self.journal.enabled:
+            await self.journal.run(self.journal.forget_frames, refused)
 
     def _count_accepted(self, group: str, source: int, nbytes: int) -> None:
         sums = self._accepted.setdefault((group, source), [0, 0])  # payload bytes, samples
@@ -348,7 +538,18 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         self.metrics.accepted_payload_bytes.labels(group, str(source)).inc(nbytes)
         self.metrics.bits_per_sample.labels(group, str(source)).set(8.0 * sums[0] / sums[1])
 
+    async def _check_call(self, request, context, rpc: str, check=None) -> None:
+        """Refuse a malformed request, or (with credentials configured) a caller ``check`` refuses."""
+        if isinstance(request, BadRequest):
+            await self._refuse(context, request.refused, rpc)
+        if check is not None and hasattr(self.authorize, "check_reader"):
+            try:
+                check(self.authorize, context.invocation_metadata() or ())
+            except StreamRefused as refused:
+                await self._refuse(context, refused, rpc)
+
     async def Subscribe(self, request, context):
+        await self._check_call(request, context, "Subscribe", lambda a, md: a.check_reader(request.group, md))
         queue = self.pipeline.broadcaster.add(request.group, request.include_samples)
         try:
             while True:
@@ -360,6 +561,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             self.pipeline.broadcaster.remove(queue)
 
     async def Audit(self, request, context):
+        await self._check_call(request, context, "Audit", lambda a, md: a.check_node(
+            request.group or "default", request.node_id, request.source_index, md))
         source = request.source_index
         reason = None
         if request.bundle_id != self.bundle.bundle_id:
@@ -378,6 +581,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         return pb.AuditReply(matched=self.pipeline.audits.add_raw(group, request.window, source, raw))
 
     async def GetModelInfo(self, request, context):
+        await self._check_call(request, context, "GetModelInfo", lambda a, md: a.check_any(md))
         b = self.bundle
         return pb.ModelInfo(
             bundle_id=b.bundle_id, modality=b.modality, sample_rate=b.sample_rate or 0.0,
@@ -405,14 +609,23 @@ class DecoderServer:
         bundle: the loaded bundle every node must match.
         listen: ``host:port`` (port 0 picks a free one; see :attr:`port`).
         registry: Prometheus registry for this server's metrics.
-        interceptors: grpc.aio server interceptors (the seam for auth, issue 9).
-        authorize: per-node credential check called on each stream header.
+        interceptors: grpc.aio server interceptors.
+        authorize: per-node credential check called on each stream header, e.g. a
+            :class:`fusion_decoder.auth.TokenBook` (which also guards Subscribe, Audit and
+            GetModelInfo).
+        tls: (cert, key, client_ca or None) PEM paths: serve TLS, mutual when client_ca is given.
+        state_dir: where :class:`fusion_decoder.journal.Journal` keeps sessions, held frames and
+            decoded windows (None: in memory only; a restart loses held windows).
+        max_seq_gap: a frame more than this many seqs ahead of the node's last held seq is refused.
+        subscriber_queue: reconstructions queued per Subscribe stream before the oldest is dropped.
     """
 
     def __init__(self, bundle: Bundle, listen: str = "127.0.0.1:0", *, registry: CollectorRegistry,
                  device: str | None = None, deadline: float = 2.0, max_batch: int = 64, grace: float = 5.0,
                  max_message_bytes: int = MAX_MESSAGE_BYTES, interceptors: Sequence = (),
-                 authorize: Authorizer | None = None):
+                 authorize: Authorizer | None = None, tls: tuple[str, str, str | None] | None = None,
+                 state_dir: str | None = None, journal_sync: str = "normal", max_seq_gap: int = 1 << 20,
+                 subscriber_queue: int = 4096):
         self.bundle = bundle
         self.listen = listen
         self.grace = grace
@@ -420,6 +633,11 @@ class DecoderServer:
         self.runtime = JointDecoderRuntime(bundle, device=_usable_device(device))
         self.max_message_bytes = max_message_bytes
         self.interceptors = tuple(interceptors)
+        self.tls = tls
+        self.state_dir = state_dir
+        self.journal_sync = journal_sync
+        self.max_seq_gap = max_seq_gap
+        self.subscriber_queue = subscriber_queue
         self.pipeline: DecodePipeline | None = None
         self.servicer: FusionDecoderServicer | None = None
         self._deadline, self._max_batch, self._authorize = deadline, max_batch, authorize
@@ -428,25 +646,37 @@ class DecoderServer:
         self.port = 0
 
     async def start(self) -> int:
-        """Bind and start serving; returns the bound port."""
-        self.pipeline = DecodePipeline(self.runtime, self.metrics, self._deadline, self._max_batch)
+        """Restore journaled state, bind and start serving; returns the bound port."""
+        journal = Journal(self.state_dir, self.journal_sync)
+        self.pipeline = DecodePipeline(self.runtime, self.metrics, self._deadline, self._max_batch, journal,
+                                       self.subscriber_queue)
         self.pipeline.start()
         self.servicer = FusionDecoderServicer(self.bundle, self.pipeline, self.metrics, self._authorize,
-                                              str(self.runtime.device))
-        self._server = grpc.aio.server(options=channel_options(self.max_message_bytes),
-                                       interceptors=self.interceptors)
-        pb_grpc.add_FusionDecoderServicer_to_server(self.servicer, self._server)
+                                              str(self.runtime.device), self.max_seq_gap, journal)
+        if journal.enabled:
+            nodes = self.servicer.restore_sessions()
+            held = await self.pipeline.restore()
+            log.info("journal %s: resumed %d node sessions, %d held frames", journal.path, nodes, held)
+        # grpc's own limit is twice ours, so a message between the two is refused by our
+        # deserializer with a counted reason; beyond it grpc refuses (RESOURCE_EXHAUSTED) uncounted.
+        options = channel_options(self.max_message_bytes)
+        options = [(k, 2 * v if k == "grpc.max_receive_message_length" else v) for k, v in options]
+        self._server = grpc.aio.server(options=options, interceptors=self.interceptors)
+        add_servicer(self.servicer, self._server, self.max_message_bytes, self.metrics)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
-        self.port = self._server.add_insecure_port(self.listen)
+        if self.tls is not None:
+            self.port = self._server.add_secure_port(self.listen, server_credentials(*self.tls))
+        else:
+            self.port = self._server.add_insecure_port(self.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")
         await self._server.start()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("decoder serving bundle %s on port %d (device %s)", self.bundle.bundle_id[:19], self.port,
-                 self.runtime.device)
+        log.info("decoder serving bundle %s on port %d (device %s, %s)", self.bundle.bundle_id[:19], self.port,
+                 self.runtime.device, "mutual TLS" if self.tls and self.tls[2] else "TLS" if self.tls else "plaintext")
         return self.port
 
     async def wait(self) -> None:
@@ -462,5 +692,6 @@ class DecoderServer:
         await self.pipeline.drain()
         await self._server.stop(self.grace)
         await self.pipeline.close()
+        self.servicer._check_executor.shutdown(wait=True)
         self._server = None
         log.info("decoder stopped")

@@ -2,7 +2,8 @@
 
 Plain logic without sockets. A session outlives its stream, so a node that
 reconnects gets an Ack with the last seq already held and resends only what follows.
-Sessions live in memory: persisting them across decoder restarts is a later issue.
+Sessions live in memory and, with a state directory, in :mod:`fusion_decoder.journal`
+(restored by :meth:`SessionTable.restore`), so a restarted decoder resumes every node.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class NodeSession:
     last_seq: int = 0  # last contiguous seq held (0: none); seqs start at 1
     active: bool = False
     incarnation: int = 0  # the node process's random id (StreamHeader.incarnation)
+    last_window: int = -1  # window index of the frame at last_seq (windows only increase)
 
     def accept(self, frame: FrameData) -> tuple[str, int]:
         """Classify one frame; returns (status, frames lost before it).
@@ -53,9 +55,14 @@ class NodeSession:
             return "duplicate", 0
         if crc32(frame.payload) != frame.crc32:
             return "crc_mismatch", 0
+        return "accepted", self.commit(frame)
+
+    def commit(self, frame: FrameData) -> int:
+        """Hold ``frame`` (already checked); returns how many seqs were skipped before it."""
         lost = frame.seq - self.last_seq - 1
         self.last_seq = frame.seq
-        return "accepted", lost
+        self.last_window = frame.window
+        return lost
 
 
 class SessionTable:
@@ -67,6 +74,11 @@ class SessionTable:
         self._sessions: dict[tuple[str, str], NodeSession] = {}
         self.restarts = 0  # sessions replaced because their node process restarted
 
+    def restore(self, sessions: Sequence[NodeSession]) -> None:
+        """Sessions read back from the journal at start (none active)."""
+        for s in sessions:
+            self._sessions[(s.group, s.node_id)] = s
+
     def groups(self) -> list[str]:
         return sorted({g for g, _ in self._sessions})
 
@@ -77,18 +89,21 @@ class SessionTable:
         incarnation (the node process restarted) starts a fresh session at seq 0.
 
         Raises:
-            StreamRefused: FAILED_PRECONDITION for another bundle id; INVALID_ARGUMENT
+            StreamRefused: what ``authorize`` raises (UNAUTHENTICATED, PERMISSION_DENIED), checked
+                first; FAILED_PRECONDITION for another bundle id; INVALID_ARGUMENT
                 for a missing node id, an out-of-range source index or wrong shapes;
                 ALREADY_EXISTS when another live node holds the same source of the group.
         """
         bundle = self.bundle
+        if self.authorize is not None:  # first: an unauthenticated caller learns nothing about the decoder
+            self.authorize(header, metadata)
         if header.bundle_id != bundle.bundle_id:
             raise StreamRefused(grpc.StatusCode.FAILED_PRECONDITION, "bundle_mismatch",
                                 f"node bundle {header.bundle_id!r} differs from the decoder's {bundle.bundle_id!r}")
         if not header.node_id:
             raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_header", "stream header has no node_id")
         if header.source_index >= bundle.n_sources:
-            raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_header",
+            raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "unknown_source",
                                 f"source_index {header.source_index} out of range 0..{bundle.n_sources - 1}")
         info = bundle.sources[header.source_index]
         if tuple(header.input_shape) != info.input_shape or tuple(header.latent_shape) != info.latent_shape:
@@ -96,8 +111,6 @@ class SessionTable:
                 grpc.StatusCode.INVALID_ARGUMENT, "shape_mismatch",
                 f"shapes input {tuple(header.input_shape)} latent {tuple(header.latent_shape)} != bundle's "
                 f"{info.input_shape} {info.latent_shape} for source {header.source_index}")
-        if self.authorize is not None:
-            self.authorize(header, metadata)
         group = header.group or "default"
         for (g, nid), other in self._sessions.items():
             if g == group and nid != header.node_id and other.source_index == header.source_index and other.active:

@@ -25,10 +25,37 @@ class DecoderSettings:
     max_message_bytes: int = setting("NDSC_MAX_MESSAGE_BYTES", "gRPC max message size, both directions",
                                      16 * 1024 * 1024)
 
+    tokens_file: str | None = setting(
+        "NDSC_TOKENS_FILE", "per-node credentials, lines 'TOKEN GROUP NODE SOURCE' (TOKEN may be sha256:HEX); "
+        "when set, every call needs 'authorization: Bearer TOKEN' bound to its group/node/source")
+    tls_cert: str | None = setting("NDSC_TLS_CERT", "PEM server certificate: serve TLS (with --tls-key)")
+    tls_key: str | None = setting("NDSC_TLS_KEY", "PEM private key of --tls-cert")
+    tls_client_ca: str | None = setting("NDSC_TLS_CLIENT_CA", "PEM CA: require client certificates it signed "
+                                        "(mutual TLS)")
+    state_dir: str | None = setting(
+        "NDSC_STATE_DIR", "directory of the journal (sessions, held frames, decoded windows) that makes a restart "
+        "lose and repeat nothing; unset: in memory only")
+    journal_sync: str = setting("NDSC_JOURNAL_SYNC", "journal durability: normal (survives a killed process) or "
+                                "full (also an OS crash; fsync per commit)", "normal")
+    max_seq_gap: int = setting("NDSC_MAX_SEQ_GAP", "refuse (OUT_OF_RANGE) a frame this many seqs beyond the "
+                               "node's last held one", 1 << 20)
+    subscriber_queue: int = setting("NDSC_SUBSCRIBER_QUEUE", "reconstructions queued per Subscribe stream; "
+                                    "beyond it the oldest are dropped (counted)", 4096)
+
+    @property
+    def tls(self) -> tuple[str, str, str | None] | None:
+        return (self.tls_cert, self.tls_key, self.tls_client_ca) if self.tls_cert else None
+
     def validate(self) -> "DecoderSettings":
         """Raise ValueError on settings the service cannot run with."""
         if not self.bundle:
             raise ValueError("a bundle is required (--bundle or NDSC_BUNDLE)")
         if self.deadline <= 0 or self.max_batch < 1:
             raise ValueError("deadline must be > 0 and max_batch >= 1")
+        if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_client_ca and not self.tls_cert):
+            raise ValueError("TLS needs --tls-cert and --tls-key together (and both for --tls-client-ca)")
+        if self.journal_sync not in ("normal", "full"):
+            raise ValueError("journal_sync must be normal or full")
+        if self.max_seq_gap < 1 or self.subscriber_queue < 1:
+            raise ValueError("max_seq_gap and subscriber_queue must be >= 1")
         return self

@@ -22,6 +22,8 @@ GRPC_MESSAGE_PREFIX_BYTES = 5
 #: request header carrying the sensor group on every call, so an L7 proxy (Envoy in
 #: deploy/k8s) can hash a group's streams to one decoder replica without parsing protobuf
 GROUP_METADATA_KEY = "x-ndsc-group"
+#: request header carrying a node's credential: ``authorization: Bearer <token>``
+TOKEN_METADATA_KEY = "authorization"
 
 
 def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
@@ -95,5 +97,6 @@ def protocol_bytes(message) -> int:
 
 __all__ = [
     "FrameData", "GROUP_METADATA_KEY", "GRPC_MESSAGE_PREFIX_BYTES", "MAX_MESSAGE_BYTES", "SERVICE_NAME",
+    "TOKEN_METADATA_KEY",
     "channel_options", "crc32", "pack_batch", "pb", "pb_grpc", "payload_bytes", "protocol_bytes", "unpack_batch",
 ]

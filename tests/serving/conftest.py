@@ -19,8 +19,8 @@ async def running_decoder(bundle_path: Path, **kwargs):
     from ndsc.bundle import load_bundle
 
     registry = CollectorRegistry()
-    server = DecoderServer(load_bundle(bundle_path), "127.0.0.1:0", registry=registry,
-                           **{"deadline": 30.0, **kwargs})
+    listen = kwargs.pop("listen", "127.0.0.1:0")
+    server = DecoderServer(load_bundle(bundle_path), listen, registry=registry, **{"deadline": 30.0, **kwargs})
     port = await server.start()
     try:
         yield server, f"127.0.0.1:{port}", registry

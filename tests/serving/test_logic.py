@@ -64,7 +64,7 @@ def test_session_table_refuses_with_precise_codes(gaussian_bundle):
         return pb.StreamHeader(**{**base, **kw})
 
     cases = [(dict(bundle_id="sha256:x"), grpc.StatusCode.FAILED_PRECONDITION, "bundle_mismatch"),
-             (dict(source_index=9), grpc.StatusCode.INVALID_ARGUMENT, "bad_header"),
+             (dict(source_index=9), grpc.StatusCode.INVALID_ARGUMENT, "unknown_source"),
              (dict(input_shape=[1, 3]), grpc.StatusCode.INVALID_ARGUMENT, "shape_mismatch"),
              (dict(node_id=""), grpc.StatusCode.INVALID_ARGUMENT, "bad_header")]
     for change, code, reason in cases:

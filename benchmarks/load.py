@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Load test: ≥ 100 simulated edge nodes in many groups → one decoder, on loopback.
+
+Each simulated node is one real ``Uplink`` stream (grpc.aio, one client process) that
+sends real coded payloads (the bundle's edge encoders, computed once) at ``--rate``
+windows/s for ``--duration`` s, one frame per message (the worst case for overhead).
+The decoder is a real ``ndsc decoder`` process (optionally with ``--state-dir``, the
+journal). Reported, measured in this run:
+
+* frames/s accepted (sum over nodes) and reconstructions/s;
+* capture → reconstruction latency p50/p99 per window (Subscribe stream's times);
+* send → Ack latency p99 (what a node waits for its durability promise);
+* decoder RSS at start of load and at the end (memory growth);
+* lost frames: frames sent and never acknowledged, and windows never (or twice) reconstructed.
+
+Usage::
+
+    python benchmarks/load.py --groups 25 --duration 20 --rate 10         # 100 nodes (4-source bundle)
+    python benchmarks/load.py --groups 25 --duration 20 --rate 10 --journal
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import grpc  # noqa: E402
+
+from ndsc.bundle import load_bundle  # noqa: E402
+from ndsc.wire import FrameData, crc32, pack_batch, pb, pb_grpc  # noqa: E402
+
+
+def coded_payloads(bundle_path: Path, n: int = 32) -> list[list[bytes]]:
+    """``n`` windows of the bundle's replay source, coded by the real edge encoders: [window][source]."""
+    from edge_encoder.encoder import EdgeEncoder
+    from ndsc.sources.base import open_source
+
+    bundle = load_bundle(bundle_path)
+    rows: list[list[bytes]] = [[] for _ in range(n)]
+    for i in range(bundle.n_sources):
+        enc = EdgeEncoder(bundle, i)
+        source = open_source(bundle.extra["edge_source"], i, enc.info.input_shape)
+        for k, w in zip(range(n), source.windows()):
+            rows[k].append(enc.encode(w.data))
+    return [r for r in rows if len(r) == bundle.n_sources]
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _node(address, bundle, group, source, payloads, windows, rate, t0, ack_lat):
+    info = bundle.sources[source]
+    sent: dict[int, float] = {}
+    last_ack = 0
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = pb_grpc.FusionDecoderStub(channel).Uplink()
+        await call.write(pb.UplinkMessage(header=pb.StreamHeader(
+            group=group, node_id=f"n{source}", source_index=source, bundle_id=bundle.bundle_id,
+            input_shape=list(info.input_shape), latent_shape=list(info.latent_shape), incarnation=1)))
+        await call.read()
+
+        async def reader():
+            nonlocal last_ack
+            while (ack := await call.read()) is not grpc.aio.EOF:
+                now = time.perf_counter()
+                for s in range(last_ack + 1, ack.last_seq + 1):
+                    ack_lat.append(now - sent.pop(s))
+                last_ack = max(last_ack, ack.last_seq)
+
+        task = asyncio.create_task(reader())
+        for k in range(windows):
+            delay = t0 + k / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            p = payloads[k % len(payloads)][source]
+            sent[k + 1] = time.perf_counter()
+            await call.write(pb.UplinkMessage(batch=pack_batch(
+                [FrameData(k + 1, k, int(time.time() * 1e6), crc32(p), p)])))
+        await call.done_writing()
+        await task
+    return last_ack
+
+
+async def run_load(bundle_path: Path, address: str, groups: int, duration: float, rate: float,
+                   decoder_pid: int | None = None) -> dict:
+    """Drive ``groups`` × n_sources nodes against the decoder at ``address``; returns the figures."""
+    bundle = load_bundle(bundle_path)
+    payloads = coded_payloads(bundle_path)
+    n_src, windows = bundle.n_sources, max(1, int(duration * rate))
+    names = [f"load{g:03d}" for g in range(groups)]
+    recs: dict[tuple[str, int], list[float]] = {}
+    dups = 0
+    channel = grpc.aio.insecure_channel(address)
+    sub = pb_grpc.FusionDecoderStub(channel).Subscribe(pb.SubscribeRequest(include_samples=False))
+
+    async def collect():
+        nonlocal dups
+        async for r in sub:
+            key = (r.group, r.window)
+            dups += key in recs
+            captured = max(c for c, p in zip(r.capture_time, r.present) if p)
+            recs[key] = [r.reconstructed_time - captured, float(all(r.present))]
+
+    collector = asyncio.create_task(collect())
+    await asyncio.sleep(0.5)
+    ack_lat: list[float] = []
+    rss0 = rss_bytes(decoder_pid) if decoder_pid else 0
+    t0 = time.perf_counter() + 0.5
+    acks = await asyncio.gather(*(_node(address, bundle, g, i, payloads, windows, rate, t0, ack_lat)
+                                  for g in names for i in range(n_src)))
+    sent_done = time.perf_counter()
+    want = groups * windows
+    while len(recs) < want and time.perf_counter() - sent_done < 30:
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    rss1 = rss_bytes(decoder_pid) if decoder_pid else 0
+    sub.cancel()
+    await asyncio.gather(collector, return_exceptions=True)
+    await channel.close()
+    lat = np.array([v[0] for v in recs.values()]) if recs else np.zeros(1)
+    frames = len(names) * n_src * windows
+    return {
+        "nodes": len(names) * n_src, "groups": groups, "windows_per_node": windows, "rate_per_node": rate,
+        "frames_sent": frames, "frames_acked": int(sum(acks)), "lost_frames": frames - int(sum(acks)),
+        "windows_reconstructed": len(recs), "windows_expected": want, "duplicate_windows": dups,
+        "complete_windows": int(sum(v[1] for v in recs.values())),
+        "frames_per_s": round(sum(acks) / elapsed, 1), "reconstructions_per_s": round(len(recs) / elapsed, 1),
+        "latency_p50_s": round(float(np.percentile(lat, 50)), 4),
+        "latency_p99_s": round(float(np.percentile(lat, 99)), 4),
+        "ack_latency_p99_s": round(float(np.percentile(ack_lat or [0], 99)), 4),
+        "decoder_rss_start_mib": round(rss0 / 2**20, 1), "decoder_rss_end_mib": round(rss1 / 2**20, 1),
+        "decoder_rss_growth_mib": round((rss1 - rss0) / 2**20, 1), "elapsed_s": round(elapsed, 2),
+    }
+
+
+def start_decoder(bundle: Path, state_dir: str | None, deadline: float) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "ndsc", "decoder", "--bundle", str(bundle), "--listen", "127.0.0.1:0",
+            "--metrics-port", "-1", "--deadline", str(deadline)]
+    if state_dir:
+        args += ["--state-dir", state_dir]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    for line in proc.stdout:
+        if line.startswith("NDSC_DECODER_READY"):
+            return proc, dict(p.split("=", 1) for p in line.split()[1:])["grpc"]
+    raise RuntimeError(f"decoder exited {proc.wait()}")
+
+
+def main(argv=None) -> int:
+    from ndsc.bundles import default_bundle
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", type=Path, default=None, help="default: the shipped ecg-synth-quick bundle")
+    ap.add_argument("--groups", type=int, default=25)
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds of sending per node")
+    ap.add_argument("--rate", type=float, default=10.0, help="windows/s per node")
+    ap.add_argument("--deadline", type=float, default=2.0)
+    ap.add_argument("--journal", action="store_true", help="decoder with --state-dir (durable acks)")
+    args = ap.parse_args(argv)
+    bundle = args.bundle or default_bundle("ecg-synth-quick")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, address = start_decoder(bundle, tmp if args.journal else None, args.deadline)
+        try:
+            result = asyncio.run(run_load(bundle, address, args.groups, args.duration, args.rate, proc.pid))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    result["journal"] = args.journal
+    print(json.dumps(result, indent=1))
+    return 0 if result["lost_frames"] == 0 and result["duplicate_windows"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

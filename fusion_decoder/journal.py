@@ -1,0 +1,190 @@
+"""What the decoder persists so a restart (even SIGKILL) loses and repeats nothing.
+
+An SQLite database in WAL mode (``<state_dir>/journal.sqlite``) with three tables:
+
+* ``sessions``: per node (group, node) its source, incarnation, last contiguous seq
+  held and last window: where the node resumes after a restart (its first Ack);
+* ``frames``: accepted frames whose window is not decoded yet (payload included),
+  re-fed to the aligner on start;
+* ``decoded``: every (group, window) decoded, with its presence mask; a window in it is
+  never decoded again (late or replayed frames of it are dropped).
+
+Order of writes is the guarantee: frames (and the session's new last seq) are
+committed *before* the Ack that promises them is sent, and a decoded window is
+committed (its frames deleted in the same transaction) *before* it is published to
+subscribers. So every acknowledged frame reaches a decoded window, and every window is
+published at most once. ``synchronous=NORMAL`` (default) survives a killed process;
+``full`` also survives an OS crash or power loss, at one fsync per commit.
+
+All calls run on one dedicated thread (the caller awaits them through
+:meth:`run`), so the event loop never blocks on disk.
+"""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ndsc.wire import FrameData
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    grp TEXT NOT NULL, node TEXT NOT NULL, source INTEGER NOT NULL, incarnation INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL, last_window INTEGER NOT NULL, PRIMARY KEY (grp, node));
+CREATE TABLE IF NOT EXISTS frames (
+    grp TEXT NOT NULL, window INTEGER NOT NULL, source INTEGER NOT NULL, capture_us INTEGER NOT NULL,
+    payload BLOB NOT NULL, PRIMARY KEY (grp, window, source));
+CREATE TABLE IF NOT EXISTS decoded (
+    grp TEXT NOT NULL, window INTEGER NOT NULL, present TEXT NOT NULL, run INTEGER NOT NULL,
+    PRIMARY KEY (grp, window));
+CREATE TABLE IF NOT EXISTS runs (run INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL);
+"""
+
+
+@dataclass
+class SessionRow:
+    group: str
+    node: str
+    source: int
+    incarnation: int
+    last_seq: int
+    last_window: int
+
+
+@dataclass
+class HeldFrame:
+    group: str
+    window: int
+    source: int
+    capture_us: int
+    payload: bytes
+
+
+class Journal:
+    """The decoder's durable state. ``Journal(None)`` keeps nothing (every call is a no-op).
+
+    Args:
+        state_dir: directory of ``journal.sqlite`` (created), or None.
+        sync: ``normal`` (survives a killed process) or ``full`` (also an OS crash).
+        remember: decoded window ids per group loaded at start (older ones are kept on
+            disk; frames of windows that old are refused as late by the aligner anyway).
+    """
+
+    def __init__(self, state_dir: str | Path | None, sync: str = "normal", remember: int = 65536):
+        self.enabled = state_dir is not None
+        self.remember = remember
+        self.run_id = 0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-journal") if self.enabled else None
+        self._db: sqlite3.Connection | None = None
+        if self.enabled:
+            if sync not in ("normal", "full"):
+                raise ValueError("journal sync must be 'normal' or 'full'")
+            path = Path(state_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            self.path = path / "journal.sqlite"
+            self._sync = sync
+            self._executor.submit(self._open).result()
+
+    def _open(self) -> None:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self._sync.upper()}")
+        db.executescript(_SCHEMA)
+        with db:
+            db.execute("BEGIN")
+            # frames of windows already decoded (late frames journaled after their window) are dead
+            db.execute("DELETE FROM frames WHERE EXISTS (SELECT 1 FROM decoded d "
+                       "WHERE d.grp = frames.grp AND d.window = frames.window)")
+            self.run_id = db.execute("INSERT INTO runs (started) VALUES (julianday('now'))").lastrowid
+        self._db = db
+
+    async def run(self, fn, *args):
+        """Run a journal method on the journal thread (a no-op without a journal)."""
+        if not self.enabled:
+            return None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # ----- reads at start ------------------------------------------------------------------
+    def sessions(self) -> list[SessionRow]:
+        if not self.enabled:
+            return []
+        rows = self._executor.submit(lambda: self._db.execute(
+            "SELECT grp, node, source, incarnation, last_seq, last_window FROM sessions").fetchall()).result()
+        return [SessionRow(*r) for r in rows]
+
+    def held_frames(self) -> list[HeldFrame]:
+        if not self.enabled:
+            return []
+        rows = self._executor.submit(lambda: self._db.execute(
+            "SELECT grp, window, source, capture_us, payload FROM frames ORDER BY grp, window, source"
+        ).fetchall()).result()
+        return [HeldFrame(g, w, s, c, bytes(p)) for g, w, s, c, p in rows]
+
+    def decoded_windows(self) -> dict[str, list[int]]:
+        """The most recent ``remember`` decoded window ids of each group, ascending."""
+        if not self.enabled:
+            return {}
+        rows = self._executor.submit(lambda: self._db.execute(
+            "SELECT grp, window FROM (SELECT grp, window, ROW_NUMBER() OVER (PARTITION BY grp ORDER BY window DESC)"
+            " AS r FROM decoded) WHERE r <= ? ORDER BY grp, window", (self.remember,)).fetchall()).result()
+        out: dict[str, list[int]] = {}
+        for g, w in rows:
+            out.setdefault(g, []).append(w)
+        return out
+
+    # ----- writes (journal thread) -----------------------------------------------------------
+    def record_frames(self, session: SessionRow, source: int, frames: Sequence[FrameData]) -> None:
+        """Frames accepted from one message plus the session's new resume point: one transaction."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO frames (grp, window, source, capture_us, payload) VALUES (?, ?, ?, ?, ?)",
+                [(session.group, f.window, source, f.capture_us, f.payload) for f in frames])
+            self._db.execute(
+                "INSERT OR REPLACE INTO sessions (grp, node, source, incarnation, last_seq, last_window) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (session.group, session.node, session.source,
+                                               _signed64(session.incarnation), session.last_seq,
+                                               session.last_window))
+
+    def forget_frames(self, keys: Iterable[tuple[str, int, int]]) -> None:
+        """Drop journaled frames the aligner refused (late: their window is already decoded)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM frames WHERE grp = ? AND window = ? AND source = ?", list(keys))
+
+    def record_decoded(self, windows: Sequence[tuple[str, int, Sequence[bool]]]) -> list[bool]:
+        """Windows decoded (group, window, present): mark them, delete their frames; one transaction.
+
+        Returns per window whether it was new; False means it was already decoded (never
+        expected: the aligner remembers decoded windows) and must not be published again.
+        """
+        fresh = []
+        with self._db:
+            self._db.execute("BEGIN")
+            for g, w, present in windows:
+                cur = self._db.execute("INSERT OR IGNORE INTO decoded (grp, window, present, run) VALUES (?, ?, ?, ?)",
+                                       (g, w, "".join("1" if p else "0" for p in present), self.run_id))
+                fresh.append(cur.rowcount == 1)
+            self._db.executemany("DELETE FROM frames WHERE grp = ? AND window = ?", [(g, w) for g, w, _ in windows])
+        return fresh
+
+    def close(self) -> None:
+        if self.enabled:
+            def _close():
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+            self._executor.submit(_close).result()
+            self._executor.shutdown(wait=True)
+
+
+def _signed64(value: int) -> int:
+    """SQLite integers are signed 64-bit; incarnations are random unsigned 64-bit."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def unsigned64(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
