@@ -10,7 +10,8 @@ journal). Reported, measured in this run:
 * frames/s accepted (sum over nodes) and reconstructions/s;
 * capture → reconstruction latency p50/p99 per window (Subscribe stream's times);
 * send → Ack latency p99 (what a node waits for its durability promise);
-* decoder RSS at start of load and at the end (memory growth);
+* decoder RSS before the load, halfway and at the end (growth, and growth in the second half,
+  which separates warm-up from a leak);
 * lost frames: frames sent and never acknowledged, and windows never (or twice) reconstructed.
 
 Usage::
@@ -122,8 +123,17 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
     ack_lat: list[float] = []
     rss0 = rss_bytes(decoder_pid) if decoder_pid else 0
     t0 = time.perf_counter() + 0.5
+    samples: list[int] = []  # decoder RSS once a second: growth after warm-up tells a leak from warm-up
+
+    async def sample_rss():
+        while decoder_pid:
+            samples.append(rss_bytes(decoder_pid))
+            await asyncio.sleep(1.0)
+
+    sampler = asyncio.create_task(sample_rss())
     acks = await asyncio.gather(*(_node(address, bundle, g, i, payloads, windows, rate, t0, ack_lat)
                                   for g in names for i in range(n_src)))
+    sampler.cancel()
     sent_done = time.perf_counter()
     want = groups * windows
     while len(recs) < want and time.perf_counter() - sent_done < 30:
@@ -145,7 +155,10 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
         "latency_p99_s": round(float(np.percentile(lat, 99)), 4),
         "ack_latency_p99_s": round(float(np.percentile(ack_lat or [0], 99)), 4),
         "decoder_rss_start_mib": round(rss0 / 2**20, 1), "decoder_rss_end_mib": round(rss1 / 2**20, 1),
-        "decoder_rss_growth_mib": round((rss1 - rss0) / 2**20, 1), "elapsed_s": round(elapsed, 2),
+        "decoder_rss_growth_mib": round((rss1 - rss0) / 2**20, 1),
+        # from the middle of the load to its end: ~0 when memory is bounded (no per-frame leak)
+        "decoder_rss_growth_second_half_mib": round((rss1 - samples[len(samples) // 2]) / 2**20, 1) if samples else 0,
+        "elapsed_s": round(elapsed, 2),
     }
 
 
