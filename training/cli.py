@@ -32,11 +32,11 @@ def configure(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rd-gaussian", help="train a few λ points on Gaussian sources and plot real bits vs bounds")
     p.add_argument("--out", default="rd_gaussian", help="output folder (bundles, results.json, rd.png)")
     p.add_argument("--rho", type=float, default=0.9)
-    p.add_argument("--lambdas", default="0.005,0.02,0.08", help="comma-separated λ values")
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--lambdas", default="0.01,0.03,0.1,0.3", help="comma-separated λ values")
+    p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--beta-mi", type=float, default=0.0)
     p.add_argument("--samples", type=int, default=1024, help="samples per window (amortises coder overhead)")
-    p.add_argument("--windows", type=int, default=256, help="windows generated before the 80/10/10 split")
+    p.add_argument("--windows", type=int, default=160, help="windows generated before the 80/10/10 split")
     p.set_defaults(handler=_rd_gaussian)
 
 

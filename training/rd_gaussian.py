@@ -11,9 +11,9 @@ from training.plots import plot_gaussian_rd
 from training.presets import get_preset
 
 
-def run_rd_gaussian(out_dir: str | Path, rho: float = 0.9, lambdas: Sequence[float] = (0.005, 0.02, 0.08),
-                    steps: int = 600, beta_mi: float = 0.0, samples: int = 1024, n_windows: int = 256,
-                    batch_size: int = 8) -> Path:
+def run_rd_gaussian(out_dir: str | Path, rho: float = 0.9, lambdas: Sequence[float] = (0.01, 0.03, 0.1, 0.3),
+                    steps: int = 1500, beta_mi: float = 0.0, samples: int = 1024, n_windows: int = 160,
+                    batch_size: int = 4) -> Path:
     """Train one bundle per λ, measure real bits on the test split, write results.json and rd.png.
 
     Windows are long (``samples`` i.i.d. pairs) so the coder's few bytes of per-payload
@@ -23,7 +23,8 @@ def run_rd_gaussian(out_dir: str | Path, rho: float = 0.9, lambdas: Sequence[flo
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for lmbda in lambdas:
-        cfg = get_preset("gaussian-quick").replace(lmbda=lmbda, steps=steps, beta_mi=beta_mi, batch_size=batch_size)
+        cfg = get_preset("gaussian-quick").replace(lmbda=lmbda, steps=steps, beta_mi=beta_mi, batch_size=batch_size,
+                                                   threads=1, progress=False)
         cfg.data.params.update(rho=rho, samples=samples)
         cfg.data.n_windows = n_windows
         path, report = train_and_export(cfg, out / "bundles" / f"lambda_{lmbda}")
