@@ -13,22 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_decoder.decoders_image import StereoAttentionDecoder
+from fusion_decoder.decoders_image import EpipolarAttention, StereoAttentionDecoder
 from fusion_decoder.joint_decoders import register_decoder
 from training.baselines.base import register_baseline
 from training.baselines.neural import NeuralCodec
 
 
-class GlobalCrossAttention(nn.Module):
-    """own (B, C, H, W) attends over all H·W positions of other; residual merge."""
+class GlobalCrossAttention(EpipolarAttention):
+    """own (B, C, H, W) attends over all H·W positions of other; residual merge.
 
-    def __init__(self, channels: int, key_dim: int = 32):
-        super().__init__()
-        self.q = nn.Conv2d(channels, key_dim, 1)
-        self.k = nn.Conv2d(channels, key_dim, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.merge = nn.Sequential(nn.Conv2d(2 * channels, channels, 3, padding=1), nn.GELU(),
-                                   nn.Conv2d(channels, channels, 3, padding=1))
+    Same projections as :class:`EpipolarAttention`; only the attention span differs
+    (every position instead of the same row), which is NDIC-CAM's alignment.
+    """
 
     def forward(self, own: torch.Tensor, other: torch.Tensor, other_present: torch.Tensor) -> torch.Tensor:
         b, c, h, w = own.shape
