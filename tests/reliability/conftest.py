@@ -4,10 +4,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import grpc
 import pytest
 
-from ndsc.wire import TOKEN_METADATA_KEY, FrameData, crc32, pack_batch, pb, pb_grpc
+from ndsc.wire import TOKEN_METADATA_KEY, FrameData, crc32, pack_batch, pb
 
 
 def encoded_windows(bundle_path: Path, n: int) -> list[tuple[int, list[bytes]]]:
@@ -44,28 +43,6 @@ def bearer(token: str | None) -> tuple:
     return ((TOKEN_METADATA_KEY, f"Bearer {token}"),) if token else ()
 
 
-async def raw_uplink(address, messages, metadata=(), channel=None, raw=False):
-    """Send ``messages`` (protobufs, or bytes with raw=True) on one Uplink stream.
-
-    Returns (acks, status code, details)."""
-    own = channel is None
-    channel = channel or grpc.aio.insecure_channel(address)
-    try:
-        if raw:
-            call = channel.stream_stream("/ndsc.v1.FusionDecoder/Uplink", request_serializer=lambda b: b,
-                                         response_deserializer=pb.Ack.FromString)(iter(messages), metadata=metadata)
-        else:
-            call = pb_grpc.FusionDecoderStub(channel).Uplink(iter(messages), metadata=metadata)
-        acks = []
-        try:
-            async for ack in call:
-                acks.append(ack.last_seq)
-        except grpc.aio.AioRpcError:
-            pass
-        return acks, await call.code(), await call.details()
-    finally:
-        if own:
-            await channel.close()
 
 
 def make_certificates(directory: Path) -> dict[str, Path]:

@@ -10,7 +10,8 @@ from fusion_decoder.auth import TokenBook
 from ndsc.bundle import load_bundle
 from ndsc.wire import pb, pb_grpc
 from ndsc.wire.tls import channel_credentials
-from tests.reliability.conftest import bearer, batch, encoded_windows, header, make_certificates, raw_uplink
+from tests.reliability.conftest import bearer, batch, encoded_windows, header, make_certificates
+from tests.serving.conftest import raw_uplink
 from tests.serving.conftest import Subscription, edge_node, running_decoder
 
 

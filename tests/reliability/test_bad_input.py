@@ -9,7 +9,8 @@ import numpy as np
 
 from ndsc.bundle import load_bundle
 from ndsc.wire import crc32
-from tests.reliability.conftest import batch, encoded_windows, header, raw_uplink
+from tests.reliability.conftest import batch, encoded_windows, header
+from tests.serving.conftest import raw_uplink
 from tests.serving.conftest import Subscription, edge_node, running_decoder
 
 MAX_BYTES = 64 * 1024

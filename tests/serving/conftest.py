@@ -82,3 +82,27 @@ def replay_start(bundle_path: Path) -> int:
     from ndsc.sources import parse_kv
 
     return int(parse_kv(load_bundle(bundle_path).extra["edge_source"].split(":", 1)[1])["start"])
+
+
+async def raw_uplink(address, messages, metadata=(), channel=None, raw=False):
+    """Send ``messages`` (protobufs, or bytes with raw=True) on one Uplink stream.
+
+    Returns (acks, status code, details)."""
+    own = channel is None
+    channel = channel or grpc.aio.insecure_channel(address)
+    try:
+        if raw:
+            call = channel.stream_stream("/ndsc.v1.FusionDecoder/Uplink", request_serializer=lambda b: b,
+                                         response_deserializer=pb.Ack.FromString)(iter(messages), metadata=metadata)
+        else:
+            call = pb_grpc.FusionDecoderStub(channel).Uplink(iter(messages), metadata=metadata)
+        acks = []
+        try:
+            async for ack in call:
+                acks.append(ack.last_seq)
+        except grpc.aio.AioRpcError:
+            pass
+        return acks, await call.code(), await call.details()
+    finally:
+        if own:
+            await channel.close()

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from ndsc.bundle import load_bundle
-from ndsc.wire import FrameData, crc32, pack_batch, pb, pb_grpc
-from tests.serving.conftest import Subscription, edge_node, labels, replay_start, running_decoder, x_hat_by_window
+from ndsc.wire import FrameData, crc32, pack_batch, pb
+from tests.serving.conftest import (Subscription, edge_node, labels, raw_uplink, replay_start, running_decoder,
+                                   x_hat_by_window)
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +92,6 @@ def _batch(payloads, first_seq=1, first_window=0, corrupt=None):
     return pb.UplinkMessage(batch=pack_batch(frames))
 
 
-async def _raw_uplink(address, messages):
-    """Send ``messages`` on one Uplink stream; returns (acks, status code, details)."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = pb_grpc.FusionDecoderStub(channel).Uplink(iter(messages))
-        acks = []
-        try:
-            async for ack in call:
-                acks.append(ack.last_seq)
-        except grpc.aio.AioRpcError:
-            pass
-        return acks, await call.code(), await call.details()
 
 
 def test_bundle_mismatch_and_corrupt_payload_are_refused_while_others_stream(gaussian_bundle, gaussian_eval):
@@ -115,10 +105,10 @@ def test_bundle_mismatch_and_corrupt_payload_are_refused_while_others_stream(gau
             await sub.wait_started(registry)
             nodes = [edge_node(gaussian_bundle, i, address) for i in range(2)]
             streaming = asyncio.gather(*(n.run() for n in nodes))
-            mismatch = await _raw_uplink(address, [_header(bundle, bundle_id="sha256:another")])
-            corrupt = await _raw_uplink(address, [_header(bundle, group="intruder"),
+            mismatch = await raw_uplink(address, [_header(bundle, bundle_id="sha256:another")])
+            corrupt = await raw_uplink(address, [_header(bundle, group="intruder"),
                                                   _batch([good, good, good], corrupt=2)])
-            no_header = await _raw_uplink(address, [_batch([good])])
+            no_header = await raw_uplink(address, [_batch([good])])
             await streaming
         return mismatch, corrupt, no_header, await sub.finish(), registry
 
@@ -144,15 +134,15 @@ def test_resume_from_ack_dedups_resent_frames_and_counts_gaps(gaussian_bundle, g
 
     async def scenario():
         async with running_decoder(gaussian_bundle, deadline=0.2) as (server, address, registry):
-            first = await _raw_uplink(address, [_header(bundle), _batch([r[0] for r in rows[:5]])])
+            first = await raw_uplink(address, [_header(bundle), _batch([r[0] for r in rows[:5]])])
             # reconnect: the decoder says it holds seq 5; the node resends 4..8 anyway
-            second = await _raw_uplink(address, [_header(bundle), _batch([r[0] for r in rows[3:8]], first_seq=4,
+            second = await raw_uplink(address, [_header(bundle), _batch([r[0] for r in rows[3:8]], first_seq=4,
                                                                            first_window=3)])
             # a gap (the node's buffer overflowed while away): seq 9..10 lost
-            third = await _raw_uplink(address, [_header(bundle), _batch([rows[10][0]], first_seq=11,
+            third = await raw_uplink(address, [_header(bundle), _batch([rows[10][0]], first_seq=11,
                                                                           first_window=10)])
             # the node process restarted (new incarnation): its seqs start at 1 again and are new frames
-            fourth = await _raw_uplink(address, [_header(bundle, incarnation=2),
+            fourth = await raw_uplink(address, [_header(bundle, incarnation=2),
                                                  _batch([rows[12][0], rows[13][0]], first_window=12)])
         return first, second, third, fourth, registry
 
