@@ -59,6 +59,13 @@ class ChannelTable:
         """Largest value coded without escape."""
         return self.offset + len(self.freqs) - 2
 
+    def indices(self, values: np.ndarray) -> np.ndarray:
+        """Table index of each integer value; values outside ``low..high`` map to the escape."""
+        values = np.asarray(values, dtype=np.int64)
+        idx = values - self.offset
+        idx[(values < self.low) | (values > self.high)] = len(self.freqs) - 1
+        return idx
+
     def validate(self) -> None:
         """Raise :class:`EntropyCodingError` unless the table is well-formed."""
         f = np.asarray(self.freqs, dtype=np.int64)
@@ -153,9 +160,8 @@ class LatentCoder:
         escapes: list[int] = []  # signed overflow beyond the table edge, row-major
         for c, t in enumerate(self.tables):
             row = symbols[c]
-            idx = row - t.offset
-            esc = (row < t.low) | (row > t.high)
-            idx[esc] = len(t.freqs) - 1
+            idx = t.indices(row)
+            esc = idx == len(t.freqs) - 1
             for v in row[esc]:
                 escapes.append(int(v - t.low) if v < t.low else int(v - t.high))
             indices.append(idx.astype(np.int32))

@@ -31,9 +31,7 @@ def table_bits(bundle: Bundle, source_index: int, symbols: np.ndarray) -> float:
     total = 0.0
     for c, table in enumerate(bundle.sources[source_index].tables):
         freqs = np.asarray(table.freqs, dtype=np.float64)
-        idx = np.clip(symbols[c] - table.offset, 0, len(freqs) - 1)
-        escaped = (symbols[c] < table.low) | (symbols[c] > table.high)
-        idx[escaped] = len(freqs) - 1
+        idx = table.indices(symbols[c])
         total += float(-np.log2(freqs[idx] / freqs.sum()).sum())
     return total
 
