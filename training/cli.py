@@ -14,6 +14,7 @@ def configure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a top-level config field, e.g. --set beta_mi=0.1")
     p.add_argument("--checkpoint", help="also write a self-describing training checkpoint here")
+    p.add_argument("--device", help="torch device to train on: auto (CUDA if present, else CPU; default: the config's), cpu, cuda, cuda:N")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("eval", help="evaluate a bundle through the real path (rate from bytes written)")
@@ -52,9 +53,11 @@ def _train(args) -> int:
         changes[key] = json.loads(value)
     if args.steps is not None:
         changes["steps"] = args.steps
+    if args.device is not None:
+        changes["device"] = args.device
     cfg = cfg.replace(**changes)
     path, report = train_and_export(cfg, args.out, checkpoint=args.checkpoint)
-    print(f"bundle {path} ({report['bundle_id']})")
+    print(f"bundle {path} ({report['bundle_id']}); trained on {report['train_device']} in {report['train_seconds']:.1f} s")
     _print_eval(report)
     return 0
 

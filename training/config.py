@@ -52,6 +52,9 @@ class TrainConfig:
     lr_decay_at: float = 0.75  # fraction of steps after which the lr drops ×0.1
     seed: int = 0  # torch / numpy seed
     threads: int = 0  # torch intra-op threads (0: torch default)
+    # auto: CUDA when torch.cuda.is_available(), else CPU | cpu | cuda / cuda:N (without CUDA: CPU, with a
+    # logged warning). The trained model is returned on the CPU whatever trained it (training/device.py).
+    device: str = "auto"
     progress: bool = True  # tqdm progress bar with the loss terms
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,5 +20,6 @@ def train_and_export(cfg: TrainConfig, out_dir: str | Path, checkpoint: str | Pa
     report = summary(evaluate_bundle(path, windows=result.dataset.test))
     report["training_estimate_bits_per_sample_sum"] = training_estimate(result.model, result.dataset.test)
     report["train_seconds"] = result.seconds
+    report["train_device"] = result.device
     attach_evaluation(path, {"test": report})
     return path, report

@@ -12,6 +12,8 @@ def configure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", action="append", default=[], metavar="DATASET", help="run only this data set (repeatable)")
     p.add_argument("--force", action="store_true", help="recompute runs even if cached")
     p.add_argument("--report-only", action="store_true", help="build the report from cached runs; train nothing")
+    p.add_argument("--device", help="torch device the networks train on: auto, cpu, cuda, cuda:N "
+                                    "(default: the config's `device`; not part of the cache key)")
     p.set_defaults(handler=_study)
 
 
@@ -27,6 +29,8 @@ def _study(args) -> int:
         cfg.out = args.out
     if args.cache:
         cfg.cache = args.cache
+    if args.device:
+        cfg.device = args.device
     start = time.perf_counter()
     executor = None
     if args.report_only:
@@ -35,7 +39,8 @@ def _study(args) -> int:
     records = run_study(cfg, only=args.only or None, force=args.force,
                         **({"executor": executor} if executor else {}))
     command = " ".join(["ndsc study --config", args.config, *(f"--only {o}" for o in args.only),
-                        *(["--force"] if args.force else []), *(["--report-only"] if args.report_only else [])])
+                        *(["--force"] if args.force else []), *(["--report-only"] if args.report_only else []),
+                        *(["--device", args.device] if args.device else [])])
     path = build_report(cfg, records, command, time.perf_counter() - start)
     failed = sum(1 for r in records if "error" in r)
     print(f"{len(records)} runs ({sum(1 for r in records if r.get('cached'))} from cache, {failed} failed); report {path}")

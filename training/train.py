@@ -19,6 +19,7 @@ import torch
 from training.codec import DistributedCodec
 from training.config import TrainConfig
 from training.data import JointDataset, build_dataset
+from training.device import describe, resolve_device
 from training.mi import PairwiseMI
 
 LN2 = math.log(2.0)
@@ -26,7 +27,7 @@ LN2 = math.log(2.0)
 
 @dataclass
 class TrainResult:
-    """A trained model with its data, config and training history."""
+    """A trained model (on the CPU) with its data, config, training history and where it trained."""
 
     model: DistributedCodec
     dataset: JointDataset
@@ -34,6 +35,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     mi: PairwiseMI | None = None
+    #: the device the steps ran on (``cpu`` or ``cuda:N (GPU name)``), not the one requested
+    device: str = "cpu"
 
 
 def seed_everything(seed: int) -> None:
@@ -61,24 +64,35 @@ def _dropout_mask(b: int, n: int, p: float, gen: torch.Generator) -> torch.Tenso
 
 
 def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str | Path | None = None) -> TrainResult:
-    """Train a distributed codec; optionally save a self-describing checkpoint."""
+    """Train a distributed codec on ``cfg.device``; optionally save a self-describing checkpoint.
+
+    The returned model (and MI critic) are on the CPU whatever device trained them, ready for
+    ``update``/``compress``, export and evaluation. On the CPU the run is bit-identical to
+    one without a device option: batches and dropout masks are drawn from the same CPU
+    generator in the same order, then moved.
+    """
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
     data = dataset if dataset is not None else build_dataset(cfg.data)
     model = DistributedCodec(data.n_sources, data.window_shape, cfg)
     latent_shape = model.latent_shape()
     mi_dim = latent_shape[0] if cfg.mi_pairs == "positions" else int(np.prod(latent_shape))
     mi = PairwiseMI(data.n_sources, mi_dim, cfg.mi_estimator, cfg.mi_pairs) if data.n_sources > 1 else None
+    model.to(device)
+    if mi is not None:
+        mi.to(device)
 
     enc_opt = torch.optim.Adam(model.encoder_parameters(), lr=cfg.lr)
     dec_opt = torch.optim.Adam(model.decoder_parameters(), lr=cfg.lr)
     critic_opt = torch.optim.Adam(mi.parameters(), lr=cfg.critic_lr) if mi is not None else None
     decay_step = int(cfg.lr_decay_at * cfg.steps)
 
-    train_x = torch.from_numpy(data.train)
+    train_x = torch.from_numpy(data.train)  # stays on the CPU: each batch is indexed there, then moved
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, float]] = []
+    pending: list[dict[str, torch.Tensor]] = []  # loss terms not yet read back (a read waits for the GPU)
     bar = _progress(cfg)
     start = time.perf_counter()
     model.train()
@@ -88,8 +102,10 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * 0.1
         idx = torch.randint(0, train_x.shape[0], (cfg.batch_size,), generator=gen)
-        x = train_x[idx]
+        x = train_x[idx].to(device)
         present = _dropout_mask(x.shape[0], data.n_sources, cfg.source_dropout, gen)
+        if present is not None:
+            present = present.to(device)
 
         if cfg.optimisation == "joint":
             terms = _step(model, mi, x, present, cfg, [enc_opt, dec_opt])
@@ -108,19 +124,35 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
             (-mi(y_detached)).backward()
             critic_opt.step()
 
-        record = {k: float(v) for k, v in terms.items()}
-        history.append(record)
+        pending.append(terms)
+        show = bar is not None and step % 20 == 0
+        if show or len(pending) >= 50:
+            _read_back(pending, history)
         if bar is not None:
             bar.update(1)
-            if step % 20 == 0:
+            if show:
+                record = history[-1]
                 bar.set_postfix(loss=f"{record['loss']:.4f}", D=f"{record['distortion']:.4f}",
                                 R=f"{record['rate']:.3f}", MI=f"{record['mi']:.3f}")
+    _read_back(pending, history)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
-    result = TrainResult(model.eval(), data, cfg, history, time.perf_counter() - start, mi)
+    model.to("cpu")
+    if mi is not None:
+        mi.to("cpu")
+    result = TrainResult(model.eval(), data, cfg, history, seconds, mi, describe(device))
     if checkpoint is not None:
         save_checkpoint(result, checkpoint)
     return result
+
+
+def _read_back(pending: list[dict[str, torch.Tensor]], history: list[dict[str, float]]) -> None:
+    """Move ``pending`` loss terms into ``history`` as floats (batched: each read syncs with a GPU)."""
+    history.extend({k: float(v) for k, v in terms.items()} for terms in pending)
+    pending.clear()
 
 
 def _step(model, mi, x, present, cfg, optimisers, freeze=()) -> dict[str, torch.Tensor]:
@@ -171,6 +203,7 @@ def save_checkpoint(result: TrainResult, path: str | Path) -> None:
         "model": result.model.state_dict(),
         "history_tail": result.history[-50:],
         "seconds": result.seconds,
+        "device": result.device,
     }, Path(path))
 
 

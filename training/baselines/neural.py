@@ -70,7 +70,7 @@ class NeuralCodec(Baseline):
         self.model.update()
         self._latent_shape = self.model.latent_shape()
         tail = self.result.history[-100:]
-        return {"train_seconds": self.result.seconds,
+        return {"train_seconds": self.result.seconds, "device": self.result.device,
                 "mi_critic_bits": float(np.mean([h["mi"] for h in tail])) / LN2 if tail else None,
                 "mi_estimator": self.cfg.mi_estimator}
 

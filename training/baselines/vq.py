@@ -33,6 +33,7 @@ from training.baselines.scalar import symbol_table
 from training.codec import DistributedCodec
 from training.config import TrainConfig
 from training.data import JointDataset
+from training.device import describe, resolve_device
 from training.encoders import build_encoder
 
 LN2 = math.log(2.0)
@@ -99,15 +100,16 @@ class _DiscreteBaseline(Baseline):
         super().__init__(**params)
         base = dict(params.get("train") or {})
         cfg = TrainConfig.from_dict(base) if base else TrainConfig()
-        keep = {"lmbda", "steps", "batch_size", "lr", "seed"}
+        keep = {"lmbda", "steps", "batch_size", "lr", "seed", "device"}
         self.cfg = cfg.replace(**{k: v for k, v in params.items() if k in keep}, progress=False)
         self.k = int(params.get("symbols", 16))
         self.dim = int(params.get("dim", 4))
 
     def fit(self, data: JointDataset) -> dict[str, Any]:
         torch.manual_seed(self.cfg.seed)
+        device = resolve_device(self.cfg.device)
         self.shape = data.window_shape
-        self.net = DiscreteCodec(data.n_sources, data.window_shape, self.cfg, self.k, self.dim, self.mode)
+        self.net = DiscreteCodec(data.n_sources, data.window_shape, self.cfg, self.k, self.dim, self.mode).to(device)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr)
         x_all = torch.from_numpy(data.train)
         gen = torch.Generator().manual_seed(self.cfg.seed)
@@ -117,7 +119,7 @@ class _DiscreteBaseline(Baseline):
             if step == decay:
                 for group in opt.param_groups:
                     group["lr"] = self.cfg.lr * 0.1
-            x = x_all[torch.randint(0, len(x_all), (self.cfg.batch_size,), generator=gen)]
+            x = x_all[torch.randint(0, len(x_all), (self.cfg.batch_size,), generator=gen)].to(device)
             s, z, aux = self.net.encode(x)
             x_hat = self.net.g_s(z, None).reshape(x.shape) * self.net.output_scale
             dist = ((x_hat - x) ** 2).mean(dim=(0, *range(2, x.dim()))).sum()
@@ -129,8 +131,10 @@ class _DiscreteBaseline(Baseline):
             opt.zero_grad()
             loss.backward()
             opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
-        self.net.eval()
+        self.net.to("cpu").eval()  # coding and measurement run on the CPU
         with torch.no_grad():
             s_train = torch.cat([self.net.encode(x_all[i:i + 64])[0] for i in range(0, len(x_all), 64)]).numpy()
         self.coders = []
@@ -142,7 +146,7 @@ class _DiscreteBaseline(Baseline):
             self.coders.append(LatentCoder([symbol_table(pmf / pmf.sum())]))
         self.length = s_train.shape[-1]
         used = [int(len(np.unique(s_train[:, i]))) for i in range(data.n_sources)]
-        return {"train_seconds": seconds, "symbols_used": used}
+        return {"train_seconds": seconds, "device": describe(device), "symbols_used": used}
 
     @torch.no_grad()
     def symbols(self, windows: np.ndarray) -> np.ndarray:

@@ -395,13 +395,26 @@ def _run_time(records: list[dict[str, Any]], workers: int) -> str:
     return text + "."
 
 
+def _devices(records: list[dict[str, Any]]) -> str:
+    """Where the networks trained, as the runs recorded it (``fit.device``; runs cached before it was recorded have none)."""
+    counts: dict[str, int] = {}
+    for r in {r.get("key", id(r)): r for r in records if "error" not in r}.values():
+        device = (r.get("fit") or {}).get("device")
+        if device:
+            counts[device] = counts.get(device, 0) + 1
+    if not counts:
+        return ""
+    return "; networks trained on " + ", ".join(f"{d} ({n} runs)" for d, n in sorted(counts.items()))
+
+
 def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, seconds: float | None = None) -> Path:
     """Write ``cfg.out``/report.md, the PNGs and results.json; returns the report path."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     md = [f"# Study report: {cfg.name}", "",
           f"Made by `{command}`" + (f" ({seconds:.0f} s this invocation)" if seconds is not None else "") +
-          f" on {platform.machine()} / {platform.processor() or platform.system()}, torch threads {cfg.threads}.",
+          f" on {platform.machine()} / {platform.processor() or platform.system()}, torch threads {cfg.threads}"
+          f"{_devices(records)}.",
           "Rates are real: 8 × the payload bytes each method wrote for the held-out windows "
           "(entropy-coded through `ndsc.entropy.LatentCoder`, or the conventional codec's own bytes). "
           "Cells are mean ± std (sample std) over the folds listed; one value means one run.",

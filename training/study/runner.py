@@ -36,6 +36,9 @@ class Run:
     method: MethodSpec
     point: dict[str, Any]
     fold: int | None
+    #: where a network trains (the study's ``device``); left out of :meth:`key`, so a cached run is reused
+    #: whatever device computed it (the run records the device it trained on in ``fit.device``)
+    device: str = "auto"
 
     def baseline_params(self) -> dict[str, Any]:
         params = dict(self.point)
@@ -74,7 +77,7 @@ def expand(cfg: StudyConfig, only: list[str] | None = None) -> list[Run]:
                 if fold is not None and method.folds is not None and fold not in method.folds:
                     continue
                 for point in method.points():
-                    runs.append(Run(ds, method, point, fold))
+                    runs.append(Run(ds, method, point, fold, cfg.device))
     return runs
 
 
@@ -82,7 +85,10 @@ def execute(run: Run) -> dict[str, Any]:
     """Fit the run's baseline on its training split and measure it on the test split."""
     data = fold_dataset(run.dataset.data, run.fold, run.dataset.n_folds)
     test = data.test if run.dataset.max_test_windows is None else data.test[: run.dataset.max_test_windows]
-    baseline = build_baseline(run.method.baseline, **run.baseline_params())
+    params = run.baseline_params()
+    if uses_train_config(run.method.baseline):
+        params["device"] = run.device
+    baseline = build_baseline(run.method.baseline, **params)
     start = time.perf_counter()
     fit = baseline.fit(data)
     fit_seconds = time.perf_counter() - start
