@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from ndsc.bundle import load_bundle  # noqa: E402
 from ndsc.bundles import default_bundle  # noqa: E402
-from ndsc.demo import endless_replay, scrape  # noqa: E402
+from ndsc.demo import EDGE_START_MARGIN, endless_replay, scrape  # noqa: E402
 
 
 def _spawn(args: list[str]) -> subprocess.Popen:
@@ -86,9 +86,11 @@ def run_once(bundle_path: Path, nodes: int, windows: int, batched: bool, rate: f
         spec = _source_spec(bundle, windows, rate)
         mode = (["--max-batch-frames", "64", "--flush-interval", str(flush_interval)] if batched
                 else ["--max-batch-frames", "1"])
+        # paced: one shared epoch (as `ndsc demo` does), so every node captures window k at the same instant
+        pace = ["--start-at", f"{time.time() + EDGE_START_MARGIN:.6f}"] if rate else ["--fast"]
         edges = [_spawn(["edge", "--bundle", str(bundle_path), "--source-index", str(i), "--source", spec,
-                         "--decoder", ready["grpc"], "--metrics-port", "-1", "--audit-every", "0", *mode]
-                        + ([] if rate else ["--fast"])) for i in range(nodes)]
+                         "--decoder", ready["grpc"], "--metrics-port", "-1", "--audit-every", "0", *mode, *pace])
+                 for i in range(nodes)]
         for e in edges:
             _ready(e, "NDSC_EDGE_READY")
         rcs = [e.wait() for e in edges]

@@ -113,6 +113,7 @@ class EdgeNode:
         self.metrics = EdgeMetrics(registry, settings.group, settings.node_name, settings.source_index)
         self.metrics.flush_interval.set(settings.flush_interval)
         self.windows_read = 0
+        self.skipped_before_start = 0  # windows due before this node started (joined after the shared epoch)
         self._buffer: deque[_Buffered] = deque()
         self._next_seq = 1
         self._acked = 0
@@ -161,7 +162,8 @@ class EdgeNode:
 
     async def _produce(self) -> None:
         source = open_source(self._source_spec(), self.settings.source_index, self.info.input_shape)
-        windows = iter(paced(source.windows(), source.window_period, realtime=not self.settings.fast))
+        windows = iter(paced(source.windows(), source.window_period, realtime=not self.settings.fast,
+                             epoch=self.settings.start_at, on_skip=self._skipped_before_start))
         limit = self.settings.max_windows
         loop = asyncio.get_running_loop()
         try:
@@ -183,6 +185,14 @@ class EdgeNode:
         finally:
             self._source_done = True
             self._wake.set()
+
+    def _skipped_before_start(self, w: Window) -> None:
+        """A window due before this node started (it joined after the shared epoch): counted, never coded."""
+        if not self.skipped_before_start:
+            log.info("node %s started after the shared epoch: skipping windows due before it started, from %d",
+                     self.settings.node_name, w.index)
+        self.skipped_before_start += 1
+        self.metrics.skipped("before_start").inc()
 
     def _enqueue(self, w: Window, payload: bytes) -> None:
         frame = FrameData(self._next_seq, w.index, int(round(w.t_capture * 1e6)), crc32(payload), payload)

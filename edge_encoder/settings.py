@@ -21,6 +21,11 @@ class EdgeSettings:
     metrics_port: int = setting("NDSC_METRICS_PORT", "Prometheus /metrics port (0 picks a free one, -1 disables)", 0)
     metrics_addr: str = setting("NDSC_METRICS_ADDR", "address the metrics endpoint binds", "127.0.0.1")
     fast: bool = setting("NDSC_FAST", "send as fast as possible instead of at the source's real-time pace", False)
+    start_at: float | None = setting(
+        "NDSC_START_AT", "shared pacing epoch, Unix seconds: window k of the stream is released (and stamped "
+        "captured) at START_AT + (k+1)*period on every node given the same value; windows due before the node "
+        "starts are skipped and counted (reason before_start). Default: the wall clock rounded down to a "
+        "multiple of the window period")
     flush_interval: float = setting(
         "NDSC_FLUSH_INTERVAL", "seconds a coded window may wait to share a message with later ones "
         "(0: send at once; larger: less overhead, more latency)", 0.0)

@@ -28,6 +28,9 @@ from ndsc.bundles import DEFAULT_BUNDLE, default_bundle
 
 #: steps when the demo must train its bundle itself (under 2 minutes on 2 CPU cores)
 FALLBACK_STEPS = 300
+#: seconds from spawning the edge processes to their shared pacing epoch (``ndsc edge --start-at``):
+#: time for every node to start, so all release window k together and none skips the first windows
+EDGE_START_MARGIN = 3.0
 
 
 @dataclass
@@ -228,10 +231,14 @@ class Demo:
             print(f"bundle {plan.bundle} ({bundle.bundle_id[:19]}…), {plan.nodes} nodes, logs in {self.work_dir}",
                   file=out)
             print(f"decoder (pid {decoder.pid}) gRPC {address} (health + reflection on), metrics {metrics}", file=out)
+            # One shared epoch for every node: window k is captured (and sent) at the same instant on all of
+            # them, so latency holds no start-up skew between the node processes.
+            start_at = f"{time.time() + EDGE_START_MARGIN:.6f}"
             for i, spec in enumerate(plan.sources):
                 args = ["edge", "--bundle", str(plan.bundle), "--source-index", str(i), "--source", spec,
                         "--decoder", address, "--group", "demo", "--node-id", f"node{i}", "--metrics-port", "0",
-                        "--audit-every", str(o.audit_every), "--flush-interval", str(o.flush_interval)]
+                        "--audit-every", str(o.audit_every), "--flush-interval", str(o.flush_interval),
+                        "--start-at", start_at]
                 self._spawn(f"edge{i}", args + (["--fast"] if o.fast else []))
             for name, proc in self.procs[1:]:
                 ready = _read_ready(proc, "NDSC_EDGE_READY", 120)

@@ -7,6 +7,7 @@ reader never touches the node.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, runtime_checkable
@@ -102,23 +103,53 @@ def parse_kv(args: str) -> dict[str, str]:
     return out
 
 
-def paced(windows: Iterator[Window], period: float, realtime: bool) -> Iterator[Window]:
-    """Re-yield ``windows`` no faster than one per ``period`` seconds when ``realtime``.
+def shared_epoch(period: float, now: float | None = None) -> float:
+    """The default pacing epoch: the wall clock rounded down to a multiple of ``period``.
 
-    ``t_capture`` is stamped when the window is released, i.e. when its last sample
-    would have been captured by a live sensor.
+    Nodes started independently (compose, k8s) agree on it without being told, as long as
+    they start within the same period; in any case their releases fall on the same phase
+    of the wall clock. A group that must agree on window indices whatever their start times
+    passes one explicit epoch to every node (``ndsc edge --start-at``; the demo does).
     """
-    start = time.monotonic()
-    wall0 = time.time()
-    for k, w in enumerate(windows):
-        if realtime:
-            due = start + (k + 1) * period
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            yield Window(w.index, w.data, wall0 + (k + 1) * period)
-        else:
+    now = time.time() if now is None else now
+    return math.floor(now / period) * period
+
+
+def paced(windows: Iterator[Window], period: float, realtime: bool, epoch: float | None = None,
+          on_skip: Callable[[Window], None] | None = None) -> Iterator[Window]:
+    """Re-yield ``windows`` at the source's real-time pace on a wall clock the nodes share.
+
+    With ``realtime`` the stream's window of index ``first + k`` (``first``: the index of its
+    first window) is due at ``epoch + (k + 1) · period`` (wall clock, seconds since the Unix
+    epoch), is released then, and carries that due time as ``t_capture`` (when its last
+    sample was captured), so every node given the same epoch releases window k at the same
+    instant and capture→reconstruction latency holds no start-up skew between nodes.
+    ``epoch`` defaults to :func:`shared_epoch` at the first read. A window due before the
+    pacing started (a node that joins after the shared epoch) is skipped and passed to
+    ``on_skip``: its capture ended before the node existed, and skipping it makes the node
+    join at the current window index, in step with the others. A window that falls due
+    while the node is running but is read late is released at once, keeping its due time.
+    Without ``realtime`` (or a period ≤ 0) windows pass at once, stamped with the wall clock.
+    """
+    if not realtime or period <= 0:
+        for w in windows:
             yield Window(w.index, w.data, time.time())
+        return
+    started = time.time()
+    epoch = shared_epoch(period, started) if epoch is None else float(epoch)
+    first = None
+    for w in windows:
+        first = w.index if first is None else first
+        due = epoch + (w.index - first + 1) * period
+        if due < started:
+            if on_skip is not None:
+                on_skip(w)
+            continue
+        # The wall clock is the shared reference: sleep until it reads ``due``.
+        delay = due - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        yield Window(w.index, w.data, due)
 
 
 def check_window(data: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
