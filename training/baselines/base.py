@@ -15,6 +15,7 @@ _MODULES = (
     "training.baselines.neural",
     "training.baselines.scalar",
     "training.baselines.syndrome",
+    "training.baselines.learned_sw",
     "training.baselines.vq",
     "training.baselines.conventional",
     "training.baselines.cam",

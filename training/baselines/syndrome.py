@@ -63,14 +63,18 @@ class SyndromeSQ(Baseline):
         self.mass[:k1, :k2], self.mean1[:k1, :k2], self.mean2[:k1, :k2] = t.mass, t.mean1, t.mean2
         self.cond = self.mass / np.maximum(self.mass.sum(1, keepdims=True), 1e-300)  # P(Q2 | Q1)
         self.coder1 = LatentCoder([symbol_table(self.mass.sum(1))])
-        self.bits = int(np.ceil(np.log2(size)))
+        self._design_planes(data)
+        return {"train_seconds": time.perf_counter() - start, "planes": self.plan}
+
+    def _design_planes(self, data: JointDataset) -> None:
+        """Choose each bit plane's mode and syndrome length from ``self.mass`` and training windows."""
+        self.bits = int(np.ceil(np.log2(self.mass.shape[1])))
         self.margin = float(self.params.get("margin", 0.05))
         self.min_extra_bits = int(self.params.get("min_extra_bits", 64))
         self.iterations = int(self.params.get("iterations", 80))
         self.profiles = tuple(self.params.get("profiles", PROFILE_ORDER))
         self.plan = self._plan(data.train, int(self.params.get("fit_windows", 12)),
                                float(self.params.get("raw_above", 0.97)))
-        return {"train_seconds": time.perf_counter() - start, "planes": self.plan}
 
     # --- the plan: which plane is raw, syndrome (with its length) or not sent ------------
     def _plane_entropy(self, k: int) -> tuple[float, float]:
@@ -95,8 +99,8 @@ class SyndromeSQ(Baseline):
     def _plan(self, train: np.ndarray, fit_windows: int, raw_above: float) -> list[dict[str, Any]]:
         plan: list[dict[str, Any]] = []
         windows = train[:fit_windows]
-        i1 = [self._index(w[0, 0], self.step1, self.half1) for w in windows]
-        j2 = [self._index(w[1, 0], self.step, self.half) for w in windows]
+        i1 = [self._symbols1(w[0, 0]) for w in windows]
+        j2 = [self._symbols2(w[1, 0]) for w in windows]
         for k in range(self.bits):
             h, err = self._plane_entropy(k)
             if h > raw_above:
@@ -152,6 +156,14 @@ class SyndromeSQ(Baseline):
         return (safe, profile) if safe < self.n else None
 
     # --- coding -------------------------------------------------------------------------
+    def _symbols1(self, x: np.ndarray) -> np.ndarray:
+        """Source 1's quantiser indices 0..K1−1 (subclasses with learned encoders override)."""
+        return self._index(x, self.step1, self.half1)
+
+    def _symbols2(self, x: np.ndarray) -> np.ndarray:
+        """Source 2's quantiser indices 0..K2−1, the values whose bit planes are coded."""
+        return self._index(x, self.step, self.half)
+
     @staticmethod
     def _index(x: np.ndarray, step: float, half: int) -> np.ndarray:
         """Quantiser index shifted to 0..2·half−1."""
@@ -179,8 +191,8 @@ class SyndromeSQ(Baseline):
         out = []
         codes = {p["plane"]: SyndromeCode(self.n, p["bits"], seed=p["plane"], profile=p["profile"]) for p in self.plan if p["mode"] == "syndrome"}
         for w in windows:
-            i1 = self._index(w[0, 0], self.step1, self.half1)
-            j2 = self._index(w[1, 0], self.step, self.half)
+            i1 = self._symbols1(w[0, 0])
+            j2 = self._symbols2(w[1, 0])
             p1 = self.coder1.encode(i1[None])
             chunks = []
             for p in self.plan:

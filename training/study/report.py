@@ -290,7 +290,8 @@ def mi_statement(rep: DatasetReport) -> list[str]:
     return lines
 
 
-LEARNED = {"neural", "joint-b0", "separate", "ndic-cam", "dvqvae", "learned-binning"}
+#: baselines whose encoders/decoders are trained networks (neural-sw: trained networks with built-in LDPC binning)
+LEARNED = {"neural", "joint-b0", "separate", "ndic-cam", "dvqvae", "learned-binning", "neural-sw"}
 
 
 def gaussian_targets(rep: DatasetReport) -> list[str]:
@@ -339,8 +340,7 @@ def _slim(record: dict[str, Any]) -> dict[str, Any]:
 
 def _neural(rep: DatasetReport, decoding: str) -> list[str]:
     """Methods whose runs decode jointly ("joint") or separately ("separate") and train a network."""
-    learned = {"neural", "joint-b0", "separate", "ndic-cam", "dvqvae", "learned-binning"}
-    return [m for m in rep.methods if rep.runs(m) and rep.runs(m)[0]["baseline"] in learned
+    return [m for m in rep.methods if rep.runs(m) and rep.runs(m)[0]["baseline"] in LEARNED
             and rep.runs(m)[0].get("decoding") == decoding]
 
 
@@ -447,7 +447,7 @@ def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, 
                                                        for p in r["analysis"]["planes"] if p["mode"] == "syndrome"))
                           for r in rep.ok if r["fold"] == rep.folds[0] and "planes" in r.get("analysis", {})]
                 if binned:
-                    md += ["sq-syndrome is many-to-one by construction: a bit plane of n bits sent as an m-bit "
+                    md += ["sq-syndrome and neural-sw are many-to-one by construction: a bit plane of n bits sent as an m-bit "
                            "syndrome maps 2^(n−m) plane patterns onto each payload (a coset), and a plane not sent "
                            "maps all 2^n onto one (high planes the side information fixes). Binned bits per sample of source 2 "
                            "(Σ over syndrome-coded planes of 1 − m/n, "
@@ -456,7 +456,7 @@ def build_report(cfg: StudyConfig, records: list[dict[str, Any]], command: str, 
                 if fails:
                     md += [f"LDPC syndrome decoding (belief propagation) failed on {sum(f for f, _ in fails)} of "
                            f"{sum(n for _, n in fails)} bit-plane decodings (held-out windows × syndrome-coded planes, "
-                           "all sq-syndrome runs); a failure keeps the decoder's best guess, so its cost is in the "
+                           "all sq-syndrome and neural-sw runs); a failure keeps the decoder's best guess, so its cost is in the "
                            "measured MSE, never hidden.", ""]
                 over = [r["analysis"]["ans_overhead_bytes_per_window"] for r in rep.ok
                         if "ans_overhead_bytes_per_window" in r.get("analysis", {})]
