@@ -150,8 +150,24 @@ def encode_speed(path: Path, windows: np.ndarray, fs: float) -> float:
     return (len(windows) * windows.shape[-1] / fs) / seconds
 
 
+def frontier(points: list[dict]) -> list[dict]:
+    """The R-D frontier of a sweep: points no other point beats on both rate and PRDN.
+
+    A sweep over (λ, input scale) can leave dominated points (more bits for no lower
+    PRDN, or a diverged run); interpolating through them would bend the curve the
+    wrong way, so equal-PRDN comparisons use the frontier only.
+    """
+    def beaten(p: dict) -> bool:
+        r, d = p["bits_per_sample_per_lead"], p["prdn_percent"]
+        return any(q["bits_per_sample_per_lead"] <= r and q["prdn_percent"] <= d
+                   and (q["bits_per_sample_per_lead"] < r or q["prdn_percent"] < d) for q in points)
+
+    return sorted((p for p in points if not beaten(p)), key=lambda p: p["bits_per_sample_per_lead"])
+
+
 def savings_at_equal_prdn(dist: list[dict], sep: list[dict]) -> list[dict]:
-    """For each distributed point inside the separate curve's PRDN range: rate saved (%)."""
+    """For each distributed frontier point inside the separate frontier's PRDN range: rate saved (%)."""
+    dist, sep = frontier(dist), frontier(sep)
     pts = sorted((p["prdn_percent"], np.log(p["bits_per_sample_per_lead"])) for p in sep)
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     out = []
@@ -165,13 +181,14 @@ def savings_at_equal_prdn(dist: list[dict], sep: list[dict]) -> list[dict]:
 
 
 def bd_saving(dist: list[dict], sep: list[dict]) -> dict[str, float]:
-    """BD-rate of distributed vs separate over the PRDN range both cover (pchip on log-rate).
+    """BD-rate of distributed vs separate frontiers over the PRDN range both cover (pchip on log-rate).
 
     Returns the range and the saving in percent (positive = the distributed codec needs
     fewer bits); NaN when the curves share no PRDN range or one has fewer than 2 points.
     """
     from training.study.bdrate import bd_rate
 
+    dist, sep = frontier(dist), frontier(sep)
     if not dist or not sep:
         return {"lo": float("nan"), "hi": float("nan"), "saving_percent": float("nan")}
     rate = [[p["bits_per_sample_per_lead"] for p in c] for c in (sep, dist)]
@@ -184,7 +201,8 @@ def bd_saving(dist: list[dict], sep: list[dict]) -> dict[str, float]:
 
 def best_prdn_at_rate(points: list[dict], max_bits: float = 0.5) -> dict[str, float]:
     """Lowest measured PRDN at ≤ ``max_bits`` bit/sample/lead, and the PRDN interpolated
-    (linearly in log-rate along the curve) at exactly ``max_bits`` when the curve spans it."""
+    (linearly in log-rate along the frontier) at exactly ``max_bits`` when the frontier spans it."""
+    points = frontier(points)
     inside = [p for p in points if p["bits_per_sample_per_lead"] <= max_bits]
     best = min(inside, key=lambda p: p["prdn_percent"]) if inside else None
     pts = sorted((np.log(p["bits_per_sample_per_lead"]), p["prdn_percent"]) for p in points)
@@ -228,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="input scales (mV): the encoder sees x / scale, so a smaller scale quantises the "
                              "latents finer (more bits, less distortion); with short training this moves "
                              "along the R-D curve more than λ does")
+    parser.add_argument("--points", default="",
+                        help="explicit λ:scale pairs (0.002:0.1,0.0005:0.03), instead of the λ × scale grid")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "ecg-bench")
     parser.add_argument("--kinds", default=",".join(KINDS), help="distributed,separate or one of them")
@@ -252,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     if not kinds or set(kinds) - set(KINDS):
         parser.error(f"--kinds: choose from {KINDS}")
     overrides = parse_overrides(args.overrides)
-    points = [(float(lam), float(sc)) for lam in args.lambdas.split(",") for sc in args.input_scales.split(",")]
+    if args.points:
+        points = [(float(lam), float(sc)) for lam, sc in (p.split(":") for p in args.points.split(","))]
+    else:
+        points = [(float(lam), float(sc)) for lam in args.lambdas.split(",") for sc in args.input_scales.split(",")]
     paths = train_points(args.data, args.group_size, points, args.steps, args.out, kinds, overrides)
     first = load_bundle(paths[kinds[0]][0])
     data = dataset_for_bundle(first)  # the same patient split for every bundle
@@ -291,14 +314,20 @@ def main(argv: list[str] | None = None) -> int:
     if dist and sep and not savings:
         print("distributed points fall outside the separate curve's PRDN range: no equal-PRDN comparison")
     if dist and sep:
+        print("frontier points (bits, PRDN %): " + "; ".join(
+            f"{k} " + ", ".join(f"({p['bits_per_sample_per_lead']:.3f}, {p['prdn_percent']:.2f})" for p in frontier(rows[k]))
+            for k in KINDS))
         print(f"BD-rate saving of distributed over separate (pchip, log-rate vs PRDN, PRDN {bd['lo']:.2f}–"
               f"{bd['hi']:.2f} %): {bd['saving_percent']:+.1f} % fewer bits")
     if best is not None:
         print(f"distributed at ≤ 0.5 bit/sample/lead: best measured PRDN {best['measured_prdn_percent']:.2f} % "
               f"(at {best['measured_bits']:.3f}); interpolated at 0.5: {best['interpolated_prdn_percent']:.2f} %")
-        worst = max(dist[-1]["per_lead"], key=lambda p: p["prdn_percent"])
-        print("per-lead PRDN %% (distributed, λ=%g, s=%g): " % points[-1]
-              + " ".join(f"{p['lead']}={p['prdn_percent']:.1f}" for p in dist[-1]["per_lead"])
+        shown = next((r for r in sorted(dist, key=lambda r: r["prdn_percent"])
+                       if r["bits_per_sample_per_lead"] <= 0.5), dist[0])
+        (lam, sc) = points[dist.index(shown)]
+        worst = max(shown["per_lead"], key=lambda p: p["prdn_percent"])
+        print(f"per-lead PRDN % (distributed, λ={lam:g}, s={sc:g}): "
+              + " ".join(f"{p['lead']}={p['prdn_percent']:.1f}" for p in shown["per_lead"])
               + f" (worst {worst['lead']})")
     n_leads = n_nodes * windows.shape[2]
     flac_node = lossless["flac_encode_x_realtime"] * n_leads / windows.shape[2]  # FLAC of one node's leads
