@@ -66,25 +66,110 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+#: Environment variable ``ndsc stereo-eval`` reads when ``--inception-weights`` is not given.
+INCEPTION_WEIGHTS_ENV = "NDSC_INCEPTION_WEIGHTS"
+
+
+def frechet_distance_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (rows are samples, n ≥ 2 each).
+
+    With fewer samples than dimensions (a few images against Inception's 2048 features)
+    each Σ = AᵀA/(n−1) (A: centred rows) is low-rank, and Tr((Σ1·Σ2)^½) is exactly the
+    nuclear norm of A1·A2ᵀ / √((n1−1)(n2−1)): the nonzero eigenvalues of Σ1·Σ2 are the
+    squared singular values of that n1×n2 matrix. This replaces a 2048×2048 ``sqrtm``
+    (about a minute on one core, and ill-conditioned on singular products) with a small SVD.
+    Otherwise it is :func:`frechet_distance` of the fitted statistics.
+    """
+    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+    (n1, d), (n2, _) = f1.shape, f2.shape
+    if n1 < 2 or n2 < 2:
+        raise ValueError(f"a Fréchet distance needs at least two samples per set, got {n1} and {n2}")
+    if min(n1, n2) >= d:
+        stats = lambda f: (f.mean(0), np.cov(f, rowvar=False))
+        return frechet_distance(*stats(f1), *stats(f2))
+    a1, a2 = f1 - f1.mean(0), f2 - f2.mean(0)
+    diff = f1.mean(0) - f2.mean(0)
+    trace_sqrt = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
+    return float(diff @ diff + (a1 ** 2).sum() / (n1 - 1) + (a2 ** 2).sum() / (n2 - 1) - 2 * trace_sqrt)
+
+
+def _inception_v3_class():
+    """torch-fidelity's ``FeatureExtractorInceptionV3`` class (the TF-FID-compatible network).
+
+    ``torch_fidelity/__init__`` imports torchvision for its other extractors and data sets,
+    but PyPI's Linux torchvision wheels are CUDA builds whose C ops cannot load beside the
+    CPU torch build, and importing torchvision then raises. The InceptionV3 module needs
+    only torch (and three torch-only sibling modules), so when the package import fails we
+    import that module under a bare ``torch_fidelity`` package that skips the ``__init__``,
+    and remove the bare package again so a later plain import still runs the real one.
+
+    Raises:
+        ModuleNotFoundError: torch-fidelity is not installed.
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("torch_fidelity")
+    if spec is None:
+        raise ModuleNotFoundError("torch-fidelity is not installed", name="torch_fidelity")
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        return FeatureExtractorInceptionV3
+    except (ImportError, RuntimeError):  # torchvision absent, or present but its ops do not load
+        pass
+    bare = types.ModuleType("torch_fidelity")
+    bare.__path__ = list(spec.submodule_search_locations)
+    previous = sys.modules.get("torch_fidelity")
+    sys.modules["torch_fidelity"] = bare
+    try:
+        return importlib.import_module("torch_fidelity.feature_extractor_inceptionv3").FeatureExtractorInceptionV3
+    finally:
+        if previous is None:
+            sys.modules.pop("torch_fidelity", None)
+        else:
+            sys.modules["torch_fidelity"] = previous
+
+
 def fid(real: list[np.ndarray], fake: list[np.ndarray], weights: str | Path | None) -> dict:
     """FID between two image sets (C, H, W) in 0..255, with Inception weights from a local file.
 
-    Uses torch-fidelity's InceptionV3 feature extractor (the TF-FID-compatible network)
-    with ``feature_extractor_weights_path``; nothing is downloaded. Returns
-    ``{"fid": value, "images": n}`` or ``{"fid": None, "reason": ...}`` when the weights
-    file or torch-fidelity is absent. With a handful of images the covariance is
-    rank-deficient and the figure is indicative only.
+    Features are torch-fidelity's InceptionV3 pool3 (2048) outputs, the network built with
+    ``feature_extractor_weights_path`` set to ``weights``: torch-fidelity downloads only when
+    that path is ``None``, which this function never passes, so nothing is ever downloaded.
+    The file must hold a plain state_dict of tensors (checked with ``weights_only=True``
+    before torch-fidelity loads it), e.g. torch-fidelity's
+    ``weights-inception-2015-12-05-6726825d.pth``. The distance is
+    :func:`frechet_distance_from_features`.
+
+    Returns:
+        ``{"fid": value, "images": n_real, "weights": path, "note": ...}``, or
+        ``{"fid": None, "reason": "FID not computed: ..."}`` when no path is given, the file
+        is absent or not Inception weights, torch-fidelity is missing, or a set has fewer
+        than two images. With fewer images than 2048 the covariances are rank-deficient and
+        the figure is indicative only (the note says so).
     """
     if not weights:
-        return {"fid": None, "reason": "FID not computed: no Inception weights path given (--inception-weights)"}
-    if not Path(weights).is_file():
-        return {"fid": None, "reason": f"FID not computed: no Inception weights at {weights}"}
+        return {"fid": None, "reason": "FID not computed: no Inception weights path given "
+                                       f"(--inception-weights or ${INCEPTION_WEIGHTS_ENV}); nothing is downloaded"}
+    path = Path(weights)
+    if not path.is_file():
+        return {"fid": None, "reason": f"FID not computed: no Inception weights at {path}"}
+    if len(real) < 2 or len(fake) < 2:
+        return {"fid": None, "reason": f"FID not computed: needs at least two images per set, got {len(real)} and {len(fake)}"}
     try:
-        import torch
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        cls = _inception_v3_class()
     except ModuleNotFoundError:
         return {"fid": None, "reason": "FID not computed: torch-fidelity is not installed (pip install torch-fidelity)"}
-    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)  # plain tensors only: no code from a pickle
+        net = cls("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+    except Exception as e:  # noqa: BLE001 — any load failure means "not usable Inception weights"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return {"fid": None, "reason": f"FID not computed: {path} is not torch-fidelity InceptionV3 weights ({first})"}
     net.eval()
 
     def features(images: list[np.ndarray]) -> np.ndarray:
@@ -94,9 +179,11 @@ def fid(real: list[np.ndarray], fake: list[np.ndarray], weights: str | Path | No
                 for im in images
             ]).astype(np.float64)
 
-    fr, ff = features(real), features(fake)
-    stats = lambda f: (f.mean(0), np.cov(f, rowvar=False))
-    return {"fid": frechet_distance(*stats(fr), *stats(ff)), "images": len(real)}
+    n = min(len(real), len(fake))
+    return {"fid": frechet_distance_from_features(features(real), features(fake)),
+            "images": len(real), "weights": str(path),
+            "note": f"torch-fidelity InceptionV3 pool3 features of {len(real)} and {len(fake)} images"
+                    + ("; fewer than 2048, so indicative only" if n < 2048 else "")}
 
 
 def bd_rate(rate_a, psnr_a, rate_b, psnr_b, lo: float | None = None, hi: float | None = None) -> float:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def configure(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +27,9 @@ def configure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of the bundle's data")
     p.add_argument("--out", help="write <scene>.png (originals above, reconstructions below) here")
     p.add_argument("--baselines", action="store_true", help="also JPEG and WebP per view at the same bytes")
-    p.add_argument("--inception-weights", help="local InceptionV3 weights (torch-fidelity format) for FID")
+    p.add_argument("--inception-weights", default=os.environ.get("NDSC_INCEPTION_WEIGHTS"),
+                   help="local InceptionV3 weights (torch-fidelity state_dict) for FID; default $NDSC_INCEPTION_WEIGHTS; "
+                        "never downloaded (absent: FID is not computed)")
     p.add_argument("--json", action="store_true", help="print the full JSON result")
     p.set_defaults(handler=_eval)
 
@@ -102,7 +105,8 @@ def _eval(args) -> int:
     print(f"{'all':>20} {'':>6} {t['bytes']:8d} {t['bpp']:7.4f} {t['bpd']:7.4f} {t['psnr_db']:8.2f} {t['ms_ssim']:8.4f} "
           f"{t['encode_s_per_mpix']:7.3f}")
     fid = result["fid"]
-    print(f"FID: {fid['fid']:.3f} over {fid['images']} images" if fid["fid"] is not None else fid["reason"])
+    print(f"FID: {fid['fid']:.3f} over {fid['images']} images; Inception weights {fid['weights']}; {fid['note']}"
+          if fid["fid"] is not None else fid["reason"])
     if args.out:
         print(f"side-by-side PNGs (originals above, reconstructions below) in {args.out}")
     return 0
