@@ -72,6 +72,9 @@ class SyndromeSQ(Baseline):
         self.margin = float(self.params.get("margin", 0.05))
         self.min_extra_bits = int(self.params.get("min_extra_bits", 64))
         self.iterations = int(self.params.get("iterations", 80))
+        # Decoding may iterate longer than the length search did: a rare slow window then still converges
+        # (success stops early, so this costs time only on the windows that need it).
+        self.decode_iterations = int(self.params.get("decode_iterations", self.iterations))
         self.profiles = tuple(self.params.get("profiles", PROFILE_ORDER))
         self.plan = self._plan(data.train, int(self.params.get("fit_windows", 12)),
                                float(self.params.get("raw_above", 0.97)))
@@ -185,7 +188,7 @@ class SyndromeSQ(Baseline):
 
     def _decode_plane(self, code: SyndromeCode, syndrome: np.ndarray, i1: np.ndarray, low: np.ndarray,
                       k: int) -> tuple[np.ndarray, bool]:
-        return code.decode(self._llr(i1, low, k), syndrome, self.iterations)
+        return code.decode(self._llr(i1, low, k), syndrome, self.decode_iterations)
 
     def compress(self, windows: np.ndarray) -> list[list[bytes]]:
         out = []
