@@ -42,6 +42,11 @@ class SourceInfo:
         encoder_file: the ONNX file of this source's analysis transform.
         tables: one static entropy table per latent channel (M of them).
         quantisation: how the edge turns encoder floats into symbols (``round``).
+        frame_stride: set (e.g. 16) when the encoder is a fully convolutional image encoder
+            with that stride: a stream may then carry whole frames (C, H, W) of any size,
+            padded to the stride, with latents (M, ceil(H/s), ceil(W/s)); the static
+            per-channel tables do not depend on position. None (older bundles, 1-D
+            encoders): windows are exactly ``input_shape`` (image frames travel as tiles).
     """
 
     name: str
@@ -51,6 +56,28 @@ class SourceInfo:
     encoder_file: str
     tables: tuple[ChannelTable, ...]
     quantisation: str = "round"
+    frame_stride: int | None = None
+
+    @property
+    def whole_frames(self) -> bool:
+        """Whether streams of this source may carry whole frames of any size."""
+        return bool(self.frame_stride) and len(self.input_shape) == 3
+
+    def frame_latent_shape(self, frame_shape: Sequence[int]) -> tuple[int, ...]:
+        """Latent shape of a frame: ``latent_shape`` for the window shape, else (M, ⌈H/s⌉, ⌈W/s⌉).
+
+        Raises:
+            BundleError: a shape this source cannot encode.
+        """
+        frame_shape = tuple(int(v) for v in frame_shape)
+        if frame_shape == self.input_shape:
+            return self.latent_shape
+        if (not self.whole_frames or len(frame_shape) != 3 or frame_shape[0] != self.input_shape[0]
+                or min(frame_shape[1:]) < 1):
+            raise BundleError(f"source {self.name}: cannot encode a frame of shape {frame_shape} "
+                              f"(window shape {self.input_shape}, whole frames {self.whole_frames})")
+        s = self.frame_stride
+        return (self.latent_shape[0], -(-frame_shape[1] // s), -(-frame_shape[2] // s))
 
     @property
     def latent_length(self) -> int:
@@ -80,6 +107,8 @@ class SourceInfo:
             "encoder_file": self.encoder_file,
             "quantisation": self.quantisation,
             "tables": [t.to_json() for t in self.tables],
+            # written only when set, so bundles without it keep their manifests (and ids)
+            **({"frame_stride": self.frame_stride} if self.frame_stride else {}),
         }
 
     @classmethod
@@ -93,6 +122,7 @@ class SourceInfo:
             encoder_file=str(obj["encoder_file"]),
             tables=tables,
             quantisation=str(obj.get("quantisation", "round")),
+            frame_stride=int(obj["frame_stride"]) if obj.get("frame_stride") else None,
         )
         if len(tables) != info.latent_shape[0]:
             raise BundleError(f"source {info.name}: {len(tables)} tables for {info.latent_shape[0]} channels")

@@ -49,6 +49,21 @@ def export_encoder_onnx(encoder: torch.nn.Module, input_shape: tuple[int, ...], 
                           dynamic_axes={"x": axes, "y": axes}, opset_version=ONNX_OPSET)
 
 
+def frame_stride(encoder: torch.nn.Module, input_shape: tuple[int, ...],
+                 latent_shape: tuple[int, ...]) -> int | None:
+    """The stride recorded in the manifest for a fully convolutional image encoder (else None).
+
+    Its ONNX graph has dynamic H/W (:func:`export_encoder_onnx`), so serving may send whole
+    frames of any size instead of tiles of ``input_shape``.
+    """
+    if not getattr(encoder, "fully_convolutional", False) or len(input_shape) != 3:
+        return None
+    strides = {input_shape[d] // latent_shape[d] for d in (1, 2)}
+    if len(strides) != 1 or any(input_shape[d] % latent_shape[d] for d in (1, 2)):
+        return None  # not a plain stride (never seen): keep tile mode
+    return strides.pop()
+
+
 def onnx_parity(model: DistributedCodec, bundle_dir: Path, windows: np.ndarray) -> dict[str, Any]:
     """Compare ONNX Runtime and torch encoders on ``windows`` (n, N, C, *S).
 
@@ -84,7 +99,7 @@ def export_bundle(model: DistributedCodec, dataset: JointDataset, out_dir: str |
         sources.append(SourceInfo(
             name=dataset.source_names[i], channel_names=tuple(dataset.channel_names[i]),
             input_shape=model.input_shape, latent_shape=latent_shape, encoder_file=f"encoder_{i}.onnx",
-            tables=tuple(tables[i]),
+            tables=tuple(tables[i]), frame_stride=frame_stride(model.g_a[i], model.input_shape, latent_shape),
         ))
     torch.save(model.g_s.state_dict(), out / "decoder.pt")
     parity = onnx_parity(model, out, dataset.test[:parity_windows])

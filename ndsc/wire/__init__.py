@@ -40,13 +40,19 @@ def crc32(payload: bytes) -> int:
 
 @dataclass(frozen=True)
 class FrameData:
-    """One coded window as the edge buffers it and the decoder receives it."""
+    """One coded window (or one chunk of it) as the edge buffers it and the decoder receives it.
+
+    A window whose payload exceeds the edge's chunk budget is sent as ``chunks`` frames with
+    consecutive seqs, the same window index and ``chunk`` = 0, 1, …; each has its own crc32.
+    """
 
     seq: int
     window: int
     capture_us: int
     crc32: int
     payload: bytes
+    chunk: int = 0
+    chunks: int = 1
 
     @property
     def capture_time(self) -> float:
@@ -61,25 +67,38 @@ def pack_batch(frames: Sequence[FrameData]) -> pb.FrameBatch:
     for j, f in enumerate(frames):
         if f.seq != first.seq + j:
             raise ValueError("frames of one batch must have consecutive seqs")
+        # chunk fields stay 0 (absent on the wire) for the common single-chunk window
+        chunking = {"chunk": f.chunk, "chunks": f.chunks} if f.chunks > 1 else {}
         if j == 0:
-            batch.frames.add(crc32=f.crc32, payload=f.payload)
+            batch.frames.add(crc32=f.crc32, payload=f.payload, **chunking)
             continue
-        if f.window <= prev.window:
-            raise ValueError("window indices must increase within a stream")
-        batch.frames.add(window_skip=f.window - prev.window - 1, capture_delta_us=f.capture_us - prev.capture_us,
-                         crc32=f.crc32, payload=f.payload)
+        # a chunk after the first continues its window: its skip counts from the previous window itself
+        skip = f.window - prev.window - (0 if f.chunk else 1)
+        if skip < 0:
+            raise ValueError("window indices must increase within a stream (chunks > 0 may repeat one)")
+        batch.frames.add(window_skip=skip, capture_delta_us=f.capture_us - prev.capture_us,
+                         crc32=f.crc32, payload=f.payload, **chunking)
         prev = f
     return batch
 
 
 def unpack_batch(batch: pb.FrameBatch) -> Iterator[FrameData]:
-    """The inverse of :func:`pack_batch` (crc not checked here)."""
+    """The inverse of :func:`pack_batch` (crc and chunk indices not checked here)."""
     window, capture = batch.first_window, batch.first_capture_us
     for j, f in enumerate(batch.frames):
         if j:
-            window += f.window_skip + 1
+            window += f.window_skip + (0 if f.chunk else 1)
             capture += f.capture_delta_us
-        yield FrameData(batch.first_seq + j, window, capture, f.crc32, f.payload)
+        yield FrameData(batch.first_seq + j, window, capture, f.crc32, f.payload, f.chunk, max(f.chunks, 1))
+
+
+def split_payload(payload: bytes, chunk_bytes: int) -> list[bytes]:
+    """``payload`` cut into pieces of at most ``chunk_bytes`` (one piece when it fits)."""
+    if chunk_bytes < 1:
+        raise ValueError("chunk_bytes must be >= 1")
+    if len(payload) <= chunk_bytes:
+        return [payload]
+    return [payload[k:k + chunk_bytes] for k in range(0, len(payload), chunk_bytes)]
 
 
 def payload_bytes(batch: pb.FrameBatch) -> int:
@@ -98,5 +117,6 @@ def protocol_bytes(message) -> int:
 __all__ = [
     "FrameData", "GROUP_METADATA_KEY", "GRPC_MESSAGE_PREFIX_BYTES", "MAX_MESSAGE_BYTES", "SERVICE_NAME",
     "TOKEN_METADATA_KEY",
-    "channel_options", "crc32", "pack_batch", "pb", "pb_grpc", "payload_bytes", "protocol_bytes", "unpack_batch",
+    "channel_options", "crc32", "pack_batch", "pb", "pb_grpc", "payload_bytes", "protocol_bytes", "split_payload",
+    "unpack_batch",
 ]

@@ -47,16 +47,20 @@ class FrameBatch(_message.Message):
     def __init__(self, first_seq: _Optional[int] = ..., first_window: _Optional[int] = ..., first_capture_us: _Optional[int] = ..., frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("window_skip", "capture_delta_us", "crc32", "payload")
+    __slots__ = ("window_skip", "capture_delta_us", "crc32", "payload", "chunk", "chunks")
     WINDOW_SKIP_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_DELTA_US_FIELD_NUMBER: _ClassVar[int]
     CRC32_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
     window_skip: int
     capture_delta_us: int
     crc32: int
     payload: bytes
-    def __init__(self, window_skip: _Optional[int] = ..., capture_delta_us: _Optional[int] = ..., crc32: _Optional[int] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    chunk: int
+    chunks: int
+    def __init__(self, window_skip: _Optional[int] = ..., capture_delta_us: _Optional[int] = ..., crc32: _Optional[int] = ..., payload: _Optional[bytes] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("last_seq",)
@@ -121,16 +125,18 @@ class ModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SourceDescription(_message.Message):
-    __slots__ = ("name", "channel_names", "input_shape", "latent_shape")
+    __slots__ = ("name", "channel_names", "input_shape", "latent_shape", "frame_stride")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_NAMES_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     LATENT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_STRIDE_FIELD_NUMBER: _ClassVar[int]
     name: str
     channel_names: _containers.RepeatedScalarFieldContainer[str]
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     latent_shape: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ...) -> None: ...
+    frame_stride: int
+    def __init__(self, name: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., frame_stride: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("bundle_id", "modality", "sample_rate", "sources", "device", "deadline_s", "max_batch", "groups")

@@ -67,11 +67,20 @@ class FusionDecoderServicer:
         """Edge → decoder uplink. The first message carries a StreamHeader, every later
         message a FrameBatch. The server answers with an Ack right after the header
         (where to resume: frames up to last_seq are already held) and after every batch.
-        Errors: FAILED_PRECONDITION bundle id differs from the decoder's;
-        INVALID_ARGUMENT malformed header or frame (no header first, wrong shapes,
-        source index out of range, oversized payload); DATA_LOSS a frame's crc32 does not
-        match its payload (corrupted in transit: the edge reconnects and resends from the
-        last ack).
+        Errors: UNAUTHENTICATED no or unknown credential (metadata "authorization: Bearer
+        TOKEN", when the decoder has a tokens file); PERMISSION_DENIED a credential bound to
+        another group/node/source; FAILED_PRECONDITION bundle id differs from the decoder's;
+        INVALID_ARGUMENT malformed protobuf, header or frame (no header first, wrong shapes,
+        source index out of range, seq 0, a seq repeated within one stream, window not
+        increasing, a chunk index not below its count or out of order, a payload that does
+        not decode to the source's latents); FAILED_PRECONDITION also for a frame whose
+        shape differs from the one another source of its group sent for the same window;
+        RESOURCE_EXHAUSTED message over the size limit, a whole frame larger than the
+        decoder's maximum frame area or more chunks than its limit; OUT_OF_RANGE seq too far ahead of
+        the last held one; DATA_LOSS a frame's crc32 does not match its payload (corrupted in
+        transit: the edge reconnects and resends from the last ack). Frames of a batch before
+        the refused one are held. An Ack promises durability when the decoder has a state
+        directory (its journal is committed first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
