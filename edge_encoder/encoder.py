@@ -54,3 +54,22 @@ class EdgeEncoder:
     def encode(self, window: np.ndarray) -> bytes:
         """Coded payload of one window."""
         return self.coder.encode(self.symbols(window))
+
+    def frame_symbols(self, frame: np.ndarray) -> np.ndarray:
+        """Integer symbols (M, h·w) of a whole frame (C, H, W) of any size (fully convolutional encoders).
+
+        The frame is padded on the bottom/right to the stride by edge replication (as the
+        offline evaluation does); the decoder crops its reconstruction back to H×W.
+        """
+        from ndsc.sources.images import pad_to_multiple
+
+        s = self.info.frame_stride
+        latent = self.info.frame_latent_shape(frame.shape)  # raises for a shape this source cannot code
+        y = quantise(self.analysis(pad_to_multiple(np.asarray(frame, np.float32), (s, s))[None])[0])
+        if y.shape != latent:
+            raise ValueError(f"encoder gave latents {y.shape} for frame {frame.shape}, expected {latent}")
+        return y.reshape(latent[0], -1)
+
+    def encode_frame(self, frame: np.ndarray) -> bytes:
+        """Coded payload of a whole frame (C, H, W): every latent position, the same static tables."""
+        return self.coder.encode(self.frame_symbols(frame))

@@ -3,11 +3,16 @@
 One asyncio program with two halves joined by a bounded buffer of coded frames:
 
 * the producer reads windows (``ndsc.sources.open_source`` + ``paced``) and encodes
-  them in a worker thread; a bad window is counted and skipped, never fatal;
+  them in a worker thread; a bad window is counted and skipped, never fatal. With a
+  fully convolutional image encoder (the bundle's ``frame_stride``) a window is a whole
+  frame of any size; a payload over the chunk budget becomes several frames (chunks),
+  each with its own seq and crc;
 * the sender keeps one ``Uplink`` stream open, batches frames (flush interval), and
   trims the buffer on every Ack. On a broken stream it reconnects with exponential
   back-off; the decoder's first Ack says which seq it already holds, so the node
-  resends exactly what follows. A full buffer drops its oldest frames (counted).
+  resends exactly what follows. A full buffer drops its oldest frames (counted). A
+  stream's header carries one frame shape; a frame of another size ends the stream
+  (after its frames are written) and the next one opens with the new shape.
 
 Sampled raw windows go to the ``Audit`` RPC (1 in ``audit_every``), apart from the rate.
 Never imports torch.
@@ -29,9 +34,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from edge_encoder.encoder import EdgeEncoder
 from edge_encoder.settings import EdgeSettings
 from ndsc.bundle import Bundle, load_bundle
-from ndsc.sources.base import SourceError, Window, check_window, open_source, paced
+from ndsc.sources.base import SourceError, Window, check_frame, check_window, open_source, paced
 from ndsc.wire import (GROUP_METADATA_KEY, TOKEN_METADATA_KEY, FrameData, channel_options, crc32, pack_batch, pb,
-                       pb_grpc, protocol_bytes)
+                       pb_grpc, protocol_bytes, split_payload)
 from ndsc.wire.tls import channel_credentials
 
 log = logging.getLogger("ndsc.edge")
@@ -65,6 +70,9 @@ class EdgeMetrics:
 
         self._labels = labels
         self.frames = counter("ndsc_edge_frames", "Windows encoded into frames")
+        self.chunked_windows = counter("ndsc_edge_chunked_windows",
+                                       "Windows whose payload exceeded the chunk budget (sent as several frames)")
+        self.streams = counter("ndsc_edge_streams", "Uplink streams opened (a new frame size opens one)")
         self.payload_bytes = counter("ndsc_edge_payload_bytes", "Payload bytes written to the uplink (resends included)")
         self.protocol_bytes = counter(
             "ndsc_edge_protocol_bytes", "Uplink bytes beyond payloads: protobuf + 5-byte gRPC prefix per message")
@@ -94,6 +102,7 @@ class EdgeMetrics:
 class _Buffered:
     frame: FrameData
     enqueued: float  # monotonic, for the flush interval
+    shape: tuple[int, ...]  # the window's input shape: a stream carries frames of one shape
 
 
 class EdgeNode:
@@ -110,6 +119,10 @@ class EdgeNode:
         self.bundle = bundle or load_bundle(settings.bundle)
         self.encoder = EdgeEncoder(self.bundle, settings.source_index)
         self.info = self.encoder.info
+        self.whole_frames = self.info.whole_frames
+        self.chunk_bytes = settings.max_chunk_bytes or settings.max_message_bytes - _MESSAGE_HEADROOM
+        if not 0 < self.chunk_bytes <= settings.max_message_bytes - _MESSAGE_HEADROOM:
+            raise ValueError(f"max_chunk_bytes must be at most the message size less {_MESSAGE_HEADROOM} bytes")
         self.metrics = EdgeMetrics(registry, settings.group, settings.node_name, settings.source_index)
         self.metrics.flush_interval.set(settings.flush_interval)
         self.windows_read = 0
@@ -152,16 +165,20 @@ class EdgeNode:
             log.warning("source error, window skipped: %s", exc)
             return "source_error", None, b"", 0.0
         try:
-            data = check_window(w.data, self.info.input_shape)
+            if self.whole_frames:
+                data = check_frame(w.data, self.info.input_shape[0])
+            else:
+                data = check_window(w.data, self.info.input_shape)
         except SourceError as exc:  # NaN/inf, or a truncated window: never encoded, counted
             log.warning("node %s: window %d skipped (bad_window): %s", self.settings.node_name, w.index, exc)
             return "bad_window", w, b"", 0.0
         t0 = time.perf_counter()
-        payload = self.encoder.encode(data)
+        payload = self.encoder.encode_frame(data) if self.whole_frames else self.encoder.encode(data)
         return "ok", Window(w.index, data, w.t_capture), payload, time.perf_counter() - t0
 
     async def _produce(self) -> None:
-        source = open_source(self._source_spec(), self.settings.source_index, self.info.input_shape)
+        source = open_source(self._source_spec(), self.settings.source_index, self.info.input_shape,
+                             frame_stride=self.info.frame_stride if self.whole_frames else None)
         windows = iter(paced(source.windows(), source.window_period, realtime=not self.settings.fast,
                              epoch=self.settings.start_at, on_skip=self._skipped_before_start))
         limit = self.settings.max_windows
@@ -174,8 +191,6 @@ class EdgeNode:
                 self.windows_read += 1
                 if status == "ok" and w.index <= self._last_window:
                     status = "out_of_order"
-                elif status == "ok" and len(payload) > self.settings.max_message_bytes - _MESSAGE_HEADROOM:
-                    status = "oversize"
                 if status != "ok":
                     self.metrics.skipped(status).inc()
                     continue
@@ -195,11 +210,16 @@ class EdgeNode:
         self.metrics.skipped("before_start").inc()
 
     def _enqueue(self, w: Window, payload: bytes) -> None:
-        frame = FrameData(self._next_seq, w.index, int(round(w.t_capture * 1e6)), crc32(payload), payload)
-        self._next_seq += 1
+        capture_us, shape, now = int(round(w.t_capture * 1e6)), tuple(w.data.shape), time.monotonic()
+        chunks = split_payload(payload, self.chunk_bytes)
+        for j, part in enumerate(chunks):
+            frame = FrameData(self._next_seq, w.index, capture_us, crc32(part), part, j, len(chunks))
+            self._next_seq += 1
+            self._buffer.append(_Buffered(frame, now, shape))
         self._last_window = w.index
-        self._buffer.append(_Buffered(frame, time.monotonic()))
         self.metrics.frames.inc()
+        if len(chunks) > 1:
+            self.metrics.chunked_windows.inc()
         while len(self._buffer) > self.settings.buffer_frames:
             self._buffer.popleft()
             self.metrics.dropped_frames.inc()
@@ -246,18 +266,29 @@ class EdgeNode:
         """Source ended and every frame is acknowledged."""
         return self._source_done and not self._buffer
 
-    async def _send_frames(self, call) -> None:
-        """Write batches until the source ends and everything is written."""
+    def _unsent_of(self, shape: tuple[int, ...]) -> tuple[list[_Buffered], bool]:
+        """Unsent frames of ``shape`` up to the first of another shape, and whether one follows."""
+        pending = self._unsent()
+        for k, b in enumerate(pending):
+            if b.shape != shape:
+                return pending[:k], True
+        return pending, False
+
+    async def _send_frames(self, call, shape: tuple[int, ...]) -> bool:
+        """Write batches of ``shape`` until the source ends and everything is written (returns
+        False) or the next frame has another shape (returns True: the stream must end)."""
         s = self.settings
         while True:
             self._wake.clear()
-            pending = self._unsent()
+            pending, boundary = self._unsent_of(shape)
             if not pending:
+                if boundary:
+                    return True
                 if self._source_done:
-                    return
+                    return False
                 await self._wake.wait()
                 continue
-            if s.flush_interval > 0 and not self._source_done and len(pending) < s.max_batch_frames:
+            if s.flush_interval > 0 and not self._source_done and not boundary and len(pending) < s.max_batch_frames:
                 age = time.monotonic() - pending[0].enqueued
                 if age < s.flush_interval:
                     try:
@@ -266,7 +297,7 @@ class EdgeNode:
                         pass
                     if time.monotonic() - pending[0].enqueued < s.flush_interval:
                         continue
-                    pending = self._unsent()
+                    pending, boundary = self._unsent_of(shape)
             frames, size = [], 0
             for b in pending:
                 if frames and size + len(b.frame.payload) > s.max_message_bytes - _MESSAGE_HEADROOM:
@@ -287,15 +318,34 @@ class EdgeNode:
                 return
             self._on_ack(ack.last_seq)
 
+    async def _stream_shape(self) -> tuple[int, ...] | None:
+        """The input shape the next stream's header announces (None: nothing left to send).
+
+        Tile mode: the bundle's window shape. Whole frames: the shape of the oldest
+        unacknowledged frame, so the node waits for its first frame before connecting.
+        """
+        if not self.whole_frames:
+            return self.info.input_shape
+        while not self._buffer:
+            if self._source_done:
+                return None
+            self._wake.clear()
+            await self._wake.wait()
+        return self._buffer[0].shape
+
     async def _stream_once(self, stub: pb_grpc.FusionDecoderStub) -> None:
-        """One Uplink stream: header, resume point, frames, until done or broken."""
+        """One Uplink stream: header, resume point, frames, until done, broken or a new frame size."""
         s, info = self.settings, self.info
+        shape = await self._stream_shape()
+        if shape is None:
+            return
         call = stub.Uplink(metadata=self._metadata)
         header = pb.UplinkMessage(header=pb.StreamHeader(
             group=s.group, node_id=s.node_name, source_index=s.source_index, bundle_id=self.bundle.bundle_id,
-            input_shape=list(info.input_shape), latent_shape=list(info.latent_shape),
+            input_shape=list(shape), latent_shape=list(info.frame_latent_shape(shape)),
             flush_interval_s=s.flush_interval, incarnation=self.incarnation))
         await call.write(header)
+        self.metrics.streams.inc()
         self.metrics.messages.inc()
         self.metrics.protocol_bytes.inc(protocol_bytes(header))
         first = await call.read()
@@ -307,12 +357,13 @@ class EdgeNode:
             self.metrics.resent_frames.inc(resent)
             log.info("resuming after seq %d: resending %d frames", self._acked, resent)
         self._sent_upto = self._acked
-        sender = asyncio.create_task(self._send_frames(call))
+        sender = asyncio.create_task(self._send_frames(call, shape))
         reader = asyncio.create_task(self._read_acks(call))
+        reshape = False
         try:
             done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
             if sender in done:
-                sender.result()
+                reshape = sender.result()
                 await call.done_writing()
             await reader
         finally:
@@ -323,7 +374,7 @@ class EdgeNode:
         if code != grpc.StatusCode.OK:
             raise grpc.aio.AioRpcError(code, await call.initial_metadata(), await call.trailing_metadata(),
                                        await call.details())
-        if not self.finished:
+        if not self.finished and not reshape:
             raise ConnectionError("uplink stream ended before every frame was acknowledged")
 
     async def _send(self) -> None:

@@ -4,6 +4,12 @@ Pure logic, no sockets and no clock of its own (``now`` is passed in), so it is 
 directly. A window is released as soon as every source has arrived, or when its
 deadline (measured from its first frame) passes, or on drain; missing sources are
 ``None`` and the decoder estimates them from the others.
+
+A source's payload may arrive in chunks (several frames of one window): it counts as
+arrived once every chunk is there, joined in chunk order. A window released with a
+source's chunks incomplete lists that source in ``incomplete`` and estimates it like a
+missing one. Every source of one window must have the same frame shape; a frame of
+another shape than the window already holds is refused (``shape_mismatch``).
 """
 from __future__ import annotations
 
@@ -20,6 +26,10 @@ class AlignedWindow:
         payloads: per source its payload bytes, or None if it did not arrive in time.
         capture_us: per source its capture time (µs since the epoch), or None.
         first_arrival: ``now`` when the window's first frame arrived.
+        shapes: per source the frame shape (C, *S) its stream announced, or None.
+        parts: per source the chunks received so far (chunk index → bytes; key -1: the chunk
+            count), while incomplete.
+        incomplete: sources released with some of their chunks missing (estimated).
     """
 
     group: str
@@ -28,6 +38,14 @@ class AlignedWindow:
     capture_us: list[int | None]
     first_arrival: float
     released: float = 0.0
+    shapes: list[tuple[int, ...] | None] = field(default_factory=list)
+    parts: list[dict[int, bytes] | None] = field(default_factory=list)
+    incomplete: list[int] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """The window's frame shape (the first source's that announced one)."""
+        return next((s for s in self.shapes if s), None)
 
     @property
     def complete(self) -> bool:
@@ -72,20 +90,60 @@ class Aligner:
     def pending(self) -> int:
         return len(self._pending)
 
-    def add(self, window: int, source: int, payload: bytes, capture_us: int, now: float) -> AddResult:
-        """Add source ``source``'s frame of ``window``; returns what was released."""
+    def shape_conflict(self, window: int, source: int, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        """The frame shape ``window`` holds from another source if it differs from ``shape``, else None."""
+        slot = self._pending.get(window)
+        if slot is None or not shape:
+            return None
+        for i, other in enumerate(slot.shapes):
+            if i != source and other and tuple(other) != tuple(shape):
+                return tuple(other)
+        return None
+
+    def add(self, window: int, source: int, payload: bytes, capture_us: int, now: float, *, chunk: int = 0,
+            chunks: int = 1, shape: tuple[int, ...] | None = None) -> AddResult:
+        """Add source ``source``'s frame of ``window`` (chunk ``chunk`` of ``chunks``); returns what was released.
+
+        Statuses: ``late`` (window already released), ``duplicate`` (payload or chunk already
+        held), ``bad_chunk`` (a chunk count other than the source's earlier chunks announced),
+        ``shape_mismatch`` (another source sent another frame shape for this window: nothing
+        is held), ``pending`` or ``released``.
+        """
         if not 0 <= source < self.n_sources:
             raise ValueError(f"source {source} out of range 0..{self.n_sources - 1}")
+        if not 0 <= chunk < chunks:
+            raise ValueError(f"chunk {chunk} out of range 0..{chunks - 1}")
         if window in self._released:
             return AddResult("late")
+        if self.shape_conflict(window, source, shape) is not None:
+            return AddResult("shape_mismatch")
         slot = self._pending.get(window)
         if slot is None:
-            slot = AlignedWindow(self.group, window, [None] * self.n_sources, [None] * self.n_sources, now)
+            n = self.n_sources
+            slot = AlignedWindow(self.group, window, [None] * n, [None] * n, now, shapes=[None] * n,
+                                 parts=[None] * n)
             self._pending[window] = slot
         elif slot.payloads[source] is not None:
             return AddResult("duplicate")
+        if chunks > 1:
+            parts = slot.parts[source]
+            if parts is None:
+                parts = slot.parts[source] = {-1: chunks}  # key -1 keeps the announced chunk count
+            elif parts[-1] != chunks:
+                return AddResult("bad_chunk")
+            elif chunk in parts:
+                return AddResult("duplicate")
+            parts[chunk] = payload
+            if slot.capture_us[source] is None:
+                slot.capture_us[source] = capture_us
+            slot.shapes[source] = tuple(shape) if shape else None
+            if len(parts) - 1 < chunks:
+                return AddResult("pending")
+            payload = b"".join(parts[k] for k in range(chunks))
+            slot.parts[source] = None
         slot.payloads[source] = payload
-        slot.capture_us[source] = capture_us
+        slot.capture_us[source] = capture_us if slot.capture_us[source] is None else slot.capture_us[source]
+        slot.shapes[source] = tuple(shape) if shape else None
         released = []
         if slot.complete:
             released.append(self._release(window, now))
@@ -117,6 +175,10 @@ class Aligner:
     def _release(self, window: int, now: float) -> AlignedWindow:
         slot = self._pending.pop(window)
         slot.released = now
+        slot.incomplete = [i for i, parts in enumerate(slot.parts) if parts and slot.payloads[i] is None]
+        for i in slot.incomplete:
+            slot.capture_us[i] = None  # estimated, like a source that never arrived
+        slot.parts = [None] * len(slot.parts)  # the partial chunks are dropped with the window
         self._released[window] = None
         while len(self._released) > self.remember:
             self._released.popitem(last=False)

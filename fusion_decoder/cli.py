@@ -55,7 +55,8 @@ def run_decoder(args: argparse.Namespace) -> int:
                                grace=settings.grace, max_message_bytes=settings.max_message_bytes,
                                authorize=authorize, tls=settings.tls, state_dir=settings.state_dir,
                                journal_sync=settings.journal_sync, max_seq_gap=settings.max_seq_gap,
-                               subscriber_queue=settings.subscriber_queue)
+                               subscriber_queue=settings.subscriber_queue,
+                               max_frame_area=settings.max_frame_area, max_chunks=settings.max_chunks)
         port = await server.start()
         metrics_url = ""
         if settings.metrics_port >= 0:

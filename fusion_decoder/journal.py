@@ -4,8 +4,8 @@ An SQLite database in WAL mode (``<state_dir>/journal.sqlite``) with three table
 
 * ``sessions``: per node (group, node) its source, incarnation, last contiguous seq
   held and last window: where the node resumes after a restart (its first Ack);
-* ``frames``: accepted frames whose window is not decoded yet (payload included),
-  re-fed to the aligner on start;
+* ``frames``: accepted frames (each chunk of a chunked window is its own row) whose
+  window is not decoded yet, with payload and frame shape, re-fed to the aligner on start;
 * ``decoded``: every (group, window) decoded, with its presence mask; a window in it is
   never decoded again (late or replayed frames of it are dropped).
 
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_seq INTEGER NOT NULL, last_window INTEGER NOT NULL, PRIMARY KEY (grp, node));
 CREATE TABLE IF NOT EXISTS frames (
     grp TEXT NOT NULL, window INTEGER NOT NULL, source INTEGER NOT NULL, capture_us INTEGER NOT NULL,
-    payload BLOB NOT NULL, PRIMARY KEY (grp, window, source));
+    payload BLOB NOT NULL, chunk INTEGER NOT NULL DEFAULT 0, chunks INTEGER NOT NULL DEFAULT 1,
+    shape TEXT NOT NULL DEFAULT '', PRIMARY KEY (grp, window, source, chunk));
 CREATE TABLE IF NOT EXISTS decoded (
     grp TEXT NOT NULL, window INTEGER NOT NULL, present TEXT NOT NULL, run INTEGER NOT NULL,
     PRIMARY KEY (grp, window));
@@ -61,6 +62,9 @@ class HeldFrame:
     source: int
     capture_us: int
     payload: bytes
+    chunk: int = 0
+    chunks: int = 1
+    shape: tuple[int, ...] = ()
 
 
 class Journal:
@@ -92,6 +96,7 @@ class Journal:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self._sync.upper()}")
+        _upgrade(db)
         db.executescript(_SCHEMA)
         with db:
             db.execute("BEGIN")
@@ -119,9 +124,10 @@ class Journal:
         if not self.enabled:
             return []
         rows = self._executor.submit(lambda: self._db.execute(
-            "SELECT grp, window, source, capture_us, payload FROM frames ORDER BY grp, window, source"
-        ).fetchall()).result()
-        return [HeldFrame(g, w, s, c, bytes(p)) for g, w, s, c, p in rows]
+            "SELECT grp, window, source, capture_us, payload, chunk, chunks, shape FROM frames "
+            "ORDER BY grp, window, source, chunk").fetchall()).result()
+        return [HeldFrame(g, w, s, c, bytes(p), k, n, tuple(int(v) for v in shape.split(",") if v))
+                for g, w, s, c, p, k, n, shape in rows]
 
     def decoded_windows(self) -> dict[str, list[int]]:
         """The most recent ``remember`` decoded window ids of each group, ascending."""
@@ -136,13 +142,18 @@ class Journal:
         return out
 
     # ----- writes (journal thread) -----------------------------------------------------------
-    def record_frames(self, session: SessionRow, source: int, frames: Sequence[FrameData]) -> None:
-        """Frames accepted from one message plus the session's new resume point: one transaction."""
+    def record_frames(self, session: SessionRow, source: int, frames: Sequence[FrameData],
+                      shape: Sequence[int] = ()) -> None:
+        """Frames accepted from one message (of frame ``shape``) plus the session's new resume point:
+        one transaction."""
+        shape_text = ",".join(str(int(v)) for v in shape)
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR IGNORE INTO frames (grp, window, source, capture_us, payload) VALUES (?, ?, ?, ?, ?)",
-                [(session.group, f.window, source, f.capture_us, f.payload) for f in frames])
+                "INSERT OR IGNORE INTO frames (grp, window, source, capture_us, payload, chunk, chunks, shape) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(session.group, f.window, source, f.capture_us, f.payload, f.chunk, f.chunks, shape_text)
+                 for f in frames])
             self._db.execute(
                 "INSERT OR REPLACE INTO sessions (grp, node, source, incarnation, last_seq, last_window) "
                 "VALUES (?, ?, ?, ?, ?, ?)", (session.group, session.node, session.source,
@@ -179,6 +190,20 @@ class Journal:
                     self._db = None
             self._executor.submit(_close).result()
             self._executor.shutdown(wait=True)
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a journal written before chunked frames (no chunk/chunks/shape columns) to the schema."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(frames)")}
+    if not columns or "chunk" in columns:
+        return
+    with db:
+        db.execute("BEGIN")
+        db.execute("ALTER TABLE frames RENAME TO frames_v1")
+        db.execute(_SCHEMA.split(";")[1])  # the new frames table
+        db.execute("INSERT INTO frames (grp, window, source, capture_us, payload) "
+                   "SELECT grp, window, source, capture_us, payload FROM frames_v1")
+        db.execute("DROP TABLE frames_v1")
 
 
 def _signed64(value: int) -> int:

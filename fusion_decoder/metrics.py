@@ -39,6 +39,9 @@ class DecoderMetrics:
         self.undecodable = Counter(
             "ndsc_undecodable_frames", "Frames with a valid crc whose payload does not entropy-decode",
             ["group", "source"], registry=registry)
+        self.incomplete_chunks = Counter(
+            "ndsc_incomplete_chunk_sets", "Windows released while a source's chunks were incomplete (that "
+            "source estimated, like a missing one)", ["group", "source"], registry=registry)
         self.streams_rejected = Counter(
             "ndsc_streams_rejected", "Uplink streams refused, by reason", ["reason"], registry=registry)
         self.node_restarts = Counter(

@@ -42,11 +42,17 @@ class JointDecoderRuntime:
     def n_sources(self) -> int:
         return self.bundle.n_sources
 
-    def entropy_decode(self, source_index: int, payload: bytes) -> np.ndarray:
-        """Symbols of one source's payload, reshaped to its latent shape (M, *L)."""
+    def latent_shape(self, source_index: int, frame_shape: Sequence[int] | None = None) -> tuple[int, ...]:
+        """Latent shape of source ``source_index`` for a frame shape (None: the bundle's window shape)."""
         info = self.bundle.sources[source_index]
-        symbols = self.coders[source_index].decode(payload, info.latent_length)
-        return symbols.reshape(info.latent_shape)
+        return info.latent_shape if not frame_shape else info.frame_latent_shape(frame_shape)
+
+    def entropy_decode(self, source_index: int, payload: bytes,
+                       frame_shape: Sequence[int] | None = None) -> np.ndarray:
+        """Symbols of one source's payload, reshaped to its latent shape (M, *L) for ``frame_shape``."""
+        shape = self.latent_shape(source_index, frame_shape)
+        symbols = self.coders[source_index].decode(payload, int(np.prod(shape[1:])))
+        return symbols.reshape(shape)
 
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -55,14 +61,19 @@ class JointDecoderRuntime:
         mask = torch.from_numpy(np.asarray(present, dtype=np.float32)).to(self.device)
         return (self.model(y_hat, mask) * self.output_scale).float().cpu().numpy()
 
-    def decode_batch(self, payloads: Sequence[Sequence[bytes | None]]) -> tuple[np.ndarray, np.ndarray]:
-        """Decode B windows; ``payloads[b][i]`` is source i's bytes or None if missing.
+    def decode_batch(self, payloads: Sequence[Sequence[bytes | None]],
+                     frame_shape: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Decode B windows of one frame shape; ``payloads[b][i]`` is source i's bytes or None if missing.
+
+        ``frame_shape`` (C, H, W): whole frames (fully convolutional bundles): the latent grids
+        (M, ⌈H/s⌉, ⌈W/s⌉) are decoded jointly and the output is cropped back to H×W. None:
+        the bundle's window shape.
 
         Returns:
             x_hat (B, N, C, *S) float32 and present (B, N) bool.
         """
         b, n = len(payloads), self.n_sources
-        shape = self.bundle.sources[0].latent_shape
+        shape = self.latent_shape(0, frame_shape)
         symbols = np.zeros((b, n, *shape), dtype=np.float32)
         present = np.zeros((b, n), dtype=bool)
         for w, row in enumerate(payloads):
@@ -70,6 +81,9 @@ class JointDecoderRuntime:
                 raise ValueError(f"window {w}: {len(row)} payloads for {n} sources")
             for i, payload in enumerate(row):
                 if payload is not None:
-                    symbols[w, i] = self.entropy_decode(i, payload)
+                    symbols[w, i] = self.entropy_decode(i, payload, frame_shape)
                     present[w, i] = True
-        return self.synthesise(symbols, present), present
+        x_hat = self.synthesise(symbols, present)
+        if frame_shape:  # the encoder saw the frame padded to the stride: crop the padding away
+            x_hat = x_hat[(..., *(slice(0, int(d)) for d in frame_shape[1:]))]
+        return np.ascontiguousarray(x_hat), present

@@ -33,7 +33,7 @@ from fusion_decoder.aligner import AlignedWindow, Aligner
 from fusion_decoder.journal import Journal, SessionRow, unsigned64
 from fusion_decoder.metrics import DecoderMetrics
 from fusion_decoder.runtime import JointDecoderRuntime
-from fusion_decoder.sessions import Authorizer, NodeSession, SessionTable, StreamRefused
+from fusion_decoder.sessions import MAX_FRAME_AREA, Authorizer, NodeSession, SessionTable, StreamRefused
 from ndsc.bundle import Bundle
 from ndsc.entropy import EntropyCodingError
 from ndsc.wire import (GRPC_MESSAGE_PREFIX_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME, FrameData, channel_options, crc32,
@@ -41,6 +41,9 @@ from ndsc.wire import (GRPC_MESSAGE_PREFIX_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAM
 from ndsc.wire.tls import server_credentials
 
 log = logging.getLogger("ndsc.decoder")
+
+#: default largest chunk count one window's payload may announce
+MAX_CHUNKS = 4096
 
 
 @dataclass
@@ -143,6 +146,9 @@ class AuditBook:
 
     def _score(self, group: str, source: int, x: np.ndarray, x_hat: np.ndarray, estimated: bool = False) -> None:
         """Distortion sums kept apart for decoded and for estimated (node missing) sources."""
+        if x.shape != x_hat.shape:  # an audit of another frame size than the window decoded
+            self.metrics.audit_rejected.labels("shape_differs").inc()
+            return
         x64, err = x.astype(np.float64), x.astype(np.float64) - x_hat.astype(np.float64)
         s = self._sums.setdefault((group, source, estimated), [0.0, 0.0, 0, math.inf, -math.inf])
         s[0] += float(np.sum(err**2))
@@ -201,13 +207,16 @@ class DecodePipeline:
             self.aligner(group).mark_released(windows)
         held = self.journal.held_frames()
         for f in held:
-            await self.add(f.group, f.window, f.source, f.payload, f.capture_us)
+            await self.add(f.group, f.window, f.source, f.payload, f.capture_us, chunk=f.chunk, chunks=f.chunks,
+                           shape=f.shape or None)
         self.metrics.journal_restored_frames.inc(len(held))
         return len(held)
 
-    async def add(self, group: str, window: int, source: int, payload: bytes, capture_us: int) -> str:
+    async def add(self, group: str, window: int, source: int, payload: bytes, capture_us: int, *, chunk: int = 0,
+                  chunks: int = 1, shape: tuple[int, ...] | None = None) -> str:
         aligner = self.aligner(group)
-        result = aligner.add(window, source, payload, capture_us, time.monotonic())
+        result = aligner.add(window, source, payload, capture_us, time.monotonic(), chunk=chunk, chunks=chunks,
+                             shape=shape)
         if result.status == "late":
             self.metrics.aligner_late.labels(group, str(source)).inc()
         for w in result.released:
@@ -219,6 +228,8 @@ class DecodePipeline:
         self.metrics.aligner_wait.labels(w.group).observe(w.released - w.first_arrival)
         for i in w.missing:
             self.metrics.aligner_missing.labels(w.group, str(i)).inc()
+        for i in w.incomplete:
+            self.metrics.incomplete_chunks.labels(w.group, str(i)).inc()
         await self._queue.put(w)
 
     async def _expiry_loop(self) -> None:
@@ -248,17 +259,33 @@ class DecodePipeline:
                     fresh = await self.journal.run(self.journal.record_decoded,
                                                    [(w.group, w.window, p) for w, p in zip(batch, present)])
                     self.metrics.journal_seconds.labels("decoded").observe(time.perf_counter() - t0)
-                self._publish([w for w, f in zip(batch, fresh) if f], x_hat[fresh], present[fresh])
+                keep = [k for k, f in enumerate(fresh) if f]
+                self._publish([batch[k] for k in keep], [x_hat[k] for k in keep], [present[k] for k in keep])
             except Exception:  # a decoding bug must not kill the service; the windows are logged
                 log.exception("decoding %d windows failed", len(batch))
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _decode(self, batch: Sequence[AlignedWindow]) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, batch: Sequence[AlignedWindow]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per window (in batch order) x_hat (N, C, *S) and present (N,): windows of one frame
+        shape are decoded together (whole frames of several sizes cannot share a tensor)."""
+        x_hat: list = [None] * len(batch)
+        present: list = [None] * len(batch)
+        by_shape: dict = {}
+        for k, w in enumerate(batch):
+            by_shape.setdefault(w.shape, []).append(k)
+        for shape, ks in by_shape.items():
+            xs, ps = self._decode_shape([batch[k] for k in ks], shape)
+            for j, k in enumerate(ks):
+                x_hat[k], present[k] = xs[j], ps[j]
+        return x_hat, present
+
+    def _decode_shape(self, batch: Sequence[AlignedWindow],
+                      shape: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
         payloads = [list(w.payloads) for w in batch]
         try:
-            return self.runtime.decode_batch(payloads)
+            return self.runtime.decode_batch(payloads, shape)
         except EntropyCodingError:
             # A payload with a valid crc that does not decode (an encoder/bundle bug or a
             # forged frame): decode the rest, estimate that source as if missing.
@@ -267,13 +294,14 @@ class DecodePipeline:
                     if p is None:
                         continue
                     try:
-                        self.runtime.entropy_decode(i, p)
+                        self.runtime.entropy_decode(i, p, shape)
                     except EntropyCodingError:
                         row[i] = None
                         self.metrics.undecodable.labels(w.group, str(i)).inc()
-            return self.runtime.decode_batch(payloads)
+            return self.runtime.decode_batch(payloads, shape)
 
-    def _publish(self, batch: Sequence[AlignedWindow], x_hat: np.ndarray, present: np.ndarray) -> None:
+    def _publish(self, batch: Sequence[AlignedWindow], x_hat: Sequence[np.ndarray],
+                 present: Sequence[np.ndarray]) -> None:
         now = time.time()
         for b, w in enumerate(batch):
             item = Decoded(w, x_hat[b], present[b], now)
@@ -361,12 +389,15 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
 
     def __init__(self, bundle: Bundle, pipeline: DecodePipeline, metrics: DecoderMetrics,
                  authorize: Authorizer | None = None, device: str = "cpu", max_seq_gap: int = 1 << 20,
-                 journal: Journal | None = None):
+                 journal: Journal | None = None, max_frame_area: int = MAX_FRAME_AREA,
+                 max_chunks: int = MAX_CHUNKS):
         self.bundle = bundle
         self.pipeline = pipeline
         self.metrics = metrics
         self.authorize = authorize
-        self.sessions = SessionTable(bundle, authorize)
+        self.sessions = SessionTable(bundle, authorize, max_frame_area)
+        self.max_frame_area = max_frame_area
+        self.max_chunks = max_chunks
         self.device = device
         self.max_seq_gap = max_seq_gap
         self.journal = journal or Journal(None)
@@ -390,13 +421,32 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         log.warning("refused %s: %s (%s)", rpc, refused.message, refused.code.name)
         await context.abort(refused.code, refused.message)
 
-    def _first_undecodable(self, source: int, payloads: Sequence[bytes]) -> tuple[int, str] | None:
-        """(index, error) of the first payload that does not entropy-decode to the latent shape."""
-        for k, p in enumerate(payloads):
+    def _first_undecodable(self, source: int, frames: Sequence[FrameData],
+                           frame_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        """(index, error) of the first whole payload that does not entropy-decode to the latent shape.
+
+        Chunks are not checked here (only their joined payload can be decoded): an undecodable
+        chunked payload is found at decoding, counted, and its source estimated."""
+        for k, f in enumerate(frames):
+            if f.chunks > 1:
+                continue
             try:
-                self.pipeline.runtime.entropy_decode(source, p)
+                self.pipeline.runtime.entropy_decode(source, f.payload, frame_shape)
             except EntropyCodingError as exc:
                 return k, str(exc)
+        return None
+
+    def _first_shape_conflict(self, session: NodeSession,
+                              frames: Sequence[FrameData]) -> tuple[FrameData, StreamRefused] | None:
+        """Refusal for the first frame whose window holds another frame shape from another source."""
+        aligner = self.pipeline.aligner(session.group)
+        for f in frames:
+            other = aligner.shape_conflict(f.window, session.source_index, session.frame_shape)
+            if other is not None:
+                return f, StreamRefused(
+                    grpc.StatusCode.FAILED_PRECONDITION, "frame_shape_mismatch",
+                    f"frame seq {f.seq} (window {f.window}) has shape {session.frame_shape} but another source of "
+                    f"group {session.group!r} sent {other} for that window; held up to seq {f.seq - 1}")
         return None
 
     async def Uplink(self, request_iterator, context):
@@ -443,9 +493,14 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                 self.metrics.uplink_protocol_bytes.labels(*labels).inc(protocol_bytes(message))
                 self.metrics.frames_per_message.labels(group).observe(len(message.batch.frames))
                 new, refusal, stream_high = self._screen(session, message.batch, stream_high)
+                conflict = self._first_shape_conflict(session, new) if new else None
+                if conflict is not None:
+                    frame, refusal = conflict
+                    self.metrics.frames.labels(group, node, "frame_shape_mismatch").inc()
+                    new = new[:new.index(frame)]
                 if new:
                     bad = await asyncio.get_running_loop().run_in_executor(
-                        self._check_executor, self._first_undecodable, source, [f.payload for f in new])
+                        self._check_executor, self._first_undecodable, source, new, session.frame_shape)
                     if bad is not None:
                         k, error = bad
                         self.metrics.frames.labels(group, node, "undecodable").inc()
@@ -472,6 +527,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         """
         group, node = session.group, session.node_id
         last_seq, last_window = session.last_seq, session.last_window
+        last_chunk, last_chunks = session.last_chunk, session.last_chunks
         new: list[FrameData] = []
         for frame in unpack_batch(batch):
             if frame.seq == 0:
@@ -497,13 +553,35 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                 return new, StreamRefused(grpc.StatusCode.DATA_LOSS, "crc_mismatch",
                                           f"frame seq {frame.seq} (window {frame.window}): crc32 mismatch; "
                                           f"held up to seq {last_seq}"), stream_high
-            if frame.window <= last_window:
-                return new, StreamRefused(
-                    grpc.StatusCode.INVALID_ARGUMENT, "window_order",
-                    f"frame seq {frame.seq}: window {frame.window} not after window {last_window}"), stream_high
+            refused = self._check_chunk(frame, last_window, last_chunk, last_chunks)
+            if refused is not None:
+                return new, refused, stream_high
             new.append(frame)
-            last_seq, last_window = frame.seq, frame.window
+            last_seq, last_window, last_chunk, last_chunks = frame.seq, frame.window, frame.chunk, frame.chunks
         return new, None, stream_high
+
+    def _check_chunk(self, frame: FrameData, last_window: int, last_chunk: int,
+                     last_chunks: int) -> StreamRefused | None:
+        """Window order with chunks: a window's first chunk (or its only frame) comes after the
+        previous window; a later chunk may continue the previous frame's window, in increasing
+        chunk order with the same count (chunks the edge dropped leave gaps, never reorder)."""
+        where = f"frame seq {frame.seq} (window {frame.window}, chunk {frame.chunk} of {frame.chunks})"
+        if frame.chunk >= frame.chunks:
+            return StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_chunk", f"{where}: chunk index not below count")
+        if frame.chunks > self.max_chunks:
+            return StreamRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_chunks",
+                                 f"{where}: more than {self.max_chunks} chunks per window")
+        if frame.window > last_window:
+            return None
+        continues = (frame.chunk > 0 and frame.window == last_window
+                     and (last_chunks == 0 or (frame.chunks == last_chunks and frame.chunk > last_chunk)))
+        if continues:
+            return None
+        if frame.chunk > 0 and frame.window == last_window:
+            return StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_chunk",
+                                 f"{where}: does not continue chunk {last_chunk} of {last_chunks} of its window")
+        return StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "window_order",
+                             f"frame seq {frame.seq}: window {frame.window} not after window {last_window}")
 
     async def _hold(self, session: NodeSession, frames: Sequence[FrameData]) -> None:
         """Make checked frames durable (journal), advance the session, hand them to the aligner."""
@@ -514,7 +592,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         if self.journal.enabled:
             row = SessionRow(group, node, source, session.incarnation, frames[-1].seq, frames[-1].window)
             t0 = time.perf_counter()
-            await self.journal.run(self.journal.record_frames, row, source, frames)
+            await self.journal.run(self.journal.record_frames, row, source, frames, session.frame_shape)
             self.metrics.journal_seconds.labels("frames").observe(time.perf_counter() - t0)
         for f in frames:
             session.commit(f)
@@ -522,21 +600,29 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             self.metrics.frames.labels(group, node, "lost").inc(lost)
         self.metrics.frames.labels(group, node, "accepted").inc(len(frames))
         refused = []
+        samples = math.prod(session.frame_shape) if session.frame_shape else None
         for f in frames:
-            self._count_accepted(group, source, len(f.payload))
-            status = await self.pipeline.add(group, f.window, source, f.payload, f.capture_us)
-            if status == "late":  # its window is decoded: the journaled copy is dead
+            # samples once per window (at its first chunk), bytes for every chunk
+            self._count_accepted(group, source, len(f.payload), samples if f.chunk == 0 else 0)
+            status = await self.pipeline.add(group, f.window, source, f.payload, f.capture_us, chunk=f.chunk,
+                                             chunks=f.chunks, shape=session.frame_shape or None)
+            if status in ("late", "shape_mismatch"):  # its window is decoded or taken: the journaled copy is dead
                 refused.append((group, f.window, source))
+            if status == "shape_mismatch":  # raced another source's frame of the same window: estimated
+                self.metrics.frames.labels(group, node, "frame_shape_mismatch").inc()
         if refused and self.journal.enabled:
             await self.journal.run(self.journal.forget_frames, refused)
 
-    def _count_accepted(self, group: str, source: int, nbytes: int) -> None:
+    def _count_accepted(self, group: str, source: int, nbytes: int, samples: int | None = None) -> None:
+        """Bytes of one accepted frame and the input samples it adds (None: one bundle window)."""
+        samples = self.bundle.sources[source].samples_per_window if samples is None else samples
         sums = self._accepted.setdefault((group, source), [0, 0])  # payload bytes, samples
         sums[0] += nbytes
-        sums[1] += self.bundle.sources[source].samples_per_window
-        self.metrics.accepted_samples.labels(group, str(source)).inc(self.bundle.sources[source].samples_per_window)
+        sums[1] += samples
+        self.metrics.accepted_samples.labels(group, str(source)).inc(samples)
         self.metrics.accepted_payload_bytes.labels(group, str(source)).inc(nbytes)
-        self.metrics.bits_per_sample.labels(group, str(source)).set(8.0 * sums[0] / sums[1])
+        if sums[1]:
+            self.metrics.bits_per_sample.labels(group, str(source)).set(8.0 * sums[0] / sums[1])
 
     async def _check_call(self, request, context, rpc: str, check=None) -> None:
         """Refuse a malformed request, or (with credentials configured) a caller ``check`` refuses."""
@@ -567,7 +653,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         reason = None
         if request.bundle_id != self.bundle.bundle_id:
             reason, code, text = "bundle_mismatch", grpc.StatusCode.FAILED_PRECONDITION, "audit for another bundle"
-        elif source >= self.bundle.n_sources or tuple(request.shape) != self.bundle.sources[source].input_shape:
+        elif source >= self.bundle.n_sources or not self._audit_shape_ok(source, tuple(request.shape)):
             reason, code, text = "bad_shape", grpc.StatusCode.INVALID_ARGUMENT, "audit source/shape does not match"
         elif len(request.samples_f32le) != 4 * math.prod(request.shape):
             reason, code, text = "bad_size", grpc.StatusCode.INVALID_ARGUMENT, "audit samples do not fill the shape"
@@ -580,13 +666,22 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         raw = np.frombuffer(request.samples_f32le, dtype="<f4").reshape(tuple(request.shape))
         return pb.AuditReply(matched=self.pipeline.audits.add_raw(group, request.window, source, raw))
 
+    def _audit_shape_ok(self, source: int, shape: tuple[int, ...]) -> bool:
+        """The bundle's window shape, or (whole-frame bundles) a frame (C, H, W) within the area limit."""
+        info = self.bundle.sources[source]
+        if shape == info.input_shape:
+            return True
+        return (info.whole_frames and len(shape) == 3 and shape[0] == info.input_shape[0] and min(shape[1:]) >= 1
+                and shape[1] * shape[2] <= self.max_frame_area)
+
     async def GetModelInfo(self, request, context):
         await self._check_call(request, context, "GetModelInfo", lambda a, md: a.check_any(md))
         b = self.bundle
         return pb.ModelInfo(
             bundle_id=b.bundle_id, modality=b.modality, sample_rate=b.sample_rate or 0.0,
             sources=[pb.SourceDescription(name=s.name, channel_names=list(s.channel_names),
-                                          input_shape=list(s.input_shape), latent_shape=list(s.latent_shape))
+                                          input_shape=list(s.input_shape), latent_shape=list(s.latent_shape),
+                                          frame_stride=s.frame_stride if s.whole_frames else 0)
                      for s in b.sources],
             device=self.device, deadline_s=self.pipeline.deadline, max_batch=self.pipeline.max_batch,
             groups=sorted(set(self.sessions.groups()) | set(self.pipeline.aligners)))
@@ -618,6 +713,8 @@ class DecoderServer:
             decoded windows (None: in memory only; a restart loses held windows).
         max_seq_gap: a frame more than this many seqs ahead of the node's last held seq is refused.
         subscriber_queue: reconstructions queued per Subscribe stream before the oldest is dropped.
+        max_frame_area: largest H·W a whole-frame stream may announce (RESOURCE_EXHAUSTED beyond).
+        max_chunks: most chunks one window's payload may be split into (RESOURCE_EXHAUSTED beyond).
     """
 
     def __init__(self, bundle: Bundle, listen: str = "127.0.0.1:0", *, registry: CollectorRegistry,
@@ -625,7 +722,7 @@ class DecoderServer:
                  max_message_bytes: int = MAX_MESSAGE_BYTES, interceptors: Sequence = (),
                  authorize: Authorizer | None = None, tls: tuple[str, str, str | None] | None = None,
                  state_dir: str | None = None, journal_sync: str = "normal", max_seq_gap: int = 1 << 20,
-                 subscriber_queue: int = 4096):
+                 subscriber_queue: int = 4096, max_frame_area: int = MAX_FRAME_AREA, max_chunks: int = MAX_CHUNKS):
         self.bundle = bundle
         self.listen = listen
         self.grace = grace
@@ -638,6 +735,7 @@ class DecoderServer:
         self.journal_sync = journal_sync
         self.max_seq_gap = max_seq_gap
         self.subscriber_queue = subscriber_queue
+        self.max_frame_area, self.max_chunks = max_frame_area, max_chunks
         self.pipeline: DecodePipeline | None = None
         self.servicer: FusionDecoderServicer | None = None
         self._deadline, self._max_batch, self._authorize = deadline, max_batch, authorize
@@ -652,7 +750,8 @@ class DecoderServer:
                                        self.subscriber_queue)
         self.pipeline.start()
         self.servicer = FusionDecoderServicer(self.bundle, self.pipeline, self.metrics, self._authorize,
-                                              str(self.runtime.device), self.max_seq_gap, journal)
+                                              str(self.runtime.device), self.max_seq_gap, journal,
+                                              self.max_frame_area, self.max_chunks)
         if journal.enabled:
             nodes = self.servicer.restore_sessions()
             held = await self.pipeline.restore()

@@ -42,6 +42,11 @@ class NodeSession:
     active: bool = False
     incarnation: int = 0  # the node process's random id (StreamHeader.incarnation)
     last_window: int = -1  # window index of the frame at last_seq (windows only increase)
+    frame_shape: tuple[int, ...] = ()  # input shape of the current stream's frames (its header)
+    latent_shape: tuple[int, ...] = ()  # their latent shape
+    # chunk index and count of the frame at last_seq (-1, 0: unknown, e.g. restored from the journal)
+    last_chunk: int = -1
+    last_chunks: int = 0
 
     def accept(self, frame: FrameData) -> tuple[str, int]:
         """Classify one frame; returns (status, frames lost before it).
@@ -62,15 +67,27 @@ class NodeSession:
         lost = frame.seq - self.last_seq - 1
         self.last_seq = frame.seq
         self.last_window = frame.window
+        self.last_chunk, self.last_chunks = frame.chunk, frame.chunks
         return lost
 
 
-class SessionTable:
-    """All node sessions of one decoder, checked against its bundle."""
+#: default largest whole frame (H·W pixels) a stream may announce: 4K UHD
+MAX_FRAME_AREA = 3840 * 2160
 
-    def __init__(self, bundle: Bundle, authorize: Authorizer | None = None):
+
+class SessionTable:
+    """All node sessions of one decoder, checked against its bundle.
+
+    Args:
+        bundle: the decoder's bundle.
+        authorize: per-node credential check.
+        max_frame_area: largest H·W a whole-frame stream may announce (RESOURCE_EXHAUSTED beyond).
+    """
+
+    def __init__(self, bundle: Bundle, authorize: Authorizer | None = None, max_frame_area: int = MAX_FRAME_AREA):
         self.bundle = bundle
         self.authorize = authorize
+        self.max_frame_area = max_frame_area
         self._sessions: dict[tuple[str, str], NodeSession] = {}
         self.restarts = 0  # sessions replaced because their node process restarted
 
@@ -92,6 +109,7 @@ class SessionTable:
             StreamRefused: what ``authorize`` raises (UNAUTHENTICATED, PERMISSION_DENIED), checked
                 first; FAILED_PRECONDITION for another bundle id; INVALID_ARGUMENT
                 for a missing node id, an out-of-range source index or wrong shapes;
+                RESOURCE_EXHAUSTED for a whole frame over ``max_frame_area``;
                 ALREADY_EXISTS when another live node holds the same source of the group.
         """
         bundle = self.bundle
@@ -106,11 +124,7 @@ class SessionTable:
             raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "unknown_source",
                                 f"source_index {header.source_index} out of range 0..{bundle.n_sources - 1}")
         info = bundle.sources[header.source_index]
-        if tuple(header.input_shape) != info.input_shape or tuple(header.latent_shape) != info.latent_shape:
-            raise StreamRefused(
-                grpc.StatusCode.INVALID_ARGUMENT, "shape_mismatch",
-                f"shapes input {tuple(header.input_shape)} latent {tuple(header.latent_shape)} != bundle's "
-                f"{info.input_shape} {info.latent_shape} for source {header.source_index}")
+        frame_shape, latent_shape = self._check_shapes(header, info)
         group = header.group or "default"
         for (g, nid), other in self._sessions.items():
             if g == group and nid != header.node_id and other.source_index == header.source_index and other.active:
@@ -124,4 +138,30 @@ class SessionTable:
             self.restarts += session is not None
             session = NodeSession(group, header.node_id, header.source_index, incarnation=header.incarnation)
             self._sessions[key] = session
+        session.frame_shape, session.latent_shape = frame_shape, latent_shape
         return session
+
+    def _check_shapes(self, header: pb.StreamHeader, info) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(input, latent) shapes of a header, checked against the bundle's source ``info``.
+
+        Tile mode: exactly the bundle's shapes. Whole frames (``info.whole_frames``): (C, H, W)
+        with the bundle's C, H·W ≤ ``max_frame_area``, latents (M, ⌈H/s⌉, ⌈W/s⌉).
+        """
+        shape, latent = tuple(header.input_shape), tuple(header.latent_shape)
+        if shape == info.input_shape and latent == info.latent_shape:
+            return shape, latent
+        if info.whole_frames and len(shape) == 3 and shape[0] == info.input_shape[0] and min(shape[1:]) >= 1:
+            if shape[1] * shape[2] > self.max_frame_area:
+                raise StreamRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, "frame_too_large",
+                                    f"frame {shape[1]}x{shape[2]} exceeds the decoder's maximum frame area of "
+                                    f"{self.max_frame_area} pixels")
+            expected = info.frame_latent_shape(shape)
+            if latent == expected:
+                return shape, latent
+            raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "shape_mismatch",
+                                f"latent shape {latent} of a {shape} frame != {expected} (stride {info.frame_stride})")
+        whole = f" or a whole frame ({info.input_shape[0]}, H, W)" if info.whole_frames else ""
+        raise StreamRefused(
+            grpc.StatusCode.INVALID_ARGUMENT, "shape_mismatch",
+            f"shapes input {shape} latent {latent} != bundle's {info.input_shape} {info.latent_shape}{whole} "
+            f"for source {header.source_index}")

@@ -39,6 +39,10 @@ class DecoderSettings:
                                 "full (also an OS crash; fsync per commit)", "normal")
     max_seq_gap: int = setting("NDSC_MAX_SEQ_GAP", "refuse (OUT_OF_RANGE) a frame this many seqs beyond the "
                                "node's last held one", 1 << 20)
+    max_frame_area: int = setting("NDSC_MAX_FRAME_AREA", "largest whole image frame, H*W pixels, a stream may "
+                                  "announce (RESOURCE_EXHAUSTED beyond)", 3840 * 2160)
+    max_chunks: int = setting("NDSC_MAX_CHUNKS", "most chunks one window's payload may be split into "
+                              "(RESOURCE_EXHAUSTED beyond)", 4096)
     subscriber_queue: int = setting("NDSC_SUBSCRIBER_QUEUE", "reconstructions queued per Subscribe stream; "
                                     "beyond it the oldest are dropped (counted)", 4096)
 
@@ -56,6 +60,8 @@ class DecoderSettings:
             raise ValueError("TLS needs --tls-cert and --tls-key together (and both for --tls-client-ca)")
         if self.journal_sync not in ("normal", "full"):
             raise ValueError("journal_sync must be normal or full")
+        if self.max_frame_area < 1 or self.max_chunks < 1:
+            raise ValueError("max_frame_area and max_chunks must be >= 1")
         if self.max_seq_gap < 1 or self.subscriber_queue < 1:
             raise ValueError("max_seq_gap and subscriber_queue must be >= 1")
         return self

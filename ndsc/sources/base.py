@@ -7,6 +7,7 @@ reader never touches the node.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -75,13 +76,17 @@ def _load_builtin_readers() -> None:
     import_optional("ndsc.sources.ecg", "ndsc.sources.images", "ndsc.sources.stream")
 
 
-def open_source(spec: str, source_index: int, input_shape: tuple[int, ...]) -> WindowSource:
+def open_source(spec: str, source_index: int, input_shape: tuple[int, ...],
+                frame_stride: int | None = None) -> WindowSource:
     """Open the window source named by ``spec`` for source ``source_index``.
 
     Args:
         spec: ``scheme:arguments``.
         source_index: which of the bundle's sources this node is.
         input_shape: the window shape the node's encoder expects (from the bundle).
+        frame_stride: the bundle's ``frame_stride`` (a fully convolutional image encoder):
+            passed to factories that accept it, so image sources yield whole frames of any
+            size rather than tiles of ``input_shape``; others ignore it.
     Raises:
         SourceError: unknown scheme or bad arguments.
     """
@@ -89,7 +94,10 @@ def open_source(spec: str, source_index: int, input_shape: tuple[int, ...]) -> W
     scheme, _, args = spec.partition(":")
     if scheme not in _REGISTRY:
         raise SourceError(f"unknown source scheme {scheme!r} in {spec!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[scheme](args, source_index, tuple(input_shape))
+    factory = _REGISTRY[scheme]
+    if frame_stride and "frame_stride" in inspect.signature(factory).parameters:
+        return factory(args, source_index, tuple(input_shape), frame_stride=frame_stride)
+    return factory(args, source_index, tuple(input_shape))
 
 
 def parse_kv(args: str) -> dict[str, str]:
@@ -150,6 +158,16 @@ def paced(windows: Iterator[Window], period: float, realtime: bool, epoch: float
         if delay > 0:
             time.sleep(delay)
         yield Window(w.index, w.data, due)
+
+
+def check_frame(data: np.ndarray, channels: int) -> np.ndarray:
+    """Return a whole image frame as float32 (channels, H, W) or raise :class:`SourceError`."""
+    arr = np.asarray(data, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[0] != channels or min(arr.shape[1:]) < 1:
+        raise SourceError(f"frame shape {arr.shape} is not ({channels}, H, W)")
+    if not np.isfinite(arr).all():
+        raise SourceError("frame contains NaN or infinite values")
+    return arr
 
 
 def check_window(data: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:

@@ -13,10 +13,12 @@ KITTI stereo           ``image_2/NAME.png`` (left), ``image_3/NAME.png``  ``NAME
 =====================  ===========================================  ============
 
 Pixel arrays are float32 (3, H, W) in 0..255 (8-bit values unchanged; grey images are
-repeated to RGB). Edge sources (``images:`` and ``stereo-skimage:``) cut each frame into
-tiles of the bundle's ``input_shape`` (C, h, w) in raster order — one tile when the frame
-has exactly that size — padding the right and bottom edges by replication. Every node of a
-pair uses the same frame sizes, so window indices agree across nodes without talking.
+repeated to RGB). Edge sources (``images:`` and ``stereo-skimage:``) yield one window per
+whole frame (any size; the edge pads it to the encoder stride) when the bundle's encoder is
+fully convolutional (``frame_stride``), else they cut each frame into tiles of the bundle's
+``input_shape`` (C, h, w) in raster order — one tile when the frame has exactly that size —
+padding the right and bottom edges by replication. Every node of a pair uses the same frame
+sizes, so window indices agree across nodes without talking.
 """
 from __future__ import annotations
 
@@ -169,7 +171,7 @@ def stitch_tiles(tiles: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
 
 # --- edge sources ----------------------------------------------------------------------
 class ImageFrameSource:
-    """A sequence of frames of one camera, cut into the encoder's fixed-size tiles.
+    """A sequence of frames of one camera: whole frames, or cut into the encoder's fixed-size tiles.
 
     Args:
         frames: callables returning float32 (3, H, W) frames, in order (loaded lazily).
@@ -177,10 +179,12 @@ class ImageFrameSource:
         name: source name used in the channel names.
         fps: frames per second at real-time pace.
         repeat: how many times to play the sequence (``0``: forever).
+        whole_frames: one window per frame, unpadded (the bundle's encoder is fully
+            convolutional); False: tiles of ``input_shape``.
     """
 
     def __init__(self, frames: Sequence, input_shape: tuple[int, ...], *, name: str, fps: float = 1.0,
-                 repeat: int = 1):
+                 repeat: int = 1, whole_frames: bool = False):
         if len(input_shape) != 3 or input_shape[0] != 3:
             raise SourceError(f"image sources need an RGB bundle input shape (3, h, w), got {input_shape}")
         if not frames:
@@ -188,9 +192,13 @@ class ImageFrameSource:
         self.frames = list(frames)
         self.tile_hw = (int(input_shape[1]), int(input_shape[2]))
         self.channel_names = tuple(f"{name}.{c}" for c in "RGB")
-        first = self.frames[0]()
-        # Pace: the first frame's tiles spread evenly over one frame period.
-        self.window_period = 1.0 / fps / int(np.prod(tile_grid(first.shape[1:], self.tile_hw)))
+        self.whole_frames = whole_frames
+        if whole_frames:
+            self.window_period = 1.0 / fps
+        else:
+            first = self.frames[0]()
+            # Pace: the first frame's tiles spread evenly over one frame period.
+            self.window_period = 1.0 / fps / int(np.prod(tile_grid(first.shape[1:], self.tile_hw)))
         self.repeat = repeat
 
     def windows(self) -> Iterator[Window]:
@@ -198,6 +206,10 @@ class ImageFrameSource:
         played = 0
         while self.repeat == 0 or played < self.repeat:
             for load in self.frames:
+                if self.whole_frames:
+                    yield Window(k, load(), 0.0)
+                    k += 1
+                    continue
                 # Frames may differ in size (scenes of a data set): the tile count follows
                 # each frame, and both views of a pair share a size, so indices still agree.
                 for tile in split_tiles(load(), self.tile_hw):
@@ -231,7 +243,8 @@ def _frames_in(directory: Path, view: int, scenes: set[str]) -> tuple[list, str]
 
 
 @register_source("images")
-def _open_images(args: str, source_index: int, input_shape: tuple[int, ...]) -> ImageFrameSource:
+def _open_images(args: str, source_index: int, input_shape: tuple[int, ...],
+                 frame_stride: int | None = None) -> ImageFrameSource:
     """``images:DIR#view=0,scenes=a;b,start=0,count=10,fps=1,repeat=1``.
 
     DIR holds stereo pairs in any known layout (``view`` 0 = left, 1 = right; default: the
@@ -254,11 +267,12 @@ def _open_images(args: str, source_index: int, input_shape: tuple[int, ...]) -> 
         raise SourceError(f"images: {directory} is not a directory")
     frames, name = _frames_in(directory, view, scenes)
     frames = frames[start:None if count is None else start + count]
-    return ImageFrameSource(frames, input_shape, name=name, fps=fps, repeat=repeat)
+    return ImageFrameSource(frames, input_shape, name=name, fps=fps, repeat=repeat, whole_frames=bool(frame_stride))
 
 
 @register_source("stereo-skimage")
-def _open_skimage(args: str, source_index: int, input_shape: tuple[int, ...]) -> ImageFrameSource:
+def _open_skimage(args: str, source_index: int, input_shape: tuple[int, ...],
+                  frame_stride: int | None = None) -> ImageFrameSource:
     """``stereo-skimage:#view=0,repeat=1,fps=1``: scikit-image's Motorcycle pair (no download)."""
     _, kv = _split_spec(args)
     view = int(kv.pop("view", source_index))
@@ -268,4 +282,4 @@ def _open_skimage(args: str, source_index: int, input_shape: tuple[int, ...]) ->
     if view not in (0, 1):
         raise SourceError(f"view must be 0 (left) or 1 (right), got {view}")
     return ImageFrameSource([lambda: skimage_pair()[view]], input_shape, name=("left", "right")[view],
-                            fps=fps, repeat=repeat)
+                            fps=fps, repeat=repeat, whole_frames=bool(frame_stride))

@@ -315,10 +315,10 @@ def test_stop_drains_windows_still_waiting_for_a_node(gaussian_bundle, gaussian_
     assert registry.get_sample_value("ndsc_aligner_windows_total", labels(outcome="partial")) == n_windows
 
 
-def test_message_size_limit_is_explicit_oversize_payloads_are_refused_at_the_edge(gaussian_bundle, gaussian_eval):
+def test_message_size_limit_is_explicit_oversize_payloads_travel_in_chunks(gaussian_bundle, gaussian_eval):
     sizes = [len(row[0]) for row in gaussian_eval["payloads"]]
     # payload bytes a message may carry (max_message_bytes minus the node's 4096-byte headroom):
-    # about half of the windows are larger
+    # about half of the windows are larger, so they travel as several frames (chunks)
     budget = min(sorted(sizes)[len(sizes) // 2], max(sizes) - 1)
 
     async def scenario():
@@ -328,11 +328,15 @@ def test_message_size_limit_is_explicit_oversize_payloads_are_refused_at_the_edg
         return node, registry
 
     node, registry = asyncio.run(scenario())
-    fits = [s for s in sizes if s <= budget]
-    assert 0 < len(fits) < len(sizes)
-    assert node.metrics.skipped("oversize")._value.get() == len(sizes) - len(fits)
-    assert registry.get_sample_value("ndsc_frames_total", labels(node="node0", status="accepted")) == len(fits)
-    # every message stayed within the byte budget, so several frames never shared one past it
-    assert registry.get_sample_value("ndsc_uplink_payload_bytes_total", labels(node="node0", source=0)) == sum(fits)
+    big = [s for s in sizes if s > budget]
+    assert 0 < len(big) < len(sizes)
+    assert node.metrics.chunked_windows._value.get() == len(big)
+    frames = sum(-(-s // budget) for s in sizes)
+    assert registry.get_sample_value("ndsc_frames_total", labels(node="node0", status="accepted")) == frames
+    # every window was reassembled and decoded; no chunk set was left incomplete
+    assert registry.get_sample_value("ndsc_reconstructions_total", labels()) == len(sizes)
+    assert registry.get_sample_value("ndsc_incomplete_chunk_sets_total", labels(source=0)) is None
+    # every message stayed within the byte budget
+    assert registry.get_sample_value("ndsc_uplink_payload_bytes_total", labels(node="node0", source=0)) == sum(sizes)
     assert registry.get_sample_value("ndsc_uplink_messages_total", labels(node="node0", source=0)) - 1 >= (
-        sum(fits) / budget)
+        sum(sizes) / budget)

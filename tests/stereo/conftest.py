@@ -62,3 +62,22 @@ def stereo_bundle(tmp_path_factory, layouts_root) -> tuple[Path, Path]:
     assert main(["stereo-train", "--root", str(layouts_root), "--out", str(out / "bundle"), "--preset",
                  "stereo-quick", "--steps", "8", "--checkpoint", str(out / "ckpt.pt")]) == 0
     return out / "bundle", out / "ckpt.pt"
+
+
+@pytest.fixture(scope="session")
+def tile_bundle(tmp_path_factory, stereo_bundle) -> Path:
+    """The stereo bundle as written before ``frame_stride`` existed: its encoders are treated as
+    fixed-size (no whole frames), so serving cuts image frames into tiles of its input shape."""
+    import dataclasses
+    import shutil
+
+    from ndsc.bundle import load_bundle, write_manifest
+
+    out = tmp_path_factory.mktemp("tile_bundle") / "bundle"
+    shutil.copytree(stereo_bundle[0], out)
+    b = load_bundle(out)
+    assert all(s.frame_stride == 16 for s in b.sources)  # export records it for conv2d-gdn encoders
+    write_manifest(out, modality=b.modality, sources=[dataclasses.replace(s, frame_stride=None) for s in b.sources],
+                   decoder=b.decoder, sample_rate=b.sample_rate, training_config=b.training_config,
+                   evaluation=b.evaluation, extra=b.extra)
+    return out

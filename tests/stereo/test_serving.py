@@ -1,4 +1,5 @@
-"""An image frame through the live serving path: two edge nodes → gRPC on loopback → joint decoder."""
+"""An image frame through the live serving path in tile mode (a bundle without ``frame_stride``):
+two edge nodes → gRPC on loopback → joint decoder. Whole frames: test_whole_frames.py."""
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +14,8 @@ from ndsc.sources.images import find_pairs, read_pair, stitch_tiles
 from tests.serving.conftest import Subscription, edge_node, labels, running_decoder, x_hat_by_window
 
 
-def test_a_stereo_frame_is_reconstructed_through_grpc_exactly_as_offline(stereo_bundle, layouts_root):
-    bundle_path = stereo_bundle[0]
+def test_a_stereo_frame_is_reconstructed_through_grpc_exactly_as_offline(tile_bundle, layouts_root):
+    bundle_path = tile_bundle
     spec = f"images:{layouts_root}#scenes=flat"
 
     async def scenario():
