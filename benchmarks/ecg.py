@@ -69,8 +69,10 @@ def apply_overrides(cfg, overrides: dict[str, Any]) -> None:
         setattr(obj, name, value)
 
 
-def bundle_name(kind: str, group_size: int, lam: float, scale: float, overrides: dict[str, Any]) -> str:
-    name = f"g{group_size}-{kind}-lam{lam:g}" + (f"-s{scale:g}" if scale != 0.5 else "")
+def bundle_name(kind: str, group_size: int, lam: float, scale: float, overrides: dict[str, Any],
+                decoder: str | None = None) -> str:
+    name = f"g{group_size}-{kind}" + (f"-{decoder}" if decoder and kind == "distributed" else "")
+    name += f"-lam{lam:g}" + (f"-s{scale:g}" if scale != 0.5 else "")
     for key, value in sorted(overrides.items()):
         name += f"-{key.split('.')[-1]}{json.dumps(value).strip(chr(34))}"
     return name
@@ -78,8 +80,14 @@ def bundle_name(kind: str, group_size: int, lam: float, scale: float, overrides:
 
 def train_points(data: str, group_size: int, points: list[tuple[float, float]], steps: int,
                  out: Path, kinds: tuple[str, ...] = KINDS,
-                 overrides: dict[str, Any] | None = None) -> dict[str, list[Path]]:
-    """Bundles for each (decoder kind, (λ, input scale)), trained unless already present."""
+                 overrides: dict[str, Any] | None = None, decoder: str | None = None) -> dict[str, list[Path]]:
+    """Bundles for each (decoder kind, (λ, input scale)), trained unless already present.
+
+    ``decoder`` names the joint decoder of the distributed kind (default: the preset's,
+    ``ecg-joint``). The separate kind always keeps the preset's decoder with ``joint=False``:
+    N grouped decoders of width ``hidden`` each, the same network whichever ECG decoder
+    name is given (``ecg-joint-wide`` only widens the joint case to ``hidden`` × N).
+    """
     from training.pipeline import train_and_export
     from training.presets import get_preset
 
@@ -87,13 +95,15 @@ def train_points(data: str, group_size: int, points: list[tuple[float, float]], 
     paths: dict[str, list[Path]] = {kind: [] for kind in kinds}
     for kind in paths:
         for lam, scale in points:
-            path = out / bundle_name(kind, group_size, lam, scale, overrides)
+            path = out / bundle_name(kind, group_size, lam, scale, overrides, decoder)
             if not (path / "manifest.json").is_file():
                 cfg = get_preset("ecg-12x1" if group_size == 1 else "ecg-4x3").replace(
                     lmbda=lam, steps=steps, threads=1, progress=False)
                 cfg.data.params = {**cfg.data.params, "records": [data], "group_size": group_size}
                 cfg.model.joint_decoder = kind == "distributed"
                 cfg.model.input_scale = scale
+                if decoder and kind == "distributed":
+                    cfg.model.decoder = decoder
                 apply_overrides(cfg, overrides)
                 t0 = time.time()
                 train_and_export(cfg, path)
@@ -253,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS), help="distributed,separate or one of them")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="training-config override for both kinds (repeatable), e.g. lr=0.003")
+    parser.add_argument("--decoder", help="joint decoder of the distributed kind, e.g. ecg-joint-wide "
+                                          "(as wide as the separate decoders together); default the preset's")
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="patients to measure on: test (held out) or val (for choosing settings)")
     parser.add_argument("--dct-steps", default="0.01,0.02,0.04,0.08,0.16,0.32",
@@ -276,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         points = [(float(lam), float(sc)) for lam, sc in (p.split(":") for p in args.points.split(","))]
     else:
         points = [(float(lam), float(sc)) for lam in args.lambdas.split(",") for sc in args.input_scales.split(",")]
-    paths = train_points(args.data, args.group_size, points, args.steps, args.out, kinds, overrides)
+    paths = train_points(args.data, args.group_size, points, args.steps, args.out, kinds, overrides, args.decoder)
     first = load_bundle(paths[kinds[0]][0])
     data = dataset_for_bundle(first)  # the same patient split for every bundle
     leads, fs, windows = data.info["leads"], data.sample_rate, getattr(data, args.split)
@@ -292,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     n_nodes = windows.shape[1]
     print(f"{args.split} split: {data.info['patients'][args.split]} patients, {len(windows)} windows of "
           f"{windows.shape[-1] / fs:.2f} s, {n_nodes} nodes × {windows.shape[2]} leads at {fs:g} Hz "
-          f"(split: {data.info['split']}); steps {args.steps}; overrides {overrides or 'none'}")
+          f"(split: {data.info['split']}); steps {args.steps}; overrides {overrides or 'none'}; "
+          f"distributed decoder {args.decoder or 'preset (ecg-joint)'}")
     print(f"{'codec':<28}{'bits/sample/lead':>17}{'kbit/s':>9}{'RMSE µV':>9}{'PRD %':>8}{'PRDN %':>8}{'train s':>9}")
     for kind in kinds:
         for (lam, sc), r in zip(points, rows[kind]):
@@ -317,8 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         print("frontier points (bits, PRDN %): " + "; ".join(
             f"{k} " + ", ".join(f"({p['bits_per_sample_per_lead']:.3f}, {p['prdn_percent']:.2f})" for p in frontier(rows[k]))
             for k in KINDS))
-        print(f"BD-rate saving of distributed over separate (pchip, log-rate vs PRDN, PRDN {bd['lo']:.2f}–"
-              f"{bd['hi']:.2f} %): {bd['saving_percent']:+.1f} % fewer bits")
+        if np.isnan(bd["saving_percent"]):
+            print("BD-rate: the distributed and separate frontiers share no PRDN range (or one has < 2 points)")
+        else:
+            print(f"BD-rate saving of distributed over separate (pchip, log-rate vs PRDN, PRDN {bd['lo']:.2f}–"
+                  f"{bd['hi']:.2f} %): {bd['saving_percent']:+.1f} % fewer bits")
     if best is not None:
         print(f"distributed at ≤ 0.5 bit/sample/lead: best measured PRDN {best['measured_prdn_percent']:.2f} % "
               f"(at {best['measured_bits']:.3f}); interpolated at 0.5: {best['interpolated_prdn_percent']:.2f} %")

@@ -87,3 +87,9 @@ def test_frontier_drops_dominated_and_diverged_points(bench):
     sep = _curve([0.6, 0.9, 0.95], [18.0, 16.0, 900.0])
     dist = _curve([0.4, 0.6], [18.0, 16.0])
     assert bench.bd_saving(dist, sep)["saving_percent"] == pytest.approx(100 * (1 - 0.4 / 0.6), abs=0.5)
+
+
+def test_decoder_option_names_only_the_distributed_bundle(bench):
+    assert bench.bundle_name("distributed", 3, 0.0005, 0.03, {}, "ecg-joint-wide") == \
+        "g3-distributed-ecg-joint-wide-lam0.0005-s0.03"
+    assert bench.bundle_name("separate", 3, 0.0005, 0.03, {}, "ecg-joint-wide") == "g3-separate-lam0.0005-s0.03"
