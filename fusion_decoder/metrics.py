@@ -34,8 +34,8 @@ class DecoderMetrics:
             "ndsc_uplink_flush_interval_seconds", "Flush interval each edge reported in its stream header",
             node, registry=registry)
         self.frames = Counter(
-            "ndsc_frames", "Uplink frames by outcome: accepted, duplicate, crc_mismatch, lost (seq gap), "
-            "undecodable", ["group", "node", "status"], registry=registry)
+            "ndsc_frames", "Uplink frames (chunks) by outcome: accepted, duplicate, crc_mismatch, lost (seq gap), "
+            "undecodable, frame_shape_mismatch, bad_chunk", ["group", "node", "status"], registry=registry)
         self.undecodable = Counter(
             "ndsc_undecodable_frames", "Frames with a valid crc whose payload does not entropy-decode",
             ["group", "source"], registry=registry)

@@ -606,10 +606,12 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             self._count_accepted(group, source, len(f.payload), samples if f.chunk == 0 else 0)
             status = await self.pipeline.add(group, f.window, source, f.payload, f.capture_us, chunk=f.chunk,
                                              chunks=f.chunks, shape=session.frame_shape or None)
-            if status in ("late", "shape_mismatch"):  # its window is decoded or taken: the journaled copy is dead
+            if status in ("late", "shape_mismatch", "bad_chunk"):  # not held: the journaled copy is dead
                 refused.append((group, f.window, source))
-            if status == "shape_mismatch":  # raced another source's frame of the same window: estimated
-                self.metrics.frames.labels(group, node, "frame_shape_mismatch").inc()
+            if status in ("shape_mismatch", "bad_chunk"):  # raced another source's frame of the same window,
+                # or a chunk count that differs from the window's held chunks: that source is estimated
+                self.metrics.frames.labels(group, node, "frame_shape_mismatch" if status == "shape_mismatch"
+                                           else "bad_chunk").inc()
         if refused and self.journal.enabled:
             await self.journal.run(self.journal.forget_frames, refused)
 
