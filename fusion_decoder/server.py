@@ -44,6 +44,8 @@ log = logging.getLogger("ndsc.decoder")
 
 #: default largest chunk count one window's payload may announce
 MAX_CHUNKS = 4096
+#: bytes of a Reconstruction message kept for everything but its samples
+_REPLY_HEADROOM = 64 * 1024
 
 
 @dataclass
@@ -56,24 +58,35 @@ class Decoded:
     reconstructed_time: float
 
     def message(self, include_samples: bool) -> pb.Reconstruction:
+        """The whole window in one message (see :meth:`messages` for the size-limited form)."""
+        return self.messages(include_samples)[0]
+
+    def messages(self, include_samples: bool, max_samples: int | None = None) -> list[pb.Reconstruction]:
+        """The window as Reconstructions of at most ``max_samples`` samples each (same metadata,
+        consecutive ``sample_offset``), so a whole image frame fits under the message limit."""
         w = self.window
-        msg = pb.Reconstruction(
-            group=w.group, window=w.window, shape=list(self.x_hat.shape), present=[bool(p) for p in self.present],
-            payload_bytes=[len(p) if p is not None else 0 for p in w.payloads],
-            capture_time=[c / 1e6 if c is not None else 0.0 for c in w.capture_us],
-            reconstructed_time=self.reconstructed_time)
-        if include_samples:
-            msg.samples.extend(self.x_hat.ravel().tolist())
-        return msg
+        meta = dict(group=w.group, window=w.window, shape=list(self.x_hat.shape),
+                    present=[bool(p) for p in self.present],
+                    payload_bytes=[len(p) if p is not None else 0 for p in w.payloads],
+                    capture_time=[c / 1e6 if c is not None else 0.0 for c in w.capture_us],
+                    reconstructed_time=self.reconstructed_time)
+        if not include_samples:
+            return [pb.Reconstruction(**meta)]
+        flat = self.x_hat.ravel()
+        step = max(1, max_samples or flat.size)
+        return [pb.Reconstruction(**meta, samples=flat[k:k + step].tolist(), sample_offset=k)
+                for k in range(0, max(flat.size, 1), step)]
 
 
 class Broadcaster:
     """Subscribe streams: one bounded queue each; a slow subscriber loses its oldest windows
     (counted in ``ndsc_subscriber_dropped_total``), never stalls decoding or other subscribers."""
 
-    def __init__(self, metrics: DecoderMetrics, queue_size: int = 4096):
+    def __init__(self, metrics: DecoderMetrics, queue_size: int = 4096, max_message_bytes: int = MAX_MESSAGE_BYTES):
         self.metrics = metrics
         self.queue_size = queue_size
+        # float32 samples per message, leaving room for the metadata (packed floats: 4 bytes each)
+        self.max_samples = max(1, (max_message_bytes - _REPLY_HEADROOM) // 4)
         self._subs: list[tuple[str, bool, asyncio.Queue]] = []
 
     def add(self, group: str, include_samples: bool) -> asyncio.Queue:
@@ -87,12 +100,13 @@ class Broadcaster:
         self.metrics.subscribers.set(len(self._subs))
 
     def publish(self, item: Decoded) -> None:
-        cache: dict[bool, pb.Reconstruction] = {}
+        # one queue entry per window (its messages): drop-oldest never tears a window apart
+        cache: dict[bool, list[pb.Reconstruction]] = {}
         for group, include, q in self._subs:
             if group and group != item.window.group:
                 continue
             if include not in cache:
-                cache[include] = item.message(include)
+                cache[include] = item.messages(include, self.max_samples)
             if q.full():
                 q.get_nowait()  # drop-oldest: a late reader wants the newest windows
                 self.metrics.subscriber_dropped.inc()
@@ -178,14 +192,15 @@ class DecodePipeline:
     """Aligners per group → bounded queue → batched decoding in a worker thread → sinks."""
 
     def __init__(self, runtime: JointDecoderRuntime, metrics: DecoderMetrics, deadline: float, max_batch: int,
-                 journal: Journal | None = None, subscriber_queue: int = 4096):
+                 journal: Journal | None = None, subscriber_queue: int = 4096,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES):
         self.runtime = runtime
         self.metrics = metrics
         self.deadline = deadline
         self.max_batch = max_batch
         self.journal = journal or Journal(None)
         self.aligners: dict[str, Aligner] = {}
-        self.broadcaster = Broadcaster(metrics, subscriber_queue)
+        self.broadcaster = Broadcaster(metrics, subscriber_queue, max_message_bytes)
         self.audits = AuditBook(metrics)
         self._queue: asyncio.Queue[AlignedWindow] = asyncio.Queue(max(8 * max_batch, 256))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-decode")
@@ -644,7 +659,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                 item = await queue.get()
                 if item is None:
                     return
-                yield item
+                for message in item:
+                    yield message
         finally:
             self.pipeline.broadcaster.remove(queue)
 
@@ -749,7 +765,7 @@ class DecoderServer:
         """Restore journaled state, bind and start serving; returns the bound port."""
         journal = Journal(self.state_dir, self.journal_sync)
         self.pipeline = DecodePipeline(self.runtime, self.metrics, self._deadline, self._max_batch, journal,
-                                       self.subscriber_queue)
+                                       self.subscriber_queue, self.max_message_bytes)
         self.pipeline.start()
         self.servicer = FusionDecoderServicer(self.bundle, self.pipeline, self.metrics, self._authorize,
                                               str(self.runtime.device), self.max_seq_gap, journal,

@@ -77,7 +77,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, group: _Optional[str] = ..., include_samples: _Optional[bool] = ...) -> None: ...
 
 class Reconstruction(_message.Message):
-    __slots__ = ("group", "window", "shape", "samples", "present", "payload_bytes", "capture_time", "reconstructed_time")
+    __slots__ = ("group", "window", "shape", "samples", "present", "payload_bytes", "capture_time", "reconstructed_time", "sample_offset")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class Reconstruction(_message.Message):
     PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_FIELD_NUMBER: _ClassVar[int]
     RECONSTRUCTED_TIME_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_OFFSET_FIELD_NUMBER: _ClassVar[int]
     group: str
     window: int
     shape: _containers.RepeatedScalarFieldContainer[int]
@@ -94,7 +95,8 @@ class Reconstruction(_message.Message):
     payload_bytes: _containers.RepeatedScalarFieldContainer[int]
     capture_time: _containers.RepeatedScalarFieldContainer[float]
     reconstructed_time: float
-    def __init__(self, group: _Optional[str] = ..., window: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., samples: _Optional[_Iterable[float]] = ..., present: _Optional[_Iterable[bool]] = ..., payload_bytes: _Optional[_Iterable[int]] = ..., capture_time: _Optional[_Iterable[float]] = ..., reconstructed_time: _Optional[float] = ...) -> None: ...
+    sample_offset: int
+    def __init__(self, group: _Optional[str] = ..., window: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., samples: _Optional[_Iterable[float]] = ..., present: _Optional[_Iterable[bool]] = ..., payload_bytes: _Optional[_Iterable[int]] = ..., capture_time: _Optional[_Iterable[float]] = ..., reconstructed_time: _Optional[float] = ..., sample_offset: _Optional[int] = ...) -> None: ...
 
 class AuditWindow(_message.Message):
     __slots__ = ("group", "node_id", "source_index", "bundle_id", "window", "shape", "samples_f32le")

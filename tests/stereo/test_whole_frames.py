@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ndsc.wire import FrameData, crc32, pack_batch, pb, pb_grpc, split_payload, unpack_batch
-from tests.serving.conftest import Subscription, edge_node, labels, raw_uplink, running_decoder, x_hat_by_window
+from tests.serving.conftest import Subscription, edge_node, labels, raw_uplink, running_decoder
 from tests.stereo.conftest import write_rgb
 
 #: scene → (top, left, H, W) crop of the Motorcycle pair; neither size is a multiple of 16
@@ -61,12 +61,25 @@ def _stream(bundle_path, frames_root, **node_settings):
     return asyncio.run(scenario())
 
 
+def x_hat_by_window(items) -> dict[int, np.ndarray]:
+    """Reconstructions by window, joining the sample slices of windows sent in several messages."""
+    parts: dict[int, list] = {}
+    for r in items:
+        parts.setdefault(r.window, []).append(r)
+    out = {}
+    for window, rs in parts.items():
+        rs.sort(key=lambda r: r.sample_offset)
+        assert [r.sample_offset for r in rs] == list(np.cumsum([0] + [len(r.samples) for r in rs[:-1]]))
+        out[window] = np.concatenate([np.asarray(r.samples, np.float32) for r in rs]).reshape(tuple(rs[0].shape))
+    return out
+
+
 def _assert_served_equals_offline(items, offline):
     by_window = x_hat_by_window(items)
     assert sorted(by_window) == [0, 1]
     for window, scene in enumerate(sorted(SCENES)):
         pair, payloads, x_hat = offline[scene]
-        r = next(r for r in items if r.window == window)
+        r = next(r for r in items if r.window == window)  # metadata: the same in every slice
         assert list(r.shape) == [2, 3, *SCENES[scene][2:]]  # the frame's own size, cropped back
         assert list(r.present) == [True, True]
         assert list(r.payload_bytes) == [len(p) for p in payloads]
@@ -94,10 +107,14 @@ def test_whole_frames_of_any_size_decode_exactly_as_the_offline_evaluation(stere
 def test_a_payload_over_the_chunk_budget_travels_in_chunks_and_decodes_identically(stereo_bundle, frames_root,
                                                                                    offline, tmp_path):
     budget = 48  # bytes per chunk: every payload here is larger
+    # the decoder's message limit is also small, so each whole reconstruction comes in several messages
+    limit = 96 * 1024
     counts, nodes, _, items, registry = _stream(stereo_bundle[0], frames_root, max_chunk_bytes=budget,
-                                                decoder={"state_dir": str(tmp_path / "state")})
+                                                decoder={"state_dir": str(tmp_path / "state"),
+                                                         "max_message_bytes": limit})
     assert counts == [2, 2]
     _assert_served_equals_offline(items, offline)
+    assert len([r for r in items if r.window == 0]) == -(-2 * 3 * 90 * 130 // ((limit - 64 * 1024) // 4)) > 1
     for i, node in enumerate(nodes):
         sizes = [len(offline[s][1][i]) for s in sorted(SCENES)]
         assert min(sizes) > budget
