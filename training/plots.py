@@ -28,7 +28,8 @@ def plot_gaussian_rd(path: str | Path, rho: float, points: dict[str, Sequence[tu
     ``points`` maps a label to (distortion, sum rate from bytes) pairs.
     """
     ds = np.geomspace(*d_range, 80)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    many = len(points) > 6  # a long legend goes beside the axes, where it hides no curve
+    fig, ax = plt.subplots(figsize=(9.6 if many else 6.4, 5.0 if many else 4.4))
     curves = {k: [all_bounds(rho, d)[k] for d in ds] for k in BOUND_STYLES}
     for key, (label, style) in BOUND_STYLES.items():
         ax.plot(ds, curves[key], style, label=label)
@@ -41,7 +42,10 @@ def plot_gaussian_rd(path: str | Path, rho: float, points: dict[str, Sequence[tu
     ax.set_ylabel("sum rate, bits per sample pair (real bytes)")
     ax.set_title(f"Two jointly Gaussian sources, ρ = {rho}")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    if many:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=120)
