@@ -224,17 +224,27 @@ def best_prdn_at_rate(points: list[dict], max_bits: float = 0.5) -> dict[str, fl
             "interpolated_prdn_percent": at}
 
 
-def plot(path: Path, rows: dict[str, list[dict]], dct: list[dict], title: str) -> None:
+def plot(path: Path, rows: dict[str, list[dict]], dct: list[dict], title: str,
+         extra: dict[str, list[dict]] | None = None) -> None:
+    """R-D plot: every measured point, the frontiers joined; ``extra`` adds labelled curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for name, pts, style in [*((k, rows.get(k, []), "o-") for k in KINDS), ("dct-zstd", dct, "s--")]:
-        pts = sorted(pts, key=lambda p: p["bits_per_sample_per_lead"])
-        if pts:
-            ax.plot([p["bits_per_sample_per_lead"] for p in pts], [p["prdn_percent"] for p in pts], style, label=name)
+    curves = [*((k, rows.get(k, [])) for k in KINDS), *(extra or {}).items(), ("dct-zstd", dct)]
+    for name, pts in curves:
+        pts = [p for p in pts if p["prdn_percent"] < 100]  # a diverged run would flatten the axis
+        if not pts:
+            continue
+        front = frontier(pts)
+        line, = ax.plot([p["bits_per_sample_per_lead"] for p in front], [p["prdn_percent"] for p in front],
+                        "s--" if name == "dct-zstd" else "o-", label=f"{name} (frontier)")
+        rest = [p for p in pts if p not in front]
+        if rest:
+            ax.plot([p["bits_per_sample_per_lead"] for p in rest], [p["prdn_percent"] for p in rest], "x",
+                    color=line.get_color(), label=f"{name} (dominated)")
     ax.plot([0.5], [5.0], "k*", markersize=12, label="target (0.5, 5 %)")
     ax.set_xscale("log")
     ax.set_xlabel("bits / sample / lead (real bytes)")
@@ -270,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dct-steps", default="0.01,0.02,0.04,0.08,0.16,0.32",
                         help="dct-zstd quantiser steps (mV); empty for none")
     parser.add_argument("--plot", type=Path, help="write the R-D plot (PNG) here")
+    parser.add_argument("--plot-with", action="append", default=[], metavar="JSON:KIND:LABEL",
+                        help="also plot KIND's points from an earlier run's --json under LABEL (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -350,7 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"edge encode speed (1 core, node 0 of {n_nodes}, {windows.shape[2]} lead(s)): {speed:.0f}× real time; "
           f"FLAC encode of the same lead(s): {flac_node:.0f}× real time; codec/FLAC speed ratio {speed / flac_node:.2f}")
     if args.plot:
-        plot(args.plot, rows, dct, f"ECG {n_nodes}×{windows.shape[2]} leads, {args.split} patients, {args.steps} steps")
+        extra = {}
+        for item in args.plot_with:
+            source, kind, label = item.split(":", 2)
+            extra[label] = json.loads(Path(source).read_text())["rows"][kind]
+        plot(args.plot, rows, dct, f"ECG {n_nodes}×{windows.shape[2]} leads, {args.split} patients, {args.steps} steps",
+             extra)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "dct_zstd": dct, "lossless": lossless,
                                          "encode_x_realtime": speed, "savings": savings, "bd": bd,
