@@ -176,12 +176,20 @@ def test_headers_are_checked_and_an_incomplete_chunk_set_is_decoded_with_its_sou
                   for j, p in enumerate(parts)][:keep]
         return pb.UplinkMessage(batch=pack_batch(frames))
 
+    def one_chunk(chunk, chunks):
+        return pb.UplinkMessage(batch=pack_batch([FrameData(1, 0, 0, crc32(b"x"), b"x", chunk, chunks)]))
+
     async def scenario():
-        async with running_decoder(stereo_bundle[0], max_frame_area=200 * 200) as (server, address, registry):
+        async with running_decoder(stereo_bundle[0], max_frame_area=200 * 200, max_chunks=8) as (
+                server, address, registry):
             sub = Subscription(address)
             await sub.wait_started(registry)
             too_large = await raw_uplink(address, [header(0, (3, 201, 200))])
             bad_latent = await raw_uplink(address, [header(0, (3, h, w), latent=(8, 1, 1))])
+            bad_index = await raw_uplink(address, [header(0, (3, h, w), group="x"), one_chunk(2, 2)])
+            too_many = await raw_uplink(address, [header(0, (3, h, w), group="y"), one_chunk(0, 9)])
+            assert (bad_index[1], too_many[1]) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                   grpc.StatusCode.RESOURCE_EXHAUSTED)
             full = await raw_uplink(address, [header(1, (3, h, w)), chunked(payloads[1], keep=2)])
             partial = await raw_uplink(address, [header(0, (3, h, w)), chunked(payloads[0], keep=1)])
         return (too_large, bad_latent, full, partial), await sub.finish(), registry
@@ -191,6 +199,8 @@ def test_headers_are_checked_and_an_incomplete_chunk_set_is_decoded_with_its_sou
     assert bad_latent[1] == grpc.StatusCode.INVALID_ARGUMENT
     assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "frame_too_large"}) == 1
     assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "shape_mismatch"}) == 1
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bad_chunk"}) == 1
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "too_many_chunks"}) == 1
     assert full[0][-1] == 2 and partial[0][-1] == 1  # acks per Frame message (chunk), not per window
     (r,) = items
     assert list(r.present) == [False, True] and list(r.shape) == [2, 3, h, w]
