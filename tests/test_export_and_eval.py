@@ -76,3 +76,21 @@ def test_eval_cli_reports_bytes_and_distortion(gaussian_bundle, capsys):
     main(["eval", str(gaussian_bundle), "--max-windows", "10"])
     out = capsys.readouterr().out
     assert "payload bytes" in out and "bits/sample" in out and "PRDN" in out
+
+
+def test_parity_allows_only_ties_broken_differently_and_scales_with_magnitude():
+    from training.export import FLOAT_TOLERANCE, compare_latents
+
+    y = np.array([0.2, 2.49999, -1.50002, 7.0], np.float32)
+    # A half-integer tie rounded the other way by the other float path: allowed, counted.
+    tie = compare_latents(y, y + np.array([0, 2e-5, 4e-5, 0], np.float32))
+    assert tie["symbol_mismatches"] == 2 and tie["symbol_ties"] == 2 and tie["unexplained_symbol_mismatches"] == 0
+    # A symbol off by one far from a tie is a different computation.
+    wrong = compare_latents(y, y + np.array([0, 0, 0, 1.0], np.float32))
+    assert wrong["unexplained_symbol_mismatches"] == 1
+    assert wrong["max_abs_float_diff"] > wrong["float_tolerance"]
+    # Large latents (fine input scales): float32 spacing grows, and so does the tolerance.
+    big = np.array([1200.25, -800.5], np.float32)
+    scaled = compare_latents(big, big + np.float32(1.2e-4))
+    assert scaled["float_tolerance"] == FLOAT_TOLERANCE * 1200.25
+    assert scaled["max_abs_float_diff"] <= scaled["float_tolerance"] and scaled["unexplained_symbol_mismatches"] == 0

@@ -21,7 +21,8 @@ from training.codec import DistributedCodec
 from training.data import JointDataset
 
 ONNX_OPSET = 17
-#: ONNX Runtime and torch floats may differ by this much (absolute, in latent units);
+#: ONNX Runtime and torch floats may differ by this much (in latent units, relative to the
+#: largest latent magnitude once it exceeds 1: float32 resolution grows with magnitude);
 #: rounding then agrees except for values within this distance of a half-integer.
 FLOAT_TOLERANCE = 1e-4
 
@@ -75,12 +76,31 @@ def onnx_parity(model: DistributedCodec, bundle_dir: Path, windows: np.ndarray) 
     for i in range(model.n_sources):
         sess = ort.InferenceSession(str(bundle_dir / f"encoder_{i}.onnx"), providers=["CPUExecutionProvider"])
         (y_onnx,) = sess.run(None, {"x": np.ascontiguousarray(windows[:, i])})
-        report.append({
-            "max_abs_float_diff": float(np.abs(y_onnx - y_torch[:, i]).max()),
-            "symbol_mismatches": int((np.rint(y_onnx) != np.rint(y_torch[:, i])).sum()),
-            "symbols": int(y_onnx.size),
-        })
+        report.append(compare_latents(y_torch[:, i], y_onnx))
     return {"sources": report, "windows": int(windows.shape[0])}
+
+
+def compare_latents(y_torch: np.ndarray, y_onnx: np.ndarray) -> dict[str, Any]:
+    """Float and symbol agreement of two computations of the same latents.
+
+    A symbol may differ only where the float value lies within the tolerance of a half-integer
+    (a tie the two float paths break differently, ``symbol_ties``). The decoder never
+    recomputes symbols (it reads the edge's bytes), so a tie changes nothing downstream but the
+    manifest's torch-computed test figures, by one step at that position. Any other differing
+    symbol (``unexplained_symbol_mismatches``) or a float difference over the tolerance means
+    the exported graph computes something else, and export refuses it.
+    """
+    tolerance = FLOAT_TOLERANCE * max(1.0, float(np.abs(y_torch).max(initial=0.0)))
+    differ = np.rint(y_onnx) != np.rint(y_torch)
+    near_tie = np.abs(np.abs(y_torch - np.floor(y_torch)) - 0.5) <= tolerance
+    return {
+        "max_abs_float_diff": float(np.abs(y_onnx - y_torch).max(initial=0.0)),
+        "float_tolerance": tolerance,
+        "symbol_mismatches": int(differ.sum()),
+        "symbol_ties": int((differ & near_tie).sum()),
+        "unexplained_symbol_mismatches": int((differ & ~near_tie).sum()),
+        "symbols": int(y_onnx.size),
+    }
 
 
 def export_bundle(model: DistributedCodec, dataset: JointDataset, out_dir: str | Path,
@@ -103,7 +123,8 @@ def export_bundle(model: DistributedCodec, dataset: JointDataset, out_dir: str |
         ))
     torch.save(model.g_s.state_dict(), out / "decoder.pt")
     parity = onnx_parity(model, out, dataset.test[:parity_windows])
-    bad = [s for s in parity["sources"] if s["symbol_mismatches"] or s["max_abs_float_diff"] > FLOAT_TOLERANCE]
+    bad = [s for s in parity["sources"]
+           if s["unexplained_symbol_mismatches"] or s["max_abs_float_diff"] > s["float_tolerance"]]
     if bad:
         raise ExportError(f"ONNX encoders disagree with torch: {json.dumps(parity)}")
     write_manifest(
