@@ -1,8 +1,10 @@
 """Shared fixtures: tiny real bundles trained once per test session."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -42,3 +44,22 @@ def ecg_synth_bundle(tmp_path_factory) -> Path:
 def require_system_tools() -> bool:
     """CI sets this so tests needing Debian tools fail instead of skipping."""
     return os.environ.get("NDSC_REQUIRE_SYSTEM_TOOLS") == "1"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """Import ``benchmarks/NAME.py`` (a script folder, not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(f"ndsc_bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread, as on the shared 2-core CI machine; restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

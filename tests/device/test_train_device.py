@@ -23,12 +23,7 @@ from training.train import load_checkpoint, save_checkpoint, train
 FALLBACK = "CUDA is not available: training on cpu"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

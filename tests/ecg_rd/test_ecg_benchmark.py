@@ -2,21 +2,15 @@
 dct-zstd rows it prints (real bytes on synthetic 12-lead ECG)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("ndsc_bench_ecg", REPO / "benchmarks" / "ecg.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ecg")
 
 
 def _curve(bits, prdn):

@@ -75,11 +75,5 @@ def motorcycle_crops() -> list[np.ndarray]:
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Inception on one thread, as on the shared 2-core CI machine; restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _inception_on_one_thread(one_torch_thread):
+    """Inception on one thread (the shared fixture), for every FID test."""

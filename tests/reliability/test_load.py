@@ -2,20 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 
-from tests.conftest import REPO
-
-
-def _load_module():
-    spec = importlib.util.spec_from_file_location("ndsc_bench_load", REPO / "benchmarks" / "load.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 def test_guarantee_100_nodes_in_50_groups_lose_no_frame(gaussian_bundle, tmp_path):
-    load = _load_module()
+    load = load_benchmark("load")
     proc, address = load.start_decoder(gaussian_bundle, str(tmp_path / "state"), deadline=5.0)
     try:
         r = asyncio.run(load.run_load(gaussian_bundle, address, groups=50, duration=2.0, rate=5.0,
