@@ -81,3 +81,68 @@ class EcgWideJointDecoder(EcgJointDecoder):
     """
 
     width_per_source = True
+
+
+def _mlt_synthesis_weight(n_sources: int, channels: int, stride: int, groups: int) -> torch.Tensor:
+    """ConvTranspose1d weight (N·C·stride, N·C / groups, 2·stride) inverting per-lead MLT encoders.
+
+    Kept here (not imported from training) so serving builds the decoder without training code.
+    """
+    n = torch.arange(2 * stride, dtype=torch.float64)
+    k = torch.arange(stride, dtype=torch.float64)[:, None]
+    window = torch.sin((n + 0.5) * torch.pi / (2 * stride))
+    basis = ((2.0 / stride) ** 0.5 * window * torch.cos((n + (stride + 1) / 2) * (k + 0.5) * torch.pi / stride)).float()
+    out_per_group = n_sources * channels // groups
+    weight = torch.zeros(n_sources * channels * stride, out_per_group, 2 * stride)
+    for lead in range(n_sources * channels):
+        weight[lead * stride:(lead + 1) * stride, lead % out_per_group] = basis
+    return weight
+
+
+@register_decoder("ecg-lapped")
+class EcgLappedDecoder(nn.Module):
+    """(B, N, M, L) dequantised lapped-transform coefficients + (B, N) presence → (B, N, C, (L−1)·stride).
+
+    A nonlinear fusion at coefficient resolution (a residual correction of every node's
+    coefficients from every node's coefficients: quantisation noise is partly predictable from
+    the other leads) followed by a learned linear synthesis (the MLT inverse at the start). When
+    ``joint`` the synthesis maps every node's coefficients to every lead, so a lead the others
+    determine (aVR = −(I + II)/2) needs no bits of its own; ``joint=False`` is N separate
+    decoders of the same shape (grouped convolutions), the separate-coding baseline.
+
+    Args:
+        n_sources: N nodes.
+        latent_channels: M = C·stride per node.
+        out_channels: C leads per node.
+        upsample: the encoders' stride.
+        hidden: width of the fusion network (per node when not ``joint``).
+        joint: False: separate decoders.
+    """
+
+    def __init__(self, n_sources: int, latent_channels: int, out_channels: int, upsample: int = 16,
+                 hidden: int = 128, joint: bool = True):
+        super().__init__()
+        if latent_channels != out_channels * upsample:
+            raise ValueError(f"latent_channels {latent_channels} != out_channels {out_channels} × stride {upsample}")
+        self.n_sources, self.out_channels, self.stride = n_sources, out_channels, upsample
+        g = 1 if joint else n_sources
+        width = hidden if joint else hidden * n_sources
+        self.fusion = nn.Sequential(
+            nn.Conv1d(n_sources * (latent_channels + 1), width, 3, padding=1, groups=g), nn.GELU(),
+            nn.Conv1d(width, width, 3, padding=1, groups=g), nn.GELU(),
+            nn.Conv1d(width, n_sources * latent_channels, 3, padding=1, groups=g))
+        nn.init.zeros_(self.fusion[-1].weight)  # start as the plain inverse transform
+        nn.init.zeros_(self.fusion[-1].bias)
+        self.synthesis = nn.ConvTranspose1d(n_sources * latent_channels, n_sources * out_channels, 2 * upsample,
+                                            stride=upsample, padding=upsample, groups=g)
+        with torch.no_grad():
+            self.synthesis.weight.copy_(_mlt_synthesis_weight(n_sources, out_channels, upsample, g))
+            self.synthesis.bias.zero_()
+
+    def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, m, length = y_hat.shape  # (B, N, M, L)
+        z = _with_presence(y_hat, present)  # (B, N, M + 1, L), missing nodes zeroed
+        coeffs = z[:, :, :m].reshape(b, n * m, length)
+        coeffs = coeffs + self.fusion(z.reshape(b, -1, length))
+        out = self.synthesis(coeffs)  # (B, N·C, (L − 1)·stride)
+        return out.view(b, n, self.out_channels, out.shape[-1])

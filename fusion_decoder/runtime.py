@@ -31,6 +31,13 @@ class JointDecoderRuntime:
         self.bundle = bundle
         self.device = pick_device(device)
         self.coders = [LatentCoder(s.tables) for s in bundle.sources]
+        # Variable-rate bundles: a coder and dequantisation gains per (source, operating point).
+        self._point_coders: dict[tuple[int, str], LatentCoder] = {}
+        self._inverse_gains: dict[tuple[int, str], np.ndarray] = {}
+        for i, s in enumerate(bundle.sources):
+            for q in s.quality_points:
+                self._point_coders[i, q.name] = LatentCoder(q.tables)
+                self._inverse_gains[i, q.name] = (1.0 / np.asarray(q.gain, np.float32)).astype(np.float32)
         self.model = build_decoder(bundle.decoder["arch"], bundle.decoder["args"])
         state = torch.load(bundle.file(bundle.decoder["weights"]), map_location="cpu", weights_only=True)
         self.model.load_state_dict(state)
@@ -47,12 +54,34 @@ class JointDecoderRuntime:
         info = self.bundle.sources[source_index]
         return info.latent_shape if not frame_shape else info.frame_latent_shape(frame_shape)
 
+    def quality_name(self, source_index: int, quality: str | None) -> str:
+        """The operating point a stream uses ("" for a fixed-rate bundle; None/"" → the default).
+
+        Raises:
+            BundleError: a point the source does not have.
+        """
+        point = self.bundle.sources[source_index].quality(quality or None)
+        return point.name if point else ""
+
     def entropy_decode(self, source_index: int, payload: bytes,
-                       frame_shape: Sequence[int] | None = None) -> np.ndarray:
-        """Symbols of one source's payload, reshaped to its latent shape (M, *L) for ``frame_shape``."""
+                       frame_shape: Sequence[int] | None = None, quality: str | None = None) -> np.ndarray:
+        """Symbols of one source's payload, reshaped to its latent shape (M, *L) for ``frame_shape``.
+
+        ``quality``: the stream's operating point (variable-rate bundles; None: the default).
+        """
         shape = self.latent_shape(source_index, frame_shape)
-        symbols = self.coders[source_index].decode(payload, int(np.prod(shape[1:])))
+        name = self.quality_name(source_index, quality)
+        coder = self._point_coders[source_index, name] if name else self.coders[source_index]
+        symbols = coder.decode(payload, int(np.prod(shape[1:])))
         return symbols.reshape(shape)
+
+    def dequantise(self, source_index: int, symbols: np.ndarray, quality: str | None = None) -> np.ndarray:
+        """Decoder-side latents (M, *L) of symbols: ``symbol / gain`` of the point (fixed rate: the symbols)."""
+        name = self.quality_name(source_index, quality)
+        y = np.asarray(symbols, dtype=np.float32)
+        if not name:
+            return y
+        return y * self._inverse_gains[source_index, name].reshape(-1, *([1] * (y.ndim - 1)))
 
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -62,9 +91,12 @@ class JointDecoderRuntime:
         return (self.model(y_hat, mask) * self.output_scale).float().cpu().numpy()
 
     def decode_batch(self, payloads: Sequence[Sequence[bytes | None]],
-                     frame_shape: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     frame_shape: Sequence[int] | None = None,
+                     qualities: Sequence[Sequence[str | None]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Decode B windows of one frame shape; ``payloads[b][i]`` is source i's bytes or None if missing.
 
+        ``qualities[b][i]``: the operating point source i's bytes were coded at (variable-rate
+        bundles; None: every source at the default point).
         ``frame_shape`` (C, H, W): whole frames (fully convolutional bundles): the latent grids
         (M, ⌈H/s⌉, ⌈W/s⌉) are decoded jointly and the output is cropped back to H×W. None:
         the bundle's window shape.
@@ -81,7 +113,8 @@ class JointDecoderRuntime:
                 raise ValueError(f"window {w}: {len(row)} payloads for {n} sources")
             for i, payload in enumerate(row):
                 if payload is not None:
-                    symbols[w, i] = self.entropy_decode(i, payload, frame_shape)
+                    quality = qualities[w][i] if qualities is not None else None
+                    symbols[w, i] = self.dequantise(i, self.entropy_decode(i, payload, frame_shape, quality), quality)
                     present[w, i] = True
         x_hat = self.synthesise(symbols, present)
         if frame_shape:  # the encoder saw the frame padded to the stride: crop the padding away

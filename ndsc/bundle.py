@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from ndsc.entropy import ChannelTable, LatentCoder
 
 BUNDLE_FORMAT = "ndsc-bundle/1"
@@ -28,6 +30,35 @@ MANIFEST = "manifest.json"
 
 class BundleError(ValueError):
     """A bundle that is missing, tampered with, or not the one expected."""
+
+
+@dataclass(frozen=True)
+class QualityPoint:
+    """One operating point of a variable-rate source: its quantiser gains and static tables.
+
+    The edge codes ``round(float32(y) · gain)`` (one gain per latent channel, an exact float32
+    product) with ``tables``; the decoder dequantises symbols as ``symbol / gain``. One decoder
+    serves every point, so a node picks its point at run time (``ndsc edge --quality``).
+
+    Attributes:
+        name: the point's name on the wire and in metrics (``"1"`` … ``"6"``).
+        gain: per latent channel, positive.
+        tables: one static entropy table per latent channel.
+    """
+
+    name: str
+    gain: tuple[float, ...]
+    tables: tuple[ChannelTable, ...]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "gain": list(self.gain), "tables": [t.to_json() for t in self.tables]}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "QualityPoint":
+        gain = tuple(float(g) for g in obj["gain"])
+        if not all(g > 0 and g == g and g != float("inf") for g in gain):
+            raise BundleError(f"quality point {obj.get('name')!r}: gains must be positive and finite")
+        return cls(name=str(obj["name"]), gain=gain, tables=tuple(ChannelTable.from_json(t) for t in obj["tables"]))
 
 
 @dataclass(frozen=True)
@@ -42,6 +73,9 @@ class SourceInfo:
         encoder_file: the ONNX file of this source's analysis transform.
         tables: one static entropy table per latent channel (M of them).
         quantisation: how the edge turns encoder floats into symbols (``round``).
+        quality_points: the operating points of a variable-rate source (empty: one fixed point,
+            ``tables`` with unit gains). ``tables`` then holds the default point's tables.
+        default_quality: the point used when a node names none.
         frame_stride: set (e.g. 16) when the encoder is a fully convolutional image encoder
             with that stride: a stream may then carry whole frames (C, H, W) of any size,
             padded to the stride, with latents (M, ceil(H/s), ceil(W/s)); the static
@@ -57,6 +91,31 @@ class SourceInfo:
     tables: tuple[ChannelTable, ...]
     quantisation: str = "round"
     frame_stride: int | None = None
+    quality_points: tuple[QualityPoint, ...] = ()
+    default_quality: str | None = None
+
+    @property
+    def quality_names(self) -> tuple[str, ...]:
+        """Names of the operating points, lowest rate first (empty for a fixed-rate source)."""
+        return tuple(q.name for q in self.quality_points)
+
+    def quality(self, name: str | None) -> QualityPoint | None:
+        """The operating point ``name`` (None: the default); None for a fixed-rate source.
+
+        Raises:
+            BundleError: a point this source does not have, or a point named for a fixed-rate source.
+        """
+        if not self.quality_points:
+            if name not in (None, ""):
+                raise BundleError(f"source {self.name} has one fixed operating point: no quality {name!r} "
+                                  "(leave --quality unset)")
+            return None
+        name = self.default_quality if name in (None, "") else str(name)
+        for point in self.quality_points:
+            if point.name == name:
+                return point
+        raise BundleError(f"unknown quality point {name!r} for source {self.name}: "
+                          f"choose one of {', '.join(self.quality_names)}")
 
     @property
     def whole_frames(self) -> bool:
@@ -95,8 +154,15 @@ class SourceInfo:
             n *= d
         return n
 
-    def coder(self) -> LatentCoder:
-        return LatentCoder(self.tables)
+    def coder(self, quality: str | None = None) -> LatentCoder:
+        """The entropy coder of operating point ``quality`` (None: the default)."""
+        point = self.quality(quality)
+        return LatentCoder(point.tables if point else self.tables)
+
+    def gain(self, quality: str | None = None) -> np.ndarray | None:
+        """float32 per-channel quantiser gains of ``quality`` (None for a fixed-rate source)."""
+        point = self.quality(quality)
+        return None if point is None else np.asarray(point.gain, dtype=np.float32)
 
     def to_json(self) -> dict:
         return {
@@ -109,6 +175,8 @@ class SourceInfo:
             "tables": [t.to_json() for t in self.tables],
             # written only when set, so bundles without it keep their manifests (and ids)
             **({"frame_stride": self.frame_stride} if self.frame_stride else {}),
+            **({"quality_points": [q.to_json() for q in self.quality_points],
+                "default_quality": self.default_quality} if self.quality_points else {}),
         }
 
     @classmethod
@@ -123,9 +191,17 @@ class SourceInfo:
             tables=tables,
             quantisation=str(obj.get("quantisation", "round")),
             frame_stride=int(obj["frame_stride"]) if obj.get("frame_stride") else None,
+            quality_points=tuple(QualityPoint.from_json(q) for q in obj.get("quality_points", ())),
+            default_quality=str(obj["default_quality"]) if obj.get("default_quality") is not None else None,
         )
         if len(tables) != info.latent_shape[0]:
             raise BundleError(f"source {info.name}: {len(tables)} tables for {info.latent_shape[0]} channels")
+        for q in info.quality_points:
+            if len(q.tables) != info.latent_shape[0] or len(q.gain) != info.latent_shape[0]:
+                raise BundleError(f"source {info.name}, quality {q.name}: {len(q.tables)} tables and "
+                                  f"{len(q.gain)} gains for {info.latent_shape[0]} channels")
+        if info.quality_points:
+            info.quality(info.default_quality)  # the default must be one of the points
         return info
 
 
@@ -149,6 +225,15 @@ class Bundle:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    @property
+    def quality_names(self) -> tuple[str, ...]:
+        """Operating points every source offers (empty: a fixed-rate bundle)."""
+        return self.sources[0].quality_names if self.sources else ()
+
+    @property
+    def default_quality(self) -> str | None:
+        return self.sources[0].default_quality if self.sources else None
 
     def source(self, index: int) -> SourceInfo:
         if not 0 <= index < len(self.sources):

@@ -6,6 +6,7 @@ Same lifecycle as CompressAI models: ``forward`` (training; returns likelihoods)
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,15 @@ class DistributedCodec(nn.Module):
                           latent_gain=m.latent_gain)
             for _ in range(n_sources)
         )
-        self.priors = nn.ModuleList(FactorizedPrior(m.latent_channels) for _ in range(n_sources))
+        # Variable rate: per operating point q, per-channel quantiser gains (symbols = round(y · gain))
+        # and priors; prior q·N + i belongs to source i at point q. Fixed rate: one prior per source.
+        self.quality_lambdas = [float(v) for v in m.quality_lambdas]
+        self.n_points = len(self.quality_lambdas)
+        if self.n_points:
+            # Start each point at a quantiser step that a λ of its size roughly calls for.
+            init = torch.tensor([math.log(m.input_scale * 2.4 / math.sqrt(lam)) for lam in self.quality_lambdas])
+            self.log_gain = nn.Parameter(init.view(-1, 1, 1).repeat(1, n_sources, m.latent_channels))
+        self.priors = nn.ModuleList(FactorizedPrior(m.latent_channels) for _ in range(max(self.n_points, 1) * n_sources))
         self.decoder_args = self._decoder_args(cfg, n_sources, input_shape)
         self.g_s = build_decoder(m.decoder, self.decoder_args)
         self.output_scale = m.input_scale
@@ -57,7 +66,7 @@ class DistributedCodec(nn.Module):
                                 "out_channels": input_shape[0], "hidden": m.hidden, "joint": m.joint_decoder}
         if m.decoder == "pointwise":
             args["layers"] = m.layers
-        elif m.decoder in ("conv1d", "ecg-joint", "ecg-joint-wide"):
+        elif m.decoder in ("conv1d", "ecg-joint", "ecg-joint-wide", "ecg-lapped"):
             args["upsample"] = m.stride
         return args
 
@@ -68,51 +77,105 @@ class DistributedCodec(nn.Module):
     def synthesis(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
         return self.g_s(y_hat, present) * self.output_scale
 
-    def forward(self, x: torch.Tensor, present: torch.Tensor | None = None) -> dict[str, Any]:
+    @property
+    def quality_names(self) -> list[str]:
+        """Operating points, lowest rate first (``"1"`` … ``"Q"``); empty for a fixed-rate codec."""
+        return [str(q + 1) for q in range(self.n_points)]
+
+    def quality_index(self, name: str | None) -> int:
+        """Index of point ``name`` (None: the default point)."""
+        if name is None:
+            name = self.cfg.model.default_quality or self.quality_names[(self.n_points - 1) // 2]
+        if name not in self.quality_names:
+            raise KeyError(f"unknown quality point {name!r}; known: {self.quality_names}")
+        return self.quality_names.index(name)
+
+    def gains(self) -> torch.Tensor:
+        """(Q, N, M) quantiser gains as float32 (exactly what the bundle records and the edge multiplies by)."""
+        return torch.exp(self.log_gain).float()  # differentiable: training learns the gains
+
+    def forward(self, x: torch.Tensor, present: torch.Tensor | None = None,
+                quality: torch.Tensor | None = None) -> dict[str, Any]:
         """Training pass.
 
+        Args:
+            quality: (B,) point index per window (variable-rate codecs; default: the default point).
+
         Returns:
-            ``x_hat`` (B, N, C, *S), ``y`` (B, N, M, *L), ``y_hat`` (what the decoder saw),
-            ``likelihoods`` (B, N, M, *L) of the noisy latents (training) or of round(y) (eval).
+            ``x_hat`` (B, N, C, *S), ``y`` (B, N, M, *L), ``y_hat`` (what the decoder saw, dequantised),
+            ``likelihoods`` (B, N, M, *L) of the noisy latents (training) or of round(y) (eval),
+            ``quality`` (B,) for variable-rate codecs.
         """
         y = self.analysis(x)
+        gain = None
+        if self.n_points:
+            if quality is None:
+                quality = torch.full((x.shape[0],), self.quality_index(None), dtype=torch.long, device=x.device)
+            gain = self.gains()[quality].view(*y.shape[:3], *([1] * (y.dim() - 3)))
+            y = y * gain
         if self.training:
             y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
             y_hat = round_ste(y) if self.cfg.decoder_quantisation == "ste" else y_tilde
         else:
             y_tilde = y_hat = torch.round(y)
-        likelihoods = torch.stack([p(y_tilde[:, i]) for i, p in enumerate(self.priors)], dim=1)
-        return {"x_hat": self.synthesis(y_hat, present), "y": y, "y_hat": y_hat, "likelihoods": likelihoods}
+        likelihoods = self._likelihoods(y_tilde, quality)
+        if gain is not None:
+            y_hat = y_hat / gain
+        return {"x_hat": self.synthesis(y_hat, present), "y": y, "y_hat": y_hat, "likelihoods": likelihoods,
+                "quality": quality}
+
+    def _likelihoods(self, y_tilde: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
+        n = self.n_sources
+        if not self.n_points:
+            return torch.stack([p(y_tilde[:, i]) for i, p in enumerate(self.priors)], dim=1)
+        out = torch.empty_like(y_tilde)
+        for q in quality.unique().tolist():
+            rows = quality == q
+            out[rows] = torch.stack([self.priors[q * n + i](y_tilde[rows, i]) for i in range(n)], dim=1)
+        return out
 
     # --- the frozen, real-bits path -------------------------------------------------
     def update(self) -> list[list[ChannelTable]]:
         """Freeze every prior into static integer tables (required before compress/export)."""
         return [p.freeze() for p in self.priors]
 
-    def tables(self) -> list[list[ChannelTable]]:
+    def tables(self, quality: str | None = None) -> list[list[ChannelTable]]:
+        """Frozen tables per source (of point ``quality``, default point when None, for variable rate)."""
         missing = [i for i, p in enumerate(self.priors) if p.tables is None]
         if missing:
-            raise RuntimeError(f"priors of sources {missing} are not frozen: call update() first")
-        return [p.tables for p in self.priors]
+            raise RuntimeError(f"priors {missing} are not frozen: call update() first")
+        q = self.quality_index(quality) if self.n_points else 0
+        return [p.tables for p in self.priors[q * self.n_sources:(q + 1) * self.n_sources]]
+
+    def _gain(self, quality: str | None) -> torch.Tensor | None:
+        return self.gains()[self.quality_index(quality)] if self.n_points else None  # (N, M)
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor) -> list[list[bytes]]:
-        """x (B, N, C, *S) → payloads[b][i] (real bytes per window and source)."""
-        coders = [LatentCoder(t) for t in self.tables()]
-        y = torch.round(self.analysis(x)).to(torch.int64).cpu().numpy()
+    def compress(self, x: torch.Tensor, quality: str | None = None) -> list[list[bytes]]:
+        """x (B, N, C, *S) → payloads[b][i] (real bytes per window and source) at point ``quality``."""
+        coders = [LatentCoder(t) for t in self.tables(quality)]
+        y = self.analysis(x)
+        gain = self._gain(quality)
+        if gain is not None:
+            y = y * gain.view(1, *gain.shape, *([1] * (y.dim() - 3)))
+        y = torch.round(y).to(torch.int64).cpu().numpy()
         b, n, m = y.shape[:3]
         return [[coders[i].encode(y[w, i].reshape(m, -1)) for i in range(n)] for w in range(b)]
 
     @torch.no_grad()
-    def decompress(self, payloads: list[list[bytes]], latent_shape: tuple[int, ...]) -> torch.Tensor:
+    def decompress(self, payloads: list[list[bytes]], latent_shape: tuple[int, ...],
+                   quality: str | None = None) -> torch.Tensor:
         """payloads[b][i] → x_hat (B, N, C, *S)."""
-        coders = [LatentCoder(t) for t in self.tables()]
+        coders = [LatentCoder(t) for t in self.tables(quality)]
         length = int(np.prod(latent_shape[1:]))
-        y = np.stack([
+        y = torch.from_numpy(np.stack([
             np.stack([coders[i].decode(p, length).reshape(latent_shape) for i, p in enumerate(row)])
             for row in payloads
-        ]).astype(np.float32)
-        return self.synthesis(torch.from_numpy(y))
+        ]).astype(np.float32))
+        gain = self._gain(quality)
+        if gain is not None:
+            y = y / gain.view(1, *gain.shape, *([1] * (y.dim() - 3)))
+        return self.synthesis(y)
 
     def latent_shape(self) -> tuple[int, ...]:
         """Latent shape of one source (M, *L) for this model's input shape."""
@@ -121,8 +184,9 @@ class DistributedCodec(nn.Module):
         return tuple(y.shape[1:])
 
     def encoder_parameters(self):
-        """Encoders and priors: the 'encoder side' of alternating optimisation."""
-        return list(self.g_a.parameters()) + list(self.priors.parameters())
+        """Encoders, quantiser gains and priors: the 'encoder side' of alternating optimisation."""
+        gains = [self.log_gain] if self.n_points else []
+        return list(self.g_a.parameters()) + list(self.priors.parameters()) + gains
 
     def decoder_parameters(self):
         return list(self.g_s.parameters())

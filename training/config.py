@@ -28,6 +28,11 @@ class ModelConfig:
     joint_decoder: bool = True  # False: separate decoders, the separate-coding baseline
     input_scale: float = 1.0  # windows are divided by this before the encoder, decoder output multiplied
     latent_gain: bool = False  # learnable per-channel log-gain on encoder outputs: reaches high-rate points in few steps
+    # Variable rate: one λ per operating point (quality "1" = the first λ, the lowest rate, …). Each point
+    # has its own learned per-channel quantiser gains and priors (static tables), one decoder serves all;
+    # empty: a fixed-rate codec trained at TrainConfig.lmbda.
+    quality_lambdas: list[float] = field(default_factory=list)
+    default_quality: str | None = None  # the point a node uses when it names none (None: the middle one)
 
 
 @dataclass
@@ -45,6 +50,10 @@ class TrainConfig:
     alt_decoder_steps: int = 1  # decoder steps per alternating round
     decoder_quantisation: str = "ste"  # ste: decoder sees rounded latents (straight-through); noise: uniform noise
     source_dropout: float = 0.0  # probability a source is dropped per window (decoder learns to estimate it)
+    # none: MSE per source in model units; lead-variance: each channel's MSE divided by its variance over the
+    # training windows (the loss then tracks the mean over leads of PRDN², so small leads are not sacrificed)
+    distortion_weighting: str = "none"
+    amplitude_jitter: float = 0.0  # augmentation: every window scaled by exp(σ·N(0, 1)) (all leads alike)
     steps: int = 3000  # optimisation steps (one alternating round counts as one step)
     batch_size: int = 128  # windows per step; also the K of InfoNCE in "windows" mode
     lr: float = 3e-3  # Adam learning rate for encoders, priors and decoder

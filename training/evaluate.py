@@ -26,10 +26,12 @@ def dataset_for_bundle(bundle: Bundle) -> JointDataset:
     return build_dataset(TrainConfig.from_dict(bundle.training_config).data)
 
 
-def table_bits(bundle: Bundle, source_index: int, symbols: np.ndarray) -> float:
-    """Ideal code length (bits) of symbols (M, L) under the bundle's integer tables."""
+def table_bits(bundle: Bundle, source_index: int, symbols: np.ndarray, quality: str | None = None) -> float:
+    """Ideal code length (bits) of symbols (M, L) under the bundle's integer tables (of point ``quality``)."""
     total = 0.0
-    for c, table in enumerate(bundle.sources[source_index].tables):
+    info = bundle.sources[source_index]
+    point = info.quality(quality)
+    for c, table in enumerate(point.tables if point else info.tables):
         freqs = np.asarray(table.freqs, dtype=np.float64)
         idx = table.indices(symbols[c])
         total += float(-np.log2(freqs[idx] / freqs.sum()).sum())
@@ -38,13 +40,14 @@ def table_bits(bundle: Bundle, source_index: int, symbols: np.ndarray) -> float:
 
 def evaluate_bundle(bundle_path: str | Path, windows: np.ndarray | None = None, split: str = "test",
                     max_windows: int | None = None, device: str | None = None,
-                    peak: float | None = None) -> dict[str, Any]:
+                    peak: float | None = None, quality: str | None = None) -> dict[str, Any]:
     """Rate from bytes written and distortion of ``windows`` (n, N, C, *S) or the bundle's split.
 
     Returns a dict with per-source and total ``bits_per_sample`` (real), ``payload_bytes``,
     ``estimated_bits_per_sample`` (integer-table entropy of the same symbols), the gap,
     and distortion (MSE, RMSE, PSNR, PRD, PRDN) per source and overall; plus the
-    reconstructions under ``x_hat`` and payloads under ``payloads``.
+    reconstructions under ``x_hat`` and payloads under ``payloads``. ``quality``: the operating
+    point of a variable-rate bundle every node uses (None: the default; recorded as ``quality``).
     """
     bundle = load_bundle(bundle_path)
     if windows is None:
@@ -52,8 +55,9 @@ def evaluate_bundle(bundle_path: str | Path, windows: np.ndarray | None = None, 
     if max_windows is not None:
         windows = windows[:max_windows]
     n_win, n_src = windows.shape[:2]
-    encoders = [EdgeEncoder(bundle, i) for i in range(n_src)]
+    encoders = [EdgeEncoder(bundle, i, quality=quality) for i in range(n_src)]
     runtime = JointDecoderRuntime(bundle, device=device)
+    point = encoders[0].quality or None
 
     payloads: list[list[bytes]] = []
     est_bits = np.zeros(n_src)
@@ -61,10 +65,12 @@ def evaluate_bundle(bundle_path: str | Path, windows: np.ndarray | None = None, 
         row = []
         for i, enc in enumerate(encoders):
             symbols = enc.symbols(windows[w, i])
-            est_bits[i] += table_bits(bundle, i, symbols)
+            est_bits[i] += table_bits(bundle, i, symbols, point)
             row.append(enc.coder.encode(symbols))
         payloads.append(row)
-    x_hat = np.concatenate([runtime.decode_batch(payloads[s:s + 256])[0] for s in range(0, n_win, 256)])
+    qualities = [[point] * n_src for _ in range(n_win)]
+    x_hat = np.concatenate([runtime.decode_batch(payloads[s:s + 256], qualities=qualities[s:s + 256])[0]
+                            for s in range(0, n_win, 256)])
 
     samples = bundle.sources[0].samples_per_window * n_win
     bytes_per_source = [sum(len(row[i]) for row in payloads) for i in range(n_src)]
@@ -81,6 +87,7 @@ def evaluate_bundle(bundle_path: str | Path, windows: np.ndarray | None = None, 
     total_bytes = sum(bytes_per_source)
     result = {
         "bundle_id": bundle.bundle_id,
+        "quality": point,
         "windows": n_win,
         "sources": per_source,
         "payload_bytes": total_bytes,
@@ -102,7 +109,7 @@ def evaluate_bundle(bundle_path: str | Path, windows: np.ndarray | None = None, 
 def training_estimate(model, windows: np.ndarray) -> float:
     """Sum over sources of the prior's bits/sample at rounded latents (float prior)."""
     with torch.no_grad():
-        out = model.eval()(torch.from_numpy(windows))
+        out = model.eval()(torch.from_numpy(windows))  # variable rate: at the default point
         bits = -torch.log2(out["likelihoods"]).sum(dim=tuple(range(2, out["likelihoods"].dim())))
     return float(bits.mean(dim=0).sum() / np.prod(windows.shape[2:]))
 

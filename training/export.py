@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from ndsc.bundle import SourceInfo, load_bundle, write_manifest
+from ndsc.bundle import QualityPoint, SourceInfo, load_bundle, write_manifest
 from training.codec import DistributedCodec
 from training.data import JointDataset
 
@@ -69,14 +69,22 @@ def onnx_parity(model: DistributedCodec, bundle_dir: Path, windows: np.ndarray) 
     """Compare ONNX Runtime and torch encoders on ``windows`` (n, N, C, *S).
 
     Returns per-source max float difference and count of differing symbols.
+    Variable-rate codecs are compared at their finest operating point (the largest gains, where
+    a float difference is most likely to change a symbol), as the edge computes it:
+    ``float32(y) · float32(gain)``.
     """
     report = []
     with torch.no_grad():
         y_torch = model.analysis(torch.from_numpy(windows)).numpy()
+    finest = model.gains().detach().max(dim=0).values.numpy() if model.n_points else None  # (N, M)
     for i in range(model.n_sources):
         sess = ort.InferenceSession(str(bundle_dir / f"encoder_{i}.onnx"), providers=["CPUExecutionProvider"])
         (y_onnx,) = sess.run(None, {"x": np.ascontiguousarray(windows[:, i])})
-        report.append(compare_latents(y_torch[:, i], y_onnx))
+        yt, yo = y_torch[:, i], y_onnx
+        if finest is not None:
+            g = finest[i].reshape(1, -1, *([1] * (yt.ndim - 2)))
+            yt, yo = yt * g, yo * g
+        report.append(compare_latents(yt, yo))
     return {"sources": report, "windows": int(windows.shape[0])}
 
 
@@ -103,6 +111,17 @@ def compare_latents(y_torch: np.ndarray, y_onnx: np.ndarray) -> dict[str, Any]:
     }
 
 
+def quality_points(model: DistributedCodec) -> list[tuple[QualityPoint, ...]]:
+    """Per source, its frozen operating points (gains as the float32 values training used, tables)."""
+    if not model.n_points:
+        return [() for _ in range(model.n_sources)]
+    gains = model.gains().detach().numpy()  # (Q, N, M) float32
+    return [tuple(QualityPoint(name=name, gain=tuple(float(g) for g in gains[q, i]),
+                               tables=tuple(model.priors[q * model.n_sources + i].tables))
+                  for q, name in enumerate(model.quality_names))
+            for i in range(model.n_sources)]
+
+
 def export_bundle(model: DistributedCodec, dataset: JointDataset, out_dir: str | Path,
                   evaluation: dict[str, Any] | None = None, parity_windows: int = 64) -> Path:
     """Freeze, export and verify; returns the bundle directory."""
@@ -111,7 +130,10 @@ def export_bundle(model: DistributedCodec, dataset: JointDataset, out_dir: str |
         shutil.rmtree(out)
     out.mkdir(parents=True)
     model = model.eval()
-    tables = model.update()
+    model.update()
+    tables = model.tables()  # the default point's, for a variable-rate codec
+    points = quality_points(model)
+    default = model.quality_names[model.quality_index(None)] if model.n_points else None
     latent_shape = model.latent_shape()
     sources = []
     for i in range(model.n_sources):
@@ -120,6 +142,7 @@ def export_bundle(model: DistributedCodec, dataset: JointDataset, out_dir: str |
             name=dataset.source_names[i], channel_names=tuple(dataset.channel_names[i]),
             input_shape=model.input_shape, latent_shape=latent_shape, encoder_file=f"encoder_{i}.onnx",
             tables=tuple(tables[i]), frame_stride=frame_stride(model.g_a[i], model.input_shape, latent_shape),
+            quality_points=points[i], default_quality=default,
         ))
     torch.save(model.g_s.state_dict(), out / "decoder.pt")
     parity = onnx_parity(model, out, dataset.test[:parity_windows])

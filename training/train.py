@@ -45,14 +45,43 @@ def seed_everything(seed: int) -> None:
 
 
 def loss_terms(model: DistributedCodec, out: dict[str, Any], x: torch.Tensor,
-               mi_value: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """Σ_i MSE_i, Σ_i bits-per-sample_i, and the total loss (reads only ``out``)."""
+               mi_value: torch.Tensor, cfg: TrainConfig,
+               channel_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Σ_i MSE_i, Σ_i bits-per-sample_i, and the total loss (reads only ``out``).
+
+    ``channel_weights`` (N, C) multiply each channel's squared error (lead-variance weighting).
+    A variable-rate codec weighs each window's terms by its own point's λ: the loss is
+    Σ_b (D_b / λ_b + R_b) · λ_mean / B, so every point sits on its own R–D slope and the
+    gradient scale does not depend on which points a batch drew.
+    """
     samples = float(np.prod(x.shape[2:]))  # values per source window
-    distortion = ((out["x_hat"] - x) ** 2).mean(dim=(0, *range(2, x.dim()))).sum()
+    err = (out["x_hat"] - x) ** 2
+    if channel_weights is not None:
+        err = err * channel_weights.view(1, *channel_weights.shape, *([1] * (x.dim() - 3)))
+    dist_b = err.mean(dim=tuple(range(2, x.dim()))).sum(dim=1)  # (B,): Σ_i MSE_i of each window
     bits = -torch.log(out["likelihoods"]).sum(dim=tuple(range(2, out["likelihoods"].dim()))) / LN2  # (B, N)
-    rate = (bits / samples).mean(dim=0).sum()
-    total = distortion + cfg.lmbda * rate - cfg.beta_mi * mi_value
+    rate_b = (bits / samples).sum(dim=1)  # (B,)
+    distortion, rate = dist_b.mean(), rate_b.mean()
+    if model.n_points:
+        lam = torch.tensor(model.quality_lambdas, device=x.device)
+        lam_b = lam[out["quality"]]
+        total = (dist_b / lam_b + rate_b).mean() * lam.mean() - cfg.beta_mi * mi_value
+    else:
+        total = distortion + cfg.lmbda * rate - cfg.beta_mi * mi_value
     return {"loss": total, "distortion": distortion, "rate": rate, "mi": mi_value}
+
+
+def channel_weights_for(cfg: TrainConfig, train_windows: np.ndarray) -> torch.Tensor | None:
+    """(N, C) distortion weights: 1 / each channel's variance over the training windows (mean 1)."""
+    if cfg.distortion_weighting == "none":
+        return None
+    if cfg.distortion_weighting != "lead-variance":
+        raise ValueError(f"unknown distortion_weighting {cfg.distortion_weighting!r} (none | lead-variance)")
+    axes = (0, *range(3, train_windows.ndim))
+    centred = train_windows - train_windows.mean(axis=tuple(range(3, train_windows.ndim)), keepdims=True)
+    var = np.maximum((centred.astype(np.float64) ** 2).mean(axis=axes), 1e-12)
+    w = 1.0 / var
+    return torch.from_numpy((w / w.mean()).astype(np.float32))
 
 
 def _dropout_mask(b: int, n: int, p: float, gen: torch.Generator) -> torch.Tensor | None:
@@ -90,6 +119,9 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
     decay_step = int(cfg.lr_decay_at * cfg.steps)
 
     train_x = torch.from_numpy(data.train)  # stays on the CPU: each batch is indexed there, then moved
+    weights = channel_weights_for(cfg, data.train)
+    if weights is not None:
+        weights = weights.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, float]] = []
     pending: list[dict[str, torch.Tensor]] = []  # loss terms not yet read back (a read waits for the GPU)
@@ -102,18 +134,24 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * 0.1
         idx = torch.randint(0, train_x.shape[0], (cfg.batch_size,), generator=gen)
-        x = train_x[idx].to(device)
+        x = train_x[idx]
+        if cfg.amplitude_jitter > 0:  # one factor per window: the leads keep their relations
+            x = x * torch.exp(cfg.amplitude_jitter * torch.randn(x.shape[0], *([1] * (x.dim() - 1)), generator=gen))
+        x = x.to(device)
         present = _dropout_mask(x.shape[0], data.n_sources, cfg.source_dropout, gen)
         if present is not None:
             present = present.to(device)
+        quality = torch.randint(0, model.n_points, (x.shape[0],), generator=gen).to(device) if model.n_points else None
 
         if cfg.optimisation == "joint":
-            terms = _step(model, mi, x, present, cfg, [enc_opt, dec_opt])
+            terms = _step(model, mi, x, present, cfg, [enc_opt, dec_opt], quality=quality, weights=weights)
         elif cfg.optimisation == "alternating":
             for _ in range(cfg.alt_encoder_steps):  # encoders + priors, decoder frozen
-                terms = _step(model, mi, x, present, cfg, [enc_opt], freeze=model.decoder_parameters())
+                terms = _step(model, mi, x, present, cfg, [enc_opt], freeze=model.decoder_parameters(),
+                              quality=quality, weights=weights)
             for _ in range(cfg.alt_decoder_steps):  # decoder, encoders frozen
-                terms = _decoder_step(model, x, present, dec_opt) | {k: v for k, v in terms.items() if k != "distortion"}
+                terms = _decoder_step(model, x, present, dec_opt, quality, weights) | {
+                    k: v for k, v in terms.items() if k != "distortion"}
         else:
             raise ValueError(f"unknown optimisation {cfg.optimisation!r} (alternating | joint)")
 
@@ -155,14 +193,14 @@ def _read_back(pending: list[dict[str, torch.Tensor]], history: list[dict[str, f
     pending.clear()
 
 
-def _step(model, mi, x, present, cfg, optimisers, freeze=()) -> dict[str, torch.Tensor]:
+def _step(model, mi, x, present, cfg, optimisers, freeze=(), quality=None, weights=None) -> dict[str, torch.Tensor]:
     for p in freeze:
         p.requires_grad_(False)
     for opt in optimisers:
         opt.zero_grad()
-    out = model(x, present)
+    out = model(x, present, quality)
     mi_value = mi(out["y"]) if (mi is not None and cfg.beta_mi != 0) else x.new_zeros(())
-    terms = loss_terms(model, out, x, mi_value, cfg)
+    terms = loss_terms(model, out, x, mi_value, cfg, weights)
     terms["loss"].backward()
     for opt in optimisers:
         opt.step()
@@ -174,13 +212,22 @@ def _step(model, mi, x, present, cfg, optimisers, freeze=()) -> dict[str, torch.
     return {k: v.detach() for k, v in terms.items()}
 
 
-def _decoder_step(model, x, present, dec_opt) -> dict[str, torch.Tensor]:
+def _decoder_step(model, x, present, dec_opt, quality=None, weights=None) -> dict[str, torch.Tensor]:
     dec_opt.zero_grad()
     with torch.no_grad():
         y = model.analysis(x)
+        gain = None
+        if model.n_points:
+            gain = model.gains()[quality].view(*y.shape[:3], *([1] * (y.dim() - 3)))
+            y = y * gain
         y_hat = torch.round(y) if model.cfg.decoder_quantisation == "ste" else y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        if gain is not None:
+            y_hat = y_hat / gain
     x_hat = model.synthesis(y_hat, present)
-    distortion = ((x_hat - x) ** 2).mean(dim=(0, *range(2, x.dim()))).sum()
+    err = (x_hat - x) ** 2
+    if weights is not None:
+        err = err * weights.view(1, *weights.shape, *([1] * (x.dim() - 3)))
+    distortion = err.mean(dim=(0, *range(2, x.dim()))).sum()
     distortion.backward()
     dec_opt.step()
     return {"distortion": distortion.detach()}
