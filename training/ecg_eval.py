@@ -103,5 +103,6 @@ def ecg_report(result: dict[str, Any], windows: np.ndarray, lead_names: list[str
         "prd_percent": metrics.prd(windows, x_hat),
         "prdn_percent": metrics.prdn(windows, x_hat),
         "prdn_mean_of_leads_percent": float(np.mean([p["prdn_percent"] for p in per_lead])),
+        "prdn_worst_lead_percent": float(max(p["prdn_percent"] for p in per_lead)),
         "per_lead": per_lead, "per_node": per_node,
     }
