@@ -45,6 +45,7 @@ class TrainConfig:
     beta_mi: float = 0.0  # β_MI: >0 maximises MI between latents, <0 penalises redundancy
     mi_estimator: str = "infonce"  # infonce | mine
     mi_pairs: str = "positions"  # positions: one pair per latent position; windows: one per window
+    mi_monitor: bool = True  # with β_MI = 0, still train the critic to report Î(Z_i;Z_j) (costs a step's time)
     optimisation: str = "alternating"  # alternating (enc step, dec frozen / dec step, enc frozen) | joint
     alt_encoder_steps: int = 1  # encoder steps per alternating round
     alt_decoder_steps: int = 1  # decoder steps per alternating round
@@ -53,6 +54,9 @@ class TrainConfig:
     # none: MSE per source in model units; lead-variance: each channel's MSE divided by its variance over the
     # training windows (the loss then tracks the mean over leads of PRDN², so small leads are not sacrificed)
     distortion_weighting: str = "none"
+    # > 0: channels the other channels explain to within this relative RMS residual start as derived
+    # (decoder rebuilds them by regression, their own gains start at ~0 bits; training/lead_derivation.py)
+    derived_channel_tolerance: float = 0.0
     amplitude_jitter: float = 0.0  # augmentation: every window scaled by exp(σ·N(0, 1)) (all leads alike)
     steps: int = 3000  # optimisation steps (one alternating round counts as one step)
     batch_size: int = 128  # windows per step; also the K of InfoNCE in "windows" mode

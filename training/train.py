@@ -7,6 +7,7 @@ on detached latents (so it stays an estimate whatever the sign of β_MI); encode
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from training.device import describe, resolve_device
 from training.mi import PairwiseMI
 
 LN2 = math.log(2.0)
+log = logging.getLogger("ndsc.train")
 
 
 @dataclass
@@ -106,9 +108,17 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
     device = resolve_device(cfg.device)
     data = dataset if dataset is not None else build_dataset(cfg.data)
     model = DistributedCodec(data.n_sources, data.window_shape, cfg)
+    if cfg.derived_channel_tolerance > 0:
+        from training.lead_derivation import describe, initialise
+
+        derived = initialise(model, data.train, cfg.derived_channel_tolerance)
+        for line in describe(derived, [list(c) for c in data.channel_names]):
+            log.info("derived channel at the start: %s", line)
     latent_shape = model.latent_shape()
     mi_dim = latent_shape[0] if cfg.mi_pairs == "positions" else int(np.prod(latent_shape))
-    mi = PairwiseMI(data.n_sources, mi_dim, cfg.mi_estimator, cfg.mi_pairs) if data.n_sources > 1 else None
+    # β_MI = 0 without monitoring: no critic at all (it would cost a forward and backward per step).
+    wants_mi = data.n_sources > 1 and (cfg.beta_mi != 0 or cfg.mi_monitor)
+    mi = PairwiseMI(data.n_sources, mi_dim, cfg.mi_estimator, cfg.mi_pairs) if wants_mi else None
     model.to(device)
     if mi is not None:
         mi.to(device)

@@ -65,16 +65,26 @@ def test_the_shipped_ecg_bundle_does_what_its_manifest_claims():
 
     path = BUNDLES_DIR / "ecg-12lead"
     bundle = load_bundle(path)
-    assert sum(f.stat().st_size for f in path.iterdir()) < 1_000_000
+    assert sum(f.stat().st_size for f in path.iterdir()) < 2_000_000
+    assert len(bundle.quality_names) >= 4 and bundle.default_quality in bundle.quality_names
     claimed = bundle.evaluation["pydicom_record"]
     leads = [l for s in bundle.sources for l in s.channel_names]
     windows = record_windows("pydicom", leads, 3, bundle.sample_rate, 1024)
-    r = ecg_report(evaluate_bundle(path, windows=windows), windows, leads, bundle.sample_rate)
-    assert r["payload_bytes"] == claimed["payload_bytes"]
-    assert r["prdn_percent"] == pytest.approx(claimed["prdn_percent"], rel=1e-4)
-    # A codec worth shipping: far below FLAC's rate at a usable distortion on an unseen patient.
-    assert r["bits_per_sample_per_lead"] < 0.25 * claimed["flac_bits_per_sample"]
-    assert r["prdn_percent"] < 40
+    # The default point and the finest one reproduce their recorded bytes and PRDN on this unseen patient.
+    for quality in (bundle.default_quality, bundle.quality_names[-1]):
+        r = ecg_report(evaluate_bundle(path, windows=windows, quality=quality), windows, leads, bundle.sample_rate)
+        point = claimed["points"][quality]
+        assert r["payload_bytes"] == point["payload_bytes"]
+        assert r["prdn_mean_of_leads_percent"] == pytest.approx(point["prdn_mean_of_leads_percent"], rel=1e-4)
+    # Points are ordered: more bits, less distortion.
+    rates = [claimed["points"][q]["bits_per_sample_per_lead"] for q in bundle.quality_names]
+    prdn = [claimed["points"][q]["prdn_mean_of_leads_percent"] for q in bundle.quality_names]
+    assert rates == sorted(rates) and prdn == sorted(prdn, reverse=True)
+    # Held-out patients: the default point is clinical-grade and needs fewer bits than wavelet-zstd.
+    test = bundle.evaluation["test_points"]["points"][bundle.default_quality]
+    assert test["prdn_mean_of_leads_percent"] <= 5.0 and test["prdn_worst_lead_percent"] <= 9.0
+    assert test["bits_per_sample_per_lead"] <= 1.0
+    assert test["bits_per_sample_per_lead"] < test["wavelet_zstd_bits_at_same_mean_prdn"]
     assert bundle.extra["edge_source"].startswith("dicom:pydicom")
     train_records = bundle.extra["data_info"]["records"]["train"]
     assert train_records and "pydicom" not in train_records
