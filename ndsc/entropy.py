@@ -214,6 +214,8 @@ class LatentCoder:
         """Decode ``payload`` back into integer symbols of shape (M, ``length``)."""
         if length < 0:
             raise EntropyCodingError("negative length")
+        if payload[-1:] == b"\x00":  # encoders trim zero bytes, so this is not a payload
+            raise EntropyCodingError("payload ends in a zero byte")
         padded = payload + b"\x00" * (-len(payload) % 4)
         words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
         try:
