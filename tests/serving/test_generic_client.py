@@ -131,3 +131,10 @@ def test_the_shipped_health_proto_is_the_health_service_the_decoder_serves(decod
     served.name = shipped.name  # grpcio-health-checking registers it as grpc_health/v1/health.proto
     assert served == shipped
     assert [m.name for m in shipped.service[0].method] == ["Check", "List", "Watch"]
+    with grpc.insecure_channel(address) as channel:  # what docs/wire.md says of each method
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest(service="ndsc.v1.FusionDecoder"), timeout=10).status \
+            == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as err:
+            health.List(health_pb2.HealthListRequest(), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
