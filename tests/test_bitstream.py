@@ -193,6 +193,18 @@ def test_a_bundle_with_an_unknown_or_inconsistent_bitstream_record_is_refused(ga
         load_bundle(copy)
 
 
+def test_every_operating_point_of_a_variable_rate_source_codes_in_the_bundles_bitstream():
+    import dataclasses
+
+    from ndsc.bundle import QualityPoint
+
+    fixed = load_bundle(BUNDLES_DIR / "ecg-synth-quick").sources[0]
+    points = tuple(QualityPoint(name, tuple([g] * len(fixed.tables)), fixed.tables) for name, g in (("1", 0.5), ("2", 1.0)))
+    for version in (1, 2):
+        source = dataclasses.replace(fixed, quality_points=points, default_quality="2", bitstream=version)
+        assert {source.coder(q).bitstream for q in (None, "1", "2")} == {version}
+
+
 def test_sources_with_different_bitstream_versions_cannot_share_a_bundle(gaussian_bundle, tmp_path):
     import dataclasses
 
