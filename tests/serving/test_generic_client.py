@@ -138,3 +138,24 @@ def test_the_shipped_health_proto_is_the_health_service_the_decoder_serves(decod
         with pytest.raises(grpc.RpcError) as err:
             health.List(health_pb2.HealthListRequest(), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_reflection_v1_and_v1alpha_also_serve_from_a_threaded_grpc_server():
+    from concurrent import futures
+
+    from ndsc.wire import reflection_v1_pb2 as v1
+    from ndsc.wire.reflection import enable_reflection
+
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    enable_reflection(["ndsc.v1.FusionDecoder"], server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            (listed,) = _reflect_v1(channel, v1.ServerReflectionRequest(list_services=""))
+            names = {s.name for s in listed.list_services_response.service}
+            assert names == {"ndsc.v1.FusionDecoder", "grpc.reflection.v1.ServerReflection",
+                             "grpc.reflection.v1alpha.ServerReflection"}
+            assert set(ProtoReflectionDescriptorDatabase(channel).get_services()) == names
+    finally:
+        server.stop(None)
