@@ -120,16 +120,16 @@ def test_version_2_codes_with_exactly_the_tables_integers_and_version_1_with_the
     assert spec.cumulative(tables[0].freqs, 1) != spec.cumulative(tables[0].freqs, 2)
 
 
-def test_a_format_1_bundle_like_ecg_12lead_is_written_by_the_spec_too():
-    bundle = load_bundle(BUNDLES_DIR / "ecg-12lead")
-    assert bundle.bitstream == 1
+def test_every_shipped_bundle_is_written_by_the_spec_in_its_own_version():
     rng = np.random.default_rng(3)
-    for source in bundle.sources:
-        tables = _spec_tables(list(source.tables))
-        symbols = np.round(rng.normal(0, 3, size=(len(tables), 64))).astype(np.int64)
-        payload = source.coder().encode(symbols)
-        assert spec.encode(tables, symbols.tolist(), 1) == payload
-        assert spec.encode(tables, symbols.tolist(), 2) != payload
+    for name in ("ecg-12lead", "ecg-synth-quick"):
+        bundle = load_bundle(BUNDLES_DIR / name)
+        for source in bundle.sources:
+            tables = _spec_tables(list(source.tables))
+            symbols = np.round(rng.normal(0, 3, size=(len(tables), 64))).astype(np.int64)
+            payload = source.coder().encode(symbols)
+            assert spec.encode(tables, symbols.tolist(), bundle.bitstream) == payload
+            assert spec.encode(tables, symbols.tolist(), 3 - bundle.bitstream) != payload  # the version matters
 
 
 def test_a_payload_with_a_trailing_zero_byte_is_not_a_payload():
@@ -167,16 +167,30 @@ def test_an_exported_bundle_records_bitstream_version_2_and_the_coder(gaussian_b
     assert bundle.bitstream == 2 and all(s.coder().bitstream == 2 for s in bundle.sources)
 
 
-def test_a_bundle_without_a_bitstream_record_keeps_the_old_coder_and_stays_format_1_when_rewritten(tmp_path):
-    copy = shutil.copytree(BUNDLES_DIR / "ecg-synth-quick", tmp_path / "b")
-    bundle = load_bundle(copy)
-    assert bundle.bitstream == 1 and all(s.coder().bitstream == 1 for s in bundle.sources)
-    write_manifest(copy, modality=bundle.modality, sources=bundle.sources, decoder=bundle.decoder,
-                   sample_rate=bundle.sample_rate, training_config=bundle.training_config,
-                   evaluation=bundle.evaluation, extra=bundle.extra)
+def test_a_bundle_without_a_bitstream_record_keeps_the_old_coder_and_stays_format_1_when_rewritten(
+        gaussian_bundle, tmp_path):
+    import dataclasses
+
+    copy = shutil.copytree(gaussian_bundle, tmp_path / "b")
+    b = load_bundle(copy)
+    old = [dataclasses.replace(s, bitstream=1) for s in b.sources]  # as written before the record existed
+    write_manifest(copy, modality=b.modality, sources=old, decoder=b.decoder, sample_rate=b.sample_rate,
+                   training_config=b.training_config, evaluation=b.evaluation, extra=b.extra)
     manifest = json.loads((copy / "manifest.json").read_text())
     assert manifest["format"] == "ndsc-bundle/1" and "bitstream" not in manifest
-    assert manifest["bundle_id"] == bundle.bundle_id  # same content, same id
+
+    legacy = load_bundle(copy)
+    assert legacy.bitstream == 1 and all(s.coder().bitstream == 1 for s in legacy.sources)
+    symbols = np.zeros((len(b.sources[0].tables), 8), dtype=np.int64) + np.arange(-4, 4)
+    payload = legacy.sources[0].coder().encode(symbols)
+    assert payload == spec.encode(_spec_tables(list(b.sources[0].tables)), symbols.tolist(), 1)
+    assert payload != b.sources[0].coder().encode(symbols)
+
+    # rewriting it (as attach_evaluation does) keeps format 1: same content, same id
+    write_manifest(copy, modality=legacy.modality, sources=legacy.sources, decoder=legacy.decoder,
+                   sample_rate=legacy.sample_rate, training_config=legacy.training_config,
+                   evaluation=legacy.evaluation, extra=legacy.extra)
+    assert load_bundle(copy).bundle_id == legacy.bundle_id
 
 
 @pytest.mark.parametrize("edit, message", [
