@@ -5,7 +5,6 @@ import numpy as np
 import onnxruntime as ort
 
 from ndsc.bundle import Bundle, SourceInfo
-from ndsc.entropy import LatentCoder
 from ndsc.sources.base import check_window
 
 

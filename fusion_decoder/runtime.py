@@ -30,13 +30,13 @@ class JointDecoderRuntime:
     def __init__(self, bundle: Bundle, device: str | None = None):
         self.bundle = bundle
         self.device = pick_device(device)
-        self.coders = [LatentCoder(s.tables) for s in bundle.sources]
+        self.coders = [s.coder() for s in bundle.sources]
         # Variable-rate bundles: a coder and dequantisation gains per (source, operating point).
         self._point_coders: dict[tuple[int, str], LatentCoder] = {}
         self._inverse_gains: dict[tuple[int, str], np.ndarray] = {}
         for i, s in enumerate(bundle.sources):
             for q in s.quality_points:
-                self._point_coders[i, q.name] = LatentCoder(q.tables)
+                self._point_coders[i, q.name] = s.coder(q.name)
                 self._inverse_gains[i, q.name] = (1.0 / np.asarray(q.gain, np.float32)).astype(np.float32)
         self.model = build_decoder(bundle.decoder["arch"], bundle.decoder["args"])
         state = torch.load(bundle.file(bundle.decoder["weights"]), map_location="cpu", weights_only=True)

@@ -26,7 +26,6 @@ from typing import Sequence
 import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from fusion_decoder.aligner import AlignedWindow, Aligner
@@ -38,6 +37,7 @@ from ndsc.bundle import Bundle
 from ndsc.entropy import EntropyCodingError
 from ndsc.wire import (GRPC_MESSAGE_PREFIX_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME, FrameData, channel_options, crc32,
                        pb, pb_grpc, payload_bytes, protocol_bytes, unpack_batch)
+from ndsc.wire.reflection import enable_reflection
 from ndsc.wire.tls import server_credentials
 
 log = logging.getLogger("ndsc.decoder")
@@ -781,8 +781,7 @@ class DecoderServer:
         self._server = grpc.aio.server(options=options, interceptors=self.interceptors)
         add_servicer(self.servicer, self._server, self.max_message_bytes, self.metrics)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+        enable_reflection((SERVICE_NAME, health.SERVICE_NAME), self._server)
         if self.tls is not None:
             self.port = self._server.add_secure_port(self.listen, server_credentials(*self.tls))
         else:

@@ -11,20 +11,30 @@ the manifest lists the ``sha256`` of every file, so one id pins every byte. The 
 loads only its own encoder and tables; the decoder loads the decoder weights and every
 source's tables. :func:`load_bundle` refuses a bundle whose files or manifest were
 changed after export.
+
+Format ``ndsc-bundle/2`` records the payload format under ``"bitstream"``
+(``{"version": 2, "coder": "constriction==0.5.0"}``: the version defines the bytes, see
+``docs/bitstream.md``; ``coder`` names what wrote the bundle, for the record). Format
+``ndsc-bundle/1`` has no such record and is read as bitstream version 1. Code that
+predates format 2 refuses a format-2 bundle instead of writing bytes the decoder would
+misread.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ndsc.entropy import ChannelTable, LatentCoder
+from ndsc.entropy import BITSTREAM_VERSION, LEGACY_BITSTREAM, ChannelTable, LatentCoder
 
-BUNDLE_FORMAT = "ndsc-bundle/1"
+BUNDLE_FORMAT = "ndsc-bundle/2"
+#: Bundles without a bitstream record (bitstream version 1); still read and rewritten as such.
+LEGACY_BUNDLE_FORMAT = "ndsc-bundle/1"
 MANIFEST = "manifest.json"
 
 
@@ -81,6 +91,8 @@ class SourceInfo:
             padded to the stride, with latents (M, ceil(H/s), ceil(W/s)); the static
             per-channel tables do not depend on position. None (older bundles, 1-D
             encoders): windows are exactly ``input_shape`` (image frames travel as tiles).
+        bitstream: payload format version of the tables, from the bundle's manifest (not
+            part of the per-source JSON).
     """
 
     name: str
@@ -93,6 +105,7 @@ class SourceInfo:
     frame_stride: int | None = None
     quality_points: tuple[QualityPoint, ...] = ()
     default_quality: str | None = None
+    bitstream: int = BITSTREAM_VERSION
 
     @property
     def quality_names(self) -> tuple[str, ...]:
@@ -155,9 +168,9 @@ class SourceInfo:
         return n
 
     def coder(self, quality: str | None = None) -> LatentCoder:
-        """The entropy coder of operating point ``quality`` (None: the default)."""
+        """The entropy coder of operating point ``quality`` (None: the default), in the bundle's bitstream."""
         point = self.quality(quality)
-        return LatentCoder(point.tables if point else self.tables)
+        return LatentCoder(point.tables if point else self.tables, self.bitstream)
 
     def gain(self, quality: str | None = None) -> np.ndarray | None:
         """float32 per-channel quantiser gains of ``quality`` (None for a fixed-rate source)."""
@@ -180,7 +193,7 @@ class SourceInfo:
         }
 
     @classmethod
-    def from_json(cls, obj: dict) -> "SourceInfo":
+    def from_json(cls, obj: dict, bitstream: int = BITSTREAM_VERSION) -> "SourceInfo":
         tables = tuple(ChannelTable.from_json(t) for t in obj["tables"])
         info = cls(
             name=str(obj["name"]),
@@ -193,6 +206,7 @@ class SourceInfo:
             frame_stride=int(obj["frame_stride"]) if obj.get("frame_stride") else None,
             quality_points=tuple(QualityPoint.from_json(q) for q in obj.get("quality_points", ())),
             default_quality=str(obj["default_quality"]) if obj.get("default_quality") is not None else None,
+            bitstream=bitstream,
         )
         if len(tables) != info.latent_shape[0]:
             raise BundleError(f"source {info.name}: {len(tables)} tables for {info.latent_shape[0]} channels")
@@ -218,6 +232,7 @@ class Bundle:
     training_config: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    bitstream: int = BITSTREAM_VERSION
 
     @property
     def n_sources(self) -> int:
@@ -253,6 +268,27 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+def _coder_name() -> str:
+    try:
+        return f"constriction=={version('constriction')}"
+    except PackageNotFoundError:  # a source checkout without metadata: still record the library
+        return "constriction"
+
+
+def _bitstream_of(manifest: dict, mpath: Path) -> int:
+    """The bitstream version a manifest declares (1 for format-1 bundles)."""
+    if manifest.get("format") == LEGACY_BUNDLE_FORMAT:
+        if "bitstream" in manifest:
+            raise BundleError(f"{mpath}: format {LEGACY_BUNDLE_FORMAT} has no bitstream record, but one is present")
+        return LEGACY_BITSTREAM
+    record = manifest.get("bitstream")
+    found = record.get("version") if isinstance(record, dict) else None
+    if found != BITSTREAM_VERSION or isinstance(found, bool):
+        raise BundleError(f"{mpath}: bitstream version {found!r} is not one this ndsc can code "
+                          f"(it reads {BITSTREAM_VERSION}, and {LEGACY_BITSTREAM} for {LEGACY_BUNDLE_FORMAT} bundles)")
+    return found
+
+
 def _content_id(manifest: dict) -> str:
     body = {k: v for k, v in manifest.items() if k != "bundle_id"}
     return "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
@@ -272,9 +308,15 @@ def write_manifest(
     """Write ``manifest.json`` for files already in ``path``; return the bundle id.
 
     ``decoder`` must name its weights file under the key ``"weights"``; every encoder
-    file and the weights are hashed into the manifest.
+    file and the weights are hashed into the manifest. The bitstream version is the
+    sources' (all the same): rewriting a loaded format-1 bundle keeps it format 1, since
+    its edges and figures were made with that coder.
     """
     root = Path(path)
+    versions = {s.bitstream for s in sources}
+    if len(versions) != 1 or not versions <= {LEGACY_BITSTREAM, BITSTREAM_VERSION}:
+        raise BundleError(f"sources must share one known bitstream version, got {sorted(versions)}")
+    legacy = versions == {LEGACY_BITSTREAM}
     files = [s.encoder_file for s in sources] + [decoder["weights"]]
     hashes = {}
     for name in files:
@@ -282,7 +324,8 @@ def write_manifest(
             raise BundleError(f"bundle file {name} missing in {root}")
         hashes[name] = _sha256_file(root / name)
     manifest = {
-        "format": BUNDLE_FORMAT,
+        "format": LEGACY_BUNDLE_FORMAT if legacy else BUNDLE_FORMAT,
+        **({} if legacy else {"bitstream": {"version": BITSTREAM_VERSION, "coder": _coder_name()}}),
         "modality": modality,
         "sample_rate": sample_rate,
         "sources": [s.to_json() for s in sources],
@@ -301,9 +344,9 @@ def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: 
     """Load and verify a bundle directory.
 
     Raises:
-        BundleError: missing manifest or file, unknown format, a file whose hash differs
-            from the manifest, a manifest edited after export, or an id different from
-            ``expected_id``.
+        BundleError: missing manifest or file, unknown bundle format or bitstream version,
+            a file whose hash differs from the manifest, a manifest edited after export, or an
+            id different from ``expected_id``.
     """
     root = Path(path)
     mpath = root / MANIFEST
@@ -313,8 +356,9 @@ def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: 
         manifest = json.loads(mpath.read_text())
     except json.JSONDecodeError as exc:
         raise BundleError(f"{mpath}: not valid JSON ({exc})") from exc
-    if manifest.get("format") != BUNDLE_FORMAT:
+    if manifest.get("format") not in (BUNDLE_FORMAT, LEGACY_BUNDLE_FORMAT):
         raise BundleError(f"{mpath}: unknown bundle format {manifest.get('format')!r}")
+    bitstream = _bitstream_of(manifest, mpath)
     recomputed = _content_id(manifest)
     if manifest.get("bundle_id") != recomputed:
         raise BundleError(
@@ -334,9 +378,10 @@ def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: 
         bundle_id=manifest["bundle_id"],
         modality=manifest["modality"],
         sample_rate=manifest.get("sample_rate"),
-        sources=[SourceInfo.from_json(s) for s in manifest["sources"]],
+        sources=[SourceInfo.from_json(s, bitstream) for s in manifest["sources"]],
         decoder=manifest["decoder"],
         training_config=manifest.get("training_config", {}),
         evaluation=manifest.get("evaluation", {}),
         extra=manifest.get("extra", {}),
+        bitstream=bitstream,
     )

@@ -5,10 +5,14 @@ bundle) over a contiguous symbol range plus one escape symbol. Both the edge and
 decoder build their constriction models from these same integers, so coding is
 bit-exact on any machine: nothing is recomputed from floats at coding time.
 
-Byte layout of one coded window: the ANS words as little-endian ``uint32`` with the
-trailing zero bytes removed (a sealed ANS stream never ends in a zero word, so the
-decoder restores them by padding to a multiple of four). The length is carried by the
-container (a protobuf ``bytes`` field or a file record), never inside the payload.
+The payload bytes are specified in ``docs/bitstream.md`` (bitstream version 2): a
+function of the integer tables and the symbols alone, which another implementation can
+write and read without constriction. In short: the ANS words as little-endian
+``uint32`` with the trailing zero bytes removed (a sealed ANS stream never ends in a zero
+word, so the decoder restores them by padding to a multiple of four). The length is
+carried by the container (a protobuf ``bytes`` field or a file record), never inside
+the payload. Bundles that predate the version record (version 1) are still coded as
+they were written: constriction re-quantised each table internally.
 
 Typical workflow::
 
@@ -27,6 +31,16 @@ import numpy as np
 
 #: Frequencies of every table sum to ``2**TABLE_PRECISION``.
 TABLE_PRECISION = 16
+#: Probability precision of the ANS coder: table frequency ``f`` codes with weight ``f << 8``.
+CODER_PRECISION = 24
+#: Bundles written before the version was recorded: constriction 0.5.0's
+#: ``Categorical(perfect=False)`` re-quantises each table itself, so only that library
+#: reproduces these bytes. Read for compatibility; never written by export.
+LEGACY_BITSTREAM = 1
+#: The bitstream written today: the tables are used exactly (``docs/bitstream.md``).
+BITSTREAM_VERSION = 2
+#: Every version this code reads and writes.
+BITSTREAM_VERSIONS = (LEGACY_BITSTREAM, BITSTREAM_VERSION)
 #: Escaped values are coded as sign + Exp-Golomb; magnitudes must stay below this.
 MAX_ESCAPE_MAGNITUDE = 1 << 23
 _ESCAPE_BITS_ALPHABET = 25  # bit lengths 0..24
@@ -125,20 +139,41 @@ def quantise_pmf(pmf: np.ndarray, escape_mass: float = 0.0) -> tuple[int, ...]:
     return tuple(int(v) for v in freqs)
 
 
-class LatentCoder:
-    """Encode/decode one source's integer latents of shape (M channels, L positions)."""
+def _categorical(freqs: Sequence[int], bitstream: int):
+    """constriction model of one table for ``bitstream``.
 
-    def __init__(self, tables: Sequence[ChannelTable]):
+    constriction's ``perfect=False`` quantiser gives symbol ``k`` of ``K`` the 24-bit
+    cumulative ``k + floor(P_k * (2**24 - K) / sum(p))``, ``P_k`` the sum of the
+    probabilities before ``k`` (docs/bitstream.md). Version 1 passes the frequencies, so the
+    coder re-quantises them. Version 2 passes ``(f << 8) - 1``: the scale is then exactly 1
+    and every cumulative is exactly ``F_k << 8`` (integers below 2**24 are exact in float64),
+    so the coder uses the table itself, in O(K). tests/test_bitstream.py reads the weights
+    back out of the coder and compares bytes with an independent implementation.
+    """
+    f = np.asarray(freqs, dtype=np.float64)
+    if bitstream != LEGACY_BITSTREAM:
+        f = f * (1 << (CODER_PRECISION - TABLE_PRECISION)) - 1.0
+    return constriction.stream.model.Categorical(f, perfect=False)
+
+
+class LatentCoder:
+    """Encode/decode one source's integer latents of shape (M channels, L positions).
+
+    Args:
+        tables: one table per latent channel.
+        bitstream: payload format version (the bundle's; see ``docs/bitstream.md``).
+    """
+
+    def __init__(self, tables: Sequence[ChannelTable], bitstream: int = BITSTREAM_VERSION):
         if not tables:
             raise EntropyCodingError("no channel tables")
+        if bitstream not in BITSTREAM_VERSIONS:
+            raise EntropyCodingError(f"unknown bitstream version {bitstream!r} (known: {BITSTREAM_VERSIONS})")
         for t in tables:
             t.validate()
         self.tables = list(tables)
-        # constriction models built once from the static integers (exactly representable floats).
-        self._models = [
-            constriction.stream.model.Categorical(np.asarray(t.freqs, dtype=np.float64), perfect=False)
-            for t in self.tables
-        ]
+        self.bitstream = bitstream
+        self._models = [_categorical(t.freqs, bitstream) for t in self.tables]
         self._escape_sign = constriction.stream.model.Uniform(2)
         self._escape_bits = constriction.stream.model.Uniform(_ESCAPE_BITS_ALPHABET)
 
@@ -179,6 +214,8 @@ class LatentCoder:
         """Decode ``payload`` back into integer symbols of shape (M, ``length``)."""
         if length < 0:
             raise EntropyCodingError("negative length")
+        if payload[-1:] == b"\x00":  # encoders trim zero bytes, so this is not a payload
+            raise EntropyCodingError("payload ends in a zero byte")
         padded = payload + b"\x00" * (-len(payload) % 4)
         words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
         try:

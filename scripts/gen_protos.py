@@ -1,9 +1,12 @@
 #!/usr/bin/env python
 """Generate the gRPC stubs in ``ndsc/wire/`` from ``proto/ndsc/v1/ndsc.proto``.
 
+Also compiles ``proto/grpc/reflection/v1/reflection.proto`` into
+``ndsc/wire/reflection_v1_pb2.py`` (messages only: ``ndsc.wire.reflection`` serves v1).
+
 Usage::
 
-    python scripts/gen_protos.py           # regenerate ndsc/wire/ndsc_pb2{,_grpc}.py(i)
+    python scripts/gen_protos.py           # regenerate ndsc/wire/ndsc_pb2{,_grpc}.py(i), reflection_v1_pb2.py(i)
     python scripts/gen_protos.py --check   # exit 1 if the checked-in stubs are stale
 
 protoc writes ``from ndsc.v1 import ndsc_pb2`` (the proto package path); the stubs live
@@ -23,30 +26,36 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PROTO_ROOT = REPO / "proto"
 PROTO = "ndsc/v1/ndsc.proto"
+REFLECTION_V1 = "grpc/reflection/v1/reflection.proto"
 OUT = REPO / "ndsc" / "wire"
-GENERATED = ("ndsc_pb2.py", "ndsc_pb2.pyi", "ndsc_pb2_grpc.py")
+#: proto → (module written in ndsc/wire, with a grpc module)
+MODULES = {PROTO: ("ndsc_pb2", True), REFLECTION_V1: ("reflection_v1_pb2", False)}
+GENERATED = ("ndsc_pb2.py", "ndsc_pb2.pyi", "ndsc_pb2_grpc.py", "reflection_v1_pb2.py", "reflection_v1_pb2.pyi")
 
 
-def _protoc(args: list[str]) -> None:
+def _protoc(args: list[str], proto: str = PROTO) -> None:
     from grpc_tools import protoc
     import grpc_tools
 
     include = str(Path(grpc_tools.__file__).parent / "_proto")
-    code = protoc.main(["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{include}", *args, PROTO])
+    code = protoc.main(["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{include}", *args, proto])
     if code != 0:
         raise SystemExit(f"protoc failed with exit code {code}")
 
 
 def generate(out: Path = OUT) -> list[Path]:
-    """Compile the proto and write the rewritten stubs into ``out``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        _protoc([f"--python_out={tmp}", f"--pyi_out={tmp}", f"--grpc_python_out={tmp}"])
-        written = []
-        for name in GENERATED:
-            text = (Path(tmp) / "ndsc" / "v1" / name).read_text()
-            text = text.replace("from ndsc.v1 import ndsc_pb2", "from ndsc.wire import ndsc_pb2")
-            (out / name).write_text(text)
-            written.append(out / name)
+    """Compile the protos and write the rewritten stubs into ``out``."""
+    written = []
+    for proto, (module, with_grpc) in MODULES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            _protoc([f"--python_out={tmp}", f"--pyi_out={tmp}"] + ([f"--grpc_python_out={tmp}"] if with_grpc else []),
+                    proto)
+            stem = Path(proto).stem + "_pb2"
+            for suffix in (".py", ".pyi") + (("_grpc.py",) if with_grpc else ()):
+                text = (Path(tmp) / Path(proto).parent / (stem + suffix)).read_text()
+                text = text.replace("from ndsc.v1 import ndsc_pb2", "from ndsc.wire import ndsc_pb2")
+                (out / (module + suffix)).write_text(text)
+                written.append(out / (module + suffix))
     return written
 
 
@@ -61,20 +70,33 @@ def _drop_json_names(file_proto) -> None:
         visit(message)
 
 
+def compiled(proto: str):
+    """The FileDescriptorProto protoc compiles from ``proto/<proto>``, as a module embeds it."""
+    from google.protobuf import descriptor_pb2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "set.pb"
+        _protoc([f"--descriptor_set_out={out}"], proto)
+        fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file[0]
+    _drop_json_names(fresh)  # protoc's descriptor set adds json_name; the embedded one omits it
+    return fresh
+
+
 def check() -> list[str]:
     """Differences between the .proto and the checked-in stubs (empty: current)."""
     from google.protobuf import descriptor_pb2
 
     problems = []
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "set.pb"
-        _protoc([f"--descriptor_set_out={out}"])
-        fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file[0]
-    pb2 = importlib.import_module("ndsc.wire.ndsc_pb2")
-    current = descriptor_pb2.FileDescriptorProto.FromString(pb2.DESCRIPTOR.serialized_pb)
-    _drop_json_names(fresh)  # protoc's descriptor set adds json_name; the embedded one omits it
-    if fresh != current:
-        problems.append("ndsc/wire/ndsc_pb2.py does not match proto/ndsc/v1/ndsc.proto")
+    for proto, (module, _) in MODULES.items():
+        fresh = compiled(proto)
+        try:
+            pb2 = importlib.import_module(f"ndsc.wire.{module}")
+        except ImportError:
+            problems.append(f"ndsc/wire/{module}.py missing")
+            continue
+        if fresh != descriptor_pb2.FileDescriptorProto.FromString(pb2.DESCRIPTOR.serialized_pb):
+            problems.append(f"ndsc/wire/{module}.py does not match proto/{proto}")
+    fresh = compiled(PROTO)
     grpc_src = (OUT / "ndsc_pb2_grpc.py").read_text()
     for service in fresh.service:
         for method in service.method:
