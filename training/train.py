@@ -109,10 +109,10 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
     data = dataset if dataset is not None else build_dataset(cfg.data)
     model = DistributedCodec(data.n_sources, data.window_shape, cfg)
     if cfg.derived_channel_tolerance > 0:
-        from training.lead_derivation import describe, initialise
+        from training import lead_derivation
 
-        derived = initialise(model, data.train, cfg.derived_channel_tolerance)
-        for line in describe(derived, [list(c) for c in data.channel_names]):
+        derived = lead_derivation.initialise(model, data.train, cfg.derived_channel_tolerance)
+        for line in lead_derivation.describe(derived, [list(c) for c in data.channel_names]):
             log.info("derived channel at the start: %s", line)
     latent_shape = model.latent_shape()
     mi_dim = latent_shape[0] if cfg.mi_pairs == "positions" else int(np.prod(latent_shape))
