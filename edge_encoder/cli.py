@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-EXIT_CONFIG = 2  # bad settings, bundle or source spec
+EXIT_CONFIG = 2  # bad settings, bundle, quality point or source spec
 EXIT_REFUSED = 3  # the decoder refused this node (bundle mismatch, bad header): retrying cannot help
 
 
@@ -46,8 +46,8 @@ def run_edge(args: argparse.Namespace) -> int:
     if settings.metrics_port >= 0:
         httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
         metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
-    print(f"NDSC_EDGE_READY node={settings.node_name} source={settings.source_index} metrics={metrics_url}",
-          flush=True)
+    print(f"NDSC_EDGE_READY node={settings.node_name} source={settings.source_index} metrics={metrics_url} "
+          f"quality={node.encoder.quality}", flush=True)
 
     async def main() -> int:
         loop = asyncio.get_running_loop()

@@ -117,7 +117,8 @@ class EdgeNode:
     def __init__(self, settings: EdgeSettings, registry: CollectorRegistry, bundle: Bundle | None = None):
         self.settings = settings.validate()
         self.bundle = bundle or load_bundle(settings.bundle)
-        self.encoder = EdgeEncoder(self.bundle, settings.source_index)
+        # raises BundleError (naming the bundle's points) for an unknown point: before any connection
+        self.encoder = EdgeEncoder(self.bundle, settings.source_index, quality=settings.quality)
         self.info = self.encoder.info
         self.whole_frames = self.info.whole_frames
         self.chunk_bytes = settings.max_chunk_bytes or settings.max_message_bytes - _MESSAGE_HEADROOM
@@ -343,7 +344,7 @@ class EdgeNode:
         header = pb.UplinkMessage(header=pb.StreamHeader(
             group=s.group, node_id=s.node_name, source_index=s.source_index, bundle_id=self.bundle.bundle_id,
             input_shape=list(shape), latent_shape=list(info.frame_latent_shape(shape)),
-            flush_interval_s=s.flush_interval, incarnation=self.incarnation))
+            flush_interval_s=s.flush_interval, incarnation=self.incarnation, quality=self.encoder.quality))
         await call.write(header)
         self.metrics.streams.inc()
         self.metrics.messages.inc()

@@ -13,6 +13,9 @@ class EdgeSettings:
 
     bundle: str | None = setting("NDSC_BUNDLE", "model bundle directory (required)")
     source_index: int = setting("NDSC_SOURCE_INDEX", "which of the bundle's sources this node codes", 0)
+    quality: str | None = setting(
+        "NDSC_QUALITY", "operating point of a variable-rate bundle (e.g. 1 = lowest rate; unset: the bundle's "
+        "default); sent in the stream header. Fixed-rate bundles: leave unset")
     source: str = setting("NDSC_SOURCE", "source spec scheme:args; 'bundle' replays the bundle's test split",
                           "bundle")
     decoder: str = setting("NDSC_DECODER", "fusion decoder address host:port", "127.0.0.1:50051")

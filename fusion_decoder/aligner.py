@@ -9,7 +9,9 @@ A source's payload may arrive in chunks (several frames of one window): it count
 arrived once every chunk is there, joined in chunk order. A window released with a
 source's chunks incomplete lists that source in ``incomplete`` and estimates it like a
 missing one. Every source of one window must have the same frame shape; a frame of
-another shape than the window already holds is refused (``shape_mismatch``).
+another shape than the window already holds is refused (``shape_mismatch``). Sources of
+one window may be coded at different operating points (variable-rate bundles): each
+payload keeps its stream's point in ``qualities``.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ class AlignedWindow:
         parts: per source the chunks received so far (chunk index → bytes; key -1: the chunk
             count), while incomplete.
         incomplete: sources released with some of their chunks missing (estimated).
+        qualities: per source the operating point its payload was coded at ("" or None: the
+            bundle's default / a fixed-rate bundle).
     """
 
     group: str
@@ -41,6 +45,7 @@ class AlignedWindow:
     shapes: list[tuple[int, ...] | None] = field(default_factory=list)
     parts: list[dict[int, bytes] | None] = field(default_factory=list)
     incomplete: list[int] = field(default_factory=list)
+    qualities: list[str | None] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, ...] | None:
@@ -101,8 +106,9 @@ class Aligner:
         return None
 
     def add(self, window: int, source: int, payload: bytes, capture_us: int, now: float, *, chunk: int = 0,
-            chunks: int = 1, shape: tuple[int, ...] | None = None) -> AddResult:
-        """Add source ``source``'s frame of ``window`` (chunk ``chunk`` of ``chunks``); returns what was released.
+            chunks: int = 1, shape: tuple[int, ...] | None = None, quality: str | None = None) -> AddResult:
+        """Add source ``source``'s frame of ``window`` (chunk ``chunk`` of ``chunks``, coded at operating
+        point ``quality``); returns what was released.
 
         Statuses: ``late`` (window already released), ``duplicate`` (payload or chunk already
         held), ``bad_chunk`` (a chunk count other than the source's earlier chunks announced),
@@ -121,7 +127,7 @@ class Aligner:
         if slot is None:
             n = self.n_sources
             slot = AlignedWindow(self.group, window, [None] * n, [None] * n, now, shapes=[None] * n,
-                                 parts=[None] * n)
+                                 parts=[None] * n, qualities=[None] * n)
             self._pending[window] = slot
         elif slot.payloads[source] is not None:
             return AddResult("duplicate")
@@ -144,6 +150,7 @@ class Aligner:
         slot.payloads[source] = payload
         slot.capture_us[source] = capture_us if slot.capture_us[source] is None else slot.capture_us[source]
         slot.shapes[source] = tuple(shape) if shape else None
+        slot.qualities[source] = quality or None
         released = []
         if slot.complete:
             released.append(self._release(window, now))

@@ -5,7 +5,8 @@ An SQLite database in WAL mode (``<state_dir>/journal.sqlite``) with three table
 * ``sessions``: per node (group, node) its source, incarnation, last contiguous seq
   held and last window: where the node resumes after a restart (its first Ack);
 * ``frames``: accepted frames (each chunk of a chunked window is its own row) whose
-  window is not decoded yet, with payload and frame shape, re-fed to the aligner on start;
+  window is not decoded yet, with payload, frame shape and operating point (variable-rate
+  bundles), re-fed to the aligner on start;
 * ``decoded``: every (group, window) decoded, with its presence mask; a window in it is
   never decoded again (late or replayed frames of it are dropped).
 
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS frames (
     grp TEXT NOT NULL, window INTEGER NOT NULL, source INTEGER NOT NULL, capture_us INTEGER NOT NULL,
     payload BLOB NOT NULL, chunk INTEGER NOT NULL DEFAULT 0, chunks INTEGER NOT NULL DEFAULT 1,
-    shape TEXT NOT NULL DEFAULT '', PRIMARY KEY (grp, window, source, chunk));
+    shape TEXT NOT NULL DEFAULT '', quality TEXT NOT NULL DEFAULT '', PRIMARY KEY (grp, window, source, chunk));
 CREATE TABLE IF NOT EXISTS decoded (
     grp TEXT NOT NULL, window INTEGER NOT NULL, present TEXT NOT NULL, run INTEGER NOT NULL,
     PRIMARY KEY (grp, window));
@@ -65,6 +66,7 @@ class HeldFrame:
     chunk: int = 0
     chunks: int = 1
     shape: tuple[int, ...] = ()
+    quality: str = ""  # operating point the payload was coded at ("": default / fixed rate)
 
 
 class Journal:
@@ -124,10 +126,10 @@ class Journal:
         if not self.enabled:
             return []
         rows = self._executor.submit(lambda: self._db.execute(
-            "SELECT grp, window, source, capture_us, payload, chunk, chunks, shape FROM frames "
+            "SELECT grp, window, source, capture_us, payload, chunk, chunks, shape, quality FROM frames "
             "ORDER BY grp, window, source, chunk").fetchall()).result()
-        return [HeldFrame(g, w, s, c, bytes(p), k, n, tuple(int(v) for v in shape.split(",") if v))
-                for g, w, s, c, p, k, n, shape in rows]
+        return [HeldFrame(g, w, s, c, bytes(p), k, n, tuple(int(v) for v in shape.split(",") if v), q)
+                for g, w, s, c, p, k, n, shape, q in rows]
 
     def decoded_windows(self) -> dict[str, list[int]]:
         """The most recent ``remember`` decoded window ids of each group, ascending."""
@@ -143,16 +145,16 @@ class Journal:
 
     # ----- writes (journal thread) -----------------------------------------------------------
     def record_frames(self, session: SessionRow, source: int, frames: Sequence[FrameData],
-                      shape: Sequence[int] = ()) -> None:
-        """Frames accepted from one message (of frame ``shape``) plus the session's new resume point:
-        one transaction."""
+                      shape: Sequence[int] = (), quality: str = "") -> None:
+        """Frames accepted from one message (of frame ``shape``, coded at operating point ``quality``)
+        plus the session's new resume point: one transaction."""
         shape_text = ",".join(str(int(v)) for v in shape)
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR IGNORE INTO frames (grp, window, source, capture_us, payload, chunk, chunks, shape) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(session.group, f.window, source, f.capture_us, f.payload, f.chunk, f.chunks, shape_text)
+                "INSERT OR IGNORE INTO frames (grp, window, source, capture_us, payload, chunk, chunks, shape, "
+                "quality) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(session.group, f.window, source, f.capture_us, f.payload, f.chunk, f.chunks, shape_text, quality)
                  for f in frames])
             self._db.execute(
                 "INSERT OR REPLACE INTO sessions (grp, node, source, incarnation, last_seq, last_window) "
@@ -193,9 +195,13 @@ class Journal:
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
-    """Bring a journal written before chunked frames (no chunk/chunks/shape columns) to the schema."""
+    """Bring a journal written before chunked frames (no chunk/chunks/shape columns) or before
+    quality points (no quality column) to the schema."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(frames)")}
-    if not columns or "chunk" in columns:
+    if not columns or "quality" in columns:
+        return
+    if "chunk" in columns:  # frames held before quality points were coded at the default point
+        db.execute("ALTER TABLE frames ADD COLUMN quality TEXT NOT NULL DEFAULT ''")
         return
     with db:
         db.execute("BEGIN")

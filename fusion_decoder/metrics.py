@@ -57,6 +57,13 @@ class DecoderMetrics:
         self.bits_per_sample = Gauge(
             "ndsc_bits_per_sample", "Real rate of accepted frames: 8 x payload bytes / samples", ["group", "source"],
             registry=registry)
+        # variable-rate bundles: what each operating point costs (fixed-rate bundles: quality="")
+        self.quality_windows = Counter(
+            "ndsc_quality_windows", "Accepted windows by the operating point their stream coded them at",
+            ["group", "source", "quality"], registry=registry)
+        self.quality_payload_bytes = Counter(
+            "ndsc_quality_payload_bytes", "Payload bytes of accepted frames by operating point",
+            ["group", "source", "quality"], registry=registry)
         self.decode_seconds = Histogram("ndsc_decode_seconds", "Entropy + joint decoding time per batch",
                                         buckets=LATENCY_BUCKETS, registry=registry)
         self.decode_batch_size = Histogram("ndsc_decode_batch_size", "Windows per joint-decoder batch",

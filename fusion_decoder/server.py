@@ -223,15 +223,15 @@ class DecodePipeline:
         held = self.journal.held_frames()
         for f in held:
             await self.add(f.group, f.window, f.source, f.payload, f.capture_us, chunk=f.chunk, chunks=f.chunks,
-                           shape=f.shape or None)
+                           shape=f.shape or None, quality=f.quality or None)
         self.metrics.journal_restored_frames.inc(len(held))
         return len(held)
 
     async def add(self, group: str, window: int, source: int, payload: bytes, capture_us: int, *, chunk: int = 0,
-                  chunks: int = 1, shape: tuple[int, ...] | None = None) -> str:
+                  chunks: int = 1, shape: tuple[int, ...] | None = None, quality: str | None = None) -> str:
         aligner = self.aligner(group)
         result = aligner.add(window, source, payload, capture_us, time.monotonic(), chunk=chunk, chunks=chunks,
-                             shape=shape)
+                             shape=shape, quality=quality)
         if result.status == "late":
             self.metrics.aligner_late.labels(group, str(source)).inc()
         for w in result.released:
@@ -299,8 +299,9 @@ class DecodePipeline:
     def _decode_shape(self, batch: Sequence[AlignedWindow],
                       shape: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
         payloads = [list(w.payloads) for w in batch]
+        qualities = [list(w.qualities) for w in batch]  # each source at its stream's operating point
         try:
-            return self.runtime.decode_batch(payloads, shape)
+            return self.runtime.decode_batch(payloads, shape, qualities)
         except EntropyCodingError:
             # A payload with a valid crc that does not decode (an encoder/bundle bug or a
             # forged frame): decode the rest, estimate that source as if missing.
@@ -309,11 +310,11 @@ class DecodePipeline:
                     if p is None:
                         continue
                     try:
-                        self.runtime.entropy_decode(i, p, shape)
+                        self.runtime.entropy_decode(i, p, shape, w.qualities[i])
                     except EntropyCodingError:
                         row[i] = None
                         self.metrics.undecodable.labels(w.group, str(i)).inc()
-            return self.runtime.decode_batch(payloads, shape)
+            return self.runtime.decode_batch(payloads, shape, qualities)
 
     def _publish(self, batch: Sequence[AlignedWindow], x_hat: Sequence[np.ndarray],
                  present: Sequence[np.ndarray]) -> None:
@@ -436,9 +437,10 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         log.warning("refused %s: %s (%s)", rpc, refused.message, refused.code.name)
         await context.abort(refused.code, refused.message)
 
-    def _first_undecodable(self, source: int, frames: Sequence[FrameData],
-                           frame_shape: tuple[int, ...]) -> tuple[int, str] | None:
-        """(index, error) of the first whole payload that does not entropy-decode to the latent shape.
+    def _first_undecodable(self, source: int, frames: Sequence[FrameData], frame_shape: tuple[int, ...],
+                           quality: str = "") -> tuple[int, str] | None:
+        """(index, error) of the first whole payload that does not entropy-decode to the latent shape
+        (with the tables of the stream's operating point ``quality``).
 
         Chunks are not checked here (only their joined payload can be decoded): an undecodable
         chunked payload is found at decoding, counted, and its source estimated."""
@@ -446,7 +448,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             if f.chunks > 1:
                 continue
             try:
-                self.pipeline.runtime.entropy_decode(source, f.payload, frame_shape)
+                self.pipeline.runtime.entropy_decode(source, f.payload, frame_shape, quality or None)
             except EntropyCodingError as exc:
                 return k, str(exc)
         return None
@@ -491,7 +493,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         self.metrics.edge_flush_interval.labels(*labels).set(first.header.flush_interval_s)
         session.active = True
         self.metrics.active_streams.labels(group).inc()
-        log.info("uplink open: group=%s node=%s source=%d resume after seq %d", group, node, source, session.last_seq)
+        log.info("uplink open: group=%s node=%s source=%d quality=%s resume after seq %d", group, node, source,
+                 session.quality or "-", session.last_seq)
         stream_high = 0  # highest seq this stream carried: a stream never repeats itself
         try:
             yield pb.Ack(last_seq=session.last_seq)
@@ -515,7 +518,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                     new = new[:new.index(frame)]
                 if new:
                     bad = await asyncio.get_running_loop().run_in_executor(
-                        self._check_executor, self._first_undecodable, source, new, session.frame_shape)
+                        self._check_executor, self._first_undecodable, source, new, session.frame_shape,
+                        session.quality)
                     if bad is not None:
                         k, error = bad
                         self.metrics.frames.labels(group, node, "undecodable").inc()
@@ -607,7 +611,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         if self.journal.enabled:
             row = SessionRow(group, node, source, session.incarnation, frames[-1].seq, frames[-1].window)
             t0 = time.perf_counter()
-            await self.journal.run(self.journal.record_frames, row, source, frames, session.frame_shape)
+            await self.journal.run(self.journal.record_frames, row, source, frames, session.frame_shape,
+                                   session.quality)
             self.metrics.journal_seconds.labels("frames").observe(time.perf_counter() - t0)
         for f in frames:
             session.commit(f)
@@ -619,8 +624,12 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         for f in frames:
             # samples once per window (at its first chunk), bytes for every chunk
             self._count_accepted(group, source, len(f.payload), samples if f.chunk == 0 else 0)
+            point = (group, str(source), session.quality)  # bounded: unknown points are refused at open
+            self.metrics.quality_windows.labels(*point).inc(1 if f.chunk == 0 else 0)  # a window: its first chunk
+            self.metrics.quality_payload_bytes.labels(*point).inc(len(f.payload))
             status = await self.pipeline.add(group, f.window, source, f.payload, f.capture_us, chunk=f.chunk,
-                                             chunks=f.chunks, shape=session.frame_shape or None)
+                                             chunks=f.chunks, shape=session.frame_shape or None,
+                                             quality=session.quality or None)
             if status in ("late", "shape_mismatch", "bad_chunk"):  # not held: the journaled copy is dead
                 refused.append((group, f.window, source))
             if status in ("shape_mismatch", "bad_chunk"):  # raced another source's frame of the same window,
@@ -699,7 +708,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             bundle_id=b.bundle_id, modality=b.modality, sample_rate=b.sample_rate or 0.0,
             sources=[pb.SourceDescription(name=s.name, channel_names=list(s.channel_names),
                                           input_shape=list(s.input_shape), latent_shape=list(s.latent_shape),
-                                          frame_stride=s.frame_stride if s.whole_frames else 0)
+                                          frame_stride=s.frame_stride if s.whole_frames else 0,
+                                          quality_points=list(s.quality_names), default_quality=s.default_quality or "")
                      for s in b.sources],
             device=self.device, deadline_s=self.pipeline.deadline, max_batch=self.pipeline.max_batch,
             groups=sorted(set(self.sessions.groups()) | set(self.pipeline.aligners)))

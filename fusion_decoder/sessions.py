@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import grpc
 
-from ndsc.bundle import Bundle
+from ndsc.bundle import Bundle, BundleError
 from ndsc.wire import FrameData, crc32, pb
 
 
@@ -44,6 +44,7 @@ class NodeSession:
     last_window: int = -1  # window index of the frame at last_seq (windows only increase)
     frame_shape: tuple[int, ...] = ()  # input shape of the current stream's frames (its header)
     latent_shape: tuple[int, ...] = ()  # their latent shape
+    quality: str = ""  # the current stream's operating point, resolved ("" for a fixed-rate bundle)
     # chunk index and count of the frame at last_seq (-1, 0: unknown, e.g. restored from the journal)
     last_chunk: int = -1
     last_chunks: int = 0
@@ -108,7 +109,8 @@ class SessionTable:
         Raises:
             StreamRefused: what ``authorize`` raises (UNAUTHENTICATED, PERMISSION_DENIED), checked
                 first; FAILED_PRECONDITION for another bundle id; INVALID_ARGUMENT
-                for a missing node id, an out-of-range source index or wrong shapes;
+                for a missing node id, an out-of-range source index, wrong shapes or a quality
+                point the bundle lacks (reason ``unknown_quality``);
                 RESOURCE_EXHAUSTED for a whole frame over ``max_frame_area``;
                 ALREADY_EXISTS when another live node holds the same source of the group.
         """
@@ -125,6 +127,7 @@ class SessionTable:
                                 f"source_index {header.source_index} out of range 0..{bundle.n_sources - 1}")
         info = bundle.sources[header.source_index]
         frame_shape, latent_shape = self._check_shapes(header, info)
+        quality = self._check_quality(header, info)
         group = header.group or "default"
         for (g, nid), other in self._sessions.items():
             if g == group and nid != header.node_id and other.source_index == header.source_index and other.active:
@@ -139,7 +142,18 @@ class SessionTable:
             session = NodeSession(group, header.node_id, header.source_index, incarnation=header.incarnation)
             self._sessions[key] = session
         session.frame_shape, session.latent_shape = frame_shape, latent_shape
+        session.quality = quality  # a reconnect at another point codes its new frames at that point
         return session
+
+    @staticmethod
+    def _check_quality(header: pb.StreamHeader, info) -> str:
+        """The header's operating point resolved against source ``info`` (empty: the default;
+        "" for a fixed-rate source), so metrics and the journal name the point actually used."""
+        try:
+            point = info.quality(header.quality or None)
+        except BundleError as exc:  # its message names the points the source has
+            raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "unknown_quality", str(exc)) from None
+        return point.name if point else ""
 
     def _check_shapes(self, header: pb.StreamHeader, info) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(input, latent) shapes of a header, checked against the bundle's source ``info``.

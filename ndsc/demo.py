@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ndsc.bundle import Bundle, load_bundle
+from ndsc.bundle import Bundle, BundleError, load_bundle
 from ndsc.bundles import DEFAULT_BUNDLE, default_bundle
 
 #: steps when the demo must train its bundle itself (under 2 minutes on 2 CPU cores)
@@ -48,6 +48,7 @@ class DemoOptions:
     refresh: float = 1.0
     work_dir: str | None = None      # logs (and a trained bundle) go here
     ecg: str | None = None           # a real ECG record (WFDB path, .dcm, 'pydicom'): one node per lead group
+    quality: str | None = None       # operating point of a variable-rate bundle for every node; default: its default
 
 
 @dataclass
@@ -224,11 +225,17 @@ class Demo:
         try:
             plan = plan_demo(o, self.work_dir, out)
             bundle = load_bundle(plan.bundle)
+            try:  # an unknown point fails here, in one line, not as N edge processes exiting
+                quality = bundle.sources[0].quality(o.quality)  # every source has the same points
+            except BundleError as exc:
+                print(f"ndsc demo: {exc}", file=sys.stderr)
+                return 2
             decoder = self._spawn("decoder", ["decoder", "--bundle", str(plan.bundle), "--listen", "127.0.0.1:0",
                                               "--metrics-port", "0", "--deadline", str(o.deadline)])
             ready = _read_ready(decoder, "NDSC_DECODER_READY", 120)
             address, metrics = ready["grpc"], ready["metrics"]
-            print(f"bundle {plan.bundle} ({bundle.bundle_id[:19]}…), {plan.nodes} nodes, logs in {self.work_dir}",
+            at = (f" at quality {quality.name} (points {', '.join(bundle.quality_names)})" if quality else "")
+            print(f"bundle {plan.bundle} ({bundle.bundle_id[:19]}…), {plan.nodes} nodes{at}, logs in {self.work_dir}",
                   file=out)
             print(f"decoder (pid {decoder.pid}) gRPC {address} (health + reflection on), metrics {metrics}", file=out)
             # One shared epoch for every node: window k is captured (and sent) at the same instant on all of
@@ -238,11 +245,12 @@ class Demo:
                 args = ["edge", "--bundle", str(plan.bundle), "--source-index", str(i), "--source", spec,
                         "--decoder", address, "--group", "demo", "--node-id", f"node{i}", "--metrics-port", "0",
                         "--audit-every", str(o.audit_every), "--flush-interval", str(o.flush_interval),
-                        "--start-at", start_at]
+                        "--start-at", start_at] + (["--quality", quality.name] if quality else [])
                 self._spawn(f"edge{i}", args + (["--fast"] if o.fast else []))
             for name, proc in self.procs[1:]:
                 ready = _read_ready(proc, "NDSC_EDGE_READY", 120)
-                print(f"{name} (pid {proc.pid}) metrics {ready.get('metrics')}", file=out)
+                point = f" quality {ready['quality']}" if ready.get("quality") else ""  # as the edge resolved it
+                print(f"{name} (pid {proc.pid}) metrics {ready.get('metrics')}{point}", file=out)
             print("Ctrl-C stops every process.", file=out, flush=True)
             if o.ecg:
                 from ndsc.demo_ecg import LeadQuality
@@ -296,5 +304,6 @@ class Demo:
                     print(f"{name} exited with {rc} (log: {self.work_dir / (name + '.log')})", file=self.out)
                 if p.stdout:
                     p.stdout.close()
-        print(f"stopped {len(self.procs)} processes" + (" cleanly" if clean else ""), file=self.out, flush=True)
+        if self.procs:
+            print(f"stopped {len(self.procs)} processes" + (" cleanly" if clean else ""), file=self.out, flush=True)
         return 0 if clean else 1

@@ -20,6 +20,8 @@ def configure(subparsers) -> None:
     p.add_argument("--audit-every", type=int, default=10, help="audit 1 in N windows for distortion")
     p.add_argument("--flush-interval", type=float, default=0.0, help="edge batching interval, seconds")
     p.add_argument("--deadline", type=float, default=3.0, help="decoder's aligner deadline, seconds")
+    p.add_argument("--quality", help="operating point of a variable-rate bundle for every node (default: the "
+                                     "bundle's default point)")
     p.add_argument("--work-dir", help="where process logs go (default: a temporary folder)")
     p.add_argument("--ecg", metavar="RECORD", help="replay a real ECG record (WFDB path, .dcm, or 'pydicom'), one "
                                                    "node per lead group, with PRDN per lead")
@@ -31,5 +33,5 @@ def run_demo(args: argparse.Namespace) -> int:
 
     options = DemoOptions(bundle=args.bundle, source=args.source, nodes=args.nodes, duration=args.duration,
                           fast=args.fast, audit_every=args.audit_every, flush_interval=args.flush_interval,
-                          deadline=args.deadline, work_dir=args.work_dir, ecg=args.ecg)
+                          deadline=args.deadline, work_dir=args.work_dir, ecg=args.ecg, quality=args.quality)
     return Demo(options).run()

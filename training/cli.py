@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def configure(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +23,7 @@ def configure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--max-windows", type=int)
     p.add_argument("--device", help="torch device of the joint decoder (default: cuda if present)")
+    p.add_argument("--quality", help="operating point of a variable-rate bundle (default: its default point)")
     p.add_argument("--json", action="store_true", help="print the full JSON summary")
     p.set_defaults(handler=_eval)
 
@@ -65,7 +67,14 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from training.evaluate import evaluate_bundle, summary
 
-    report = summary(evaluate_bundle(args.bundle, split=args.split, max_windows=args.max_windows, device=args.device))
+    from ndsc.bundle import BundleError
+
+    try:
+        report = summary(evaluate_bundle(args.bundle, split=args.split, max_windows=args.max_windows,
+                                         device=args.device, quality=args.quality))
+    except BundleError as exc:  # e.g. an unknown quality point: the message names the bundle's points
+        print(f"ndsc eval: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -74,7 +83,8 @@ def _eval(args) -> int:
 
 
 def _print_eval(r: dict) -> None:
-    print(f"{r['windows']} windows, {r['payload_bytes']} payload bytes (rate = bytes written × 8)")
+    at = f" at quality point {r['quality']}" if r.get("quality") else ""
+    print(f"{r['windows']} windows{at}, {r['payload_bytes']} payload bytes (rate = bytes written × 8)")
     print(f"{'source':>12} {'bits/sample':>12} {'estimate':>9} {'RMSE':>9} {'PSNR dB':>8} {'PRD %':>7} {'PRDN %':>7}")
     for s in r["sources"]:
         print(f"{s['name']:>12} {s['bits_per_sample']:12.4f} {s['estimated_bits_per_sample']:9.4f} "

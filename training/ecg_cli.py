@@ -35,6 +35,7 @@ def configure(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ecg-eval", help="code a record with an ECG bundle: real bits, PRDN per lead, vs FLAC")
     p.add_argument("bundle")
     p.add_argument("record", nargs="?", default="pydicom", help="WFDB path, .dcm, or 'pydicom' (default)")
+    p.add_argument("--quality", help="operating point of a variable-rate bundle (default: its default point)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_eval)
 
@@ -111,21 +112,29 @@ def _send(args) -> int:
 
 
 def _eval(args) -> int:
-    from ndsc.bundle import load_bundle
+    from ndsc.bundle import BundleError, load_bundle
     from training.ecg_eval import ecg_report, lossless_reference, record_windows
     from training.evaluate import evaluate_bundle
 
     bundle = load_bundle(args.bundle)
     leads = [l for s in bundle.sources for l in s.channel_names]
     c, t = bundle.sources[0].input_shape
+    try:
+        point = bundle.sources[0].quality(args.quality)  # every source has the same points
+    except BundleError as exc:
+        print(f"ndsc ecg-eval: {exc}", file=sys.stderr)
+        return 2
     windows = record_windows(args.record, leads, c, bundle.sample_rate, t)
-    report = {**ecg_report(evaluate_bundle(args.bundle, windows=windows), windows, leads, bundle.sample_rate),
+    result = evaluate_bundle(args.bundle, windows=windows, quality=args.quality)
+    report = {"quality": point.name if point else "", **ecg_report(result, windows, leads, bundle.sample_rate),
               **lossless_reference(windows, bundle.sample_rate)}
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
     print(f"{args.record}: {report['windows']} windows, {report['seconds']:.1f} s, {len(leads)} leads at "
           f"{bundle.sample_rate:g} Hz (rate = payload bytes × 8)")
+    if point:
+        print(f"quality point {point.name} (of {', '.join(bundle.quality_names)}; default {bundle.default_quality})")
     print(f"codec {report['bits_per_sample_per_lead']:.3f} bits/sample/lead = {report['kbit_per_s']:.2f} kbit/s "
           f"(raw 16-bit {report['raw_kbit_per_s']:.0f} kbit/s; FLAC {report['flac_bits_per_sample']:.2f} "
           f"bits/sample/lead, zstd {report['zstd_bits_per_sample']:.2f})")

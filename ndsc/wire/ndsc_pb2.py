@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12ndsc/v1/ndsc.proto\x12\x07ndsc.v1\"f\n\rUplinkMessage\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.ndsc.v1.StreamHeaderH\x00\x12$\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x13.ndsc.v1.FrameBatchH\x00\x42\x06\n\x04kind\"\xb1\x01\n\x0cStreamHeader\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0csource_index\x18\x03 \x01(\r\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x13\n\x0binput_shape\x18\x05 \x03(\r\x12\x14\n\x0clatent_shape\x18\x06 \x03(\r\x12\x18\n\x10\x66lush_interval_s\x18\x07 \x01(\x01\x12\x13\n\x0bincarnation\x18\x08 \x01(\x06\"o\n\nFrameBatch\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x14\n\x0c\x66irst_window\x18\x02 \x01(\x04\x12\x18\n\x10\x66irst_capture_us\x18\x03 \x01(\x12\x12\x1e\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x0e.ndsc.v1.Frame\"u\n\x05\x46rame\x12\x13\n\x0bwindow_skip\x18\x01 \x01(\x04\x12\x18\n\x10\x63\x61pture_delta_us\x18\x02 \x01(\x12\x12\r\n\x05\x63rc32\x18\x03 \x01(\x07\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\r\"\x17\n\x03\x41\x63k\x12\x10\n\x08last_seq\x18\x01 \x01(\x04\":\n\x10SubscribeRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x17\n\x0finclude_samples\x18\x02 \x01(\x08\"\xc0\x01\n\x0eReconstruction\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\x04\x12\r\n\x05shape\x18\x03 \x03(\r\x12\x0f\n\x07samples\x18\x04 \x03(\x02\x12\x0f\n\x07present\x18\x05 \x03(\x08\x12\x15\n\rpayload_bytes\x18\x06 \x03(\r\x12\x14\n\x0c\x63\x61pture_time\x18\x07 \x03(\x01\x12\x1a\n\x12reconstructed_time\x18\x08 \x01(\x01\x12\x15\n\rsample_offset\x18\t \x01(\x04\"\x8c\x01\n\x0b\x41uditWindow\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0csource_index\x18\x03 \x01(\r\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x0e\n\x06window\x18\x05 \x01(\x04\x12\r\n\x05shape\x18\x06 \x03(\r\x12\x15\n\rsamples_f32le\x18\x07 \x01(\x0c\"\x1d\n\nAuditReply\x12\x0f\n\x07matched\x18\x01 \x01(\x08\"\x12\n\x10ModelInfoRequest\"y\n\x11SourceDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rchannel_names\x18\x02 \x03(\t\x12\x13\n\x0binput_shape\x18\x03 \x03(\r\x12\x14\n\x0clatent_shape\x18\x04 \x03(\r\x12\x14\n\x0c\x66rame_stride\x18\x05 \x01(\r\"\xb9\x01\n\tModelInfo\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x01\x12+\n\x07sources\x18\x04 \x03(\x0b\x32\x1a.ndsc.v1.SourceDescription\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x12\n\ndeadline_s\x18\x06 \x01(\x01\x12\x11\n\tmax_batch\x18\x07 \x01(\r\x12\x0e\n\x06groups\x18\x08 \x03(\t2\xf9\x01\n\rFusionDecoder\x12\x32\n\x06Uplink\x12\x16.ndsc.v1.UplinkMessage\x1a\x0c.ndsc.v1.Ack(\x01\x30\x01\x12\x41\n\tSubscribe\x12\x19.ndsc.v1.SubscribeRequest\x1a\x17.ndsc.v1.Reconstruction0\x01\x12\x32\n\x05\x41udit\x12\x14.ndsc.v1.AuditWindow\x1a\x13.ndsc.v1.AuditReply\x12=\n\x0cGetModelInfo\x12\x19.ndsc.v1.ModelInfoRequest\x1a\x12.ndsc.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12ndsc/v1/ndsc.proto\x12\x07ndsc.v1\"f\n\rUplinkMessage\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.ndsc.v1.StreamHeaderH\x00\x12$\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x13.ndsc.v1.FrameBatchH\x00\x42\x06\n\x04kind\"\xc2\x01\n\x0cStreamHeader\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0csource_index\x18\x03 \x01(\r\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x13\n\x0binput_shape\x18\x05 \x03(\r\x12\x14\n\x0clatent_shape\x18\x06 \x03(\r\x12\x18\n\x10\x66lush_interval_s\x18\x07 \x01(\x01\x12\x13\n\x0bincarnation\x18\x08 \x01(\x06\x12\x0f\n\x07quality\x18\t \x01(\t\"o\n\nFrameBatch\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x14\n\x0c\x66irst_window\x18\x02 \x01(\x04\x12\x18\n\x10\x66irst_capture_us\x18\x03 \x01(\x12\x12\x1e\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x0e.ndsc.v1.Frame\"u\n\x05\x46rame\x12\x13\n\x0bwindow_skip\x18\x01 \x01(\x04\x12\x18\n\x10\x63\x61pture_delta_us\x18\x02 \x01(\x12\x12\r\n\x05\x63rc32\x18\x03 \x01(\x07\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\r\"\x17\n\x03\x41\x63k\x12\x10\n\x08last_seq\x18\x01 \x01(\x04\":\n\x10SubscribeRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x17\n\x0finclude_samples\x18\x02 \x01(\x08\"\xc0\x01\n\x0eReconstruction\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\x04\x12\r\n\x05shape\x18\x03 \x03(\r\x12\x0f\n\x07samples\x18\x04 \x03(\x02\x12\x0f\n\x07present\x18\x05 \x03(\x08\x12\x15\n\rpayload_bytes\x18\x06 \x03(\r\x12\x14\n\x0c\x63\x61pture_time\x18\x07 \x03(\x01\x12\x1a\n\x12reconstructed_time\x18\x08 \x01(\x01\x12\x15\n\rsample_offset\x18\t \x01(\x04\"\x8c\x01\n\x0b\x41uditWindow\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0csource_index\x18\x03 \x01(\r\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x0e\n\x06window\x18\x05 \x01(\x04\x12\r\n\x05shape\x18\x06 \x03(\r\x12\x15\n\rsamples_f32le\x18\x07 \x01(\x0c\"\x1d\n\nAuditReply\x12\x0f\n\x07matched\x18\x01 \x01(\x08\"\x12\n\x10ModelInfoRequest\"\xaa\x01\n\x11SourceDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rchannel_names\x18\x02 \x03(\t\x12\x13\n\x0binput_shape\x18\x03 \x03(\r\x12\x14\n\x0clatent_shape\x18\x04 \x03(\r\x12\x14\n\x0c\x66rame_stride\x18\x05 \x01(\r\x12\x16\n\x0equality_points\x18\x06 \x03(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_quality\x18\x07 \x01(\t\"\xb9\x01\n\tModelInfo\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x01\x12+\n\x07sources\x18\x04 \x03(\x0b\x32\x1a.ndsc.v1.SourceDescription\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x12\n\ndeadline_s\x18\x06 \x01(\x01\x12\x11\n\tmax_batch\x18\x07 \x01(\r\x12\x0e\n\x06groups\x18\x08 \x03(\t2\xf9\x01\n\rFusionDecoder\x12\x32\n\x06Uplink\x12\x16.ndsc.v1.UplinkMessage\x1a\x0c.ndsc.v1.Ack(\x01\x30\x01\x12\x41\n\tSubscribe\x12\x19.ndsc.v1.SubscribeRequest\x1a\x17.ndsc.v1.Reconstruction0\x01\x12\x32\n\x05\x41udit\x12\x14.ndsc.v1.AuditWindow\x1a\x13.ndsc.v1.AuditReply\x12=\n\x0cGetModelInfo\x12\x19.ndsc.v1.ModelInfoRequest\x1a\x12.ndsc.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLINKMESSAGE']._serialized_start=31
   _globals['_UPLINKMESSAGE']._serialized_end=133
   _globals['_STREAMHEADER']._serialized_start=136
-  _globals['_STREAMHEADER']._serialized_end=313
-  _globals['_FRAMEBATCH']._serialized_start=315
-  _globals['_FRAMEBATCH']._serialized_end=426
-  _globals['_FRAME']._serialized_start=428
-  _globals['_FRAME']._serialized_end=545
-  _globals['_ACK']._serialized_start=547
-  _globals['_ACK']._serialized_end=570
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=572
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=630
-  _globals['_RECONSTRUCTION']._serialized_start=633
-  _globals['_RECONSTRUCTION']._serialized_end=825
-  _globals['_AUDITWINDOW']._serialized_start=828
-  _globals['_AUDITWINDOW']._serialized_end=968
-  _globals['_AUDITREPLY']._serialized_start=970
-  _globals['_AUDITREPLY']._serialized_end=999
-  _globals['_MODELINFOREQUEST']._serialized_start=1001
-  _globals['_MODELINFOREQUEST']._serialized_end=1019
-  _globals['_SOURCEDESCRIPTION']._serialized_start=1021
-  _globals['_SOURCEDESCRIPTION']._serialized_end=1142
-  _globals['_MODELINFO']._serialized_start=1145
-  _globals['_MODELINFO']._serialized_end=1330
-  _globals['_FUSIONDECODER']._serialized_start=1333
-  _globals['_FUSIONDECODER']._serialized_end=1582
+  _globals['_STREAMHEADER']._serialized_end=330
+  _globals['_FRAMEBATCH']._serialized_start=332
+  _globals['_FRAMEBATCH']._serialized_end=443
+  _globals['_FRAME']._serialized_start=445
+  _globals['_FRAME']._serialized_end=562
+  _globals['_ACK']._serialized_start=564
+  _globals['_ACK']._serialized_end=587
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=589
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=647
+  _globals['_RECONSTRUCTION']._serialized_start=650
+  _globals['_RECONSTRUCTION']._serialized_end=842
+  _globals['_AUDITWINDOW']._serialized_start=845
+  _globals['_AUDITWINDOW']._serialized_end=985
+  _globals['_AUDITREPLY']._serialized_start=987
+  _globals['_AUDITREPLY']._serialized_end=1016
+  _globals['_MODELINFOREQUEST']._serialized_start=1018
+  _globals['_MODELINFOREQUEST']._serialized_end=1036
+  _globals['_SOURCEDESCRIPTION']._serialized_start=1039
+  _globals['_SOURCEDESCRIPTION']._serialized_end=1209
+  _globals['_MODELINFO']._serialized_start=1212
+  _globals['_MODELINFO']._serialized_end=1397
+  _globals['_FUSIONDECODER']._serialized_start=1400
+  _globals['_FUSIONDECODER']._serialized_end=1649
 # @@protoc_insertion_point(module_scope)

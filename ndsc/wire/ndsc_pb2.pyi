@@ -15,7 +15,7 @@ class UplinkMessage(_message.Message):
     def __init__(self, header: _Optional[_Union[StreamHeader, _Mapping]] = ..., batch: _Optional[_Union[FrameBatch, _Mapping]] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
-    __slots__ = ("group", "node_id", "source_index", "bundle_id", "input_shape", "latent_shape", "flush_interval_s", "incarnation")
+    __slots__ = ("group", "node_id", "source_index", "bundle_id", "input_shape", "latent_shape", "flush_interval_s", "incarnation", "quality")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class StreamHeader(_message.Message):
     LATENT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     FLUSH_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     group: str
     node_id: str
     source_index: int
@@ -32,7 +33,8 @@ class StreamHeader(_message.Message):
     latent_shape: _containers.RepeatedScalarFieldContainer[int]
     flush_interval_s: float
     incarnation: int
-    def __init__(self, group: _Optional[str] = ..., node_id: _Optional[str] = ..., source_index: _Optional[int] = ..., bundle_id: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., flush_interval_s: _Optional[float] = ..., incarnation: _Optional[int] = ...) -> None: ...
+    quality: str
+    def __init__(self, group: _Optional[str] = ..., node_id: _Optional[str] = ..., source_index: _Optional[int] = ..., bundle_id: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., flush_interval_s: _Optional[float] = ..., incarnation: _Optional[int] = ..., quality: _Optional[str] = ...) -> None: ...
 
 class FrameBatch(_message.Message):
     __slots__ = ("first_seq", "first_window", "first_capture_us", "frames")
@@ -127,18 +129,22 @@ class ModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SourceDescription(_message.Message):
-    __slots__ = ("name", "channel_names", "input_shape", "latent_shape", "frame_stride")
+    __slots__ = ("name", "channel_names", "input_shape", "latent_shape", "frame_stride", "quality_points", "default_quality")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_NAMES_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     LATENT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     FRAME_STRIDE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_POINTS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_QUALITY_FIELD_NUMBER: _ClassVar[int]
     name: str
     channel_names: _containers.RepeatedScalarFieldContainer[str]
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     latent_shape: _containers.RepeatedScalarFieldContainer[int]
     frame_stride: int
-    def __init__(self, name: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., frame_stride: _Optional[int] = ...) -> None: ...
+    quality_points: _containers.RepeatedScalarFieldContainer[str]
+    default_quality: str
+    def __init__(self, name: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., frame_stride: _Optional[int] = ..., quality_points: _Optional[_Iterable[str]] = ..., default_quality: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("bundle_id", "modality", "sample_rate", "sources", "device", "deadline_s", "max_batch", "groups")

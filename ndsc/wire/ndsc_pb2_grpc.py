@@ -71,10 +71,11 @@ class FusionDecoderServicer:
         TOKEN", when the decoder has a tokens file); PERMISSION_DENIED a credential bound to
         another group/node/source; FAILED_PRECONDITION bundle id differs from the decoder's;
         INVALID_ARGUMENT malformed protobuf, header or frame (no header first, wrong shapes,
-        source index out of range, seq 0, a seq repeated within one stream, window not
-        increasing, a chunk index not below its count or out of order, a payload that does
-        not decode to the source's latents); FAILED_PRECONDITION also for a frame whose
-        shape differs from the one another source of its group sent for the same window;
+        source index out of range, a quality point the bundle lacks, seq 0, a seq repeated
+        within one stream, window not increasing, a chunk index not below its count or out
+        of order, a payload that does not decode to the source's latents);
+        FAILED_PRECONDITION also for a frame whose shape differs from the one another source
+        of its group sent for the same window;
         RESOURCE_EXHAUSTED message over the size limit, a whole frame larger than the
         decoder's maximum frame area or more chunks than its limit; OUT_OF_RANGE seq too far ahead of
         the last held one; DATA_LOSS a frame's crc32 does not match its payload (corrupted in

@@ -35,3 +35,25 @@ def ecg_bundle(tmp_path_factory, ecg_data) -> tuple[Path, dict]:
 
     records = [ecg_data / "ptb-xl" / "cinc2021_format", ecg_data / "georgia-12lead"]
     return train_and_export(tiny_ecg_config(records), tmp_path_factory.mktemp("bundles") / "ecg")
+
+
+def tiny_variable_rate_config():
+    """4 nodes × 3 leads, three operating points ("1" lowest rate … "3"; default "2"), trained
+    briefly on the ECG that ships with pydicom (a minute or two on one thread)."""
+    from training.presets import get_preset
+
+    cfg = get_preset("ecg-12lead").replace(steps=30, batch_size=8, progress=False, threads=1, lr=1e-3)
+    cfg.data.params = {**cfg.data.params, "records": ["pydicom"]}  # independent of the preset's data
+    cfg.model.encoder, cfg.model.decoder = "ecg-lapped", "ecg-lapped"
+    cfg.model.latent_channels, cfg.model.hidden, cfg.model.input_scale = 48, 32, 1.0
+    cfg.model.quality_lambdas = [0.02, 0.005, 0.001]
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def variable_rate_ecg_bundle(tmp_path_factory) -> Path:
+    """A variable-rate 4×3-lead bundle with quality points 1, 2 (default) and 3."""
+    from training.pipeline import train_and_export
+
+    path, _ = train_and_export(tiny_variable_rate_config(), tmp_path_factory.mktemp("bundles") / "ecg-vr")
+    return path
