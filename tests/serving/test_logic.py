@@ -35,6 +35,15 @@ def test_aligner_deadline_releases_partial_windows_with_missing_sources_as_none(
     assert [w.window for w in a.drain(now=1.2)] == [2]
 
 
+def test_aligner_keeps_each_sources_operating_point():
+    a = Aligner("g", 3, deadline=1.0)
+    a.add(0, 0, b"a", 1, now=0.0, quality="1")
+    a.add(0, 2, b"c0", 1, now=0.0, chunk=0, chunks=2, quality="3")
+    a.add(0, 2, b"c1", 1, now=0.0, chunk=1, chunks=2, quality="3")
+    (w,) = a.add(0, 1, b"b", 1, now=0.1).released
+    assert w.payloads == [b"a", b"b", b"c0c1"] and w.qualities == ["1", None, "3"]  # None: the default point
+
+
 def test_aligner_bounds_what_it_holds():
     a = Aligner("g", 2, deadline=100.0, max_pending=2)
     a.add(1, 0, b"", 1, 0.0)
@@ -66,12 +75,15 @@ def test_session_table_refuses_with_precise_codes(gaussian_bundle):
     cases = [(dict(bundle_id="sha256:x"), grpc.StatusCode.FAILED_PRECONDITION, "bundle_mismatch"),
              (dict(source_index=9), grpc.StatusCode.INVALID_ARGUMENT, "unknown_source"),
              (dict(input_shape=[1, 3]), grpc.StatusCode.INVALID_ARGUMENT, "shape_mismatch"),
-             (dict(node_id=""), grpc.StatusCode.INVALID_ARGUMENT, "bad_header")]
+             (dict(node_id=""), grpc.StatusCode.INVALID_ARGUMENT, "bad_header"),
+             # a fixed-rate bundle has no operating points to name
+             (dict(quality="2"), grpc.StatusCode.INVALID_ARGUMENT, "unknown_quality")]
     for change, code, reason in cases:
         with pytest.raises(StreamRefused) as err:
             table.open(header(**change))
         assert (err.value.code, err.value.reason) == (code, reason)
     session = table.open(header())
+    assert session.quality == ""
     session.active = True
     with pytest.raises(StreamRefused) as err:
         table.open(header(node_id="n1"))
