@@ -46,7 +46,7 @@ def tiny_variable_rate_config():
     cfg.data.params = {**cfg.data.params, "records": ["pydicom"]}  # independent of the preset's data
     cfg.model.encoder, cfg.model.decoder = "ecg-lapped", "ecg-lapped"
     cfg.model.latent_channels, cfg.model.hidden, cfg.model.input_scale = 48, 32, 1.0
-    cfg.model.quality_lambdas = [0.02, 0.005, 0.001]
+    cfg.model.quality_lambdas, cfg.model.default_quality = [0.02, 0.005, 0.001], "2"
     return cfg
 
 
