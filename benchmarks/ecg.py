@@ -46,7 +46,7 @@ from training.ecg_rd import (  # noqa: E402  (the repo root is put on the path a
 
 KINDS = ("distributed", "separate")
 DEFAULT_ROOTS = [REPO.parent / "shared" / "data" / "ecg", REPO.parent / "shared" / "data" / "ecg-extra"]
-WAVELET_STEPS = "0.01,0.015,0.02,0.03,0.04,0.06,0.08,0.12,0.16,0.24"
+WAVELET_STEPS = "0.008,0.01,0.015,0.02,0.03,0.04,0.06,0.08,0.12,0.16,0.24,0.32"
 BD_RANGE = (2.0, 12.0)
 
 

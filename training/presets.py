@@ -45,7 +45,7 @@ def _stereo_quick() -> TrainConfig:
 
 
 #: λ of the ECG quality points "1" … "6" (lowest rate first): about PRDN 15 % down to 2 % (mean of leads)
-ECG_QUALITY_LAMBDAS = [2e-3, 9e-4, 4.3e-4, 2.2e-4, 1.1e-4, 4.5e-5]
+ECG_QUALITY_LAMBDAS = [2.5e-2, 5e-3, 1e-3, 2e-4, 4e-5, 6e-6]
 
 
 def _ecg(group_size: int) -> TrainConfig:
