@@ -248,7 +248,10 @@ def _progress(cfg: TrainConfig):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.steps, desc=f"train {cfg.data.kind} λ={cfg.lmbda} β_MI={cfg.beta_mi}", leave=False)
+    points = cfg.model.quality_lambdas
+    rate = f"{len(points)} quality points λ={max(points):g}…{min(points):g}" if points else f"λ={cfg.lmbda}"
+    # tqdm shows steps/s and the ETA; the postfix the loss terms (D: distortion, R: bits/sample summed over nodes)
+    return tqdm(total=cfg.steps, desc=f"train {cfg.data.kind} {rate} β_MI={cfg.beta_mi}", leave=False)
 
 
 def save_checkpoint(result: TrainResult, path: str | Path) -> None:
