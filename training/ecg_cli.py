@@ -44,7 +44,9 @@ def configure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="ecg-12lead", help="ecg-12lead (4×3) | ecg-12x1 | ecg-4x3 | ecg-2x6")
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int)
-    p.add_argument("--lmbda", type=float)
+    p.add_argument("--lmbda", type=float, action="append",
+                   help="rate weight λ of a quality point (repeatable: one point each, lowest rate first); "
+                        "default: the preset's six points")
     p.add_argument("--separate", action="store_true", help="separate decoders (the separate-coding baseline)")
     p.add_argument("--device", help="torch device to train on: auto (CUDA if present, else CPU; default), cpu, cuda, cuda:N")
     p.set_defaults(handler=_train)
@@ -150,8 +152,12 @@ def _train(args) -> int:
     cfg = get_preset(args.preset)
     if args.steps:
         cfg.steps = args.steps
-    if args.lmbda is not None:
-        cfg.lmbda = args.lmbda
+    if args.lmbda:
+        if cfg.model.quality_lambdas:  # a variable-rate preset: the λs name its quality points
+            cfg.model.quality_lambdas = sorted(args.lmbda, reverse=True)
+            cfg.model.default_quality = None
+        else:
+            cfg.lmbda = args.lmbda[0]
     cfg.model.joint_decoder = not args.separate
     cfg.data.params = {**cfg.data.params, "records": list(args.records)}
     if args.device is not None:
