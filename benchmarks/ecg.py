@@ -237,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dct-steps", default="0.02,0.04,0.08,0.16", help="dct-zstd steps (mV); empty for none")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--report", type=Path, help="write ecg_rd.md and its figures into this folder")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                        help="no measuring: combine the folds of earlier runs' --json files (e.g. folds run in "
+                             "parallel) into one summary, --json and --report")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args)
 
     import torch
 
@@ -281,12 +286,44 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"results": results, "summary": summary, "steps": args.steps,
+                                         "command": " ".join(["python", "benchmarks/ecg.py", *(argv or sys.argv[1:])]),
                                          "preset": args.preset, "split": args.split, "overrides": overrides,
                                          "roots": roots}, indent=1, default=float))
     if args.report:
         from training.ecg_report import write_report
 
         write_report(args.report, results, summary, " ".join(["python", "benchmarks/ecg.py", *(argv or sys.argv[1:])]))
+    return 0
+
+
+def merge(args) -> int:
+    """Summary and report of the folds in earlier ``--json`` files (the first file's fold first)."""
+    runs = [json.loads(p.read_text()) for p in args.merge]
+    results = sorted((r for run in runs for r in run["results"]), key=lambda r: (r["fold"] is None, r["fold"]))
+    summary = summarise(results)
+    print("== summary over folds " + ", ".join(str(r["fold"]) for r in results))
+    for key, text in summary["lines"].items():
+        print(f"{key}: {text}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**runs[0], "results": results, "summary": summary,
+                                         "merged_from": [str(p) for p in args.merge]}, indent=1, default=float))
+    if args.report:
+        from training.ecg_report import default_point_figures, write_report
+        from training.evaluate import dataset_for_bundle
+        from ndsc.bundle import load_bundle
+
+        first = results[0]
+        bundle = args.out / first["rows"]["distributed"][0]["bundle"]
+        if bundle.is_dir():
+            data = dataset_for_bundle(load_bundle(bundle))
+            first["figures"] = default_point_figures(bundle, getattr(data, runs[0].get("split", "test")),
+                                                     data.info["leads"], data.sample_rate, args.report)
+        commands = [run.get("command") or "python benchmarks/ecg.py --folds " + ",".join(
+            str(r["fold"]) for r in run["results"]) + (f" --steps {run['steps']}" if run.get("steps") else "")
+            + f" --out {args.out} --json {path}" for run, path in zip(runs, args.merge)]
+        write_report(args.report, results, summary,
+                     "; ".join(c for c in commands if c) + f"; then python benchmarks/ecg.py --merge ... --report {args.report}")
     return 0
 
 
