@@ -145,7 +145,7 @@ class EdgeNode:
         if token:
             self._metadata += ((TOKEN_METADATA_KEY, f"Bearer {token}"),)
         # kept across reconnects, new per process: tells the decoder whether to resume or restart
-        self.incarnation = secrets.randbits(64)
+        self.incarnation = secrets.randbits(64) or 1  # 0 is refused (the proto default)
 
     # ----- producer ---------------------------------------------------------------------
     def _source_spec(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ndsc.wire import MAX_MESSAGE_BYTES
+from ndsc.wire.limits import name_problem
 from ndsc.wire.settings import setting
 
 
@@ -78,4 +79,8 @@ class EdgeSettings:
             raise ValueError("max_chunk_bytes must be >= 0")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("mutual TLS needs --tls-cert and --tls-key together")
+        for name, what in ((self.group, "group"), (self.node_name, "node id")):
+            problem = name_problem(name, what)
+            if problem:  # the decoder would refuse it (INVALID_ARGUMENT): say so before connecting
+                raise ValueError(problem)
         return self

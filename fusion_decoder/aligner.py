@@ -90,6 +90,7 @@ class Aligner:
         self.remember = remember
         self._pending: OrderedDict[int, AlignedWindow] = OrderedDict()  # by first arrival
         self._released: OrderedDict[int, None] = OrderedDict()
+        self.touched = 0.0  # ``now`` of the last frame added (idle-group eviction)
 
     @property
     def pending(self) -> int:
@@ -119,6 +120,7 @@ class Aligner:
             raise ValueError(f"source {source} out of range 0..{self.n_sources - 1}")
         if not 0 <= chunk < chunks:
             raise ValueError(f"chunk {chunk} out of range 0..{chunks - 1}")
+        self.touched = now
         if window in self._released:
             return AddResult("late")
         if self.shape_conflict(window, source, shape) is not None:

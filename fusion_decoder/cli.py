@@ -56,7 +56,11 @@ def run_decoder(args: argparse.Namespace) -> int:
                                authorize=authorize, tls=settings.tls, state_dir=settings.state_dir,
                                journal_sync=settings.journal_sync, max_seq_gap=settings.max_seq_gap,
                                subscriber_queue=settings.subscriber_queue,
-                               max_frame_area=settings.max_frame_area, max_chunks=settings.max_chunks)
+                               max_frame_area=settings.max_frame_area, max_chunks=settings.max_chunks,
+                               max_groups=settings.max_groups, max_streams=settings.max_streams,
+                               group_idle=settings.group_idle, stream_idle=settings.stream_idle,
+                               keepalive=settings.keepalive, max_capture_age=settings.max_capture_age,
+                               max_capture_lead=settings.max_capture_lead)
         port = await server.start()
         metrics_url = ""
         if settings.metrics_port >= 0:

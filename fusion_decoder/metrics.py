@@ -35,7 +35,8 @@ class DecoderMetrics:
             node, registry=registry)
         self.frames = Counter(
             "ndsc_frames", "Uplink frames (chunks) by outcome: accepted, duplicate, crc_mismatch, lost (seq gap), "
-            "undecodable, frame_shape_mismatch, bad_chunk", ["group", "node", "status"], registry=registry)
+            "undecodable, frame_shape_mismatch, bad_chunk, capture_time_out_of_range (kept, capture time unknown)",
+            ["group", "node", "status"], registry=registry)
         self.undecodable = Counter(
             "ndsc_undecodable_frames", "Frames with a valid crc whose payload does not entropy-decode",
             ["group", "source"], registry=registry)
@@ -99,6 +100,13 @@ class DecoderMetrics:
             ["kind"], buckets=LATENCY_BUCKETS, registry=registry)
         self.journal_restored_frames = Counter(
             "ndsc_journal_restored_frames", "Held frames read back from the journal at start", registry=registry)
+        self.window_failures = Counter(
+            "ndsc_window_failures", "Windows dropped alone because a step failed for them: decode, journal "
+            "(frames stay held for a restart) or publish", ["stage"], registry=registry)
+        self.groups = Gauge("ndsc_groups", "Groups the decoder holds state for", registry=registry)
+        self.groups_evicted = Counter(
+            "ndsc_groups_evicted", "Groups forgotten after no stream, frame or held window for --group-idle seconds",
+            registry=registry)
         self.subscribers = Gauge("ndsc_subscribers", "Open Subscribe streams", registry=registry)
         self.subscriber_dropped = Counter(
             "ndsc_subscriber_dropped", "Reconstructions dropped (oldest first) because a subscriber was too slow",

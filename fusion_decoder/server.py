@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import grpc
@@ -37,6 +38,7 @@ from ndsc.bundle import Bundle
 from ndsc.entropy import EntropyCodingError
 from ndsc.wire import (GRPC_MESSAGE_PREFIX_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME, FrameData, channel_options, crc32,
                        pb, pb_grpc, payload_bytes, protocol_bytes, unpack_batch)
+from ndsc.wire.limits import MAX_SEQ, MAX_WINDOW_INDEX, name_problem
 from ndsc.wire.reflection import enable_reflection
 from ndsc.wire.tls import server_credentials
 
@@ -158,6 +160,12 @@ class AuditBook:
         self._score(group, source, raw, x_hat[source], not present[source])
         return True
 
+    def forget(self, group: str) -> None:
+        """Drop every held reconstruction, audit and distortion sum of ``group``."""
+        for d in (self._recent, self._waiting, self._sums):
+            for key in [k for k in d if k[0] == group]:
+                del d[key]
+
     def _score(self, group: str, source: int, x: np.ndarray, x_hat: np.ndarray, estimated: bool = False) -> None:
         """Distortion sums kept apart for decoded and for estimated (node missing) sources."""
         if x.shape != x_hat.shape:  # an audit of another frame size than the window decoded
@@ -213,7 +221,13 @@ class DecodePipeline:
         aligner = self.aligners.get(group)
         if aligner is None:
             aligner = self.aligners[group] = Aligner(group, self.runtime.n_sources, self.deadline)
+            aligner.touched = time.monotonic()
         return aligner
+
+    def forget(self, group: str) -> None:
+        """Drop an evicted group's aligner and audit state (it holds no pending window)."""
+        self.aligners.pop(group, None)
+        self.audits.forget(group)
 
     async def restore(self) -> int:
         """Re-hold the journal's frames of not-yet-decoded windows; returns how many."""
@@ -263,24 +277,61 @@ class DecodePipeline:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                t0 = time.perf_counter()
-                x_hat, present = await loop.run_in_executor(self._executor, self._decode, batch)
-                self.metrics.decode_seconds.observe(time.perf_counter() - t0)
-                self.metrics.decode_batch_size.observe(len(batch))
-                fresh = [True] * len(batch)
-                if self.journal.enabled:
-                    # durable before published: a restart never publishes a window twice
-                    t0 = time.perf_counter()
-                    fresh = await self.journal.run(self.journal.record_decoded,
-                                                   [(w.group, w.window, p) for w, p in zip(batch, present)])
-                    self.metrics.journal_seconds.labels("decoded").observe(time.perf_counter() - t0)
-                keep = [k for k, f in enumerate(fresh) if f]
-                self._publish([batch[k] for k in keep], [x_hat[k] for k in keep], [present[k] for k in keep])
-            except Exception:  # a decoding bug must not kill the service; the windows are logged
+                await self._decode_and_publish(loop, batch)
+            except Exception:  # a bug outside the per-window guards must not kill the service
                 log.exception("decoding %d windows failed", len(batch))
+                self.metrics.window_failures.labels("decode").inc(len(batch))
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _decode_and_publish(self, loop: asyncio.AbstractEventLoop, batch: list[AlignedWindow]) -> None:
+        """Decode, journal and publish one batch; a window that fails any step is counted in
+        ``ndsc_window_failures_total{stage}`` and dropped alone, never with its batch."""
+        t0 = time.perf_counter()
+        try:
+            x_hat, present = await loop.run_in_executor(self._executor, self._decode, batch)
+        except Exception:
+            # one window broke the batch: decode them one by one so only that one is lost
+            log.exception("decoding a batch of %d windows failed; decoding them one by one", len(batch))
+            kept, x_hat, present = [], [], []
+            for w in batch:
+                try:
+                    xs, ps = await loop.run_in_executor(self._executor, self._decode, [w])
+                except Exception:
+                    self.metrics.window_failures.labels("decode").inc()
+                    continue
+                kept.append(w)
+                x_hat.append(xs[0])
+                present.append(ps[0])
+            batch = kept
+        self.metrics.decode_seconds.observe(time.perf_counter() - t0)
+        self.metrics.decode_batch_size.observe(len(batch))
+        if self.journal.enabled and batch:
+            # durable before published: a restart never publishes a window twice
+            t0 = time.perf_counter()
+            fresh = await self._record_decoded(batch, present)
+            self.metrics.journal_seconds.labels("decoded").observe(time.perf_counter() - t0)
+            keep = [k for k, f in enumerate(fresh) if f]
+            batch, x_hat, present = [batch[k] for k in keep], [x_hat[k] for k in keep], [present[k] for k in keep]
+        self._publish(batch, x_hat, present)
+
+    async def _record_decoded(self, batch: Sequence[AlignedWindow], present: Sequence[np.ndarray]) -> list[bool]:
+        """Journal the decoded windows in one transaction; if that fails, one by one, so a window
+        the journal refuses is counted and not published (its frames stay held for a restart)."""
+        rows = [(w.group, w.window, p) for w, p in zip(batch, present)]
+        try:
+            return await self.journal.run(self.journal.record_decoded, rows)
+        except Exception:
+            log.exception("journaling %d decoded windows failed; journaling them one by one", len(rows))
+        fresh = []
+        for row in rows:
+            try:
+                fresh.extend(await self.journal.run(self.journal.record_decoded, [row]))
+            except Exception:
+                self.metrics.window_failures.labels("journal").inc()
+                fresh.append(False)
+        return fresh
 
     def _decode(self, batch: Sequence[AlignedWindow]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per window (in batch order) x_hat (N, C, *S) and present (N,): windows of one frame
@@ -320,15 +371,20 @@ class DecodePipeline:
                  present: Sequence[np.ndarray]) -> None:
         now = time.time()
         for b, w in enumerate(batch):
-            item = Decoded(w, x_hat[b], present[b], now)
+            try:
+                item = Decoded(w, x_hat[b], present[b], now)
+                self.broadcaster.publish(item)
+            except Exception:  # e.g. a field out of protobuf range: this window only
+                log.exception("publishing window %d of group %r failed", w.window, w.group)
+                self.metrics.window_failures.labels("publish").inc()
+                continue
             for c in w.capture_us:
-                if c is not None:
+                if c:  # 0: unknown (outside the decoder's sane capture window), never a latency
                     self.metrics.capture_to_reconstruction.labels(w.group).observe(max(0.0, now - c / 1e6))
             self.metrics.reconstructions.labels(w.group).inc()
             for i in np.flatnonzero(~present[b]):
                 self.metrics.estimated_sources.labels(w.group, str(i)).inc()
             self.audits.add_reconstruction(w.group, w.window, x_hat[b], present[b])
-            self.broadcaster.publish(item)
 
     async def drain(self) -> None:
         """Release every held window, decode what is queued, end Subscribe streams."""
@@ -406,12 +462,17 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
     def __init__(self, bundle: Bundle, pipeline: DecodePipeline, metrics: DecoderMetrics,
                  authorize: Authorizer | None = None, device: str = "cpu", max_seq_gap: int = 1 << 20,
                  journal: Journal | None = None, max_frame_area: int = MAX_FRAME_AREA,
-                 max_chunks: int = MAX_CHUNKS):
+                 max_chunks: int = MAX_CHUNKS, max_groups: int = 256, max_streams: int = 1024,
+                 stream_idle: float = 60.0, max_capture_age: float = 86400.0, max_capture_lead: float = 60.0):
         self.bundle = bundle
         self.pipeline = pipeline
         self.metrics = metrics
         self.authorize = authorize
-        self.sessions = SessionTable(bundle, authorize, max_frame_area)
+        self.sessions = SessionTable(bundle, authorize, max_frame_area, max_groups)
+        self.max_streams = max_streams
+        self.stream_idle = stream_idle
+        self.max_capture_age, self.max_capture_lead = max_capture_age, max_capture_lead
+        self.streams = 0  # open Uplink handlers, header read or not
         self.max_frame_area = max_frame_area
         self.max_chunks = max_chunks
         self.device = device
@@ -466,12 +527,53 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                     f"group {session.group!r} sent {other} for that window; held up to seq {f.seq - 1}")
         return None
 
-    async def Uplink(self, request_iterator, context):
-        messages = request_iterator.__aiter__()
+    async def _next(self, messages):
+        """The stream's next message, or a refusal when none comes within ``stream_idle`` seconds
+        (a silent stream would hold its source, and a stream slot, forever)."""
         try:
-            first = await messages.__anext__()
+            return await asyncio.wait_for(messages.__anext__(), self.stream_idle)
+        except asyncio.TimeoutError:
+            raise StreamRefused(grpc.StatusCode.DEADLINE_EXCEEDED, "idle_timeout",
+                                f"no uplink message for {self.stream_idle:g} s: stream closed, its source released "
+                                "(reconnect when there is data)") from None
+
+    def evict_idle_groups(self, idle: float, now: float | None = None) -> list[str]:
+        """Forget groups with no open stream, no held window and no frame for ``idle`` seconds."""
+        now = time.monotonic() if now is None else now
+        candidates = set(self.sessions.idle_groups(now - idle))
+        with_sessions = set(self.sessions.groups())
+        candidates |= {g for g in self.pipeline.aligners if g not in with_sessions}
+        evicted = []
+        for group in sorted(candidates):
+            aligner = self.pipeline.aligners.get(group)
+            if aligner is not None and (aligner.pending or now - aligner.touched < idle):
+                continue
+            self.sessions.evict(group)
+            self.pipeline.forget(group)
+            for key in [k for k in self._accepted if k[0] == group]:
+                del self._accepted[key]
+            evicted.append(group)
+        if evicted:
+            self.metrics.groups_evicted.inc(len(evicted))
+            log.info("evicted %d idle groups", len(evicted))
+        self.metrics.groups.set(len(set(self.sessions.groups()) | set(self.pipeline.aligners)))
+        return evicted
+
+    async def Uplink(self, request_iterator, context):
+        self.streams += 1
+        try:
+            async for ack in self._uplink(request_iterator.__aiter__(), context):
+                yield ack
+        finally:
+            self.streams -= 1
+
+    async def _uplink(self, messages, context):
+        try:
+            first = await self._next(messages)
         except StopAsyncIteration:
             return
+        except StreamRefused as refused:
+            await self._refuse(context, refused)
         if isinstance(first, BadRequest):
             await self._refuse(context, first.refused)
         if first.WhichOneof("kind") != "header":
@@ -479,6 +581,10 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                                                       "the first uplink message must be a StreamHeader"))
         if self.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "decoder is shutting down")
+        if self.streams > self.max_streams:
+            await self._refuse(context, StreamRefused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_streams",
+                f"the decoder serves at most {self.max_streams} uplink streams at once"))
         restarts = self.sessions.restarts
         try:
             session = self.sessions.open(first.header, context.invocation_metadata() or ())
@@ -492,13 +598,21 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         self.metrics.uplink_protocol_bytes.labels(*labels).inc(protocol_bytes(first))
         self.metrics.edge_flush_interval.labels(*labels).set(first.header.flush_interval_s)
         session.active = True
+        session.touched = time.monotonic()
+        self.pipeline.aligner(group)  # the group exists from its first stream (counted, evictable)
         self.metrics.active_streams.labels(group).inc()
         log.info("uplink open: group=%s node=%s source=%d quality=%s resume after seq %d", group, node, source,
                  session.quality or "-", session.last_seq)
         stream_high = 0  # highest seq this stream carried: a stream never repeats itself
         try:
             yield pb.Ack(last_seq=session.last_seq)
-            async for message in messages:
+            while True:
+                try:
+                    message = await self._next(messages)
+                except StopAsyncIteration:
+                    break
+                except StreamRefused as refused:
+                    await self._refuse(context, refused)
                 if isinstance(message, BadRequest):
                     await self._refuse(context, message.refused)
                 if message.WhichOneof("kind") != "batch":
@@ -506,6 +620,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                                                               "StreamHeader sent twice in one stream"))
                 if self.draining:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "decoder is shutting down")
+                session.touched = time.monotonic()
                 self.metrics.uplink_messages.labels(*labels).inc()
                 self.metrics.uplink_payload_bytes.labels(*labels).inc(payload_bytes(message.batch))
                 self.metrics.uplink_protocol_bytes.labels(*labels).inc(protocol_bytes(message))
@@ -528,12 +643,18 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                             f"frame seq {new[k].seq} (window {new[k].window}): payload does not decode to "
                             f"source {source}'s latents ({error}); held up to seq {new[k].seq - 1}")
                         new = new[:k]
-                    await self._hold(session, new)
+                    try:
+                        await self._hold(session, new)
+                    except (sqlite3.Error, OverflowError) as exc:  # nothing was acked: the edge resends after reconnecting
+                        log.exception("journaling frames of group %r failed", group)
+                        refusal = StreamRefused(grpc.StatusCode.UNAVAILABLE, "journal_failed",
+                                                f"the decoder could not make frames durable ({exc}); retry")
                 if refusal is not None:
                     await self._refuse(context, refusal)
                 yield pb.Ack(last_seq=session.last_seq)
         finally:
             session.active = False
+            session.touched = time.monotonic()
             self.metrics.active_streams.labels(group).dec()
 
     def _screen(self, session: NodeSession, batch: pb.FrameBatch,
@@ -548,6 +669,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         last_seq, last_window = session.last_seq, session.last_window
         last_chunk, last_chunks = session.last_chunk, session.last_chunks
         new: list[FrameData] = []
+        now_us = time.time() * 1e6
+        earliest, latest = now_us - self.max_capture_age * 1e6, now_us + self.max_capture_lead * 1e6
         for frame in unpack_batch(batch):
             if frame.seq == 0:
                 return new, StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_seq",
@@ -556,11 +679,22 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                 return new, StreamRefused(
                     grpc.StatusCode.INVALID_ARGUMENT, "seq_replayed",
                     f"seq {frame.seq} repeated within one stream (already sent up to {stream_high})"), stream_high
-            if frame.seq > last_seq + 1 + self.max_seq_gap:
+            if frame.seq > last_seq + 1 + self.max_seq_gap or frame.seq > MAX_SEQ:
                 return new, StreamRefused(
                     grpc.StatusCode.OUT_OF_RANGE, "seq_out_of_range",
-                    f"seq {frame.seq} is more than {self.max_seq_gap} ahead of the last held seq {last_seq}"), \
-                    stream_high
+                    f"seq {frame.seq} is more than {self.max_seq_gap} ahead of the last held seq {last_seq} "
+                    f"or beyond 2^53-1"), stream_high
+            if frame.window > MAX_WINDOW_INDEX:
+                # the documented range (docs/wire.md): exact in a double, fits the journal's INTEGER
+                return new, StreamRefused(
+                    grpc.StatusCode.OUT_OF_RANGE, "window_out_of_range",
+                    f"frame seq {frame.seq}: window index {frame.window} beyond 2^53-1; held up to seq "
+                    f"{new[-1].seq if new else last_seq}"), stream_high
+            if not frame.payload:
+                return new, StreamRefused(
+                    grpc.StatusCode.INVALID_ARGUMENT, "empty_payload",
+                    f"frame seq {frame.seq} (window {frame.window}): empty payload; held up to seq "
+                    f"{new[-1].seq if new else last_seq}"), stream_high
             stream_high = frame.seq
             if frame.seq <= last_seq:
                 self.metrics.frames.labels(group, node, "duplicate").inc()
@@ -575,6 +709,11 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             refused = self._check_chunk(frame, last_window, last_chunk, last_chunks)
             if refused is not None:
                 return new, refused, stream_high
+            if not earliest <= frame.capture_us <= latest:
+                # a clock far off (or a forged time) would poison the latency histogram: the frame
+                # is kept, its capture time becomes unknown (0) and is counted
+                self.metrics.frames.labels(group, node, "capture_time_out_of_range").inc()
+                frame = replace(frame, capture_us=0)
             new.append(frame)
             last_seq, last_window, last_chunk, last_chunks = frame.seq, frame.window, frame.chunk, frame.chunks
         return new, None, stream_high
@@ -715,6 +854,16 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             groups=sorted(set(self.sessions.groups()) | set(self.pipeline.aligners)))
 
 
+def server_keepalive_options(keepalive: float) -> list[tuple[str, int]]:
+    """HTTP/2 keepalive: ping every ``keepalive`` s, cut a connection whose peer does not answer
+    within 10 s (a vanished edge's streams end and release their sources); allow client pings
+    down to every 10 s (edges ping too, to notice a dead decoder)."""
+    ms = int(keepalive * 1000)
+    return [("grpc.keepalive_time_ms", ms), ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000)]
+
+
 def _usable_device(requested: str | None) -> str | None:
     """``requested``, except CUDA on a machine without it falls back to CPU (with a warning)."""
     import torch
@@ -743,6 +892,13 @@ class DecoderServer:
         subscriber_queue: reconstructions queued per Subscribe stream before the oldest is dropped.
         max_frame_area: largest H·W a whole-frame stream may announce (RESOURCE_EXHAUSTED beyond).
         max_chunks: most chunks one window's payload may be split into (RESOURCE_EXHAUSTED beyond).
+        max_groups: groups served at once (a new one beyond: RESOURCE_EXHAUSTED ``too_many_groups``).
+        max_streams: uplink streams open at once (beyond: RESOURCE_EXHAUSTED ``too_many_streams``).
+        group_idle: seconds a group without open streams or held windows is kept before eviction.
+        stream_idle: seconds an uplink may stay silent before it is ended (DEADLINE_EXCEEDED).
+        keepalive: seconds between the server's HTTP/2 pings on a connection (dead peers are cut).
+        max_capture_age, max_capture_lead: the sane capture-time window around the decoder's
+            clock; a frame's capture time outside it becomes unknown (0) and is counted.
     """
 
     def __init__(self, bundle: Bundle, listen: str = "127.0.0.1:0", *, registry: CollectorRegistry,
@@ -750,7 +906,10 @@ class DecoderServer:
                  max_message_bytes: int = MAX_MESSAGE_BYTES, interceptors: Sequence = (),
                  authorize: Authorizer | None = None, tls: tuple[str, str, str | None] | None = None,
                  state_dir: str | None = None, journal_sync: str = "normal", max_seq_gap: int = 1 << 20,
-                 subscriber_queue: int = 4096, max_frame_area: int = MAX_FRAME_AREA, max_chunks: int = MAX_CHUNKS):
+                 subscriber_queue: int = 4096, max_frame_area: int = MAX_FRAME_AREA, max_chunks: int = MAX_CHUNKS,
+                 max_groups: int = 256, max_streams: int = 1024, group_idle: float = 300.0,
+                 stream_idle: float = 60.0, keepalive: float = 30.0, max_capture_age: float = 86400.0,
+                 max_capture_lead: float = 60.0):
         self.bundle = bundle
         self.listen = listen
         self.grace = grace
@@ -764,6 +923,10 @@ class DecoderServer:
         self.max_seq_gap = max_seq_gap
         self.subscriber_queue = subscriber_queue
         self.max_frame_area, self.max_chunks = max_frame_area, max_chunks
+        self.max_groups, self.max_streams, self.group_idle = max_groups, max_streams, group_idle
+        self.stream_idle, self.keepalive = stream_idle, keepalive
+        self.capture_window = (max_capture_age, max_capture_lead)
+        self._evictor: asyncio.Task | None = None
         self.pipeline: DecodePipeline | None = None
         self.servicer: FusionDecoderServicer | None = None
         self._deadline, self._max_batch, self._authorize = deadline, max_batch, authorize
@@ -779,7 +942,8 @@ class DecoderServer:
         self.pipeline.start()
         self.servicer = FusionDecoderServicer(self.bundle, self.pipeline, self.metrics, self._authorize,
                                               str(self.runtime.device), self.max_seq_gap, journal,
-                                              self.max_frame_area, self.max_chunks)
+                                              self.max_frame_area, self.max_chunks, self.max_groups,
+                                              self.max_streams, self.stream_idle, *self.capture_window)
         if journal.enabled:
             nodes = self.servicer.restore_sessions()
             held = await self.pipeline.restore()
@@ -788,6 +952,7 @@ class DecoderServer:
         # deserializer with a counted reason; beyond it grpc refuses (RESOURCE_EXHAUSTED) uncounted.
         options = channel_options(self.max_message_bytes)
         options = [(k, 2 * v if k == "grpc.max_receive_message_length" else v) for k, v in options]
+        options += server_keepalive_options(self.keepalive)
         self._server = grpc.aio.server(options=options, interceptors=self.interceptors)
         add_servicer(self.servicer, self._server, self.max_message_bytes, self.metrics)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -801,12 +966,19 @@ class DecoderServer:
         await self._server.start()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._evictor = asyncio.create_task(self._evict_loop())
         log.info("decoder serving bundle %s on port %d (device %s, %s)", self.bundle.bundle_id[:19], self.port,
                  self.runtime.device, "mutual TLS" if self.tls and self.tls[2] else "TLS" if self.tls else "plaintext")
         return self.port
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()
+
+    async def _evict_loop(self) -> None:
+        tick = min(max(self.group_idle / 4, 0.05), 5.0)
+        while True:
+            await asyncio.sleep(tick)
+            self.servicer.evict_idle_groups(self.group_idle)
 
     async def stop(self) -> None:
         """Graceful shutdown: refuse new frames, drain held windows to subscribers, stop."""
@@ -815,6 +987,8 @@ class DecoderServer:
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.servicer.draining = True
+        self._evictor.cancel()
+        await asyncio.gather(self._evictor, return_exceptions=True)
         await self.pipeline.drain()
         await self._server.stop(self.grace)
         await self.pipeline.close()

@@ -69,7 +69,7 @@ def test_session_table_refuses_with_precise_codes(gaussian_bundle):
 
     def header(**kw):
         base = dict(group="g", node_id="n0", source_index=0, bundle_id=bundle.bundle_id,
-                    input_shape=list(info.input_shape), latent_shape=list(info.latent_shape))
+                    input_shape=list(info.input_shape), latent_shape=list(info.latent_shape), incarnation=1)
         return pb.StreamHeader(**{**base, **kw})
 
     cases = [(dict(bundle_id="sha256:x"), grpc.StatusCode.FAILED_PRECONDITION, "bundle_mismatch"),
@@ -77,7 +77,10 @@ def test_session_table_refuses_with_precise_codes(gaussian_bundle):
              (dict(input_shape=[1, 3]), grpc.StatusCode.INVALID_ARGUMENT, "shape_mismatch"),
              (dict(node_id=""), grpc.StatusCode.INVALID_ARGUMENT, "bad_header"),
              # a fixed-rate bundle has no operating points to name
-             (dict(quality="2"), grpc.StatusCode.INVALID_ARGUMENT, "unknown_quality")]
+             (dict(quality="2"), grpc.StatusCode.INVALID_ARGUMENT, "unknown_quality"),
+             (dict(group="a b"), grpc.StatusCode.INVALID_ARGUMENT, "bad_group"),
+             (dict(node_id="n" * 65), grpc.StatusCode.INVALID_ARGUMENT, "bad_node_id"),
+             (dict(incarnation=0), grpc.StatusCode.INVALID_ARGUMENT, "bad_incarnation")]
     for change, code, reason in cases:
         with pytest.raises(StreamRefused) as err:
             table.open(header(**change))
