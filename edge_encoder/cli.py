@@ -25,7 +25,7 @@ def run_edge(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
     from edge_encoder.node import EdgeFatalError, EdgeNode
     from edge_encoder.settings import EdgeSettings
@@ -38,6 +38,7 @@ def run_edge(args: argparse.Namespace) -> int:
     try:
         settings = from_args(EdgeSettings, args).validate()
         registry = CollectorRegistry()
+        ProcessCollector(registry=registry)  # process_* (RSS, CPU, open fds) beside the node's metrics
         node = EdgeNode(settings, registry)
     except (ValueError, OSError, BundleError) as exc:  # OSError: an unreadable token file
         log.error("cannot start the edge node: %s", exc)

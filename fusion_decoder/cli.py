@@ -60,7 +60,9 @@ def run_decoder(args: argparse.Namespace) -> int:
                                max_groups=settings.max_groups, max_streams=settings.max_streams,
                                group_idle=settings.group_idle, stream_idle=settings.stream_idle,
                                keepalive=settings.keepalive, max_capture_age=settings.max_capture_age,
-                               max_capture_lead=settings.max_capture_lead)
+                               max_capture_lead=settings.max_capture_lead,
+                               max_label_groups=settings.max_label_groups,
+                               max_label_nodes=settings.max_label_nodes)
         port = await server.start()
         metrics_url = ""
         if settings.metrics_port >= 0:

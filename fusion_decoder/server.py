@@ -552,6 +552,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             self.pipeline.forget(group)
             for key in [k for k in self._accepted if k[0] == group]:
                 del self._accepted[key]
+            self.metrics.forget_group(group)
             evicted.append(group)
         if evicted:
             self.metrics.groups_evicted.inc(len(evicted))
@@ -600,7 +601,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         session.active = True
         session.touched = time.monotonic()
         self.pipeline.aligner(group)  # the group exists from its first stream (counted, evictable)
-        self.metrics.active_streams.labels(group).inc()
+        active = self.metrics.active_streams.labels(group)  # resolved once: inc and dec hit one series
+        active.inc()
         log.info("uplink open: group=%s node=%s source=%d quality=%s resume after seq %d", group, node, source,
                  session.quality or "-", session.last_seq)
         stream_high = 0  # highest seq this stream carried: a stream never repeats itself
@@ -655,7 +657,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         finally:
             session.active = False
             session.touched = time.monotonic()
-            self.metrics.active_streams.labels(group).dec()
+            active.dec()
 
     def _screen(self, session: NodeSession, batch: pb.FrameBatch,
                 stream_high: int) -> tuple[list[FrameData], StreamRefused | None, int]:
@@ -817,7 +819,10 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             request.group or "default", request.node_id, request.source_index, md))
         source = request.source_index
         reason = None
-        if request.bundle_id != self.bundle.bundle_id:
+        problem = name_problem(request.group or "default", "group") or name_problem(request.node_id, "node_id")
+        if problem:
+            reason, code, text = "bad_name", grpc.StatusCode.INVALID_ARGUMENT, problem
+        elif request.bundle_id != self.bundle.bundle_id:
             reason, code, text = "bundle_mismatch", grpc.StatusCode.FAILED_PRECONDITION, "audit for another bundle"
         elif source >= self.bundle.n_sources or not self._audit_shape_ok(source, tuple(request.shape)):
             reason, code, text = "bad_shape", grpc.StatusCode.INVALID_ARGUMENT, "audit source/shape does not match"
@@ -899,6 +904,8 @@ class DecoderServer:
         keepalive: seconds between the server's HTTP/2 pings on a connection (dead peers are cut).
         max_capture_age, max_capture_lead: the sane capture-time window around the decoder's
             clock; a frame's capture time outside it becomes unknown (0) and is counted.
+        max_label_groups, max_label_nodes: distinct group / (group, node) label values in the
+            metrics; beyond them series read ``_overflow``.
     """
 
     def __init__(self, bundle: Bundle, listen: str = "127.0.0.1:0", *, registry: CollectorRegistry,
@@ -909,11 +916,11 @@ class DecoderServer:
                  subscriber_queue: int = 4096, max_frame_area: int = MAX_FRAME_AREA, max_chunks: int = MAX_CHUNKS,
                  max_groups: int = 256, max_streams: int = 1024, group_idle: float = 300.0,
                  stream_idle: float = 60.0, keepalive: float = 30.0, max_capture_age: float = 86400.0,
-                 max_capture_lead: float = 60.0):
+                 max_capture_lead: float = 60.0, max_label_groups: int = 128, max_label_nodes: int = 1024):
         self.bundle = bundle
         self.listen = listen
         self.grace = grace
-        self.metrics = DecoderMetrics(registry)
+        self.metrics = DecoderMetrics(registry, max_label_groups, max_label_nodes)
         self.runtime = JointDecoderRuntime(bundle, device=_usable_device(device))
         self.max_message_bytes = max_message_bytes
         self.interceptors = tuple(interceptors)

@@ -88,11 +88,13 @@ class SessionTable:
     """
 
     def __init__(self, bundle: Bundle, authorize: Authorizer | None = None, max_frame_area: int = MAX_FRAME_AREA,
-                 max_groups: int = 256):
+                 max_groups: int = 256, max_nodes_per_group: int = 64):
         self.bundle = bundle
         self.authorize = authorize
         self.max_frame_area = max_frame_area
         self.max_groups = max_groups
+        # node ids are client-chosen: beyond this many sessions a group forgets its stalest inactive ones
+        self.max_nodes_per_group = max(max_nodes_per_group, bundle.n_sources)
         self._sessions: dict[tuple[str, str], NodeSession] = {}
         self.restarts = 0  # sessions replaced because their node process restarted
 
@@ -172,6 +174,8 @@ class SessionTable:
                 or session.incarnation != header.incarnation):
             # new node, or the node process restarted: its seqs start again at 1
             self.restarts += session is not None
+            if session is None:
+                self._make_room(group)
             session = NodeSession(group, header.node_id, header.source_index, incarnation=header.incarnation)
             self._sessions[key] = session
         session.frame_shape, session.latent_shape = frame_shape, latent_shape
@@ -187,6 +191,14 @@ class SessionTable:
         except BundleError as exc:  # its message names the points the source has
             raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "unknown_quality", str(exc)) from None
         return point.name if point else ""
+
+    def _make_room(self, group: str) -> None:
+        """Forget ``group``'s least recently used inactive sessions so one more fits (at most one
+        node per source is active, and ``max_nodes_per_group`` ≥ sources, so room can always be made)."""
+        mine = sorted((s.touched, k) for k, s in self._sessions.items() if k[0] == group and not s.active)
+        extra = sum(1 for k in self._sessions if k[0] == group) + 1 - self.max_nodes_per_group
+        for _, key in mine[:max(extra, 0)]:
+            del self._sessions[key]
 
     def _groups(self) -> set[str]:
         return {g for g, _ in self._sessions}

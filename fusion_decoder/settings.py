@@ -57,6 +57,10 @@ class DecoderSettings:
                                      "become unknown (counted, no latency)", 86400.0)
     max_capture_lead: float = setting("NDSC_MAX_CAPTURE_LEAD", "capture times this many seconds ahead of the "
                                       "decoder's clock become unknown (counted, no latency)", 60.0)
+    max_label_groups: int = setting("NDSC_MAX_LABEL_GROUPS", "groups with their own metric series; later ones "
+                                    "share group=\"_overflow\"", 128)
+    max_label_nodes: int = setting("NDSC_MAX_LABEL_NODES", "(group, node) pairs with their own metric series; "
+                                   "later ones share node=\"_overflow\"", 1024)
     subscriber_queue: int = setting("NDSC_SUBSCRIBER_QUEUE", "reconstructions queued per Subscribe stream; "
                                     "beyond it the oldest are dropped (counted)", 4096)
 
@@ -78,8 +82,8 @@ class DecoderSettings:
             raise ValueError("max_frame_area and max_chunks must be >= 1")
         if self.max_seq_gap < 1 or self.subscriber_queue < 1:
             raise ValueError("max_seq_gap and subscriber_queue must be >= 1")
-        if self.max_groups < 1 or self.max_streams < 1:
-            raise ValueError("max_groups and max_streams must be >= 1")
+        if min(self.max_groups, self.max_streams, self.max_label_groups, self.max_label_nodes) < 1:
+            raise ValueError("max_groups, max_streams, max_label_groups and max_label_nodes must be >= 1")
         if min(self.group_idle, self.stream_idle, self.keepalive, self.max_capture_age,
                self.max_capture_lead) <= 0:
             raise ValueError("group_idle, stream_idle, keepalive, max_capture_age and max_capture_lead must be > 0")
