@@ -136,6 +136,7 @@ class EdgeNode:
         self._source_done = False
         self._stopping = False
         self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
         self._acked_event = asyncio.Event()
         self._audits: set[asyncio.Task] = set()
         self._channel: grpc.aio.Channel | None = None
@@ -414,21 +415,37 @@ class EdgeNode:
             self._channel = grpc.aio.insecure_channel(s.decoder, options=options)
         producer = asyncio.create_task(self._produce())
         sender = asyncio.create_task(self._send())
+        stopped = asyncio.create_task(self._stop_requested.wait())
+        waiting = {producer, sender, stopped}
         try:
-            done, _ = await asyncio.wait({producer, sender}, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                t.result()  # raise the first failure
-            await asyncio.gather(producer, sender)
-            if self._audits:
+            while not sender.done():
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if producer in done:
+                    producer.result()  # raise a source failure
+                if stopped in done and not sender.done():
+                    # bounded drain: the buffer gets drain_timeout seconds to be acknowledged,
+                    # even while the decoder is unreachable and the sender is backing off
+                    await asyncio.wait({sender}, timeout=self.settings.drain_timeout)
+                    break
+            if sender.done():
+                sender.result()  # raise the first failure (EdgeFatalError)
+            if self._audits and not self._stopping:
                 await asyncio.wait(set(self._audits), timeout=10)
         finally:
-            for t in (producer, sender, *self._audits):
+            for t in (producer, sender, stopped, *self._audits):
                 t.cancel()
-            await asyncio.gather(producer, sender, *self._audits, return_exceptions=True)
+            await asyncio.gather(producer, sender, stopped, *self._audits, return_exceptions=True)
             await self._channel.close()
         return self.windows_read
 
+    @property
+    def unacknowledged(self) -> int:
+        """Frames still buffered (not acknowledged by the decoder)."""
+        return len(self._buffer)
+
     def stop(self) -> None:
-        """Stop reading the source; what is buffered is still sent and acknowledged."""
+        """Stop reading the source; what is buffered gets ``drain_timeout`` seconds to be sent and
+        acknowledged, then :meth:`run` returns (see :attr:`unacknowledged`)."""
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()

@@ -960,16 +960,23 @@ class DecoderServer:
         options = channel_options(self.max_message_bytes)
         options = [(k, 2 * v if k == "grpc.max_receive_message_length" else v) for k, v in options]
         options += server_keepalive_options(self.keepalive)
+        # no SO_REUSEPORT: a second decoder on a taken port must fail, not split the edges between two
+        options.append(("grpc.so_reuseport", 0))
         self._server = grpc.aio.server(options=options, interceptors=self.interceptors)
         add_servicer(self.servicer, self._server, self.max_message_bytes, self.metrics)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         enable_reflection((SERVICE_NAME, health.SERVICE_NAME), self._server)
-        if self.tls is not None:
-            self.port = self._server.add_secure_port(self.listen, server_credentials(*self.tls))
-        else:
-            self.port = self._server.add_insecure_port(self.listen)
+        try:
+            if self.tls is not None:
+                self.port = self._server.add_secure_port(self.listen, server_credentials(*self.tls))
+            else:
+                self.port = self._server.add_insecure_port(self.listen)
+        except RuntimeError:  # grpc's "Failed to bind": the port is taken (or the address is not ours)
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.listen}")
+            await self.pipeline.close()
+            self._server = None
+            raise OSError(f"cannot listen on {self.listen}: address in use or not available")
         await self._server.start()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
