@@ -1,4 +1,4 @@
-"""Per-node uplink sessions: header checks, crc, dedup by seq, resume point.
+"""Per-node uplink sessions: header checks, resume point, groups and their bounds.
 
 Plain logic without sockets. A session outlives its stream, so a node that
 reconnects gets an Ack with the last seq already held and resends only what follows.
@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import grpc
 
 from ndsc.bundle import Bundle, BundleError
-from ndsc.wire import FrameData, crc32, pb
+from ndsc.wire import FrameData, pb
 from ndsc.wire.limits import name_problem
 
 
@@ -50,20 +50,6 @@ class NodeSession:
     last_chunk: int = -1
     last_chunks: int = 0
     touched: float = 0.0  # monotonic time of its last header, frame or stream end (idle eviction)
-
-    def accept(self, frame: FrameData) -> tuple[str, int]:
-        """Classify one frame; returns (status, frames lost before it).
-
-        ``duplicate``: seq already held (a resend after reconnect), dropped.
-        ``crc_mismatch``: payload corrupted; the caller refuses the stream (DATA_LOSS)
-        so the edge resends from the last ack. ``accepted``: new; a seq gap before it
-        (the edge's bounded buffer dropped frames while disconnected) counts as lost.
-        """
-        if frame.seq <= self.last_seq:
-            return "duplicate", 0
-        if crc32(frame.payload) != frame.crc32:
-            return "crc_mismatch", 0
-        return "accepted", self.commit(frame)
 
     def commit(self, frame: FrameData) -> int:
         """Hold ``frame`` (already checked); returns how many seqs were skipped before it."""

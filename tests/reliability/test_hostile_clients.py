@@ -258,7 +258,7 @@ def test_a_window_that_fails_to_publish_or_journal_is_counted_and_never_takes_ot
     from fusion_decoder.journal import Journal
     from fusion_decoder.metrics import DecoderMetrics
     from fusion_decoder.runtime import JointDecoderRuntime
-    from fusion_decoder.server import DecodePipeline
+    from fusion_decoder.pipeline import DecodePipeline
 
     rows = [row for _, row in encoded_windows(gaussian_bundle, 4)]
     poison = 2**64 if stage == "publish" else 2**63

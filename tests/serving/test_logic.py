@@ -8,10 +8,10 @@ import pytest
 
 from edge_encoder.settings import EdgeSettings
 from fusion_decoder.aligner import Aligner
-from fusion_decoder.sessions import NodeSession, SessionTable, StreamRefused
+from fusion_decoder.sessions import SessionTable, StreamRefused
 from fusion_decoder.settings import DecoderSettings
 from ndsc.bundle import load_bundle
-from ndsc.wire import FrameData, crc32, pb
+from ndsc.wire import pb
 from ndsc.wire.settings import add_arguments, from_args
 
 
@@ -50,16 +50,6 @@ def test_aligner_bounds_what_it_holds():
     a.add(2, 0, b"", 1, 0.0)
     res = a.add(3, 0, b"", 1, 0.0)
     assert [w.window for w in res.released] == [1]
-
-
-def test_session_dedups_and_checks_crc():
-    s = NodeSession("g", "n", 0)
-    f1 = FrameData(1, 0, 0, crc32(b"ab"), b"ab")
-    assert s.accept(f1) == ("accepted", 0)
-    assert s.accept(f1) == ("duplicate", 0)
-    assert s.accept(FrameData(2, 1, 0, crc32(b"ab"), b"ac"))[0] == "crc_mismatch"
-    assert s.accept(FrameData(4, 3, 0, crc32(b""), b"")) == ("accepted", 2)
-    assert s.last_seq == 4
 
 
 def test_session_table_refuses_with_precise_codes(gaussian_bundle):
