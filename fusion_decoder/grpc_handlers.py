@@ -36,6 +36,11 @@ def tolerant_deserializer(message_type, max_bytes: int, metrics: DecoderMetrics,
     return parse
 
 
+def _passthrough_or(serialize):
+    """Bytes pass through (messages serialized once per window for every subscriber), else ``serialize``."""
+    return lambda message: message if isinstance(message, bytes) else serialize(message)
+
+
 def add_servicer(servicer: pb_grpc.FusionDecoderServicer, server, max_bytes: int, metrics: DecoderMetrics) -> None:
     """Like the generated ``add_FusionDecoderServicer_to_server``, with tolerant deserializers."""
     def des(t, rpc):
@@ -47,7 +52,7 @@ def add_servicer(servicer: pb_grpc.FusionDecoderServicer, server, max_bytes: int
             response_serializer=pb.Ack.SerializeToString),
         "Subscribe": grpc.unary_stream_rpc_method_handler(
             servicer.Subscribe, request_deserializer=des(pb.SubscribeRequest, "Subscribe"),
-            response_serializer=pb.Reconstruction.SerializeToString),
+            response_serializer=_passthrough_or(pb.Reconstruction.SerializeToString)),
         "Audit": grpc.unary_unary_rpc_method_handler(
             servicer.Audit, request_deserializer=des(pb.AuditWindow, "Audit"),
             response_serializer=pb.AuditReply.SerializeToString),

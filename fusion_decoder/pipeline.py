@@ -72,10 +72,13 @@ class DecodePipeline:
         return len(held)
 
     async def add(self, group: str, window: int, source: int, payload: bytes, capture_us: int, *, chunk: int = 0,
-                  chunks: int = 1, shape: tuple[int, ...] | None = None, quality: str | None = None) -> str:
+                  chunks: int = 1, shape: tuple[int, ...] | None = None, quality: str | None = None,
+                  symbols: np.ndarray | None = None) -> str:
+        """Hand one frame to its group's aligner; ``symbols``: its payload already entropy-decoded
+        (the uplink's check), so decoding never repeats it. Returns the aligner's status."""
         aligner = self.aligner(group)
         result = aligner.add(window, source, payload, capture_us, time.monotonic(), chunk=chunk, chunks=chunks,
-                             shape=shape, quality=quality)
+                             shape=shape, quality=quality, symbols=symbols)
         if result.status == "late":
             self.metrics.aligner_late.labels(group, str(source)).inc()
         for w in result.released:
@@ -179,7 +182,8 @@ class DecodePipeline:
 
     def _decode_shape(self, batch: Sequence[AlignedWindow],
                       shape: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
-        payloads = [list(w.payloads) for w in batch]
+        # symbols decoded at the uplink's check where there are some, else the payload bytes
+        payloads = [[s if s is not None else p for p, s in zip(w.payloads, w.symbols or w.payloads)] for w in batch]
         qualities = [list(w.qualities) for w in batch]  # each source at its stream's operating point
         try:
             return self.runtime.decode_batch(payloads, shape, qualities)
@@ -188,7 +192,7 @@ class DecodePipeline:
             # forged frame): decode the rest, estimate that source as if missing.
             for w, row in zip(batch, payloads):
                 for i, p in enumerate(row):
-                    if p is None:
+                    if p is None or isinstance(p, np.ndarray):
                         continue
                     try:
                         self.runtime.entropy_decode(i, p, shape, w.qualities[i])

@@ -76,21 +76,24 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         log.warning("refused %s: %s (%s)", rpc, refused.message, refused.code.name)
         await context.abort(refused.code, refused.message)
 
-    def _first_undecodable(self, source: int, frames: Sequence[FrameData],
-                           frame_shape: tuple[int, ...], quality: str = "") -> tuple[int, str] | None:
-        """(index, error) of the first whole payload that does not entropy-decode to the latent shape
-        (with the tables of the stream's operating point ``quality``).
+    def _entropy_decode(self, source: int, frames: Sequence[FrameData], frame_shape: tuple[int, ...],
+                        quality: str = "") -> tuple[list[np.ndarray | None], tuple[int, str] | None]:
+        """Each whole payload's symbols (with the tables of the stream's operating point
+        ``quality``; kept, so the decode step never decodes it again), up to the first that does
+        not entropy-decode to the latent shape, and that one's (index, error).
 
-        Chunks are not checked here (only their joined payload can be decoded): an undecodable
+        Chunks are not decoded here (only their joined payload can be): an undecodable
         chunked payload is found at decoding, counted, and its source estimated."""
+        symbols: list[np.ndarray | None] = []
         for k, f in enumerate(frames):
             if f.chunks > 1:
+                symbols.append(None)
                 continue
             try:
-                self.pipeline.runtime.entropy_decode(source, f.payload, frame_shape, quality or None)
+                symbols.append(self.pipeline.runtime.entropy_decode(source, f.payload, frame_shape, quality or None))
             except EntropyCodingError as exc:
-                return k, str(exc)
-        return None
+                return symbols, (k, str(exc))
+        return symbols, None
 
     def _first_shape_conflict(self, session: NodeSession,
                               frames: Sequence[FrameData]) -> tuple[FrameData, StreamRefused] | None:
@@ -211,8 +214,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                     self.metrics.frames.labels(group, node, "frame_shape_mismatch").inc()
                     new = new[:new.index(frame)]
                 if new:
-                    bad = await asyncio.get_running_loop().run_in_executor(
-                        self._check_executor, self._first_undecodable, source, new, session.frame_shape,
+                    symbols, bad = await asyncio.get_running_loop().run_in_executor(
+                        self._check_executor, self._entropy_decode, source, new, session.frame_shape,
                         session.quality)
                     if bad is not None:
                         k, error = bad
@@ -223,7 +226,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                             f"source {source}'s latents ({error}); held up to seq {new[k].seq - 1}")
                         new = new[:k]
                     try:
-                        await self._hold(receiver, new)
+                        await self._hold(receiver, new, symbols)
                     except (sqlite3.Error, OverflowError) as exc:  # nothing was acked: the edge resends
                         log.exception("journaling frames of group %r failed", group)
                         refusal = StreamRefused(grpc.StatusCode.UNAVAILABLE, "journal_failed",
@@ -236,7 +239,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             session.touched = time.monotonic()
             active.dec()
 
-    async def _hold(self, receiver: UplinkReceiver, frames: Sequence[FrameData]) -> None:
+    async def _hold(self, receiver: UplinkReceiver, frames: Sequence[FrameData],
+                    symbols: Sequence[np.ndarray | None]) -> None:
         """Make checked frames durable (journal), advance the session, hand them to the aligner."""
         if not frames:
             return
@@ -245,8 +249,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         if self.journal.enabled:
             row = SessionRow(group, node, source, session.incarnation, frames[-1].seq, frames[-1].window)
             t0 = time.perf_counter()
-            await self.journal.run(self.journal.record_frames, row, source, frames, session.frame_shape,
-                                   session.quality)
+            await self.journal.commit_frames(row, source, frames, session.frame_shape, session.quality)
             self.metrics.journal_seconds.labels("frames").observe(time.perf_counter() - t0)
         lost = receiver.commit(frames)
         if lost:
@@ -254,7 +257,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         self.metrics.frames.labels(group, node, "accepted").inc(len(frames))
         refused = []
         samples = math.prod(session.frame_shape) if session.frame_shape else None
-        for f in frames:
+        for f, sym in zip(frames, symbols):
             # samples once per window (at its first chunk), bytes for every chunk
             self._count_accepted(group, source, len(f.payload), samples if f.chunk == 0 else 0)
             point = (group, str(source), session.quality)  # bounded: unknown points are refused at open
@@ -262,7 +265,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             self.metrics.quality_payload_bytes.labels(*point).inc(len(f.payload))
             status = await self.pipeline.add(group, f.window, source, f.payload, f.capture_us, chunk=f.chunk,
                                              chunks=f.chunks, shape=session.frame_shape or None,
-                                             quality=session.quality or None)
+                                             quality=session.quality or None, symbols=sym)
             if status in ("late", "shape_mismatch", "bad_chunk"):  # not held: the journaled copy is dead
                 refused.append((group, f.window, source))
             if status in ("shape_mismatch", "bad_chunk"):  # raced another source's frame of the same window,
@@ -295,7 +298,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
 
     async def Subscribe(self, request, context):
         await self._check_call(request, context, "Subscribe", lambda a, md: a.check_reader(request.group, md))
-        queue = self.pipeline.broadcaster.add(request.group, request.include_samples)
+        queue = self.pipeline.broadcaster.add(request.group, request.include_samples, request.samples_f32le)
         try:
             while True:
                 item = await queue.get()

@@ -279,7 +279,7 @@ def test_a_window_that_fails_to_publish_or_journal_is_counted_and_never_takes_ot
         await pipeline.close()
         out = []
         while (item := queue.get_nowait()) is not None:
-            out.extend(item)
+            out.extend(pb.Reconstruction.FromString(m) for m in item)
         return out
 
     items = asyncio.run(scenario())
