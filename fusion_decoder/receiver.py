@@ -127,9 +127,12 @@ class UplinkReceiver:
                 # the documented range (docs/wire.md): exact in a double, fits the journal's INTEGER
                 return refuse(grpc.StatusCode.OUT_OF_RANGE, "window_out_of_range",
                               f"frame seq {frame.seq}: window index {frame.window} beyond 2^53-1; held up to seq {held}")
-            if not frame.payload:
-                return refuse(grpc.StatusCode.INVALID_ARGUMENT, "empty_payload",
-                              f"frame seq {frame.seq} (window {frame.window}): empty payload; held up to seq {held}")
+            if not frame.payload and frame.chunks > 1:
+                # a whole payload may be empty (docs/bitstream.md: every symbol at index 0 costs
+                # 0 bytes); a chunk may not: a sender splits only payloads over its chunk budget
+                return refuse(grpc.StatusCode.INVALID_ARGUMENT, "empty_chunk",
+                              f"frame seq {frame.seq} (window {frame.window}, chunk {frame.chunk} of {frame.chunks}): "
+                              f"empty chunk; held up to seq {held}")
             self._stream_high = frame.seq
             if frame.seq <= last_seq:
                 out.counts["duplicate"] = out.counts.get("duplicate", 0) + 1

@@ -202,22 +202,28 @@ def test_incarnation_0_is_refused_so_a_restarted_node_is_never_taken_for_duplica
     assert rejected(registry, "bad_incarnation") == 1
 
 
-def test_an_empty_payload_is_refused_and_the_frames_before_it_are_held(gaussian_bundle):
+def test_an_empty_chunk_is_refused_and_the_frames_before_it_are_held(gaussian_bundle):
     bundle = load_bundle(gaussian_bundle)
     p0 = [row[0] for _, row in encoded_windows(gaussian_bundle, 2)]
+    now = int(time.time() * 1e6)
+    frames = [FrameData(1, 0, now, crc32(p0[0]), p0[0]),
+              # a whole payload of 0 bytes is a valid window (docs/bitstream.md: all symbols at index 0)
+              FrameData(2, 1, now, crc32(b""), b""),
+              FrameData(3, 2, now, crc32(p0[1][:2]), p0[1][:2], 0, 2),
+              FrameData(4, 2, now, crc32(b""), b"", 1, 2)]
 
     async def scenario():
         async with running_decoder(gaussian_bundle) as (_, address, registry):
-            refused = await raw_uplink(address, [header(bundle), batch([p0[0], b"", p0[1]])])
+            refused = await raw_uplink(address, [header(bundle), pb.UplinkMessage(batch=pack_batch(frames))])
             resumed = await raw_uplink(address, [header(bundle)])
         return refused, resumed, registry
 
     (acks, code, details), resumed, registry = asyncio.run(scenario())
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "empty payload" in details and acks == [0]
-    assert rejected(registry, "empty_payload") == 1
-    assert resumed[0] == [1]  # window 0 was held; the edge resends from seq 2
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "empty chunk" in details and acks == [0]
+    assert rejected(registry, "empty_chunk") == 1
+    assert resumed[0] == [3]  # windows 0, 1 and the first chunk of 2 were held; the edge resends from seq 4
     assert registry.get_sample_value("ndsc_frames_total", {"group": "default", "node": "node0",
-                                                           "status": "accepted"}) == 1
+                                                           "status": "accepted"}) == 3
 
 
 def test_capture_times_outside_the_sane_window_are_counted_and_never_reach_the_latency_histogram(gaussian_bundle):
