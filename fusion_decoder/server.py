@@ -44,10 +44,13 @@ MAX_CHUNKS = 4096
 
 def server_keepalive_options(keepalive: float) -> list[tuple[str, int]]:
     """HTTP/2 keepalive: ping every ``keepalive`` s, cut a connection whose peer does not answer
-    within 10 s (a vanished edge's streams end and release their sources); allow client pings
-    down to every 10 s (edges ping too, to notice a dead decoder)."""
+    within min(keepalive, 10 s) (a vanished edge's streams end and release their sources);
+    allow client pings down to every 10 s (a client may ping to notice a dead decoder)."""
     ms = int(keepalive * 1000)
-    return [("grpc.keepalive_time_ms", ms), ("grpc.keepalive_timeout_ms", 10_000),
+    # grpc ≥ 1.5x times an unanswered ping out with ping_timeout_ms (keepalive_timeout_ms alone
+    # leaves the connection open: checked by the keepalive test)
+    return [("grpc.keepalive_time_ms", ms), ("grpc.keepalive_timeout_ms", min(ms, 10_000)),
+            ("grpc.http2.ping_timeout_ms", min(ms, 10_000)),
             ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000)]
 

@@ -293,3 +293,41 @@ def test_a_window_that_fails_to_publish_or_journal_is_counted_and_never_takes_ot
     assert published == sorted([("good", k) for k in range(4)] + [("other", k) for k in (0, 1, 3)])
     assert registry.get_sample_value("ndsc_window_failures_total", {"stage": stage}) == 1
     assert registry.get_sample_value("ndsc_decode_batch_size_count") == 1  # one batch: the poison was inside it
+
+
+def test_a_connection_whose_peer_stops_answering_pings_is_closed_by_keepalive(gaussian_bundle):
+    """A raw HTTP/2 peer that completes the handshake, then never answers: the decoder's keepalive
+    pings it and, unanswered, closes the connection (a vanished edge cannot hold resources)."""
+    import socket
+
+    def frames_until_closed(sock: socket.socket, limit: float) -> list[int]:
+        kinds, buf, end = [], b"", time.monotonic() + limit
+        while time.monotonic() < end:
+            sock.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                return kinds + [-1]
+            if not chunk:
+                return kinds + [-1]  # closed
+            buf += chunk
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                n, kind, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+                if kind == 4 and not flags & 1:  # the server's SETTINGS: acknowledge them, then go silent
+                    sock.sendall(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
+                kinds.append(kind)
+                buf = buf[9 + n:]
+        return kinds
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, keepalive=0.3) as (_, address, _registry):
+            host, port = address.rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as sock:
+                sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+                return await asyncio.get_running_loop().run_in_executor(None, frames_until_closed, sock, 20.0)
+
+    kinds = asyncio.run(scenario())
+    assert 6 in kinds, kinds  # PING
+    assert kinds[-1] == -1 or kinds[-1] == 7, kinds  # then GOAWAY and/or the connection closed
