@@ -174,7 +174,8 @@ class DecoderMetrics:
             "wrong_binding (a token used for another group/node/source)", ["rpc", "reason"], registry=registry)
         self.bad_requests = Counter(
             "ndsc_bad_requests", "Request messages refused before reaching a handler: malformed protobuf, "
-            "oversized", ["rpc", "reason"], registry=registry)
+            "oversized; and Subscribe requests naming an invalid group (bad_group)", ["rpc", "reason"],
+            registry=registry)
         self.estimated_sources = Counter(
             "ndsc_estimated_sources", "Sources of published windows estimated from the others instead of decoded "
             "(node missing at the deadline, or its payload undecodable)", ["group", "source"], registry=registry)

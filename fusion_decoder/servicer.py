@@ -73,6 +73,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             self.metrics.streams_rejected.labels(refused.reason).inc()
         elif rpc == "Audit":
             self.metrics.audit_rejected.labels(refused.reason).inc()
+        elif refused.reason == "bad_group":  # Subscribe's group name
+            self.metrics.bad_requests.labels(rpc, refused.reason).inc()
         log.warning("refused %s: %s (%s)", rpc, refused.message, refused.code.name)
         await context.abort(refused.code, refused.message)
 
@@ -298,6 +300,10 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
 
     async def Subscribe(self, request, context):
         await self._check_call(request, context, "Subscribe", lambda a, md: a.check_reader(request.group, md))
+        problem = request.group and name_problem(request.group, "group")
+        if problem:  # "" subscribes to every group
+            await self._refuse(context, StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_group", problem),
+                               "Subscribe")
         queue = self.pipeline.broadcaster.add(request.group, request.include_samples, request.samples_f32le)
         try:
             while True:

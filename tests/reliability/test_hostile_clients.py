@@ -109,10 +109,16 @@ def test_group_and_node_names_outside_64_safe_characters_are_refused_and_leave_n
             results += [await raw_uplink(address, [header(bundle, node=n)]) for n in bad_nodes]
             accepted = await raw_uplink(address, [header(bundle, group=ok, node=ok)])
             async with grpc.aio.insecure_channel(address) as channel:
-                info = await pb_grpc.FusionDecoderStub(channel).GetModelInfo(pb.ModelInfoRequest())
-        return results, accepted, info, registry
+                stub = pb_grpc.FusionDecoderStub(channel)
+                info = await stub.GetModelInfo(pb.ModelInfoRequest())
+                with pytest.raises(grpc.aio.AioRpcError) as subscribe:
+                    async for _ in stub.Subscribe(pb.SubscribeRequest(group="g" * 65)):
+                        pass
+        return results, accepted, info, registry, subscribe.value.code()
 
-    results, accepted, info, registry = asyncio.run(scenario())
+    results, accepted, info, registry, subscribe = asyncio.run(scenario())
+    assert subscribe == grpc.StatusCode.INVALID_ARGUMENT
+    assert registry.get_sample_value("ndsc_bad_requests_total", {"rpc": "Subscribe", "reason": "bad_group"}) == 1
     for acks, code, details in results:
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "[A-Za-z0-9._:-]" in details, (code, details[:200])
         assert acks == [] and len(details) < 400  # the refusal never echoes a huge name back
