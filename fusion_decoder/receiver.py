@@ -15,7 +15,7 @@ Typical use::
     ack = rx.open(first_message, metadata)        # raises StreamRefused
     for message in stream:
         screened = rx.screen(message, time.time())
-        lost = rx.commit(screened.frames)          # after they are durable
+        held, lost = rx.commit(screened.frames)    # after they are durable
         if screened.refusal: abort(screened.refusal)
         send(rx.ack())
     rx.close()
@@ -156,10 +156,19 @@ class UplinkReceiver:
             last_seq, last_window, last_chunk, last_chunks = frame.seq, frame.window, frame.chunk, frame.chunks
         return out
 
-    def commit(self, frames: Sequence[FrameData]) -> int:
-        """Advance the session past ``frames`` (screened, durable); returns the seqs skipped
-        before them (frames the edge's full buffer dropped: counted as lost)."""
-        return sum(self.session.commit(f) for f in frames)
+    def commit(self, frames: Sequence[FrameData]) -> tuple[list[FrameData], int]:
+        """Advance the session past ``frames`` (screened, durable). Returns the frames that are new
+        to the session and the seqs skipped before them (frames the edge's full buffer dropped:
+        counted as lost). A frame another stream of the same node committed between this one's
+        screen and commit (a reconnect racing its old stream) is not new: it is left out, never
+        held twice nor counted as a negative gap."""
+        fresh, lost = [], 0
+        for f in frames:
+            if f.seq <= self.session.last_seq:
+                continue
+            lost += self.session.commit(f)
+            fresh.append(f)
+        return fresh, lost
 
     def _check_chunk(self, frame: FrameData, last_window: int, last_chunk: int,
                      last_chunks: int) -> StreamRefused | None:

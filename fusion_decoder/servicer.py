@@ -253,7 +253,11 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             t0 = time.perf_counter()
             await self.journal.commit_frames(row, source, frames, session.frame_shape, session.quality)
             self.metrics.journal_seconds.labels("frames").observe(time.perf_counter() - t0)
-        lost = receiver.commit(frames)
+        fresh, lost = receiver.commit(frames)
+        if len(fresh) < len(frames):  # another stream of this node held some of them meanwhile
+            kept = {id(f) for f in fresh}
+            symbols = [s for f, s in zip(frames, symbols) if id(f) in kept]
+            frames = fresh
         if lost:
             self.metrics.frames.labels(group, node, "lost").inc(lost)
         self.metrics.frames.labels(group, node, "accepted").inc(len(frames))

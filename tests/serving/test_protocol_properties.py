@@ -79,8 +79,10 @@ class Network:
         screened = rx.screen(message, NOW)
         assert screened.refusal is None, screened.refusal.message  # a well-behaved node is never refused
         self.duplicates += screened.counts.get("duplicate", 0)
-        self.lost[incarnation] = self.lost.get(incarnation, 0) + rx.commit(screened.frames)
-        self.accepted += [(incarnation, f) for f in screened.frames]
+        held, lost = rx.commit(screened.frames)
+        assert held == screened.frames  # nothing interleaved between screen and commit here
+        self.lost[incarnation] = self.lost.get(incarnation, 0) + lost
+        self.accepted += [(incarnation, f) for f in held]
         return rx.ack()
 
     def break_stream(self) -> None:
@@ -181,7 +183,7 @@ def test_receiver_counts_resends_as_duplicates_and_refuses_corruption_with_data_
     assert [(f.window, f.chunk, f.chunks) for f in frames] == [(0, 0, 2), (0, 1, 2), (1, 0, 2), (1, 1, 2),
                                                                (2, 0, 2), (2, 1, 2)]
     screened = rx.screen(pb.UplinkMessage(batch=pack_batch(frames[:4])), NOW)
-    assert screened.refusal is None and rx.commit(screened.frames) == 0 and rx.ack().last_seq == 4
+    assert screened.refusal is None and rx.commit(screened.frames) == (frames[:4], 0) and rx.ack().last_seq == 4
     # a reconnect resends from the ack: the held ones are duplicates, never an error
     rx2 = UplinkReceiver(table)
     assert rx2.open(net.header()).last_seq == 4 and tx.resume(2) == 0
@@ -202,3 +204,23 @@ def test_sender_drops_the_oldest_frames_beyond_its_buffer_and_the_receiver_count
         net.produce(bytes([w + 1]), 0)
     net.drain()
     assert [f.seq for _, f in net.accepted] == [4, 5] and net.lost == {1: 3}
+
+
+def test_a_reconnect_racing_its_old_stream_holds_each_frame_once_and_never_counts_a_negative_gap(bundle):
+    """Both streams of one node screen the same frames before either commits them (the decoder
+    awaits the journal and the entropy check between the two steps)."""
+    table = SessionTable(bundle)
+    net = Network(bundle, 8, 64, 8)
+    tx = Sender(buffer_frames=8, chunk_bytes=64)
+    for w in range(3):
+        tx.enqueue(w, CAPTURE_US, bytes([w + 1]), SHAPE, 0.0)
+    frames = [p.frame for p in tx.next_frames(None, 8)[0]]
+    old, new = UplinkReceiver(table), UplinkReceiver(table)
+    old.open(net.header())
+    new.open(net.header())
+    a = old.screen(pb.UplinkMessage(batch=pack_batch(frames[:2])), NOW)
+    b = new.screen(pb.UplinkMessage(batch=pack_batch(frames)), NOW)
+    assert [f.seq for f in a.frames] == [1, 2] and [f.seq for f in b.frames] == [1, 2, 3]
+    assert old.commit(a.frames) == (frames[:2], 0)
+    assert new.commit(b.frames) == (frames[2:], 0)  # 1 and 2 were held by the old stream meanwhile
+    assert new.ack().last_seq == 3
