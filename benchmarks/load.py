@@ -14,10 +14,18 @@ journal). Reported, measured in this run:
   which separates warm-up from a leak);
 * lost frames: frames sent and never acknowledged, and windows never (or twice) reconstructed.
 
+With ``--find-saturation`` it raises the per-node rate by ``--step`` until the decoder stops
+keeping up (a node's frames acknowledged later than 10 % + 1 s past their schedule, p99
+capture → reconstruction over ``--p99-limit``, or anything lost), and reports the last
+sustained run. ``--baseline REV`` runs the same search against a decoder built from git
+revision REV (``git archive``, e.g. ``HEAD~1``) in the same process, so the two figures
+come from one machine state.
+
 Usage::
 
     python benchmarks/load.py --groups 25 --duration 20 --rate 10         # 100 nodes (4-source bundle)
     python benchmarks/load.py --groups 25 --duration 20 --rate 10 --journal
+    python benchmarks/load.py --groups 5 --duration 4 --rate 20 --find-saturation --baseline HEAD~1
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -133,6 +142,7 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
     sampler = asyncio.create_task(sample_rss())
     acks = await asyncio.gather(*(_node(address, bundle, g, i, payloads, windows, rate, t0, ack_lat)
                                   for g in names for i in range(n_src)))
+    acked_elapsed = time.perf_counter() - t0  # the schedule ends at windows / rate
     sampler.cancel()
     sent_done = time.perf_counter()
     want = groups * windows
@@ -158,17 +168,48 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
         "decoder_rss_growth_mib": round((rss1 - rss0) / 2**20, 1),
         # from the middle of the load to its end: ~0 when memory is bounded (no per-frame leak)
         "decoder_rss_growth_second_half_mib": round((rss1 - samples[len(samples) // 2]) / 2**20, 1) if samples else 0,
-        "elapsed_s": round(elapsed, 2),
+        "elapsed_s": round(elapsed, 2), "acked_elapsed_s": round(acked_elapsed, 2),
+        "scheduled_s": round(windows / rate, 2),
     }
 
 
-def start_decoder(bundle: Path, state_dir: str | None, deadline: float) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+def sustained(r: dict, p99_limit: float) -> bool:
+    """Whether a run kept up: everything acknowledged within 10 % + 1 s of its schedule, every
+    window reconstructed once, nothing lost, p99 capture → reconstruction within ``p99_limit``."""
+    return (r["lost_frames"] == 0 and r["duplicate_windows"] == 0
+            and r["windows_reconstructed"] == r["windows_expected"]
+            and r["acked_elapsed_s"] <= 1.1 * r["scheduled_s"] + 1.0 and r["latency_p99_s"] <= p99_limit)
+
+
+def find_saturation(measure: Callable[[float], dict], start_rate: float, step: float = 1.5, max_runs: int = 10,
+                    p99_limit: float = 1.0) -> tuple[dict | None, list[dict]]:
+    """Raise the per-node rate from ``start_rate`` by ``step`` until a run is not :func:`sustained`.
+
+    ``measure(rate)`` runs the load at that per-node rate and returns its figures. Returns the
+    last sustained run (None when even the first was not) and every run, in order.
+    """
+    runs: list[dict] = []
+    best = None
+    rate = start_rate
+    for _ in range(max_runs):
+        r = measure(rate)
+        r["sustained"] = sustained(r, p99_limit)
+        runs.append(r)
+        if not r["sustained"]:
+            break
+        best, rate = r, rate * step
+    return best, runs
+
+
+def start_decoder(bundle: Path, state_dir: str | None, deadline: float,
+                  code: Path = REPO) -> tuple[subprocess.Popen, str]:
+    """A real ``ndsc decoder`` process on a free loopback port, running the code in ``code``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(code)}
     args = [sys.executable, "-m", "ndsc", "decoder", "--bundle", str(bundle), "--listen", "127.0.0.1:0",
             "--metrics-port", "-1", "--deadline", str(deadline)]
     if state_dir:
         args += ["--state-dir", state_dir]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env, cwd=code)
     for line in proc.stdout:
         if line.startswith("NDSC_DECODER_READY"):
             return proc, dict(p.split("=", 1) for p in line.split()[1:])["grpc"]
@@ -185,18 +226,45 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=10.0, help="windows/s per node")
     ap.add_argument("--deadline", type=float, default=2.0)
     ap.add_argument("--journal", action="store_true", help="decoder with --state-dir (durable acks)")
+    ap.add_argument("--find-saturation", action="store_true", help="raise --rate by --step until the decoder "
+                    "stops keeping up; report the last sustained run")
+    ap.add_argument("--step", type=float, default=1.5, help="rate factor between saturation runs")
+    ap.add_argument("--p99-limit", type=float, default=1.0, help="seconds of p99 latency a sustained run may have")
+    ap.add_argument("--baseline", metavar="REV", help="also search with the decoder of git revision REV")
     args = ap.parse_args(argv)
     bundle = args.bundle or default_bundle("ecg-synth-quick")
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, address = start_decoder(bundle, tmp if args.journal else None, args.deadline)
-        try:
-            result = asyncio.run(run_load(bundle, address, args.groups, args.duration, args.rate, proc.pid))
-        finally:
-            proc.terminate()
-            proc.wait(30)
-    result["journal"] = args.journal
-    print(json.dumps(result, indent=1))
-    return 0 if result["lost_frames"] == 0 and result["duplicate_windows"] == 0 else 1
+
+    def measure(code: Path, rate: float) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            proc, address = start_decoder(bundle, tmp if args.journal else None, args.deadline, code)
+            try:
+                return asyncio.run(run_load(bundle, address, args.groups, args.duration, rate, proc.pid))
+            finally:
+                proc.terminate()
+                proc.wait(30)
+
+    if not args.find_saturation:
+        result = measure(REPO, args.rate)
+        result["journal"] = args.journal
+        print(json.dumps(result, indent=1))
+        return 0 if result["lost_frames"] == 0 and result["duplicate_windows"] == 0 else 1
+    codes = {"this": REPO}
+    with tempfile.TemporaryDirectory() as old:
+        if args.baseline:
+            archive = subprocess.run(["git", "archive", args.baseline], cwd=REPO, check=True, capture_output=True)
+            subprocess.run(["tar", "-x", "-C", old], input=archive.stdout, check=True)
+            codes[f"baseline {args.baseline}"] = Path(old)
+        report = {}
+        for name, code in codes.items():
+            best, runs = find_saturation(lambda rate: measure(code, rate), args.rate, args.step,
+                                         p99_limit=args.p99_limit)
+            report[name] = {"saturation_frames_per_s": best and round(best["nodes"] * best["rate_per_node"], 1),
+                            "p99_at_saturation_s": best and best["latency_p99_s"],
+                            "runs": [{k: r[k] for k in ("rate_per_node", "frames_per_s", "latency_p50_s",
+                                                          "latency_p99_s", "acked_elapsed_s", "scheduled_s",
+                                                          "lost_frames", "sustained")} for r in runs]}
+    print(json.dumps({"journal": args.journal, "groups": args.groups, **report}, indent=1))
+    return 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def run_edge(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
     from edge_encoder.node import EdgeFatalError, EdgeNode
     from edge_encoder.settings import EdgeSettings
@@ -38,13 +38,19 @@ def run_edge(args: argparse.Namespace) -> int:
     try:
         settings = from_args(EdgeSettings, args).validate()
         registry = CollectorRegistry()
+        ProcessCollector(registry=registry)  # process_* (RSS, CPU, open fds) beside the node's metrics
         node = EdgeNode(settings, registry)
     except (ValueError, OSError, BundleError) as exc:  # OSError: an unreadable token file
         log.error("cannot start the edge node: %s", exc)
         return EXIT_CONFIG
     metrics_url = ""
     if settings.metrics_port >= 0:
-        httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
+        try:
+            httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
+        except OSError as exc:
+            log.error("cannot start the edge node: metrics port %s:%d: %s", settings.metrics_addr,
+                      settings.metrics_port, exc.strerror or exc)
+            return EXIT_CONFIG
         metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
     print(f"NDSC_EDGE_READY node={settings.node_name} source={settings.source_index} metrics={metrics_url} "
           f"quality={node.encoder.quality}", flush=True)
@@ -55,7 +61,8 @@ def run_edge(args: argparse.Namespace) -> int:
         signals = {"n": 0}
 
         def on_signal() -> None:
-            # First signal: stop reading, send what is buffered. Second: quit now.
+            # First signal: stop reading, give the buffer --drain-timeout seconds to be
+            # acknowledged (also while reconnecting), then exit. Second: quit now.
             signals["n"] += 1
             node.stop() if signals["n"] == 1 else task.cancel()
 
@@ -71,6 +78,10 @@ def run_edge(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         except asyncio.CancelledError:
             log.warning("node %s stopped before every frame was acknowledged", settings.node_name)
+            return 1
+        if node.unacknowledged:
+            log.warning("node %s stopped with %d frames unacknowledged (drain timeout %.1fs)", settings.node_name,
+                        node.unacknowledged, settings.drain_timeout)
             return 1
         log.info("node %s done: %d windows read", settings.node_name, windows)
         return 0

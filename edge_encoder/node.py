@@ -8,7 +8,8 @@ One asyncio program with two halves joined by a bounded buffer of coded frames:
   frame of any size; a payload over the chunk budget becomes several frames (chunks),
   each with its own seq and crc;
 * the sender keeps one ``Uplink`` stream open, batches frames (flush interval), and
-  trims the buffer on every Ack. On a broken stream it reconnects with exponential
+  trims the buffer on every Ack. Seqs, chunks, the buffer and resume live in the plain
+  state machine :class:`ndsc.wire.sender.Sender`; this module adds the socket and the clock. On a broken stream it reconnects with exponential
   back-off; the decoder's first Ack says which seq it already holds, so the node
   resends exactly what follows. A full buffer drops its oldest frames (counted). A
   stream's header carries one frame shape; a frame of another size ends the stream
@@ -24,8 +25,6 @@ import logging
 import random
 import secrets
 import time
-from collections import deque
-from dataclasses import dataclass
 
 import grpc
 import numpy as np
@@ -35,8 +34,8 @@ from edge_encoder.encoder import EdgeEncoder
 from edge_encoder.settings import EdgeSettings
 from ndsc.bundle import Bundle, load_bundle
 from ndsc.sources.base import SourceError, Window, check_frame, check_window, open_source, paced
-from ndsc.wire import (GROUP_METADATA_KEY, TOKEN_METADATA_KEY, FrameData, channel_options, crc32, pack_batch, pb,
-                       pb_grpc, protocol_bytes, split_payload)
+from ndsc.wire import GROUP_METADATA_KEY, TOKEN_METADATA_KEY, channel_options, pack_batch, pb, pb_grpc, protocol_bytes
+from ndsc.wire.sender import Pending, Sender
 from ndsc.wire.tls import channel_credentials
 
 log = logging.getLogger("ndsc.edge")
@@ -98,13 +97,6 @@ class EdgeMetrics:
         return self._skipped.labels(**self._labels, reason=reason)
 
 
-@dataclass
-class _Buffered:
-    frame: FrameData
-    enqueued: float  # monotonic, for the flush interval
-    shape: tuple[int, ...]  # the window's input shape: a stream carries frames of one shape
-
-
 class EdgeNode:
     """One edge node. ``await node.run()`` streams until the source ends (or ``stop()``).
 
@@ -128,14 +120,11 @@ class EdgeNode:
         self.metrics.flush_interval.set(settings.flush_interval)
         self.windows_read = 0
         self.skipped_before_start = 0  # windows due before this node started (joined after the shared epoch)
-        self._buffer: deque[_Buffered] = deque()
-        self._next_seq = 1
-        self._acked = 0
-        self._sent_upto = 0
-        self._last_window = -1
+        self.sender = Sender(settings.buffer_frames, self.chunk_bytes)
         self._source_done = False
         self._stopping = False
         self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
         self._acked_event = asyncio.Event()
         self._audits: set[asyncio.Task] = set()
         self._channel: grpc.aio.Channel | None = None
@@ -145,7 +134,7 @@ class EdgeNode:
         if token:
             self._metadata += ((TOKEN_METADATA_KEY, f"Bearer {token}"),)
         # kept across reconnects, new per process: tells the decoder whether to resume or restart
-        self.incarnation = secrets.randbits(64)
+        self.incarnation = secrets.randbits(64) or 1  # 0 is refused (the proto default)
 
     # ----- producer ---------------------------------------------------------------------
     def _source_spec(self) -> str:
@@ -190,7 +179,7 @@ class EdgeNode:
                 if status == "end":
                     break
                 self.windows_read += 1
-                if status == "ok" and w.index <= self._last_window:
+                if status == "ok" and w.index <= self.sender.last_window:
                     status = "out_of_order"
                 if status != "ok":
                     self.metrics.skipped(status).inc()
@@ -211,20 +200,14 @@ class EdgeNode:
         self.metrics.skipped("before_start").inc()
 
     def _enqueue(self, w: Window, payload: bytes) -> None:
-        capture_us, shape, now = int(round(w.t_capture * 1e6)), tuple(w.data.shape), time.monotonic()
-        chunks = split_payload(payload, self.chunk_bytes)
-        for j, part in enumerate(chunks):
-            frame = FrameData(self._next_seq, w.index, capture_us, crc32(part), part, j, len(chunks))
-            self._next_seq += 1
-            self._buffer.append(_Buffered(frame, now, shape))
-        self._last_window = w.index
+        chunks, dropped = self.sender.enqueue(w.index, int(round(w.t_capture * 1e6)), payload, tuple(w.data.shape),
+                                              time.monotonic())
         self.metrics.frames.inc()
-        if len(chunks) > 1:
+        if chunks > 1:
             self.metrics.chunked_windows.inc()
-        while len(self._buffer) > self.settings.buffer_frames:
-            self._buffer.popleft()
-            self.metrics.dropped_frames.inc()
-        self.metrics.buffered.set(len(self._buffer))
+        if dropped:
+            self.metrics.dropped_frames.inc(dropped)
+        self.metrics.buffered.set(self.sender.unacknowledged)
         self._wake.set()
 
     def _maybe_audit(self, w: Window) -> None:
@@ -249,31 +232,19 @@ class EdgeNode:
 
     # ----- sender -----------------------------------------------------------------------
     def _on_ack(self, last_seq: int) -> None:
-        self._acked = max(self._acked, last_seq)
-        while self._buffer and self._buffer[0].frame.seq <= self._acked:
-            self._buffer.popleft()
-        self.metrics.acked_seq.set(self._acked)
-        self.metrics.buffered.set(len(self._buffer))
+        self.sender.on_ack(last_seq)
+        self.metrics.acked_seq.set(self.sender.acked)
+        self.metrics.buffered.set(self.sender.unacknowledged)
         self._acked_event.set()
-
-    def _unsent(self) -> list[_Buffered]:
-        if not self._buffer:
-            return []
-        start = max(0, self._sent_upto + 1 - self._buffer[0].frame.seq)
-        return [self._buffer[i] for i in range(start, min(len(self._buffer), start + self.settings.max_batch_frames))]
 
     @property
     def finished(self) -> bool:
         """Source ended and every frame is acknowledged."""
-        return self._source_done and not self._buffer
+        return self._source_done and not self.sender.unacknowledged
 
-    def _unsent_of(self, shape: tuple[int, ...]) -> tuple[list[_Buffered], bool]:
+    def _unsent_of(self, shape: tuple[int, ...]) -> tuple[list[Pending], bool]:
         """Unsent frames of ``shape`` up to the first of another shape, and whether one follows."""
-        pending = self._unsent()
-        for k, b in enumerate(pending):
-            if b.shape != shape:
-                return pending[:k], True
-        return pending, False
+        return self.sender.next_frames(shape, self.settings.max_batch_frames)
 
     async def _send_frames(self, call, shape: tuple[int, ...]) -> bool:
         """Write batches of ``shape`` until the source ends and everything is written (returns
@@ -310,7 +281,7 @@ class EdgeNode:
             self.metrics.messages.inc()
             self.metrics.payload_bytes.inc(size)
             self.metrics.protocol_bytes.inc(protocol_bytes(message))
-            self._sent_upto = frames[-1].seq
+            self.sender.sent(frames[-1].seq)
 
     async def _read_acks(self, call) -> None:
         while True:
@@ -327,12 +298,12 @@ class EdgeNode:
         """
         if not self.whole_frames:
             return self.info.input_shape
-        while not self._buffer:
+        while not self.sender.unacknowledged:
             if self._source_done:
                 return None
             self._wake.clear()
             await self._wake.wait()
-        return self._buffer[0].shape
+        return self.sender.buffer[0].shape
 
     async def _stream_once(self, stub: pb_grpc.FusionDecoderStub) -> None:
         """One Uplink stream: header, resume point, frames, until done, broken or a new frame size."""
@@ -352,12 +323,11 @@ class EdgeNode:
         first = await call.read()
         if first is grpc.aio.EOF:
             raise ConnectionError("decoder closed the stream before acknowledging the header")
+        resent = self.sender.resume(first.last_seq)
         self._on_ack(first.last_seq)
-        resent = sum(1 for b in self._buffer if b.frame.seq <= self._sent_upto)
         if resent:
             self.metrics.resent_frames.inc(resent)
-            log.info("resuming after seq %d: resending %d frames", self._acked, resent)
-        self._sent_upto = self._acked
+            log.info("resuming after seq %d: resending %d frames", self.sender.acked, resent)
         sender = asyncio.create_task(self._send_frames(call, shape))
         reader = asyncio.create_task(self._read_acks(call))
         reshape = False
@@ -400,7 +370,7 @@ class EdgeNode:
 
     def _retry_log(self, code: str, details: str | None, delay: float) -> None:
         log.warning("uplink to %s broke (%s: %s); retrying in %.1fs from seq %d", self.settings.decoder, code,
-                    details, delay, self._acked + 1)
+                    details, delay, self.sender.acked + 1)
 
     # ----- lifecycle --------------------------------------------------------------------
     async def run(self) -> int:
@@ -414,21 +384,37 @@ class EdgeNode:
             self._channel = grpc.aio.insecure_channel(s.decoder, options=options)
         producer = asyncio.create_task(self._produce())
         sender = asyncio.create_task(self._send())
+        stopped = asyncio.create_task(self._stop_requested.wait())
+        waiting = {producer, sender, stopped}
         try:
-            done, _ = await asyncio.wait({producer, sender}, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                t.result()  # raise the first failure
-            await asyncio.gather(producer, sender)
-            if self._audits:
+            while not sender.done():
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if producer in done:
+                    producer.result()  # raise a source failure
+                if stopped in done and not sender.done():
+                    # bounded drain: the buffer gets drain_timeout seconds to be acknowledged,
+                    # even while the decoder is unreachable and the sender is backing off
+                    await asyncio.wait({sender}, timeout=self.settings.drain_timeout)
+                    break
+            if sender.done():
+                sender.result()  # raise the first failure (EdgeFatalError)
+            if self._audits and not self._stopping:
                 await asyncio.wait(set(self._audits), timeout=10)
         finally:
-            for t in (producer, sender, *self._audits):
+            for t in (producer, sender, stopped, *self._audits):
                 t.cancel()
-            await asyncio.gather(producer, sender, *self._audits, return_exceptions=True)
+            await asyncio.gather(producer, sender, stopped, *self._audits, return_exceptions=True)
             await self._channel.close()
         return self.windows_read
 
+    @property
+    def unacknowledged(self) -> int:
+        """Frames still buffered (not acknowledged by the decoder)."""
+        return self.sender.unacknowledged
+
     def stop(self) -> None:
-        """Stop reading the source; what is buffered is still sent and acknowledged."""
+        """Stop reading the source; what is buffered gets ``drain_timeout`` seconds to be sent and
+        acknowledged, then :meth:`run` returns (see :attr:`unacknowledged`)."""
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()

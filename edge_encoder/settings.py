@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ndsc.wire import MAX_MESSAGE_BYTES
+from ndsc.wire.limits import name_problem
 from ndsc.wire.settings import setting
 
 
@@ -40,6 +41,8 @@ class EdgeSettings:
     backoff_initial: float = setting("NDSC_BACKOFF_INITIAL", "first reconnect delay, seconds (doubles)", 0.1)
     backoff_max: float = setting("NDSC_BACKOFF_MAX", "largest reconnect delay, seconds", 5.0)
     max_message_bytes: int = setting("NDSC_MAX_MESSAGE_BYTES", "gRPC max message size", MAX_MESSAGE_BYTES)
+    drain_timeout: float = setting("NDSC_DRAIN_TIMEOUT", "after SIGINT/SIGTERM, seconds buffered frames get to be "
+                                   "acknowledged (also while reconnecting) before the node exits", 5.0)
     max_chunk_bytes: int = setting(
         "NDSC_MAX_CHUNK_BYTES", "a window's payload larger than this travels as several frames (chunks) "
         "(0: the message size less 4 KiB of headroom)", 0)
@@ -74,8 +77,12 @@ class EdgeSettings:
             raise ValueError("a bundle is required (--bundle or NDSC_BUNDLE)")
         if self.buffer_frames < 1 or self.max_batch_frames < 1 or self.flush_interval < 0:
             raise ValueError("buffer_frames and max_batch_frames must be >= 1, flush_interval >= 0")
-        if self.max_chunk_bytes < 0:
-            raise ValueError("max_chunk_bytes must be >= 0")
+        if self.max_chunk_bytes < 0 or self.drain_timeout < 0:
+            raise ValueError("max_chunk_bytes and drain_timeout must be >= 0")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("mutual TLS needs --tls-cert and --tls-key together")
+        for name, what in ((self.group, "group"), (self.node_name, "node id")):
+            problem = name_problem(name, what)
+            if problem:  # the decoder would refuse it (INVALID_ARGUMENT): say so before connecting
+                raise ValueError(problem)
         return self

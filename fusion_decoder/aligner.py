@@ -46,6 +46,7 @@ class AlignedWindow:
     parts: list[dict[int, bytes] | None] = field(default_factory=list)
     incomplete: list[int] = field(default_factory=list)
     qualities: list[str | None] = field(default_factory=list)
+    symbols: list = field(default_factory=list)  # per source its payload already entropy-decoded, or None
 
     @property
     def shape(self) -> tuple[int, ...] | None:
@@ -90,6 +91,7 @@ class Aligner:
         self.remember = remember
         self._pending: OrderedDict[int, AlignedWindow] = OrderedDict()  # by first arrival
         self._released: OrderedDict[int, None] = OrderedDict()
+        self.touched = 0.0  # ``now`` of the last frame added (idle-group eviction)
 
     @property
     def pending(self) -> int:
@@ -106,9 +108,12 @@ class Aligner:
         return None
 
     def add(self, window: int, source: int, payload: bytes, capture_us: int, now: float, *, chunk: int = 0,
-            chunks: int = 1, shape: tuple[int, ...] | None = None, quality: str | None = None) -> AddResult:
+            chunks: int = 1, shape: tuple[int, ...] | None = None, quality: str | None = None,
+            symbols=None) -> AddResult:
         """Add source ``source``'s frame of ``window`` (chunk ``chunk`` of ``chunks``, coded at operating
         point ``quality``); returns what was released.
+
+        ``symbols``: a whole payload already entropy-decoded (carried to decoding, never redone).
 
         Statuses: ``late`` (window already released), ``duplicate`` (payload or chunk already
         held), ``bad_chunk`` (a chunk count other than the source's earlier chunks announced),
@@ -119,6 +124,7 @@ class Aligner:
             raise ValueError(f"source {source} out of range 0..{self.n_sources - 1}")
         if not 0 <= chunk < chunks:
             raise ValueError(f"chunk {chunk} out of range 0..{chunks - 1}")
+        self.touched = now
         if window in self._released:
             return AddResult("late")
         if self.shape_conflict(window, source, shape) is not None:
@@ -127,7 +133,7 @@ class Aligner:
         if slot is None:
             n = self.n_sources
             slot = AlignedWindow(self.group, window, [None] * n, [None] * n, now, shapes=[None] * n,
-                                 parts=[None] * n, qualities=[None] * n)
+                                 parts=[None] * n, qualities=[None] * n, symbols=[None] * n)
             self._pending[window] = slot
         elif slot.payloads[source] is not None:
             return AddResult("duplicate")
@@ -148,6 +154,8 @@ class Aligner:
             payload = b"".join(parts[k] for k in range(chunks))
             slot.parts[source] = None
         slot.payloads[source] = payload
+        if chunks == 1:
+            slot.symbols[source] = symbols
         slot.capture_us[source] = capture_us if slot.capture_us[source] is None else slot.capture_us[source]
         slot.shapes[source] = tuple(shape) if shape else None
         slot.qualities[source] = quality or None

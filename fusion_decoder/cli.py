@@ -48,6 +48,7 @@ def run_decoder(args: argparse.Namespace) -> int:
         logging.getLogger("ndsc.decoder").error("cannot start the decoder: %s", exc)
         return 2
     registry = CollectorRegistry()
+    log = logging.getLogger("ndsc.decoder")
 
     async def main() -> int:
         server = DecoderServer(bundle, settings.listen, registry=registry,
@@ -56,11 +57,27 @@ def run_decoder(args: argparse.Namespace) -> int:
                                authorize=authorize, tls=settings.tls, state_dir=settings.state_dir,
                                journal_sync=settings.journal_sync, max_seq_gap=settings.max_seq_gap,
                                subscriber_queue=settings.subscriber_queue,
-                               max_frame_area=settings.max_frame_area, max_chunks=settings.max_chunks)
-        port = await server.start()
+                               max_frame_area=settings.max_frame_area, max_chunks=settings.max_chunks,
+                               max_groups=settings.max_groups, max_streams=settings.max_streams,
+                               group_idle=settings.group_idle, stream_idle=settings.stream_idle,
+                               keepalive=settings.keepalive, max_capture_age=settings.max_capture_age,
+                               max_capture_lead=settings.max_capture_lead,
+                               max_label_groups=settings.max_label_groups,
+                               max_label_nodes=settings.max_label_nodes)
+        try:
+            port = await server.start()
+        except OSError as exc:
+            log.error("cannot start the decoder: gRPC %s", exc)
+            return 2
         metrics_url = ""
         if settings.metrics_port >= 0:
-            httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
+            try:
+                httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
+            except OSError as exc:
+                log.error("cannot start the decoder: metrics port %s:%d: %s", settings.metrics_addr,
+                          settings.metrics_port, exc.strerror or exc)
+                await server.stop()
+                return 2
             metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
         host = settings.listen.rsplit(":", 1)[0]
         print(f"NDSC_DECODER_READY grpc={host}:{port} metrics={metrics_url} device={server.runtime.device} "

@@ -18,7 +18,9 @@ published at most once. ``synchronous=NORMAL`` (default) survives a killed proce
 ``full`` also survives an OS crash or power loss, at one fsync per commit.
 
 All calls run on one dedicated thread (the caller awaits them through
-:meth:`run`), so the event loop never blocks on disk.
+:meth:`run`), so the event loop never blocks on disk. Frames of many streams share a
+transaction (:meth:`Journal.commit_frames`, a group commit): each caller still waits
+until its frames are durable, but concurrent streams pay one commit between them.
 """
 from __future__ import annotations
 
@@ -85,6 +87,9 @@ class Journal:
         self.run_id = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-journal") if self.enabled else None
         self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[tuple, asyncio.Future]] = []  # record_frames calls awaiting the next commit
+        self._flusher: asyncio.Task | None = None
+        self.commits = 0  # frame transactions committed (group commits count once)
         if self.enabled:
             if sync not in ("normal", "full"):
                 raise ValueError("journal sync must be 'normal' or 'full'")
@@ -143,24 +148,64 @@ class Journal:
             out.setdefault(g, []).append(w)
         return out
 
+    # ----- group commit (event loop) ---------------------------------------------------------
+    async def commit_frames(self, session: SessionRow, source: int, frames: Sequence[FrameData],
+                            shape: Sequence[int] = (), quality: str = "") -> None:
+        """:meth:`record_frames`, sharing one transaction with whatever other streams hand in
+        meanwhile; returns once these frames are durable (raises what their commit raised)."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(((session, source, frames, shape, quality), future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self.run(self.record_many, [args for args, _ in batch])
+                results = [None] * len(batch)
+            except Exception:  # one bad entry must not fail the others: commit them one by one
+                results = []
+                for args, _ in batch:
+                    try:
+                        await self.run(self.record_many, [args])
+                        results.append(None)
+                    except Exception as exc:
+                        results.append(exc)
+            for (_, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if result is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(result)
+
     # ----- writes (journal thread) -----------------------------------------------------------
     def record_frames(self, session: SessionRow, source: int, frames: Sequence[FrameData],
                       shape: Sequence[int] = (), quality: str = "") -> None:
         """Frames accepted from one message (of frame ``shape``, coded at operating point ``quality``)
         plus the session's new resume point: one transaction."""
-        shape_text = ",".join(str(int(v)) for v in shape)
+        self.record_many([(session, source, frames, shape, quality)])
+
+    def record_many(self, items: Sequence[tuple[SessionRow, int, Sequence[FrameData], Sequence[int], str]]) -> None:
+        """Several :meth:`record_frames` calls in one transaction (in order: a later resume
+        point of the same node replaces an earlier one)."""
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO frames (grp, window, source, capture_us, payload, chunk, chunks, shape, "
-                "quality) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(session.group, f.window, source, f.capture_us, f.payload, f.chunk, f.chunks, shape_text, quality)
-                 for f in frames])
-            self._db.execute(
-                "INSERT OR REPLACE INTO sessions (grp, node, source, incarnation, last_seq, last_window) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (session.group, session.node, session.source,
-                                               _signed64(session.incarnation), session.last_seq,
-                                               session.last_window))
+            for session, source, frames, shape, quality in items:
+                shape_text = ",".join(str(int(v)) for v in shape)
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO frames (grp, window, source, capture_us, payload, chunk, chunks, shape, "
+                    "quality) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(session.group, f.window, source, f.capture_us, f.payload, f.chunk, f.chunks, shape_text,
+                      quality) for f in frames])
+                self._db.execute(
+                    "INSERT OR REPLACE INTO sessions (grp, node, source, incarnation, last_seq, last_window) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (session.group, session.node, session.source,
+                                                   _signed64(session.incarnation), session.last_seq,
+                                                   session.last_window))
+        self.commits += 1
 
     def forget_frames(self, keys: Iterable[tuple[str, int, int]]) -> None:
         """Drop journaled frames the aligner refused (late: their window is already decoded)."""

@@ -1,22 +1,105 @@
 """Prometheus metrics of the fusion decoder (one registry per instance, never global).
 
-Names follow Prometheus conventions: counters end in ``_total``, units are suffixes.
+Names follow Prometheus conventions: counters end in ``_total``, units are suffixes in base
+units (``_seconds``, ``_bytes``). Documented exceptions, kept for dashboards: ``_db`` (PSNR),
+``_percent`` (PRD), ``ndsc_audit_rmse`` / ``ndsc_audit_estimated_rmse`` in the source's
+physical units, and counts without a unit (``_batch_size``, ``_frames_per_message``).
 Rate is what crossed the wire (payload bytes); protocol overhead is counted apart as
 serialized protobuf size minus payload bytes plus the 5-byte gRPC message prefix.
+
+Bounded: ``group`` and ``node`` label values come from clients, so they pass through a
+:class:`LabelBudget`; beyond its caps they read ``_overflow`` (never a valid name), and an
+evicted group's series are removed. So the number of series, and a scrape's cost, has a
+bound set by the decoder, whatever clients send. ``process_*`` metrics (RSS, CPU, open fds)
+come from prometheus_client's process collector.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: label value standing for every group (or node) beyond the budget
+OVERFLOW = "_overflow"
+
+
+class LabelBudget:
+    """Which client-chosen group and node names may become label values.
+
+    The first ``max_groups`` groups (and ``max_nodes`` (group, node) pairs) seen keep their
+    names; later ones read :data:`OVERFLOW` until :meth:`release` frees a slot (group eviction).
+    """
+
+    def __init__(self, max_groups: int = 128, max_nodes: int = 1024):
+        self.max_groups, self.max_nodes = max_groups, max_nodes
+        self._groups: set[str] = set()
+        self._nodes: set[tuple[str, str]] = set()
+
+    def group(self, group: str) -> str:
+        if group in self._groups:
+            return group
+        if len(self._groups) < self.max_groups:
+            self._groups.add(group)
+            return group
+        return OVERFLOW
+
+    def node(self, group: str, node: str) -> str:
+        if self.group(group) == OVERFLOW:
+            return OVERFLOW
+        key = (group, node)
+        if key in self._nodes:
+            return node
+        if len(self._nodes) < self.max_nodes:
+            self._nodes.add(key)
+            return node
+        return OVERFLOW
+
+    def release(self, group: str) -> bool:
+        """Free ``group``'s slots; True when it had its own label value."""
+        self._nodes = {k for k in self._nodes if k[0] != group}
+        if group in self._groups:
+            self._groups.discard(group)
+            return True
+        return False
+
+
+class _Budgeted:
+    """A labelled metric whose ``group``/``node`` values pass through a :class:`LabelBudget`."""
+
+    def __init__(self, metric, budget: LabelBudget, labelnames):
+        self.metric = metric
+        self._budget = budget
+        names = list(labelnames)
+        self._group = names.index("group")
+        self._node = names.index("node") if "node" in names else None
+
+    def labels(self, *values):
+        values = list(values)
+        group = values[self._group]
+        values[self._group] = self._budget.group(group)
+        if self._node is not None:
+            values[self._node] = self._budget.node(group, values[self._node])
+        return self.metric.labels(*values)
+
+    def remove_group(self, group: str) -> None:
+        """Drop every series whose group label is ``group``."""
+        for values in [v for v in self.metric._metrics if v[self._group] == group]:
+            self.metric.remove(*values)
 
 
 class DecoderMetrics:
-    """All decoder metrics, registered in ``registry``."""
+    """All decoder metrics, registered in ``registry``.
 
-    def __init__(self, registry: CollectorRegistry):
+    Args:
+        registry: where they are registered (also gets the ``process_*`` collector).
+        max_label_groups, max_label_nodes: the :class:`LabelBudget` caps.
+    """
+
+    def __init__(self, registry: CollectorRegistry, max_label_groups: int = 128, max_label_nodes: int = 1024):
         self.registry = registry
+        self.budget = LabelBudget(max_label_groups, max_label_nodes)
+        self._budgeted: list[_Budgeted] = []
+        ProcessCollector(registry=registry)
         node = ["group", "node", "source"]
         self.uplink_payload_bytes = Counter(
             "ndsc_uplink_payload_bytes", "Coded payload bytes received (every frame that crossed the wire)",
@@ -35,7 +118,8 @@ class DecoderMetrics:
             node, registry=registry)
         self.frames = Counter(
             "ndsc_frames", "Uplink frames (chunks) by outcome: accepted, duplicate, crc_mismatch, lost (seq gap), "
-            "undecodable, frame_shape_mismatch, bad_chunk", ["group", "node", "status"], registry=registry)
+            "undecodable, frame_shape_mismatch, bad_chunk, capture_time_out_of_range (kept, capture time unknown)",
+            ["group", "node", "status"], registry=registry)
         self.undecodable = Counter(
             "ndsc_undecodable_frames", "Frames with a valid crc whose payload does not entropy-decode",
             ["group", "source"], registry=registry)
@@ -90,7 +174,8 @@ class DecoderMetrics:
             "wrong_binding (a token used for another group/node/source)", ["rpc", "reason"], registry=registry)
         self.bad_requests = Counter(
             "ndsc_bad_requests", "Request messages refused before reaching a handler: malformed protobuf, "
-            "oversized", ["rpc", "reason"], registry=registry)
+            "oversized; and Subscribe requests naming an invalid group (bad_group)", ["rpc", "reason"],
+            registry=registry)
         self.estimated_sources = Counter(
             "ndsc_estimated_sources", "Sources of published windows estimated from the others instead of decoded "
             "(node missing at the deadline, or its payload undecodable)", ["group", "source"], registry=registry)
@@ -99,6 +184,13 @@ class DecoderMetrics:
             ["kind"], buckets=LATENCY_BUCKETS, registry=registry)
         self.journal_restored_frames = Counter(
             "ndsc_journal_restored_frames", "Held frames read back from the journal at start", registry=registry)
+        self.window_failures = Counter(
+            "ndsc_window_failures", "Windows dropped alone because a step failed for them: decode, journal "
+            "(frames stay held for a restart) or publish", ["stage"], registry=registry)
+        self.groups = Gauge("ndsc_groups", "Groups the decoder holds state for", registry=registry)
+        self.groups_evicted = Counter(
+            "ndsc_groups_evicted", "Groups forgotten after no stream, frame or held window for --group-idle seconds",
+            registry=registry)
         self.subscribers = Gauge("ndsc_subscribers", "Open Subscribe streams", registry=registry)
         self.subscriber_dropped = Counter(
             "ndsc_subscriber_dropped", "Reconstructions dropped (oldest first) because a subscriber was too slow",
@@ -128,3 +220,17 @@ class DecoderMetrics:
         self.audit_prd = Gauge("ndsc_audit_prd_percent", "PRD over audited windows where the source was decoded",
                                ["group", "source"],
                                registry=registry)
+
+        # every metric labelled by group (and node) goes through the budget
+        for name, metric in list(vars(self).items()):
+            names = getattr(metric, "_labelnames", ())
+            if "group" in names:
+                wrapped = _Budgeted(metric, self.budget, names)
+                self._budgeted.append(wrapped)
+                setattr(self, name, wrapped)
+
+    def forget_group(self, group: str) -> None:
+        """Remove an evicted group's series and free its label slot."""
+        if self.budget.release(group):
+            for metric in self._budgeted:
+                metric.remove_group(group)

@@ -44,6 +44,7 @@ class JointDecoderRuntime:
         self.model.to(self.device).eval()
         # Decoders work on normalised values; the bundle records the scale back to physical units.
         self.output_scale = float(bundle.decoder.get("output_scale", 1.0))
+        self.entropy_decodes = 0  # payloads entropy-decoded so far (each should be decoded once)
 
     @property
     def n_sources(self) -> int:
@@ -72,6 +73,7 @@ class JointDecoderRuntime:
         shape = self.latent_shape(source_index, frame_shape)
         name = self.quality_name(source_index, quality)
         coder = self._point_coders[source_index, name] if name else self.coders[source_index]
+        self.entropy_decodes += 1
         symbols = coder.decode(payload, int(np.prod(shape[1:])))
         return symbols.reshape(shape)
 
@@ -90,10 +92,11 @@ class JointDecoderRuntime:
         mask = torch.from_numpy(np.asarray(present, dtype=np.float32)).to(self.device)
         return (self.model(y_hat, mask) * self.output_scale).float().cpu().numpy()
 
-    def decode_batch(self, payloads: Sequence[Sequence[bytes | None]],
+    def decode_batch(self, payloads: Sequence[Sequence[bytes | np.ndarray | None]],
                      frame_shape: Sequence[int] | None = None,
                      qualities: Sequence[Sequence[str | None]] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Decode B windows of one frame shape; ``payloads[b][i]`` is source i's bytes or None if missing.
+        """Decode B windows of one frame shape; ``payloads[b][i]`` is source i's bytes, its symbols
+        already entropy-decoded (an array of the latent shape), or None if missing.
 
         ``qualities[b][i]``: the operating point source i's bytes were coded at (variable-rate
         bundles; None: every source at the default point).
@@ -112,8 +115,11 @@ class JointDecoderRuntime:
             if len(row) != n:
                 raise ValueError(f"window {w}: {len(row)} payloads for {n} sources")
             for i, payload in enumerate(row):
-                if payload is not None:
-                    quality = qualities[w][i] if qualities is not None else None
+                quality = qualities[w][i] if qualities is not None else None
+                if isinstance(payload, np.ndarray):  # entropy-decoded at the uplink's check
+                    symbols[w, i] = self.dequantise(i, payload, quality)
+                    present[w, i] = True
+                elif payload is not None:
                     symbols[w, i] = self.dequantise(i, self.entropy_decode(i, payload, frame_shape, quality), quality)
                     present[w, i] = True
         x_hat = self.synthesise(symbols, present)

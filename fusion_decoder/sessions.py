@@ -1,4 +1,4 @@
-"""Per-node uplink sessions: header checks, crc, dedup by seq, resume point.
+"""Per-node uplink sessions: header checks, resume point, groups and their bounds.
 
 Plain logic without sockets. A session outlives its stream, so a node that
 reconnects gets an Ack with the last seq already held and resends only what follows.
@@ -13,7 +13,8 @@ from typing import Callable, Sequence
 import grpc
 
 from ndsc.bundle import Bundle, BundleError
-from ndsc.wire import FrameData, crc32, pb
+from ndsc.wire import FrameData, pb
+from ndsc.wire.limits import name_problem
 
 
 class StreamRefused(Exception):
@@ -48,20 +49,7 @@ class NodeSession:
     # chunk index and count of the frame at last_seq (-1, 0: unknown, e.g. restored from the journal)
     last_chunk: int = -1
     last_chunks: int = 0
-
-    def accept(self, frame: FrameData) -> tuple[str, int]:
-        """Classify one frame; returns (status, frames lost before it).
-
-        ``duplicate``: seq already held (a resend after reconnect), dropped.
-        ``crc_mismatch``: payload corrupted; the caller refuses the stream (DATA_LOSS)
-        so the edge resends from the last ack. ``accepted``: new; a seq gap before it
-        (the edge's bounded buffer dropped frames while disconnected) counts as lost.
-        """
-        if frame.seq <= self.last_seq:
-            return "duplicate", 0
-        if crc32(frame.payload) != frame.crc32:
-            return "crc_mismatch", 0
-        return "accepted", self.commit(frame)
+    touched: float = 0.0  # monotonic time of its last header, frame or stream end (idle eviction)
 
     def commit(self, frame: FrameData) -> int:
         """Hold ``frame`` (already checked); returns how many seqs were skipped before it."""
@@ -85,10 +73,14 @@ class SessionTable:
         max_frame_area: largest H·W a whole-frame stream may announce (RESOURCE_EXHAUSTED beyond).
     """
 
-    def __init__(self, bundle: Bundle, authorize: Authorizer | None = None, max_frame_area: int = MAX_FRAME_AREA):
+    def __init__(self, bundle: Bundle, authorize: Authorizer | None = None, max_frame_area: int = MAX_FRAME_AREA,
+                 max_groups: int = 256, max_nodes_per_group: int = 64):
         self.bundle = bundle
         self.authorize = authorize
         self.max_frame_area = max_frame_area
+        self.max_groups = max_groups
+        # node ids are client-chosen: beyond this many sessions a group forgets its stalest inactive ones
+        self.max_nodes_per_group = max(max_nodes_per_group, bundle.n_sources)
         self._sessions: dict[tuple[str, str], NodeSession] = {}
         self.restarts = 0  # sessions replaced because their node process restarted
 
@@ -100,6 +92,19 @@ class SessionTable:
     def groups(self) -> list[str]:
         return sorted({g for g, _ in self._sessions})
 
+    def idle_groups(self, before: float) -> list[str]:
+        """Groups whose every session is inactive and untouched since ``before`` (monotonic)."""
+        busy = {s.group for s in self._sessions.values() if s.active or s.touched >= before}
+        return sorted({g for g, _ in self._sessions} - busy)
+
+    def evict(self, group: str) -> int:
+        """Forget every session of ``group`` (a node that comes back later starts afresh at its
+        next seq; the gap is counted as lost). Returns how many sessions were dropped."""
+        keys = [k for k in self._sessions if k[0] == group]
+        for k in keys:
+            del self._sessions[k]
+        return len(keys)
+
     def open(self, header: pb.StreamHeader, metadata: Sequence[tuple[str, str]] = ()) -> NodeSession:
         """Check a stream header and return the node's (possibly resumed) session.
 
@@ -109,10 +114,12 @@ class SessionTable:
         Raises:
             StreamRefused: what ``authorize`` raises (UNAUTHENTICATED, PERMISSION_DENIED), checked
                 first; FAILED_PRECONDITION for another bundle id; INVALID_ARGUMENT
-                for a missing node id, an out-of-range source index, wrong shapes or a quality
-                point the bundle lacks (reason ``unknown_quality``);
-                RESOURCE_EXHAUSTED for a whole frame over ``max_frame_area``;
-                ALREADY_EXISTS when another live node holds the same source of the group.
+                for a missing node id, a group or node name outside the allowed characters
+                and length, incarnation 0, an out-of-range source index, wrong shapes or a
+                quality point the bundle lacks (reason ``unknown_quality``);
+                RESOURCE_EXHAUSTED for a whole frame over ``max_frame_area`` or a new group
+                beyond ``max_groups``; ALREADY_EXISTS when another live node holds the same
+                source of the group.
         """
         bundle = self.bundle
         if self.authorize is not None:  # first: an unauthenticated caller learns nothing about the decoder
@@ -122,13 +129,27 @@ class SessionTable:
                                 f"node bundle {header.bundle_id!r} differs from the decoder's {bundle.bundle_id!r}")
         if not header.node_id:
             raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_header", "stream header has no node_id")
+        group = header.group or "default"
+        for name, what, reason in ((group, "group", "bad_group"), (header.node_id, "node_id", "bad_node_id")):
+            problem = name_problem(name, what)
+            if problem:
+                raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, reason, problem)
+        if header.incarnation == 0:
+            # 0 is the proto default: a client that never sets it would look like the same
+            # process forever, and a restart's new seqs would be dropped as duplicates
+            raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_incarnation",
+                                "incarnation 0 is reserved: send a random non-zero 64-bit id per node process")
         if header.source_index >= bundle.n_sources:
             raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "unknown_source",
                                 f"source_index {header.source_index} out of range 0..{bundle.n_sources - 1}")
         info = bundle.sources[header.source_index]
         frame_shape, latent_shape = self._check_shapes(header, info)
         quality = self._check_quality(header, info)
-        group = header.group or "default"
+        groups = self._groups()
+        if group not in groups and len(groups) >= self.max_groups:
+            raise StreamRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_groups",
+                                f"the decoder serves at most {self.max_groups} groups; {group!r} would be one more "
+                                "(idle groups are evicted)")
         for (g, nid), other in self._sessions.items():
             if g == group and nid != header.node_id and other.source_index == header.source_index and other.active:
                 raise StreamRefused(grpc.StatusCode.ALREADY_EXISTS, "source_taken",
@@ -139,6 +160,8 @@ class SessionTable:
                 or session.incarnation != header.incarnation):
             # new node, or the node process restarted: its seqs start again at 1
             self.restarts += session is not None
+            if session is None:
+                self._make_room(group)
             session = NodeSession(group, header.node_id, header.source_index, incarnation=header.incarnation)
             self._sessions[key] = session
         session.frame_shape, session.latent_shape = frame_shape, latent_shape
@@ -154,6 +177,17 @@ class SessionTable:
         except BundleError as exc:  # its message names the points the source has
             raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "unknown_quality", str(exc)) from None
         return point.name if point else ""
+
+    def _make_room(self, group: str) -> None:
+        """Forget ``group``'s least recently used inactive sessions so one more fits (at most one
+        node per source is active, and ``max_nodes_per_group`` ≥ sources, so room can always be made)."""
+        mine = sorted((s.touched, k) for k, s in self._sessions.items() if k[0] == group and not s.active)
+        extra = sum(1 for k in self._sessions if k[0] == group) + 1 - self.max_nodes_per_group
+        for _, key in mine[:max(extra, 0)]:
+            del self._sessions[key]
+
+    def _groups(self) -> set[str]:
+        return {g for g, _ in self._sessions}
 
     def _check_shapes(self, header: pb.StreamHeader, info) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(input, latent) shapes of a header, checked against the bundle's source ``info``.

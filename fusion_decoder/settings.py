@@ -43,6 +43,24 @@ class DecoderSettings:
                                   "announce (RESOURCE_EXHAUSTED beyond)", 3840 * 2160)
     max_chunks: int = setting("NDSC_MAX_CHUNKS", "most chunks one window's payload may be split into "
                               "(RESOURCE_EXHAUSTED beyond)", 4096)
+    max_groups: int = setting("NDSC_MAX_GROUPS", "groups served at once; a new group beyond it is refused "
+                              "(RESOURCE_EXHAUSTED)", 256)
+    max_streams: int = setting("NDSC_MAX_STREAMS", "uplink streams open at once; beyond it a stream is refused "
+                               "(RESOURCE_EXHAUSTED)", 1024)
+    group_idle: float = setting("NDSC_GROUP_IDLE", "seconds a group with no open stream and no held window is "
+                                "kept before its state is evicted", 300.0)
+    stream_idle: float = setting("NDSC_STREAM_IDLE", "seconds an uplink stream may send nothing before it is "
+                                 "ended (DEADLINE_EXCEEDED) and its source released", 60.0)
+    keepalive: float = setting("NDSC_KEEPALIVE", "seconds between HTTP/2 keepalive pings on each connection "
+                               "(a peer silent 10 s after a ping is cut)", 30.0)
+    max_capture_age: float = setting("NDSC_MAX_CAPTURE_AGE", "capture times older than this many seconds "
+                                     "become unknown (counted, no latency)", 86400.0)
+    max_capture_lead: float = setting("NDSC_MAX_CAPTURE_LEAD", "capture times this many seconds ahead of the "
+                                      "decoder's clock become unknown (counted, no latency)", 60.0)
+    max_label_groups: int = setting("NDSC_MAX_LABEL_GROUPS", "groups with their own metric series; later ones "
+                                    "share group=\"_overflow\"", 128)
+    max_label_nodes: int = setting("NDSC_MAX_LABEL_NODES", "(group, node) pairs with their own metric series; "
+                                   "later ones share node=\"_overflow\"", 1024)
     subscriber_queue: int = setting("NDSC_SUBSCRIBER_QUEUE", "reconstructions queued per Subscribe stream; "
                                     "beyond it the oldest are dropped (counted)", 4096)
 
@@ -64,4 +82,9 @@ class DecoderSettings:
             raise ValueError("max_frame_area and max_chunks must be >= 1")
         if self.max_seq_gap < 1 or self.subscriber_queue < 1:
             raise ValueError("max_seq_gap and subscriber_queue must be >= 1")
+        if min(self.max_groups, self.max_streams, self.max_label_groups, self.max_label_nodes) < 1:
+            raise ValueError("max_groups, max_streams, max_label_groups and max_label_nodes must be >= 1")
+        if min(self.group_idle, self.stream_idle, self.keepalive, self.max_capture_age,
+               self.max_capture_lead) <= 0:
+            raise ValueError("group_idle, stream_idle, keepalive, max_capture_age and max_capture_lead must be > 0")
         return self

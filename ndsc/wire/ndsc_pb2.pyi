@@ -71,15 +71,17 @@ class Ack(_message.Message):
     def __init__(self, last_seq: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("group", "include_samples")
+    __slots__ = ("group", "include_samples", "samples_f32le")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_F32LE_FIELD_NUMBER: _ClassVar[int]
     group: str
     include_samples: bool
-    def __init__(self, group: _Optional[str] = ..., include_samples: _Optional[bool] = ...) -> None: ...
+    samples_f32le: bool
+    def __init__(self, group: _Optional[str] = ..., include_samples: _Optional[bool] = ..., samples_f32le: _Optional[bool] = ...) -> None: ...
 
 class Reconstruction(_message.Message):
-    __slots__ = ("group", "window", "shape", "samples", "present", "payload_bytes", "capture_time", "reconstructed_time", "sample_offset")
+    __slots__ = ("group", "window", "shape", "samples", "present", "payload_bytes", "capture_time", "reconstructed_time", "sample_offset", "samples_f32le")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +91,7 @@ class Reconstruction(_message.Message):
     CAPTURE_TIME_FIELD_NUMBER: _ClassVar[int]
     RECONSTRUCTED_TIME_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_F32LE_FIELD_NUMBER: _ClassVar[int]
     group: str
     window: int
     shape: _containers.RepeatedScalarFieldContainer[int]
@@ -98,7 +101,8 @@ class Reconstruction(_message.Message):
     capture_time: _containers.RepeatedScalarFieldContainer[float]
     reconstructed_time: float
     sample_offset: int
-    def __init__(self, group: _Optional[str] = ..., window: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., samples: _Optional[_Iterable[float]] = ..., present: _Optional[_Iterable[bool]] = ..., payload_bytes: _Optional[_Iterable[int]] = ..., capture_time: _Optional[_Iterable[float]] = ..., reconstructed_time: _Optional[float] = ..., sample_offset: _Optional[int] = ...) -> None: ...
+    samples_f32le: bytes
+    def __init__(self, group: _Optional[str] = ..., window: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., samples: _Optional[_Iterable[float]] = ..., present: _Optional[_Iterable[bool]] = ..., payload_bytes: _Optional[_Iterable[int]] = ..., capture_time: _Optional[_Iterable[float]] = ..., reconstructed_time: _Optional[float] = ..., sample_offset: _Optional[int] = ..., samples_f32le: _Optional[bytes] = ...) -> None: ...
 
 class AuditWindow(_message.Message):
     __slots__ = ("group", "node_id", "source_index", "bundle_id", "window", "shape", "samples_f32le")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,10 @@ def header(bundle, source=0, group="default", node=None, bundle_id=None, incarna
         latent_shape=list(info.latent_shape), incarnation=incarnation))
 
 
-def batch(payloads, first_seq=1, first_window=0, crcs=None):
-    frames = [FrameData(first_seq + j, first_window + j, 1_700_000_000_000_000 + 1000 * j,
+def batch(payloads, first_seq=1, first_window=0, crcs=None, capture_us=None):
+    """Frames with consecutive seqs and windows, captured now (or at ``capture_us``, µs), 1 ms apart."""
+    t0 = int(time.time() * 1e6) if capture_us is None else capture_us
+    frames = [FrameData(first_seq + j, first_window + j, t0 + 1000 * j,
                         crcs[j] if crcs else crc32(p), p) for j, p in enumerate(payloads)]
     return pb.UplinkMessage(batch=pack_batch(frames))
 

@@ -131,7 +131,7 @@ def test_guarantee_fuzzed_frames_never_crash_or_leak_the_decoder_and_good_frames
         source=st.sampled_from([0, 1] * 4 + [2, 2**31]),
         bundle_ok=st.sampled_from([True] * 19 + [False]),
         shape_ok=st.sampled_from([True] * 19 + [False]),
-        incarnation=st.integers(0, 3),
+        incarnation=st.sampled_from([1, 2, 3] * 6 + [0]),  # 0 is refused (bad_incarnation): rarely
         first_seq=st.sampled_from([1, 1, 1, 2, 0, 10**6]),
         frames=frames_strategy(payloads),
         # 1 in 5 streams carries a raw garbage message right after its header

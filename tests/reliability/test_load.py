@@ -20,3 +20,22 @@ def test_guarantee_100_nodes_in_50_groups_lose_no_frame(gaussian_bundle, tmp_pat
     assert r["windows_reconstructed"] == r["windows_expected"] == 500
     assert r["duplicate_windows"] == 0 and r["complete_windows"] == 500
     assert r["decoder_rss_growth_mib"] < 200
+
+
+def test_the_saturation_search_stops_at_the_first_rate_the_decoder_cannot_keep_up_with():
+    load = load_benchmark("load")
+    capacity = 1000.0  # frames/s a decoder of this model sustains
+
+    def measure(rate: float) -> dict:
+        nodes, scheduled = 20, 4.0
+        offered = nodes * rate
+        late = max(0.0, offered / capacity - 1.0) * scheduled  # the backlog it cannot clear in time
+        return {"nodes": nodes, "rate_per_node": rate, "lost_frames": 0, "duplicate_windows": 0,
+                "windows_reconstructed": 10, "windows_expected": 10, "scheduled_s": scheduled,
+                "acked_elapsed_s": scheduled + 0.2 + late, "latency_p99_s": 0.05 + late}
+
+    best, runs = load.find_saturation(measure, start_rate=10.0, step=1.5)
+    assert [r["rate_per_node"] for r in runs] == [10.0, 15.0, 22.5, 33.75, 50.625, 75.9375]
+    assert [r["sustained"] for r in runs] == [True] * 5 + [False]
+    assert best["rate_per_node"] == 50.625  # 1012 frames/s offered: within 10 % + 1 s of schedule
+    assert load.find_saturation(measure, start_rate=200.0)[0] is None  # not even the first run kept up

@@ -41,10 +41,10 @@ def edge_node(bundle_path: Path, source_index: int, decoder: str, **settings):
 class Subscription:
     """Collects every Reconstruction of a Subscribe stream in a background task."""
 
-    def __init__(self, address: str, include_samples: bool = True, group: str = ""):
+    def __init__(self, address: str, include_samples: bool = True, group: str = "", f32le: bool = False):
         self.channel = grpc.aio.insecure_channel(address)
         self.call = pb_grpc.FusionDecoderStub(self.channel).Subscribe(
-            pb.SubscribeRequest(group=group, include_samples=include_samples))
+            pb.SubscribeRequest(group=group, include_samples=include_samples, samples_f32le=f32le))
         self.items: list[pb.Reconstruction] = []
         self.task = asyncio.create_task(self._collect())
 
@@ -63,8 +63,15 @@ class Subscription:
         return self.items
 
 
+def samples(r: pb.Reconstruction) -> np.ndarray:
+    """A Reconstruction's samples, from whichever field carries them (f32le bytes or floats)."""
+    if r.samples_f32le:
+        return np.frombuffer(r.samples_f32le, dtype="<f4")
+    return np.asarray(r.samples, dtype=np.float32)
+
+
 def x_hat_by_window(items) -> dict[int, np.ndarray]:
-    return {r.window: np.asarray(r.samples, dtype=np.float32).reshape(tuple(r.shape)) for r in items}
+    return {r.window: samples(r).reshape(tuple(r.shape)) for r in items}
 
 
 def labels(group="default", node=None, source=None, **extra) -> dict[str, str]:

@@ -8,10 +8,10 @@ import pytest
 
 from edge_encoder.settings import EdgeSettings
 from fusion_decoder.aligner import Aligner
-from fusion_decoder.sessions import NodeSession, SessionTable, StreamRefused
+from fusion_decoder.sessions import SessionTable, StreamRefused
 from fusion_decoder.settings import DecoderSettings
 from ndsc.bundle import load_bundle
-from ndsc.wire import FrameData, crc32, pb
+from ndsc.wire import pb
 from ndsc.wire.settings import add_arguments, from_args
 
 
@@ -52,16 +52,6 @@ def test_aligner_bounds_what_it_holds():
     assert [w.window for w in res.released] == [1]
 
 
-def test_session_dedups_and_checks_crc():
-    s = NodeSession("g", "n", 0)
-    f1 = FrameData(1, 0, 0, crc32(b"ab"), b"ab")
-    assert s.accept(f1) == ("accepted", 0)
-    assert s.accept(f1) == ("duplicate", 0)
-    assert s.accept(FrameData(2, 1, 0, crc32(b"ab"), b"ac"))[0] == "crc_mismatch"
-    assert s.accept(FrameData(4, 3, 0, crc32(b""), b"")) == ("accepted", 2)
-    assert s.last_seq == 4
-
-
 def test_session_table_refuses_with_precise_codes(gaussian_bundle):
     bundle = load_bundle(gaussian_bundle)
     table = SessionTable(bundle)
@@ -69,7 +59,7 @@ def test_session_table_refuses_with_precise_codes(gaussian_bundle):
 
     def header(**kw):
         base = dict(group="g", node_id="n0", source_index=0, bundle_id=bundle.bundle_id,
-                    input_shape=list(info.input_shape), latent_shape=list(info.latent_shape))
+                    input_shape=list(info.input_shape), latent_shape=list(info.latent_shape), incarnation=1)
         return pb.StreamHeader(**{**base, **kw})
 
     cases = [(dict(bundle_id="sha256:x"), grpc.StatusCode.FAILED_PRECONDITION, "bundle_mismatch"),
@@ -77,7 +67,10 @@ def test_session_table_refuses_with_precise_codes(gaussian_bundle):
              (dict(input_shape=[1, 3]), grpc.StatusCode.INVALID_ARGUMENT, "shape_mismatch"),
              (dict(node_id=""), grpc.StatusCode.INVALID_ARGUMENT, "bad_header"),
              # a fixed-rate bundle has no operating points to name
-             (dict(quality="2"), grpc.StatusCode.INVALID_ARGUMENT, "unknown_quality")]
+             (dict(quality="2"), grpc.StatusCode.INVALID_ARGUMENT, "unknown_quality"),
+             (dict(group="a b"), grpc.StatusCode.INVALID_ARGUMENT, "bad_group"),
+             (dict(node_id="n" * 65), grpc.StatusCode.INVALID_ARGUMENT, "bad_node_id"),
+             (dict(incarnation=0), grpc.StatusCode.INVALID_ARGUMENT, "bad_incarnation")]
     for change, code, reason in cases:
         with pytest.raises(StreamRefused) as err:
             table.open(header(**change))

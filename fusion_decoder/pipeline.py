@@ -1,0 +1,237 @@
+"""Aligners per group → bounded queue → batched decoding in a worker thread → journal → sinks.
+
+Decoding runs in one worker thread so the event loop keeps serving streams. A window that
+fails to decode, journal or publish is dropped alone and counted
+(``ndsc_window_failures_total{stage}``), never with its batch.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+
+from fusion_decoder.aligner import AlignedWindow, Aligner
+from fusion_decoder.audit import AuditBook
+from fusion_decoder.broadcast import Broadcaster, Decoded
+from fusion_decoder.journal import Journal
+from fusion_decoder.metrics import DecoderMetrics
+from fusion_decoder.runtime import JointDecoderRuntime
+from ndsc.entropy import EntropyCodingError
+from ndsc.wire import MAX_MESSAGE_BYTES
+
+log = logging.getLogger("ndsc.decoder")
+
+
+class DecodePipeline:
+    """Aligners per group → bounded queue → batched decoding in a worker thread → sinks."""
+
+    def __init__(self, runtime: JointDecoderRuntime, metrics: DecoderMetrics, deadline: float, max_batch: int,
+                 journal: Journal | None = None, subscriber_queue: int = 4096,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES):
+        self.runtime = runtime
+        self.metrics = metrics
+        self.deadline = deadline
+        self.max_batch = max_batch
+        self.journal = journal or Journal(None)
+        self.aligners: dict[str, Aligner] = {}
+        self.broadcaster = Broadcaster(metrics, subscriber_queue, max_message_bytes)
+        self.audits = AuditBook(metrics)
+        self._queue: asyncio.Queue[AlignedWindow] = asyncio.Queue(max(8 * max_batch, 256))
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-decode")
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._decode_loop()), asyncio.create_task(self._expiry_loop())]
+
+    def aligner(self, group: str) -> Aligner:
+        aligner = self.aligners.get(group)
+        if aligner is None:
+            aligner = self.aligners[group] = Aligner(group, self.runtime.n_sources, self.deadline)
+            aligner.touched = time.monotonic()
+        return aligner
+
+    def forget(self, group: str) -> None:
+        """Drop an evicted group's aligner and audit state (it holds no pending window)."""
+        self.aligners.pop(group, None)
+        self.audits.forget(group)
+
+    async def restore(self) -> int:
+        """Re-hold the journal's frames of not-yet-decoded windows; returns how many."""
+        # at start, before serving: reading synchronously (on the journal thread) is fine
+        for group, windows in self.journal.decoded_windows().items():
+            self.aligner(group).mark_released(windows)
+        held = self.journal.held_frames()
+        for f in held:
+            await self.add(f.group, f.window, f.source, f.payload, f.capture_us, chunk=f.chunk, chunks=f.chunks,
+                           shape=f.shape or None, quality=f.quality or None)
+        self.metrics.journal_restored_frames.inc(len(held))
+        return len(held)
+
+    async def add(self, group: str, window: int, source: int, payload: bytes, capture_us: int, *, chunk: int = 0,
+                  chunks: int = 1, shape: tuple[int, ...] | None = None, quality: str | None = None,
+                  symbols: np.ndarray | None = None) -> str:
+        """Hand one frame to its group's aligner; ``symbols``: its payload already entropy-decoded
+        (the uplink's check), so decoding never repeats it. Returns the aligner's status."""
+        aligner = self.aligner(group)
+        result = aligner.add(window, source, payload, capture_us, time.monotonic(), chunk=chunk, chunks=chunks,
+                             shape=shape, quality=quality, symbols=symbols)
+        if result.status == "late":
+            self.metrics.aligner_late.labels(group, str(source)).inc()
+        for w in result.released:
+            await self._enqueue(w)
+        return result.status
+
+    async def _enqueue(self, w: AlignedWindow) -> None:
+        self.metrics.aligner_windows.labels(w.group, "complete" if w.complete else "partial").inc()
+        self.metrics.aligner_wait.labels(w.group).observe(w.released - w.first_arrival)
+        for i in w.missing:
+            self.metrics.aligner_missing.labels(w.group, str(i)).inc()
+        for i in w.incomplete:
+            self.metrics.incomplete_chunks.labels(w.group, str(i)).inc()
+        await self._queue.put(w)
+
+    async def _expiry_loop(self) -> None:
+        tick = min(self.deadline / 4, 0.25)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for aligner in list(self.aligners.values()):
+                for w in aligner.expire(now):
+                    await self._enqueue(w)
+
+    async def _decode_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._decode_and_publish(loop, batch)
+            except Exception:  # a bug outside the per-window guards must not kill the service
+                log.exception("decoding %d windows failed", len(batch))
+                self.metrics.window_failures.labels("decode").inc(len(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _decode_and_publish(self, loop: asyncio.AbstractEventLoop, batch: list[AlignedWindow]) -> None:
+        """Decode, journal and publish one batch; a window that fails any step is counted in
+        ``ndsc_window_failures_total{stage}`` and dropped alone, never with its batch."""
+        t0 = time.perf_counter()
+        try:
+            x_hat, present = await loop.run_in_executor(self._executor, self._decode, batch)
+        except Exception:
+            # one window broke the batch: decode them one by one so only that one is lost
+            log.exception("decoding a batch of %d windows failed; decoding them one by one", len(batch))
+            kept, x_hat, present = [], [], []
+            for w in batch:
+                try:
+                    xs, ps = await loop.run_in_executor(self._executor, self._decode, [w])
+                except Exception:
+                    self.metrics.window_failures.labels("decode").inc()
+                    continue
+                kept.append(w)
+                x_hat.append(xs[0])
+                present.append(ps[0])
+            batch = kept
+        self.metrics.decode_seconds.observe(time.perf_counter() - t0)
+        self.metrics.decode_batch_size.observe(len(batch))
+        if self.journal.enabled and batch:
+            # durable before published: a restart never publishes a window twice
+            t0 = time.perf_counter()
+            fresh = await self._record_decoded(batch, present)
+            self.metrics.journal_seconds.labels("decoded").observe(time.perf_counter() - t0)
+            keep = [k for k, f in enumerate(fresh) if f]
+            batch, x_hat, present = [batch[k] for k in keep], [x_hat[k] for k in keep], [present[k] for k in keep]
+        self._publish(batch, x_hat, present)
+
+    async def _record_decoded(self, batch: Sequence[AlignedWindow], present: Sequence[np.ndarray]) -> list[bool]:
+        """Journal the decoded windows in one transaction; if that fails, one by one, so a window
+        the journal refuses is counted and not published (its frames stay held for a restart)."""
+        rows = [(w.group, w.window, p) for w, p in zip(batch, present)]
+        try:
+            return await self.journal.run(self.journal.record_decoded, rows)
+        except Exception:
+            log.exception("journaling %d decoded windows failed; journaling them one by one", len(rows))
+        fresh = []
+        for row in rows:
+            try:
+                fresh.extend(await self.journal.run(self.journal.record_decoded, [row]))
+            except Exception:
+                self.metrics.window_failures.labels("journal").inc()
+                fresh.append(False)
+        return fresh
+
+    def _decode(self, batch: Sequence[AlignedWindow]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per window (in batch order) x_hat (N, C, *S) and present (N,): windows of one frame
+        shape are decoded together (whole frames of several sizes cannot share a tensor)."""
+        x_hat: list = [None] * len(batch)
+        present: list = [None] * len(batch)
+        by_shape: dict = {}
+        for k, w in enumerate(batch):
+            by_shape.setdefault(w.shape, []).append(k)
+        for shape, ks in by_shape.items():
+            xs, ps = self._decode_shape([batch[k] for k in ks], shape)
+            for j, k in enumerate(ks):
+                x_hat[k], present[k] = xs[j], ps[j]
+        return x_hat, present
+
+    def _decode_shape(self, batch: Sequence[AlignedWindow],
+                      shape: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+        # symbols decoded at the uplink's check where there are some, else the payload bytes
+        payloads = [[s if s is not None else p for p, s in zip(w.payloads, w.symbols or w.payloads)] for w in batch]
+        qualities = [list(w.qualities) for w in batch]  # each source at its stream's operating point
+        try:
+            return self.runtime.decode_batch(payloads, shape, qualities)
+        except EntropyCodingError:
+            # A payload with a valid crc that does not decode (an encoder/bundle bug or a
+            # forged frame): decode the rest, estimate that source as if missing.
+            for w, row in zip(batch, payloads):
+                for i, p in enumerate(row):
+                    if p is None or isinstance(p, np.ndarray):
+                        continue
+                    try:
+                        self.runtime.entropy_decode(i, p, shape, w.qualities[i])
+                    except EntropyCodingError:
+                        row[i] = None
+                        self.metrics.undecodable.labels(w.group, str(i)).inc()
+            return self.runtime.decode_batch(payloads, shape, qualities)
+
+    def _publish(self, batch: Sequence[AlignedWindow], x_hat: Sequence[np.ndarray],
+                 present: Sequence[np.ndarray]) -> None:
+        now = time.time()
+        for b, w in enumerate(batch):
+            try:
+                item = Decoded(w, x_hat[b], present[b], now)
+                self.broadcaster.publish(item)
+            except Exception:  # e.g. a field out of protobuf range: this window only
+                log.exception("publishing window %d of group %r failed", w.window, w.group)
+                self.metrics.window_failures.labels("publish").inc()
+                continue
+            for c in w.capture_us:
+                if c:  # 0: unknown (outside the decoder's sane capture window), never a latency
+                    self.metrics.capture_to_reconstruction.labels(w.group).observe(max(0.0, now - c / 1e6))
+            self.metrics.reconstructions.labels(w.group).inc()
+            for i in np.flatnonzero(~present[b]):
+                self.metrics.estimated_sources.labels(w.group, str(i)).inc()
+            self.audits.add_reconstruction(w.group, w.window, x_hat[b], present[b])
+
+    async def drain(self) -> None:
+        """Release every held window, decode what is queued, end Subscribe streams."""
+        now = time.monotonic()
+        for aligner in list(self.aligners.values()):
+            for w in aligner.drain(now):
+                await self._enqueue(w)
+        await self._queue.join()
+        self.broadcaster.close()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+        self.journal.close()

@@ -1,0 +1,364 @@
+"""The ``ndsc.v1.FusionDecoder`` RPCs: a thin adapter over plain logic.
+
+Stream rules live in :class:`fusion_decoder.receiver.UplinkReceiver` (one per stream),
+sessions in :mod:`fusion_decoder.sessions`, windows in :class:`fusion_decoder.pipeline.DecodePipeline`.
+This module reads messages, applies the checks that need decoder state (another source's
+frame shape, entropy decoding), makes frames durable, counts, and answers.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import grpc
+import numpy as np
+
+from fusion_decoder.grpc_handlers import BadRequest
+from fusion_decoder.journal import Journal, SessionRow, unsigned64
+from fusion_decoder.metrics import DecoderMetrics
+from fusion_decoder.pipeline import DecodePipeline
+from fusion_decoder.receiver import StreamLimits, UplinkReceiver
+from fusion_decoder.sessions import MAX_FRAME_AREA, Authorizer, NodeSession, SessionTable, StreamRefused
+from ndsc.bundle import Bundle
+from ndsc.entropy import EntropyCodingError
+from ndsc.wire import GRPC_MESSAGE_PREFIX_BYTES, FrameData, pb, pb_grpc, payload_bytes, protocol_bytes
+from ndsc.wire.limits import name_problem
+
+log = logging.getLogger("ndsc.decoder")
+
+
+class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
+    """The ``ndsc.v1.FusionDecoder`` RPCs.
+
+    Every refusal has a precise status and a reason counted in
+    ``ndsc_streams_rejected_total{reason}`` (uplinks), ``ndsc_audit_rejected_total`` or
+    ``ndsc_auth_failures_total``; a refused call never affects other nodes' streams.
+    """
+
+    def __init__(self, bundle: Bundle, pipeline: DecodePipeline, metrics: DecoderMetrics,
+                 authorize: Authorizer | None = None, device: str = "cpu", journal: Journal | None = None, *,
+                 limits: StreamLimits = StreamLimits(), max_frame_area: int = MAX_FRAME_AREA, max_groups: int = 256,
+                 max_streams: int = 1024, stream_idle: float = 60.0):
+        self.bundle = bundle
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.authorize = authorize
+        self.sessions = SessionTable(bundle, authorize, max_frame_area, max_groups)
+        self.limits = limits
+        self.max_streams = max_streams
+        self.stream_idle = stream_idle
+        self.streams = 0  # open Uplink handlers, header read or not
+        self.max_frame_area = max_frame_area
+        self.device = device
+        self.journal = journal or Journal(None)
+        self.draining = False
+        self._accepted: dict[tuple[str, int], list[int]] = {}
+        self._check_executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-check")
+
+    def restore_sessions(self) -> int:
+        rows = self.journal.sessions()
+        self.sessions.restore([NodeSession(r.group, r.node, r.source, r.last_seq, False, unsigned64(r.incarnation),
+                                           r.last_window) for r in rows])
+        return len(rows)
+
+    async def _refuse(self, context, refused: StreamRefused, rpc: str = "Uplink") -> None:
+        if refused.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            self.metrics.auth_failures.labels(rpc, refused.reason).inc()
+        if rpc == "Uplink":
+            self.metrics.streams_rejected.labels(refused.reason).inc()
+        elif rpc == "Audit":
+            self.metrics.audit_rejected.labels(refused.reason).inc()
+        elif refused.reason == "bad_group":  # Subscribe's group name
+            self.metrics.bad_requests.labels(rpc, refused.reason).inc()
+        log.warning("refused %s: %s (%s)", rpc, refused.message, refused.code.name)
+        await context.abort(refused.code, refused.message)
+
+    def _entropy_decode(self, source: int, frames: Sequence[FrameData], frame_shape: tuple[int, ...],
+                        quality: str = "") -> tuple[list[np.ndarray | None], tuple[int, str] | None]:
+        """Each whole payload's symbols (with the tables of the stream's operating point
+        ``quality``; kept, so the decode step never decodes it again), up to the first that does
+        not entropy-decode to the latent shape, and that one's (index, error).
+
+        Chunks are not decoded here (only their joined payload can be): an undecodable
+        chunked payload is found at decoding, counted, and its source estimated."""
+        symbols: list[np.ndarray | None] = []
+        for k, f in enumerate(frames):
+            if f.chunks > 1:
+                symbols.append(None)
+                continue
+            try:
+                symbols.append(self.pipeline.runtime.entropy_decode(source, f.payload, frame_shape, quality or None))
+            except EntropyCodingError as exc:
+                return symbols, (k, str(exc))
+        return symbols, None
+
+    def _first_shape_conflict(self, session: NodeSession,
+                              frames: Sequence[FrameData]) -> tuple[FrameData, StreamRefused] | None:
+        """Refusal for the first frame whose window holds another frame shape from another source."""
+        aligner = self.pipeline.aligner(session.group)
+        for f in frames:
+            other = aligner.shape_conflict(f.window, session.source_index, session.frame_shape)
+            if other is not None:
+                return f, StreamRefused(
+                    grpc.StatusCode.FAILED_PRECONDITION, "frame_shape_mismatch",
+                    f"frame seq {f.seq} (window {f.window}) has shape {session.frame_shape} but another source of "
+                    f"group {session.group!r} sent {other} for that window; held up to seq {f.seq - 1}")
+        return None
+
+    async def _next(self, messages):
+        """The stream's next message, or a refusal when none comes within ``stream_idle`` seconds
+        (a silent stream would hold its source, and a stream slot, forever)."""
+        try:
+            return await asyncio.wait_for(messages.__anext__(), self.stream_idle)
+        except asyncio.TimeoutError:
+            raise StreamRefused(grpc.StatusCode.DEADLINE_EXCEEDED, "idle_timeout",
+                                f"no uplink message for {self.stream_idle:g} s: stream closed, its source released "
+                                "(reconnect when there is data)") from None
+
+    def evict_idle_groups(self, idle: float, now: float | None = None) -> list[str]:
+        """Forget groups with no open stream, no held window and no frame for ``idle`` seconds."""
+        now = time.monotonic() if now is None else now
+        candidates = set(self.sessions.idle_groups(now - idle))
+        with_sessions = set(self.sessions.groups())
+        candidates |= {g for g in self.pipeline.aligners if g not in with_sessions}
+        evicted = []
+        for group in sorted(candidates):
+            aligner = self.pipeline.aligners.get(group)
+            if aligner is not None and (aligner.pending or now - aligner.touched < idle):
+                continue
+            self.sessions.evict(group)
+            self.pipeline.forget(group)
+            for key in [k for k in self._accepted if k[0] == group]:
+                del self._accepted[key]
+            self.metrics.forget_group(group)
+            evicted.append(group)
+        if evicted:
+            self.metrics.groups_evicted.inc(len(evicted))
+            log.info("evicted %d idle groups", len(evicted))
+        self.metrics.groups.set(len(set(self.sessions.groups()) | set(self.pipeline.aligners)))
+        return evicted
+
+    async def Uplink(self, request_iterator, context):
+        self.streams += 1
+        try:
+            async for ack in self._uplink(request_iterator.__aiter__(), context):
+                yield ack
+        finally:
+            self.streams -= 1
+
+    async def _uplink(self, messages, context):
+        receiver = UplinkReceiver(self.sessions, self.limits)
+        try:
+            first = await self._next(messages)
+        except StopAsyncIteration:
+            return
+        except StreamRefused as refused:
+            await self._refuse(context, refused)
+        if isinstance(first, BadRequest):
+            await self._refuse(context, first.refused)
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "decoder is shutting down")
+        if self.streams > self.max_streams:
+            await self._refuse(context, StreamRefused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_streams",
+                f"the decoder serves at most {self.max_streams} uplink streams at once"))
+        try:
+            first_ack = receiver.open(first, context.invocation_metadata() or ())
+        except StreamRefused as refused:
+            await self._refuse(context, refused)
+        session = receiver.session
+        if receiver.restarted:
+            self.metrics.node_restarts.labels(session.group, session.node_id).inc()
+        group, node, source = session.group, session.node_id, session.source_index
+        labels = (group, node, str(source))
+        self.metrics.uplink_messages.labels(*labels).inc()
+        self.metrics.uplink_protocol_bytes.labels(*labels).inc(protocol_bytes(first))
+        self.metrics.edge_flush_interval.labels(*labels).set(first.header.flush_interval_s)
+        session.touched = time.monotonic()
+        self.pipeline.aligner(group)  # the group exists from its first stream (counted, evictable)
+        active = self.metrics.active_streams.labels(group)  # resolved once: inc and dec hit one series
+        active.inc()
+        log.info("uplink open: group=%s node=%s source=%d quality=%s resume after seq %d", group, node, source,
+                 session.quality or "-", session.last_seq)
+        try:
+            yield first_ack
+            while True:
+                try:
+                    message = await self._next(messages)
+                except StopAsyncIteration:
+                    break
+                except StreamRefused as refused:
+                    await self._refuse(context, refused)
+                if isinstance(message, BadRequest):
+                    await self._refuse(context, message.refused)
+                if self.draining:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "decoder is shutting down")
+                session.touched = time.monotonic()
+                self.metrics.uplink_messages.labels(*labels).inc()
+                try:
+                    screened = receiver.screen(message, time.time())
+                except StreamRefused as refused:
+                    await self._refuse(context, refused)
+                self.metrics.uplink_payload_bytes.labels(*labels).inc(payload_bytes(message.batch))
+                self.metrics.uplink_protocol_bytes.labels(*labels).inc(protocol_bytes(message))
+                self.metrics.frames_per_message.labels(group).observe(len(message.batch.frames))
+                for status, n in screened.counts.items():
+                    self.metrics.frames.labels(group, node, status).inc(n)
+                new, refusal = screened.frames, screened.refusal
+                conflict = self._first_shape_conflict(session, new) if new else None
+                if conflict is not None:
+                    frame, refusal = conflict
+                    self.metrics.frames.labels(group, node, "frame_shape_mismatch").inc()
+                    new = new[:new.index(frame)]
+                if new:
+                    symbols, bad = await asyncio.get_running_loop().run_in_executor(
+                        self._check_executor, self._entropy_decode, source, new, session.frame_shape,
+                        session.quality)
+                    if bad is not None:
+                        k, error = bad
+                        self.metrics.frames.labels(group, node, "undecodable").inc()
+                        refusal = StreamRefused(
+                            grpc.StatusCode.INVALID_ARGUMENT, "undecodable",
+                            f"frame seq {new[k].seq} (window {new[k].window}): payload does not decode to "
+                            f"source {source}'s latents ({error}); held up to seq {new[k].seq - 1}")
+                        new = new[:k]
+                    try:
+                        await self._hold(receiver, new, symbols)
+                    except (sqlite3.Error, OverflowError) as exc:  # nothing was acked: the edge resends
+                        log.exception("journaling frames of group %r failed", group)
+                        refusal = StreamRefused(grpc.StatusCode.UNAVAILABLE, "journal_failed",
+                                                f"the decoder could not make frames durable ({exc}); retry")
+                if refusal is not None:
+                    await self._refuse(context, refusal)
+                yield receiver.ack()
+        finally:
+            receiver.close()
+            session.touched = time.monotonic()
+            active.dec()
+
+    async def _hold(self, receiver: UplinkReceiver, frames: Sequence[FrameData],
+                    symbols: Sequence[np.ndarray | None]) -> None:
+        """Make checked frames durable (journal), advance the session, hand them to the aligner."""
+        if not frames:
+            return
+        session = receiver.session
+        group, node, source = session.group, session.node_id, session.source_index
+        if self.journal.enabled:
+            row = SessionRow(group, node, source, session.incarnation, frames[-1].seq, frames[-1].window)
+            t0 = time.perf_counter()
+            await self.journal.commit_frames(row, source, frames, session.frame_shape, session.quality)
+            self.metrics.journal_seconds.labels("frames").observe(time.perf_counter() - t0)
+        fresh, lost = receiver.commit(frames)
+        if len(fresh) < len(frames):  # another stream of this node held some of them meanwhile
+            kept = {id(f) for f in fresh}
+            symbols = [s for f, s in zip(frames, symbols) if id(f) in kept]
+            frames = fresh
+        if lost:
+            self.metrics.frames.labels(group, node, "lost").inc(lost)
+        self.metrics.frames.labels(group, node, "accepted").inc(len(frames))
+        refused = []
+        samples = math.prod(session.frame_shape) if session.frame_shape else None
+        for f, sym in zip(frames, symbols):
+            # samples once per window (at its first chunk), bytes for every chunk
+            self._count_accepted(group, source, len(f.payload), samples if f.chunk == 0 else 0)
+            point = (group, str(source), session.quality)  # bounded: unknown points are refused at open
+            self.metrics.quality_windows.labels(*point).inc(1 if f.chunk == 0 else 0)  # a window: its first chunk
+            self.metrics.quality_payload_bytes.labels(*point).inc(len(f.payload))
+            status = await self.pipeline.add(group, f.window, source, f.payload, f.capture_us, chunk=f.chunk,
+                                             chunks=f.chunks, shape=session.frame_shape or None,
+                                             quality=session.quality or None, symbols=sym)
+            if status in ("late", "shape_mismatch", "bad_chunk"):  # not held: the journaled copy is dead
+                refused.append((group, f.window, source))
+            if status in ("shape_mismatch", "bad_chunk"):  # raced another source's frame of the same window,
+                # or a chunk count that differs from the window's held chunks: that source is estimated
+                self.metrics.frames.labels(group, node, "frame_shape_mismatch" if status == "shape_mismatch"
+                                           else "bad_chunk").inc()
+        if refused and self.journal.enabled:
+            await self.journal.run(self.journal.forget_frames, refused)
+
+    def _count_accepted(self, group: str, source: int, nbytes: int, samples: int | None = None) -> None:
+        """Bytes of one accepted frame and the input samples it adds (None: one bundle window)."""
+        samples = self.bundle.sources[source].samples_per_window if samples is None else samples
+        sums = self._accepted.setdefault((group, source), [0, 0])  # payload bytes, samples
+        sums[0] += nbytes
+        sums[1] += samples
+        self.metrics.accepted_samples.labels(group, str(source)).inc(samples)
+        self.metrics.accepted_payload_bytes.labels(group, str(source)).inc(nbytes)
+        if sums[1]:
+            self.metrics.bits_per_sample.labels(group, str(source)).set(8.0 * sums[0] / sums[1])
+
+    async def _check_call(self, request, context, rpc: str, check=None) -> None:
+        """Refuse a malformed request, or (with credentials configured) a caller ``check`` refuses."""
+        if isinstance(request, BadRequest):
+            await self._refuse(context, request.refused, rpc)
+        if check is not None and hasattr(self.authorize, "check_reader"):
+            try:
+                check(self.authorize, context.invocation_metadata() or ())
+            except StreamRefused as refused:
+                await self._refuse(context, refused, rpc)
+
+    async def Subscribe(self, request, context):
+        await self._check_call(request, context, "Subscribe", lambda a, md: a.check_reader(request.group, md))
+        problem = request.group and name_problem(request.group, "group")
+        if problem:  # "" subscribes to every group
+            await self._refuse(context, StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_group", problem),
+                               "Subscribe")
+        queue = self.pipeline.broadcaster.add(request.group, request.include_samples, request.samples_f32le)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                for message in item:
+                    yield message
+        finally:
+            self.pipeline.broadcaster.remove(queue)
+
+    async def Audit(self, request, context):
+        await self._check_call(request, context, "Audit", lambda a, md: a.check_node(
+            request.group or "default", request.node_id, request.source_index, md))
+        source = request.source_index
+        reason = None
+        problem = name_problem(request.group or "default", "group") or name_problem(request.node_id, "node_id")
+        if problem:
+            reason, code, text = "bad_name", grpc.StatusCode.INVALID_ARGUMENT, problem
+        elif request.bundle_id != self.bundle.bundle_id:
+            reason, code, text = "bundle_mismatch", grpc.StatusCode.FAILED_PRECONDITION, "audit for another bundle"
+        elif source >= self.bundle.n_sources or not self._audit_shape_ok(source, tuple(request.shape)):
+            reason, code, text = "bad_shape", grpc.StatusCode.INVALID_ARGUMENT, "audit source/shape does not match"
+        elif len(request.samples_f32le) != 4 * math.prod(request.shape):
+            reason, code, text = "bad_size", grpc.StatusCode.INVALID_ARGUMENT, "audit samples do not fill the shape"
+        if reason:
+            self.metrics.audit_rejected.labels(reason).inc()
+            await context.abort(code, text)
+        group = request.group or "default"
+        self.metrics.audit_bytes.labels(group, request.node_id, str(source)).inc(
+            request.ByteSize() + GRPC_MESSAGE_PREFIX_BYTES)
+        raw = np.frombuffer(request.samples_f32le, dtype="<f4").reshape(tuple(request.shape))
+        return pb.AuditReply(matched=self.pipeline.audits.add_raw(group, request.window, source, raw))
+
+    def _audit_shape_ok(self, source: int, shape: tuple[int, ...]) -> bool:
+        """The bundle's window shape, or (whole-frame bundles) a frame (C, H, W) within the area limit."""
+        info = self.bundle.sources[source]
+        if shape == info.input_shape:
+            return True
+        return (info.whole_frames and len(shape) == 3 and shape[0] == info.input_shape[0] and min(shape[1:]) >= 1
+                and shape[1] * shape[2] <= self.max_frame_area)
+
+    async def GetModelInfo(self, request, context):
+        await self._check_call(request, context, "GetModelInfo", lambda a, md: a.check_any(md))
+        b = self.bundle
+        return pb.ModelInfo(
+            bundle_id=b.bundle_id, modality=b.modality, sample_rate=b.sample_rate or 0.0,
+            sources=[pb.SourceDescription(name=s.name, channel_names=list(s.channel_names),
+                                          input_shape=list(s.input_shape), latent_shape=list(s.latent_shape),
+                                          frame_stride=s.frame_stride if s.whole_frames else 0,
+                                          quality_points=list(s.quality_names), default_quality=s.default_quality or "")
+                     for s in b.sources],
+            device=self.device, deadline_s=self.pipeline.deadline, max_batch=self.pipeline.max_batch,
+            groups=sorted(set(self.sessions.groups()) | set(self.pipeline.aligners)))
