@@ -3,14 +3,16 @@
 
 Usage::
 
-    python scripts/build_ecg_bundle.py                       # ../shared/data/ecg, preset ecg-12lead
+    python scripts/build_ecg_bundle.py                 # ../shared/data/ecg (+ ecg-extra), preset ecg-12lead
     python scripts/build_ecg_bundle.py --steps 600 --out /tmp/ecg-bundle      # one torch thread by default
 
-Trains preset ``ecg-12lead`` on the 12-lead PhysioNet records (≥ 250 Hz) in
-``../shared/data/ecg`` (split by patient; the record lists of each split go into the
-manifest), exports and evaluates it with real bits on the held-out patients, then on the
-ECG that ships with pydicom (a patient the model never saw, and what the demo replays).
-The data are only read here, never copied into the repository.
+Trains preset ``ecg-12lead`` (variable rate: six quality points in one bundle) on every 12-lead
+PhysioNet record (≥ 250 Hz) under ``../shared/data/ecg`` and ``../shared/data/ecg-extra`` (split
+by patient; the record lists of each split go into the manifest), exports it, and records in the
+manifest, per quality point, real-bit figures on the held-out patients (PRDN pooled, mean of
+leads, worst lead, beside wavelet-zstd at the same mean PRDN) and on the ECG that ships with
+pydicom (a patient the model never saw, and what the demo replays). Uses the GPU when one is
+present. The data are only read here, never copied into the repository.
 """
 from __future__ import annotations
 
@@ -23,54 +25,71 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "ecg"
+DEFAULT_DATA = [REPO.parent / "shared" / "data" / "ecg", REPO.parent / "shared" / "data" / "ecg-extra"]
 DEFAULT_OUT = REPO / "ndsc" / "bundles" / "ecg-12lead"
 
 
-def build(data: Path, out: Path, steps: int | None, threads: int) -> dict:
+def build(data: list[Path], out: Path, steps: int | None, threads: int) -> dict:
     import torch
 
+    from ndsc.bundle import load_bundle
     from ndsc.sources.synthetic import STANDARD_LEADS
     from training.ecg_eval import ecg_report, lossless_reference, record_windows
-    from training.evaluate import evaluate_bundle, summary
+    from training.ecg_rd import MEAN_OF_LEADS, POOLED, RATE, WORST_LEAD, rate_on_curve
+    from training.evaluate import dataset_for_bundle, evaluate_bundle
     from training.export import attach_evaluation
     from training.pipeline import train_and_export
     from training.presets import get_preset
+    from ecg import WAVELET_STEPS, measure_wavelet  # benchmarks/ecg.py
 
     torch.set_num_threads(threads)
     cfg = get_preset("ecg-12lead").replace(threads=threads)
     if steps:
         cfg.steps = steps
-    # Relative to the repository (../shared/data/ecg), so the manifest names no home folder.
-    records = os.path.relpath(data, REPO)
-    cfg.data.params = {**cfg.data.params, "records": [records], "edge_source": "dicom:pydicom#loop=1"}
+    # Relative to the repository (../shared/data/...), so the manifest names no home folder.
+    records = [os.path.relpath(d, REPO) for d in data if d.is_dir()]
+    cfg.data.params = {**cfg.data.params, "records": records, "edge_source": "dicom:pydicom#loop=1"}
     t0 = time.time()
     path, report = train_and_export(cfg, out)
     p = cfg.data.params
     leads, g = list(p.get("leads") or STANDARD_LEADS), p["group_size"]
-    windows = record_windows("pydicom", leads, g, p["fs"], p["samples"])
-    result = evaluate_bundle(path, windows=windows)
-    pydicom = {**ecg_report(result, windows, leads, p["fs"]), **lossless_reference(windows, p["fs"]),
-               "record": "pydicom.examples.waveform (not in training)", "codec": summary(result)["sources"]}
-    attach_evaluation(path, {"pydicom_record": pydicom})
+    held_out = dataset_for_bundle(load_bundle(path))
+    wavelet = [measure_wavelet(held_out, held_out.test, leads, p["fs"], float(s)) for s in WAVELET_STEPS.split(",")]
+    dicom = record_windows("pydicom", leads, g, p["fs"], p["samples"])
+    points, pydicom_points = {}, {}
+    for quality in load_bundle(path).quality_names:
+        r = ecg_report(evaluate_bundle(path, windows=held_out.test, quality=quality), held_out.test, leads, p["fs"])
+        points[quality] = {k: r[k] for k in (RATE, POOLED, MEAN_OF_LEADS, WORST_LEAD)}
+        points[quality]["per_lead"] = {x["lead"]: round(x["prdn_percent"], 3) for x in r["per_lead"]}
+        points[quality]["wavelet_zstd_bits_at_same_mean_prdn"] = rate_on_curve(wavelet, r[MEAN_OF_LEADS], MEAN_OF_LEADS)
+        d = ecg_report(evaluate_bundle(path, windows=dicom, quality=quality), dicom, leads, p["fs"])
+        pydicom_points[quality] = {k: d[k] for k in (RATE, POOLED, MEAN_OF_LEADS, WORST_LEAD, "payload_bytes")}
+    default = load_bundle(path).default_quality
+    result = evaluate_bundle(path, windows=dicom)
+    pydicom = {**ecg_report(result, dicom, leads, p["fs"]), **lossless_reference(dicom, p["fs"]),
+               "quality": default, "record": "pydicom.examples.waveform (not in training)",
+               "points": pydicom_points}
+    pydicom.pop("per_node", None)
+    attach_evaluation(path, {"pydicom_record": pydicom,
+                             "test_points": {"patients": held_out.info["patients"]["test"],
+                                             "windows": int(len(held_out.test)), "points": points}})
     size = sum(f.stat().st_size for f in path.iterdir())
-    return {"path": str(path), "bytes": size, "seconds": round(time.time() - t0, 1),
-            "test_bits_per_sample_per_lead": report["bits_per_sample_mean"],
-            "test_prdn_percent": report["overall_prdn_percent"],
-            "pydicom_bits_per_sample_per_lead": pydicom["bits_per_sample_per_lead"],
-            "pydicom_prdn_percent": pydicom["prdn_percent"], "pydicom_flac_bits_per_sample": pydicom["flac_bits_per_sample"]}
+    return {"path": str(path), "bytes": size, "seconds": round(time.time() - t0, 1), "default_quality": default,
+            "test_points": points, "pydicom_default": {k: pydicom[k] for k in (RATE, POOLED, MEAN_OF_LEADS, WORST_LEAD)}}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of WFDB records (../shared/data/ecg)")
+    parser.add_argument("--data", type=Path, action="append",
+                        help="folder of WFDB records (repeatable; default ../shared/data/ecg and ecg-extra)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--steps", type=int, help="override the preset's training steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a busy machine)")
     args = parser.parse_args(argv)
     os.chdir(REPO)
-    print(json.dumps(build(args.data, args.out, args.steps, args.threads), indent=1))
+    print(json.dumps(build(args.data or DEFAULT_DATA, args.out, args.steps, args.threads), indent=1, default=float))
     return 0
 
 
