@@ -134,10 +134,10 @@ def test_stdin_stream_feeds_an_edge_process(ecg_bundle, record_windows_int16):
         pytest.approx(8 * coded / samples)
 
 
-def test_demo_on_a_real_record_shows_uplink_vs_raw_and_prdn_per_lead(ecg_data, tmp_path):
+def test_demo_on_a_real_record_shows_uplink_vs_raw_and_prdn_per_lead(pydicom_wfdb, tmp_path):
     import re
 
-    record = ecg_data / "ptb-xl" / "cinc2021_format" / "HR06003"
+    record = pydicom_wfdb
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "ndsc", "demo", "--ecg", str(record), "--duration", "7",
                           "--work-dir", str(tmp_path)], capture_output=True, text=True, timeout=150, cwd=REPO, env=env)
