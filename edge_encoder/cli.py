@@ -25,7 +25,9 @@ def run_edge(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
+
+    from ndsc.listen import start_metrics_server
 
     from edge_encoder.node import EdgeFatalError, EdgeNode
     from edge_encoder.settings import EdgeSettings
@@ -44,7 +46,7 @@ def run_edge(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     metrics_url = ""
     if settings.metrics_port >= 0:
-        httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
+        httpd = start_metrics_server(settings.metrics_port, settings.metrics_addr, registry, "--metrics-port")
         metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
     print(f"NDSC_EDGE_READY node={settings.node_name} source={settings.source_index} metrics={metrics_url} "
           f"quality={node.encoder.quality}", flush=True)
