@@ -40,7 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():  # `ndsc demo --debug` as well as `ndsc --debug demo`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an error (default: one line)")
+        name_defaults(command)
     return parser
+
+
+def name_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append "(default: X)" from the option's real default to every help text that does not name it.
+
+    So ``--help`` cannot drift from what runs: the value shown is the one argparse will use.
+    """
+    for action in parser._actions:
+        default = action.default
+        if (action.help in (None, argparse.SUPPRESS) or default in (None, False, argparse.SUPPRESS)
+                or isinstance(default, list) or "%(default)" in action.help or str(default) in action.help):
+            continue
+        action.help += " (default: %(default)s)"
 
 
 def main(argv: list[str] | None = None) -> int:
