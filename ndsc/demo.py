@@ -113,18 +113,17 @@ def _interrupt(signum, frame) -> None:
 
 
 def _last_log_line(path: Path) -> str:
-    """The last non-empty line of a process log (its error, when it failed), without the log prefix."""
+    """The last error (else warning, else any line) of a process log, without the log prefix."""
     try:
         lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return ""
-    if not lines:
-        return ""
-    last = lines[-1]
-    for marker in (" ERROR ", " CRITICAL ", " WARNING "):
-        if marker in last:
-            return last.split(marker, 1)[1]
-    return last
+    for markers in ((" ERROR ", " CRITICAL "), (" WARNING ",)):
+        for line in reversed(lines):
+            for marker in markers:
+                if marker in line:
+                    return line.split(marker, 1)[1]
+    return lines[-1] if lines else ""
 
 
 class Demo:
@@ -139,6 +138,7 @@ class Demo:
         self.work_dir: Path | None = None
         self.temporary = options.work_dir is None
         self.reported: set[str] = set()  # processes whose failure the user has been told already
+        self.edges_ended = False  # every edge finished its source by itself
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -243,11 +243,15 @@ class Demo:
             print(table, file=out, flush=True)
             if all(proc.poll() is not None for name, proc in self.procs if name.startswith("edge")):
                 print("every edge node has finished its source", file=out)
+                self.edges_ended = True
                 break
 
     def _stop(self, group: list[tuple[str, subprocess.Popen]]) -> bool:
-        """SIGTERM each process of ``group`` and wait for all; False if one failed or had to be killed."""
-        clean = True
+        """SIGTERM each process of ``group`` and wait for all; False if one failed or had to be killed.
+
+        Failures are told once per distinct error, so four edges failing alike make one line.
+        """
+        failures: dict[str, list[str]] = {}
         for _, p in group:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -257,17 +261,19 @@ class Demo:
             except subprocess.TimeoutExpired:
                 p.kill()
                 rc = p.wait()
-                print(f"ndsc demo: {name} did not stop within 15 s: killed", file=self.err)
-            if rc != 0:
-                clean = False
-                if name not in self.reported:
-                    self.reported.add(name)
-                    log = self.work_dir / f"{name}.log"
-                    print(f"ndsc demo: {name} exited with {rc}: {_last_log_line(log)} (log kept: {log})",
-                          file=self.err)
+                failures.setdefault("did not stop within 15 s: killed", []).append(name)
+            else:
+                if rc != 0:
+                    why = _last_log_line(self.work_dir / f"{name}.log")
+                    failures.setdefault(f"exited with {rc}: {why}", []).append(name)
             if p.stdout:
                 p.stdout.close()
-        return clean
+        for why, names in failures.items():
+            told = [n for n in names if n not in self.reported]
+            if told:
+                self.reported.update(told)
+                print(f"ndsc demo: {', '.join(told)} {why} (logs kept in {self.work_dir})", file=self.err)
+        return not failures
 
     def _stop_all(self, metrics_url: str, dashboard: Dashboard, t0: float) -> int:
         """Edges first (they send what they hold), the run's totals, then the decoder (it drains)."""
@@ -286,6 +292,13 @@ class Demo:
             print(totals, file=self.out)
         clean = self._stop(decoder) and clean
         print(f"stopped {len(self.procs)} processes" + (" cleanly" if clean else ""), file=self.out, flush=True)
+        if clean and self.edges_ended and dashboard.scrapes and not dashboard.totals().windows:
+            # The nodes ran out of input without one window decoded: say why instead of a clean exit.
+            log = self.work_dir / "edge0.log"
+            self.reported.add("edge0")
+            print(f"ndsc demo: the edge nodes ended without a window decoded: {_last_log_line(log)}; "
+                  f"fix their source (logs kept in {self.work_dir})", file=self.err)
+            return 1
         return 0 if clean else 1
 
     def _clean_up(self, code: int) -> None:

@@ -28,10 +28,10 @@ def ndsc(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env)
 
 
-def one_line(result: subprocess.CompletedProcess, *says: str) -> str:
+def one_line(result: subprocess.CompletedProcess, *says: str, status: int = 2) -> str:
     """The single stderr line of a failed command, checked to contain every one of ``says``."""
     lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert result.returncode == status, (result.returncode, result.stderr)
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     for text in says:
         assert text in lines[0], (text, lines[0])
@@ -115,6 +115,21 @@ def test_an_unknown_source_scheme_is_one_line_naming_the_known_ones():
     result = ndsc("demo", "--source", "foo:bar", "--duration", "1")
     one_line(result, "--source", "unknown source scheme 'foo'", "known: ", "dicom")
     nothing_started(result)
+
+
+def test_nodes_whose_source_never_delivers_are_one_line_not_a_clean_exit(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]  # closed again: nothing listens there
+    env_tmp = tmp_path / "tmp"
+    env_tmp.mkdir()
+    result = subprocess.run([sys.executable, "-m", "ndsc", "demo", "--source", f"tcp:127.0.0.1:{port}#fs=500,gain=1000",
+                             "--duration", "60"], capture_output=True, text=True, timeout=150, cwd=REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(env_tmp)})
+    line = one_line(result, "ended without a window decoded", f"127.0.0.1:{port}", "Connection refused",
+                    "fix their source", status=1)
+    kept = [p for p in env_tmp.glob("ndsc-demo-*")]
+    assert len(kept) == 1 and str(kept[0]) in line and (kept[0] / "edge0.log").is_file()
+    assert "stopped 5 processes cleanly" in result.stdout  # every process ended; none left running
 
 
 def test_debug_shows_the_traceback(tmp_path):
