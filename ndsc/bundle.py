@@ -380,8 +380,8 @@ def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: 
             if not fpath.is_file():
                 raise BundleNotFound(f"bundle file {name} missing in {root}")
             if _sha256_file(fpath) != digest:
-                raise BundleModified(f"bundle file {name} in {root} was modified: its sha256 does not match "
-                                     f"the manifest")
+                raise BundleModified(f"bundle file {name} was modified: its sha256 does not match the manifest "
+                                     f"({root})")
     if expected_id is not None and manifest["bundle_id"] != expected_id:
         raise BundleError(f"bundle id {manifest['bundle_id']} does not match expected {expected_id}")
     return Bundle(

@@ -69,7 +69,7 @@ def test_a_tampered_shipped_bundle_says_modified_and_nothing_is_trained_instead(
     weights = bundles_root / DEFAULT_BUNDLE / "decoder.pt"
     data = weights.read_bytes()
     weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit flipped
-    with pytest.raises(BundleModified, match=r"fails its check: bundle file decoder.pt .* was modified"):
+    with pytest.raises(BundleModified, match=r"fails its check: bundle file decoder.pt was modified"):
         default_bundle(DEFAULT_BUNDLE, root=bundles_root)
     demo_code = (REPO / "ndsc" / "demo.py").read_text()
     assert '"train"' not in demo_code and "train_and_export" not in demo_code  # no substitute is trained
