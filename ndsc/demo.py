@@ -80,7 +80,7 @@ def _check_sources(bundle: Bundle, specs: list[str], flag: str) -> None:
             open_source(spec, i, source.input_shape, frame_stride=source.frame_stride)
         except SourceError as exc:
             raise UsageError(f"{flag}: node {i} cannot open {spec!r}: {exc}",
-                             "fix the source spec (formats: `ndsc edge --help`, README 'Real ECG')") from exc
+                             "fix the source spec (formats: `ndsc edge --help`, docs/ecg.md)") from exc
 
 
 def plan_demo(options: DemoOptions) -> DemoPlan:

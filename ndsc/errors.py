@@ -44,7 +44,7 @@ def _hint(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, BundleError):
         return "check the bundle directory (`ndsc eval DIR` verifies one)", EXIT_USAGE
     if isinstance(exc, SourceError):
-        return "fix the source spec (formats: `ndsc edge --help`, README 'Real ECG')", EXIT_USAGE
+        return "fix the source spec (formats: `ndsc edge --help`, docs/ecg.md)", EXIT_USAGE
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return "another process holds that port: pick another one, or 0 for a free one", EXIT_USAGE
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
