@@ -247,7 +247,11 @@ class Dashboard:
     def render_live(self, elapsed: float) -> str:
         fig = self.live()
         span = f"the last {fig.span_seconds:.0f}s" if self.full else "the run so far"
-        return render(fig, f"--- t={elapsed:.0f}s (rates and latency over {span}, per second of signal)")
+        return render(fig, f"--- t={elapsed:.0f}s (rates and latency over {span}, {self._per})")
 
     def render_totals(self, elapsed: float) -> str:
-        return render(self.totals(), f"=== run totals over {elapsed:.0f}s (rates per second of signal)")
+        return render(self.totals(), f"=== run totals over {elapsed:.0f}s (rates {self._per})")
+
+    @property
+    def _per(self) -> str:
+        return "per second of signal" if self.bundle.sample_rate else "per wall-clock second"
