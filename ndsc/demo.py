@@ -103,7 +103,7 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
         _check_sources(bundle, sources, f"--ecg {options.ecg}")
         return DemoPlan(bundle_path, sources, ecg_record=True)
     sources = [options.source or endless_replay(bundle)] * n
-    _check_sources(bundle, sources, "--source" if options.source else f"the bundle's replay source")
+    _check_sources(bundle, sources, "--source" if options.source else "the bundle's replay source")
     record = bundle.modality == "ecg" and sources[0].partition(":")[0] in _RECORD_SCHEMES
     return DemoPlan(bundle_path, sources, ecg_record=record)
 
