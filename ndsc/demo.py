@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ndsc.bundle import Bundle, load_bundle
+from ndsc.bundle import Bundle, BundleError, load_bundle
 from ndsc.bundles import DEFAULT_BUNDLE, default_bundle
 from ndsc.demo_figures import Dashboard, scrape
 from ndsc.demo_options import DEFAULTS, DemoOptions
@@ -48,6 +48,7 @@ class DemoPlan:
     bundle: Path
     sources: list[str] = field(default_factory=list)
     ecg_record: bool = False         # the sources replay an ECG record: show PRDN per lead against it
+    quality: str | None = None       # the operating point every node codes at (variable-rate bundles)
 
     @property
     def nodes(self) -> int:
@@ -96,16 +97,21 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
     if not 1 <= n <= bundle.n_sources:
         raise UsageError(f"--nodes {options.nodes} is out of range", f"give 1..{bundle.n_sources} "
                          f"(the bundle's sources)")
+    try:  # an unknown point fails here, in one line, not as N edge processes exiting
+        point = bundle.sources[0].quality(options.quality)  # every source has the same points
+    except BundleError as exc:
+        raise UsageError(str(exc), "leave --quality out for the bundle's default point") from exc
+    quality = point.name if point else None
     if options.ecg:
         from ndsc.demo_ecg import ecg_sources
 
         sources = ecg_sources(bundle, options.ecg, n)
         _check_sources(bundle, sources, f"--ecg {options.ecg}")
-        return DemoPlan(bundle_path, sources, ecg_record=True)
+        return DemoPlan(bundle_path, sources, ecg_record=True, quality=quality)
     sources = [options.source or endless_replay(bundle)] * n
     _check_sources(bundle, sources, "--source" if options.source else "the bundle's replay source")
     record = bundle.modality == "ecg" and sources[0].partition(":")[0] in _RECORD_SCHEMES
-    return DemoPlan(bundle_path, sources, ecg_record=record)
+    return DemoPlan(bundle_path, sources, ecg_record=record, quality=quality)
 
 
 def _interrupt(signum, frame) -> None:
@@ -207,7 +213,8 @@ class Demo:
         ready = self._read_ready("decoder", decoder, "NDSC_DECODER_READY")
         address, metrics = ready["grpc"], ready["metrics"]
         logs = "temporary, removed at the end" if self.temporary else "kept"
-        print(f"bundle {plan.bundle} ({bundle.bundle_id[:19]}…), {plan.nodes} nodes, logs in {self.work_dir} "
+        at = f" at quality {plan.quality} (points {', '.join(bundle.quality_names)})" if plan.quality else ""
+        print(f"bundle {plan.bundle} ({bundle.bundle_id[:19]}…), {plan.nodes} nodes{at}, logs in {self.work_dir} "
               f"({logs})", file=out)
         print(f"decoder (pid {decoder.pid}) gRPC {address} (health + reflection on), metrics {metrics}", file=out)
         # One shared epoch for every node: window k is captured (and sent) at the same instant on all of
@@ -217,11 +224,12 @@ class Demo:
             args = ["edge", "--bundle", str(plan.bundle), "--source-index", str(i), "--source", spec,
                     "--decoder", address, "--group", "demo", "--node-id", f"node{i}", "--metrics-port", "0",
                     "--audit-every", str(o.audit_every), "--flush-interval", str(o.flush_interval),
-                    "--start-at", start_at]
+                    "--start-at", start_at] + (["--quality", plan.quality] if plan.quality else [])
             self._spawn(f"edge{i}", args + (["--fast"] if o.fast else []))
         for name, proc in self.procs[1:]:
             ready = self._read_ready(name, proc, "NDSC_EDGE_READY")
-            print(f"{name} (pid {proc.pid}) metrics {ready.get('metrics')}", file=out)
+            point = f" quality {ready['quality']}" if ready.get("quality") else ""  # as the edge resolved it
+            print(f"{name} (pid {proc.pid}) metrics {ready.get('metrics')}{point}", file=out)
         print("Ctrl-C stops every process.", file=out, flush=True)
         if plan.ecg_record:
             from ndsc.demo_ecg import LeadQuality

@@ -30,6 +30,8 @@ def configure(subparsers) -> None:
                    help="edge batching interval, seconds (default: %(default)s)")
     p.add_argument("--deadline", type=float, default=d.deadline,
                    help="decoder's aligner deadline, seconds (default: %(default)s)")
+    p.add_argument("--quality", help="operating point of a variable-rate bundle for every node (default: the "
+                                     "bundle's default point)")
     p.add_argument("--work-dir", help="keep the process logs here (default: a temporary folder, removed at "
                                       "the end unless a process failed)")
     p.add_argument("--ecg", metavar="RECORD", help="replay a real ECG record (WFDB path, .dcm, or 'pydicom'), one "
@@ -42,5 +44,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
     options = DemoOptions(bundle=args.bundle, source=args.source, nodes=args.nodes, duration=args.duration,
                           fast=args.fast, audit_every=args.audit_every, flush_interval=args.flush_interval,
-                          deadline=args.deadline, work_dir=args.work_dir, ecg=args.ecg)
+                          deadline=args.deadline, work_dir=args.work_dir, ecg=args.ecg,
+                          quality=args.quality)
     return Demo(options).run()

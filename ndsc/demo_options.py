@@ -19,6 +19,7 @@ class DemoOptions:
     refresh: float = 1.0             # seconds between table redraws
     work_dir: str | None = None      # logs go here (kept); default: a temporary folder, removed at the end
     ecg: str | None = None           # a real ECG record (WFDB path, .dcm, 'pydicom'): one node per lead group
+    quality: str | None = None       # operating point of a variable-rate bundle for every node; default: its default
 
 
 #: the defaults ``ndsc demo`` runs with (compose runs the same: tests/deploy asserts it)

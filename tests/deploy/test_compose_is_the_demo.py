@@ -38,6 +38,7 @@ def _assert_runs_the_demo(model: dict) -> None:
         assert env["NDSC_SOURCE"] == source == "dicom:pydicom#loop=1"  # pydicom's real 12-lead ECG
         assert int(env["NDSC_AUDIT_EVERY"]) == DEFAULTS.audit_every
         assert float(env["NDSC_FLUSH_INTERVAL"]) == DEFAULTS.flush_interval
+        assert env.get("NDSC_QUALITY", "") == (DEFAULTS.quality or "")  # both: the bundle's default point
         assert env["NDSC_FAST"] if DEFAULTS.fast else "NDSC_FAST" not in env
 
 
