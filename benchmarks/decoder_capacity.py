@@ -99,8 +99,10 @@ def end_to_end(bundle_path: Path, source: str, n: int, windows: int) -> tuple[fl
 
 
 def main() -> None:
+    from ndsc.bundles import DEFAULT_BUNDLE
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bundle", help="bundle directory (default: the shipped ecg-synth-quick)")
+    parser.add_argument("--bundle", help=f"bundle directory (default: the shipped {DEFAULT_BUNDLE})")
     parser.add_argument("--source", default="ecg-synth:seed=1", help="source spec every node reads")
     parser.add_argument("--windows", type=int, default=64, help="windows per measurement (= decoder batch)")
     parser.add_argument("--groups", type=int, default=10_000, help="sensor groups to size for")

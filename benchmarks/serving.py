@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ndsc.bundle import load_bundle  # noqa: E402
-from ndsc.bundles import default_bundle  # noqa: E402
+from ndsc.bundles import DEFAULT_BUNDLE, default_bundle  # noqa: E402
 from ndsc.demo import EDGE_START_MARGIN, endless_replay, scrape  # noqa: E402
 
 
@@ -134,7 +134,7 @@ def run_once(bundle_path: Path, nodes: int, windows: int, batched: bool, rate: f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", help="bundle (default: shipped ecg-synth-quick)")
+    parser.add_argument("--bundle", help=f"bundle (default: the shipped {DEFAULT_BUNDLE})")
     parser.add_argument("--nodes", type=int, help="edge processes (default: all sources)")
     parser.add_argument("--windows", type=int, default=400, help="windows per node in fast runs")
     parser.add_argument("--paced-rate", type=float, default=50.0, help="windows/s per node in paced runs")

@@ -25,7 +25,9 @@ def run_edge(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    from ndsc.listen import start_metrics_server
 
     from edge_encoder.node import EdgeFatalError, EdgeNode
     from edge_encoder.settings import EdgeSettings
@@ -45,12 +47,7 @@ def run_edge(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     metrics_url = ""
     if settings.metrics_port >= 0:
-        try:
-            httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
-        except OSError as exc:
-            log.error("cannot start the edge node: metrics port %s:%d: %s", settings.metrics_addr,
-                      settings.metrics_port, exc.strerror or exc)
-            return EXIT_CONFIG
+        httpd = start_metrics_server(settings.metrics_port, settings.metrics_addr, registry, "--metrics-port")
         metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
     print(f"NDSC_EDGE_READY node={settings.node_name} source={settings.source_index} metrics={metrics_url} "
           f"quality={node.encoder.quality}", flush=True)

@@ -23,9 +23,10 @@ def run_decoder(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from fusion_decoder.server import DecoderServer
+    from ndsc.listen import check_listen_address, start_metrics_server
     from fusion_decoder.settings import DecoderSettings
     from ndsc.bundle import load_bundle
     from ndsc.wire.settings import from_args
@@ -47,8 +48,13 @@ def run_decoder(args: argparse.Namespace) -> int:
     except ValueError as exc:  # includes BundleError
         logging.getLogger("ndsc.decoder").error("cannot start the decoder: %s", exc)
         return 2
+    check_listen_address(settings.listen, "--listen")
     registry = CollectorRegistry()
     log = logging.getLogger("ndsc.decoder")
+    metrics_url = ""
+    if settings.metrics_port >= 0:  # bound before the event loop starts: a busy port is one clear line
+        httpd = start_metrics_server(settings.metrics_port, settings.metrics_addr, registry, "--metrics-port")
+        metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
 
     async def main() -> int:
         server = DecoderServer(bundle, settings.listen, registry=registry,
@@ -69,16 +75,6 @@ def run_decoder(args: argparse.Namespace) -> int:
         except OSError as exc:
             log.error("cannot start the decoder: gRPC %s", exc)
             return 2
-        metrics_url = ""
-        if settings.metrics_port >= 0:
-            try:
-                httpd, _ = start_http_server(settings.metrics_port, settings.metrics_addr, registry=registry)
-            except OSError as exc:
-                log.error("cannot start the decoder: metrics port %s:%d: %s", settings.metrics_addr,
-                          settings.metrics_port, exc.strerror or exc)
-                await server.stop()
-                return 2
-            metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
         host = settings.listen.rsplit(":", 1)[0]
         print(f"NDSC_DECODER_READY grpc={host}:{port} metrics={metrics_url} device={server.runtime.device} "
               f"tls={'mutual' if settings.tls_client_ca else 'on' if settings.tls else 'off'} "

@@ -42,6 +42,14 @@ class BundleError(ValueError):
     """A bundle that is missing, tampered with, or not the one expected."""
 
 
+class BundleNotFound(BundleError):
+    """No bundle there: the directory, its manifest or one of its files does not exist."""
+
+
+class BundleModified(BundleError):
+    """A bundle changed after export: a file's sha256 or the manifest's content id differs."""
+
+
 @dataclass(frozen=True)
 class QualityPoint:
     """One operating point of a variable-rate source: its quantiser gains and static tables.
@@ -350,27 +358,30 @@ def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: 
     """
     root = Path(path)
     mpath = root / MANIFEST
+    if not root.is_dir():
+        raise BundleNotFound(f"no bundle at {root}: the directory does not exist")
     if not mpath.is_file():
-        raise BundleError(f"{root} is not a model bundle: no {MANIFEST}")
+        raise BundleNotFound(f"{root} is not a model bundle: no {MANIFEST}")
     try:
         manifest = json.loads(mpath.read_text())
     except json.JSONDecodeError as exc:
-        raise BundleError(f"{mpath}: not valid JSON ({exc})") from exc
+        raise BundleModified(f"{mpath}: not valid JSON ({exc})") from exc
     if manifest.get("format") not in (BUNDLE_FORMAT, LEGACY_BUNDLE_FORMAT):
         raise BundleError(f"{mpath}: unknown bundle format {manifest.get('format')!r}")
     bitstream = _bitstream_of(manifest, mpath)
     recomputed = _content_id(manifest)
     if manifest.get("bundle_id") != recomputed:
-        raise BundleError(
+        raise BundleModified(
             f"{mpath}: manifest was modified after export (id {manifest.get('bundle_id')} != content {recomputed})"
         )
     if verify_files:
         for name, digest in manifest["files"].items():
             fpath = root / name
             if not fpath.is_file():
-                raise BundleError(f"bundle file {name} missing in {root}")
+                raise BundleNotFound(f"bundle file {name} missing in {root}")
             if _sha256_file(fpath) != digest:
-                raise BundleError(f"bundle file {name} was modified: its sha256 does not match the manifest")
+                raise BundleModified(f"bundle file {name} was modified: its sha256 does not match the manifest "
+                                     f"({root})")
     if expected_id is not None and manifest["bundle_id"] != expected_id:
         raise BundleError(f"bundle id {manifest['bundle_id']} does not match expected {expected_id}")
     return Bundle(

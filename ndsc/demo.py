@@ -1,11 +1,13 @@
 """The local multi-sensor demo: one decoder and N edge nodes as separate processes.
 
-``ndsc demo`` maps its options to a plan (bundle + one source spec per node), starts
-``ndsc decoder`` and ``ndsc edge`` processes on loopback, and redraws a table from the
-decoder's Prometheus endpoint once a second: per-node uplink kbit/s, total vs raw
-16-bit rate, capture→reconstruction latency and distortion on audited windows.
-Ctrl-C (or ``--duration``) stops the edges, then the decoder (which drains), and
-waits for every process.
+``ndsc demo`` maps its options to a plan (bundle + one source spec per node) and checks
+it before starting anything: the bundle (the shipped ``ecg-12lead`` unless ``--bundle``)
+must pass its byte-for-byte check, and every node's source must open. Then it starts
+``ndsc decoder`` and ``ndsc edge`` processes on loopback and redraws a table from the
+decoder's Prometheus endpoint once a second (:mod:`ndsc.demo_figures`); when the nodes
+replay an ECG record it also shows PRDN per lead of the live reconstructions
+(:mod:`ndsc.demo_ecg`). Ctrl-C (or ``--duration``) stops the edges, then the decoder
+(which drains), prints the run's totals and removes the temporary folder.
 
 To add an input (say ``--ecg RECORD``), extend :class:`DemoOptions` and
 :func:`plan_demo`: everything after the plan is independent of where windows come from.
@@ -13,42 +15,30 @@ To add an input (say ``--ecg RECORD``), extend :class:`DemoOptions` and
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from ndsc.bundle import Bundle, BundleError, load_bundle
 from ndsc.bundles import DEFAULT_BUNDLE, default_bundle
+from ndsc.demo_figures import Dashboard, scrape
+from ndsc.demo_options import DEFAULTS, DemoOptions
+from ndsc.errors import UsageError
 
-#: steps when the demo must train its bundle itself (under 2 minutes on 2 CPU cores)
-FALLBACK_STEPS = 300
+__all__ = ["DEFAULTS", "Demo", "DemoOptions", "DemoPlan", "EDGE_START_MARGIN", "endless_replay", "plan_demo",
+           "scrape"]
+
 #: seconds from spawning the edge processes to their shared pacing epoch (``ndsc edge --start-at``):
 #: time for every node to start, so all release window k together and none skips the first windows
 EDGE_START_MARGIN = 3.0
-
-
-@dataclass
-class DemoOptions:
-    """What the user asked for."""
-
-    bundle: str | None = None        # bundle dir; default: the shipped ecg-synth-quick (trained if missing)
-    source: str | None = None        # one source spec for every node; default: the bundle's replay spec
-    nodes: int | None = None         # first K sources only; default: all of the bundle's sources
-    duration: float | None = None    # stop by itself after this many seconds
-    fast: bool = False               # nodes send as fast as possible instead of real time
-    audit_every: int = 10            # 1 in N windows audited for distortion
-    flush_interval: float = 0.0
-    deadline: float = 3.0
-    refresh: float = 1.0
-    work_dir: str | None = None      # logs (and a trained bundle) go here
-    ecg: str | None = None           # a real ECG record (WFDB path, .dcm, 'pydicom'): one node per lead group
-    quality: str | None = None       # operating point of a variable-rate bundle for every node; default: its default
+#: seconds a process gets to print its ready line
+READY_TIMEOUT = 120.0
 
 
 @dataclass
@@ -57,42 +47,19 @@ class DemoPlan:
 
     bundle: Path
     sources: list[str] = field(default_factory=list)
+    ecg_record: bool = False         # the sources replay an ECG record: show PRDN per lead against it
+    quality: str | None = None       # the operating point every node codes at (variable-rate bundles)
 
     @property
     def nodes(self) -> int:
         return len(self.sources)
 
 
-def train_fallback_bundle(work_dir: Path, out: IO = sys.stdout) -> Path:
-    """Train the default preset briefly with ``ndsc train`` (a subprocess: serving never imports training)."""
-    path = work_dir / DEFAULT_BUNDLE
-    if (path / "manifest.json").is_file():
-        return path
-    print(f"no shipped bundle: training {DEFAULT_BUNDLE} for {FALLBACK_STEPS} steps (about a minute)…",
-          file=out, flush=True)
-    subprocess.run([sys.executable, "-m", "ndsc", "--log-level", "WARNING", "train", "--preset", DEFAULT_BUNDLE,
-                    "--steps", str(FALLBACK_STEPS), "--out", str(path)], check=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})  # one thread: far faster on a busy small machine
-    return path
-
-
-def plan_demo(options: DemoOptions, work_dir: Path, out: IO = sys.stdout) -> DemoPlan:
-    """Map demo options to (bundle, per-node source specs)."""
-    bundle_path = Path(options.bundle) if options.bundle else (default_bundle() or train_fallback_bundle(work_dir, out))
-    bundle = load_bundle(bundle_path)
-    n = options.nodes or bundle.n_sources
-    if not 1 <= n <= bundle.n_sources:
-        raise ValueError(f"--nodes must be 1..{bundle.n_sources}")
-    if options.ecg:
-        from ndsc.demo_ecg import ecg_sources
-
-        return DemoPlan(bundle_path, ecg_sources(bundle, options.ecg, n))
-    return DemoPlan(bundle_path, [options.source or endless_replay(bundle)] * n)
-
-
 #: joint synthetic generators: window k is a pure function of (seed, k), so a replay can
 #: go on past the test split with fresh windows the model never trained on
 _ENDLESS_SCHEMES = ("gaussian", "ecg-synth")
+#: schemes that replay a recorded ECG file (PRDN per lead can be computed against it)
+_RECORD_SCHEMES = ("dicom", "wfdb")
 
 
 def endless_replay(bundle: Bundle) -> str:
@@ -104,206 +71,245 @@ def endless_replay(bundle: Bundle) -> str:
     return scheme + ":" + ",".join(part for part in args.split(",") if not part.startswith("count="))
 
 
+def _check_sources(bundle: Bundle, specs: list[str], flag: str) -> None:
+    """Open every node's source as its edge process will (no torch): a bad spec stops the demo first."""
+    from ndsc.sources import SourceError, open_source
+
+    for i, spec in enumerate(specs):
+        source = bundle.sources[i]
+        try:
+            open_source(spec, i, source.input_shape, frame_stride=source.frame_stride)
+        except SourceError as exc:
+            raise UsageError(f"{flag}: node {i} cannot open {spec!r}: {exc}",
+                             "fix the source spec (formats: `ndsc edge --help`, docs/ecg.md)") from exc
+
+
+def plan_demo(options: DemoOptions) -> DemoPlan:
+    """Map demo options to (bundle, per-node source specs), checking both; starts nothing.
+
+    Raises:
+        BundleNotFound / BundleModified: the bundle is missing or fails its check (never replaced).
+        UsageError: a bad option, or a source a node could not open.
+    """
+    bundle_path = Path(options.bundle) if options.bundle else default_bundle(DEFAULT_BUNDLE)
+    bundle = load_bundle(bundle_path)
+    n = options.nodes or bundle.n_sources
+    if not 1 <= n <= bundle.n_sources:
+        raise UsageError(f"--nodes {options.nodes} is out of range", f"give 1..{bundle.n_sources} "
+                         f"(the bundle's sources)")
+    try:  # an unknown point fails here, in one line, not as N edge processes exiting
+        point = bundle.sources[0].quality(options.quality)  # every source has the same points
+    except BundleError as exc:
+        raise UsageError(str(exc), "leave --quality out for the bundle's default point") from exc
+    quality = point.name if point else None
+    if options.ecg:
+        from ndsc.demo_ecg import ecg_sources
+
+        sources = ecg_sources(bundle, options.ecg, n)
+        _check_sources(bundle, sources, f"--ecg {options.ecg}")
+        return DemoPlan(bundle_path, sources, ecg_record=True, quality=quality)
+    sources = [options.source or endless_replay(bundle)] * n
+    _check_sources(bundle, sources, "--source" if options.source else "the bundle's replay source")
+    record = bundle.modality == "ecg" and sources[0].partition(":")[0] in _RECORD_SCHEMES
+    return DemoPlan(bundle_path, sources, ecg_record=record, quality=quality)
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _read_ready(proc: subprocess.Popen, prefix: str, timeout: float) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                raise RuntimeError(f"process exited with {proc.returncode} before it was ready")
-            continue
-        if line.startswith(prefix):
-            return dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
-    raise TimeoutError(f"no {prefix} line within {timeout:.0f}s")
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """One Prometheus text scrape → {(sample name, sorted labels): value}."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        text = resp.read().decode()
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def _select(samples: dict, name: str, **match: str) -> dict[tuple, float]:
-    return {labels: v for (n, labels), v in samples.items()
-            if n == name and all(dict(labels).get(k) == val for k, val in match.items())}
-
-
-def _sum(samples: dict, name: str, **match: str) -> float:
-    return sum(_select(samples, name, **match).values())
-
-
-class Dashboard:
-    """Turns successive scrapes of the decoder into the demo's table."""
-
-    def __init__(self, bundle: Bundle, plan: DemoPlan):
-        self.bundle = bundle
-        self.plan = plan
-        self.prev: dict | None = None
-        self.prev_t = 0.0
-        self.first: dict | None = None
-        self.first_t = 0.0
-
-    def render(self, samples: dict, now: float) -> str:
-        if self.first is None:
-            self.first, self.first_t = samples, now
-        prev, dt = (self.prev, now - self.prev_t) if self.prev is not None else (samples, 0.0)
-        self.prev, self.prev_t = samples, now
-
-        def rate(name, **match):  # bytes/s → kbit/s over the last refresh
-            return 8 * (_sum(samples, name, **match) - _sum(prev, name, **match)) / dt / 1000 if dt > 0 else 0.0
-
-        lines = [f"{'node':<8}{'source':<12}{'frames':>8}{'uplink kbit/s':>15}{'bits/sample':>13}"
-                 f"{'PSNR dB':>9}{'PRD %':>8}{'RMSE':>9}"]
-        for i in range(self.plan.nodes):
-            name = self.bundle.sources[i].name
-            frames = _sum(samples, "ndsc_frames_total", node=f"node{i}", status="accepted")
-            bps = _sum(samples, "ndsc_bits_per_sample", source=str(i))
-            psnr = _select(samples, "ndsc_audit_psnr_db", source=str(i))
-            prd = _select(samples, "ndsc_audit_prd_percent", source=str(i))
-            rmse = _select(samples, "ndsc_audit_rmse", source=str(i))
-            fmt = (lambda d, f: f.format(next(iter(d.values()))) if d else "-")
-            lines.append(f"{'node' + str(i):<8}{name[:11]:<12}{frames:>8.0f}{rate('ndsc_uplink_payload_bytes_total', node=f'node{i}'):>15.3f}"
-                         f"{bps:>13.3f}{fmt(psnr, '{:.1f}'):>9}{fmt(prd, '{:.1f}'):>8}{fmt(rmse, '{:.4f}'):>9}")
-        payload = rate("ndsc_uplink_payload_bytes_total")
-        protocol = rate("ndsc_uplink_protocol_bytes_total")
-        raw = 16 * (_sum(samples, "ndsc_uplink_samples_total") - _sum(prev, "ndsc_uplink_samples_total")) / dt / 1000 \
-            if dt > 0 else 0.0
-        lat_n = _sum(samples, "ndsc_capture_to_reconstruction_seconds_count") - _sum(
-            prev, "ndsc_capture_to_reconstruction_seconds_count")
-        lat_s = _sum(samples, "ndsc_capture_to_reconstruction_seconds_sum") - _sum(
-            prev, "ndsc_capture_to_reconstruction_seconds_sum")
-        windows = _sum(samples, "ndsc_reconstructions_total")
-        missing = _sum(samples, "ndsc_aligner_missing_sources_total")
-        ratio = f"{raw / payload:.0f}x smaller" if payload > 0 else "-"
-        lines += [
-            f"total uplink {payload:.3f} kbit/s payload + {protocol:.3f} kbit/s protocol "
-            f"vs raw 16-bit {raw:.1f} kbit/s ({ratio})",
-            f"reconstructed {windows:.0f} windows, {missing:.0f} source-windows estimated (node late/missing); "
-            f"capture→reconstruction mean {1000 * lat_s / lat_n:.0f} ms" if lat_n else
-            f"reconstructed {windows:.0f} windows, {missing:.0f} source-windows estimated (node late/missing)",
-        ]
-        return "\n".join(lines)
+def _last_log_line(path: Path) -> str:
+    """The last error (else warning, else any line) of a process log, without the log prefix."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    for markers in ((" ERROR ", " CRITICAL "), (" WARNING ",)):
+        for line in reversed(lines):
+            for marker in markers:
+                if marker in line:
+                    return line.split(marker, 1)[1]
+    return lines[-1] if lines else ""
 
 
 class Demo:
     """Runs a :class:`DemoPlan` as processes and shows the table until stopped."""
 
-    def __init__(self, options: DemoOptions, out: IO = sys.stdout):
+    def __init__(self, options: DemoOptions, out: IO = sys.stdout, err: IO = sys.stderr):
         self.options = options
         self.out = out
+        self.err = err
         self.procs: list[tuple[str, subprocess.Popen]] = []
-        self.lead_quality = None  # ndsc.demo_ecg.LeadQuality with --ecg
-        self.work_dir = Path(options.work_dir or tempfile.mkdtemp(prefix="ndsc-demo-"))
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.lead_quality = None  # ndsc.demo_ecg.LeadQuality when the nodes replay an ECG record
+        self.work_dir: Path | None = None
+        self.temporary = options.work_dir is None
+        self.reported: set[str] = set()  # processes whose failure the user has been told already
+        self.edges_ended = False  # every edge finished its source by itself
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.work_dir / f"{name}.log", "w")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # Children get their own session: the terminal's Ctrl-C reaches only the demo, which
         # then stops them in order (edges first, so the decoder drains their last windows).
-        proc = subprocess.Popen([sys.executable, "-m", "ndsc", *args], stdout=subprocess.PIPE, stderr=log,
-                                text=True, env=env, start_new_session=True)
+        with open(self.work_dir / f"{name}.log", "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "ndsc", *args], stdout=subprocess.PIPE, stderr=log,
+                                    text=True, env=env, start_new_session=True)
         self.procs.append((name, proc))
         return proc
 
+    def _read_ready(self, name: str, proc: subprocess.Popen, prefix: str) -> dict[str, str]:
+        """Fields of the process's ready line; a process that exits first stops the demo with its error."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                if proc.poll() is not None:
+                    self.reported.add(name)
+                    log = self.work_dir / f"{name}.log"
+                    raise UsageError(f"{name} exited with {proc.returncode} before it was ready: "
+                                     f"{_last_log_line(log)}", f"fix what it says (log: {log}; the demo "
+                                     f"stopped every process)")
+                continue
+            if line.startswith(prefix):
+                return dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+        raise UsageError(f"{name} printed no {prefix} line within {READY_TIMEOUT:.0f}s",
+                         f"see {self.work_dir / (name + '.log')}")
+
     def run(self) -> int:
+        """Check the plan, run every process until stopped, print the totals; 0 if all exited cleanly."""
         o, out = self.options, self.out
+        plan = plan_demo(o)  # raises before anything is started or created
+        bundle = load_bundle(plan.bundle)
+        self.work_dir = Path(o.work_dir) if o.work_dir else Path(tempfile.mkdtemp(prefix="ndsc-demo-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        dashboard = Dashboard(bundle, plan.nodes)
+        metrics = ""
+        t0 = time.monotonic()
         # Ctrl-C and `kill` both stop the demo; SIGINT explicitly too, since a shell that
         # starts the demo in the background leaves SIGINT ignored.
         previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        code = 1
         try:
-            plan = plan_demo(o, self.work_dir, out)
-            bundle = load_bundle(plan.bundle)
-            try:  # an unknown point fails here, in one line, not as N edge processes exiting
-                quality = bundle.sources[0].quality(o.quality)  # every source has the same points
-            except BundleError as exc:
-                print(f"ndsc demo: {exc}", file=sys.stderr)
-                return 2
-            decoder = self._spawn("decoder", ["decoder", "--bundle", str(plan.bundle), "--listen", "127.0.0.1:0",
-                                              "--metrics-port", "0", "--deadline", str(o.deadline)])
-            ready = _read_ready(decoder, "NDSC_DECODER_READY", 120)
-            address, metrics = ready["grpc"], ready["metrics"]
-            at = (f" at quality {quality.name} (points {', '.join(bundle.quality_names)})" if quality else "")
-            print(f"bundle {plan.bundle} ({bundle.bundle_id[:19]}…), {plan.nodes} nodes{at}, logs in {self.work_dir}",
-                  file=out)
-            print(f"decoder (pid {decoder.pid}) gRPC {address} (health + reflection on), metrics {metrics}", file=out)
-            # One shared epoch for every node: window k is captured (and sent) at the same instant on all of
-            # them, so latency holds no start-up skew between the node processes.
-            start_at = f"{time.time() + EDGE_START_MARGIN:.6f}"
-            for i, spec in enumerate(plan.sources):
-                args = ["edge", "--bundle", str(plan.bundle), "--source-index", str(i), "--source", spec,
-                        "--decoder", address, "--group", "demo", "--node-id", f"node{i}", "--metrics-port", "0",
-                        "--audit-every", str(o.audit_every), "--flush-interval", str(o.flush_interval),
-                        "--start-at", start_at] + (["--quality", quality.name] if quality else [])
-                self._spawn(f"edge{i}", args + (["--fast"] if o.fast else []))
-            for name, proc in self.procs[1:]:
-                ready = _read_ready(proc, "NDSC_EDGE_READY", 120)
-                point = f" quality {ready['quality']}" if ready.get("quality") else ""  # as the edge resolved it
-                print(f"{name} (pid {proc.pid}) metrics {ready.get('metrics')}{point}", file=out)
-            print("Ctrl-C stops every process.", file=out, flush=True)
-            if o.ecg:
-                from ndsc.demo_ecg import LeadQuality
-
-                self.lead_quality = LeadQuality(bundle, plan.sources, address, "demo")
-            self._show(metrics, Dashboard(bundle, plan))
-        except KeyboardInterrupt:
-            print("\nstopping…", file=out, flush=True)
+            try:
+                metrics = self._start(plan, bundle)
+                t0 = time.monotonic()
+                self._show(metrics, dashboard, t0)
+            except KeyboardInterrupt:
+                print("\nstopping…", file=out, flush=True)
+            finally:
+                code = self._stop_all(metrics, dashboard, t0)
         finally:
-            code = self._stop_all()
             if self.lead_quality is not None:
                 self.lead_quality.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self._clean_up(code)
         return code
 
-    def _show(self, metrics_url: str, dashboard: Dashboard) -> None:
+    def _start(self, plan: DemoPlan, bundle: Bundle) -> str:
+        """Start the decoder and every edge; returns the decoder's metrics URL."""
         o, out = self.options, self.out
-        t0 = time.monotonic()
+        decoder = self._spawn("decoder", ["decoder", "--bundle", str(plan.bundle), "--listen", "127.0.0.1:0",
+                                          "--metrics-port", "0", "--deadline", str(o.deadline)])
+        ready = self._read_ready("decoder", decoder, "NDSC_DECODER_READY")
+        address, metrics = ready["grpc"], ready["metrics"]
+        logs = "temporary, removed at the end" if self.temporary else "kept"
+        at = f" at quality {plan.quality} (points {', '.join(bundle.quality_names)})" if plan.quality else ""
+        print(f"bundle {plan.bundle} ({bundle.bundle_id[:19]}…), {plan.nodes} nodes{at}, logs in {self.work_dir} "
+              f"({logs})", file=out)
+        print(f"decoder (pid {decoder.pid}) gRPC {address} (health + reflection on), metrics {metrics}", file=out)
+        # One shared epoch for every node: window k is captured (and sent) at the same instant on all of
+        # them, so latency holds no start-up skew between the node processes.
+        start_at = f"{time.time() + EDGE_START_MARGIN:.6f}"
+        for i, spec in enumerate(plan.sources):
+            args = ["edge", "--bundle", str(plan.bundle), "--source-index", str(i), "--source", spec,
+                    "--decoder", address, "--group", "demo", "--node-id", f"node{i}", "--metrics-port", "0",
+                    "--audit-every", str(o.audit_every), "--flush-interval", str(o.flush_interval),
+                    "--start-at", start_at] + (["--quality", plan.quality] if plan.quality else [])
+            self._spawn(f"edge{i}", args + (["--fast"] if o.fast else []))
+        for name, proc in self.procs[1:]:
+            ready = self._read_ready(name, proc, "NDSC_EDGE_READY")
+            point = f" quality {ready['quality']}" if ready.get("quality") else ""  # as the edge resolved it
+            print(f"{name} (pid {proc.pid}) metrics {ready.get('metrics')}{point}", file=out)
+        print("Ctrl-C stops every process.", file=out, flush=True)
+        if plan.ecg_record:
+            from ndsc.demo_ecg import LeadQuality
+
+            self.lead_quality = LeadQuality(bundle, plan.sources, address, "demo")
+        return metrics
+
+    def _show(self, metrics_url: str, dashboard: Dashboard, t0: float) -> None:
+        o, out = self.options, self.out
         tty = hasattr(out, "isatty") and out.isatty()
         while o.duration is None or time.monotonic() - t0 < o.duration:
             time.sleep(o.refresh)
-            table = dashboard.render(scrape(metrics_url), time.monotonic())
+            dashboard.add(scrape(metrics_url), time.monotonic())
+            table = dashboard.render_live(time.monotonic() - t0)
             if self.lead_quality is not None:
                 table += "\n" + self.lead_quality.render()
             if tty:
                 out.write("\x1b[H\x1b[J")
-            print(f"--- t={time.monotonic() - t0:.0f}s\n{table}", file=out, flush=True)
+            print(table, file=out, flush=True)
             if all(proc.poll() is not None for name, proc in self.procs if name.startswith("edge")):
                 print("every edge node has finished its source", file=out)
+                self.edges_ended = True
                 break
 
-    def _stop_all(self) -> int:
-        """Edges first (they send what they hold), then the decoder (it drains); returns 0 if all exited cleanly."""
-        clean = True
+    def _stop(self, group: list[tuple[str, subprocess.Popen]]) -> bool:
+        """SIGTERM each process of ``group`` and wait for all; False if one failed or had to be killed.
+
+        Failures are told once per distinct error, so four edges failing alike make one line.
+        """
+        failures: dict[str, list[str]] = {}
+        for _, p in group:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in group:
+            try:
+                rc = p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                rc = p.wait()
+                failures.setdefault("did not stop within 15 s: killed", []).append(name)
+            else:
+                if rc != 0:
+                    why = _last_log_line(self.work_dir / f"{name}.log")
+                    failures.setdefault(f"exited with {rc}: {why}", []).append(name)
+            if p.stdout:
+                p.stdout.close()
+        for why, names in failures.items():
+            told = [n for n in names if n not in self.reported]
+            if told:
+                self.reported.update(told)
+                print(f"ndsc demo: {', '.join(told)} {why} (logs kept in {self.work_dir})", file=self.err)
+        return not failures
+
+    def _stop_all(self, metrics_url: str, dashboard: Dashboard, t0: float) -> int:
+        """Edges first (they send what they hold), the run's totals, then the decoder (it drains)."""
         edges = [(n, p) for n, p in self.procs if n != "decoder"]
         decoder = [(n, p) for n, p in self.procs if n == "decoder"]
-        for group in (edges, decoder):
-            for _, p in group:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            for name, p in group:
-                try:
-                    rc = p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    rc = p.wait()
-                    print(f"{name} did not stop in time: killed", file=self.out)
-                if rc != 0:
-                    clean = False
-                    print(f"{name} exited with {rc} (log: {self.work_dir / (name + '.log')})", file=self.out)
-                if p.stdout:
-                    p.stdout.close()
-        if self.procs:
-            print(f"stopped {len(self.procs)} processes" + (" cleanly" if clean else ""), file=self.out, flush=True)
+        clean = self._stop(edges)
+        if metrics_url and decoder and decoder[0][1].poll() is None:
+            try:
+                dashboard.add(scrape(metrics_url), time.monotonic())
+            except OSError:
+                pass  # the decoder went away: the totals stop at the last scrape
+        if dashboard.scrapes:
+            totals = dashboard.render_totals(time.monotonic() - t0)
+            if self.lead_quality is not None:
+                totals += "\n" + self.lead_quality.render()
+            print(totals, file=self.out)
+        clean = self._stop(decoder) and clean
+        print(f"stopped {len(self.procs)} processes" + (" cleanly" if clean else ""), file=self.out, flush=True)
+        if clean and self.edges_ended and dashboard.scrapes and not dashboard.totals().windows:
+            # The nodes ran out of input without one window decoded: say why instead of a clean exit.
+            log = self.work_dir / "edge0.log"
+            self.reported.add("edge0")
+            print(f"ndsc demo: the edge nodes ended without a window decoded: {_last_log_line(log)}; "
+                  f"fix their source (logs kept in {self.work_dir})", file=self.err)
+            return 1
         return 0 if clean else 1
+
+    def _clean_up(self, code: int) -> None:
+        """Remove the temporary folder, unless a process failed (its error line names its log)."""
+        if self.temporary and self.work_dir is not None and code == 0 and not self.reported:
+            shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -3,8 +3,8 @@
 :func:`ecg_sources` gives each node a looping replay of its own leads of the record;
 :class:`LeadQuality` subscribes to the decoder's reconstructions and compares each
 decoded lead with the same window of the record (read here with the same reader), so
-the demo shows PRDN per lead of what really came out of the joint decoder, next to each
-node's raw 16-bit rate. Edge-side code: no torch.
+the demo shows PRDN per lead of what really came out of the joint decoder, from the first
+decoded window on (every window, not a 1-in-N audit sample). Edge-side code: no torch.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 
 from ndsc.bundle import Bundle
+from ndsc.errors import UsageError
 from ndsc.sources import open_source
 from ndsc.sources.ecg import PYDICOM_RECORD, RecordSource
 from ndsc.wire import pb, pb_grpc
@@ -23,7 +24,8 @@ from ndsc.wire import pb, pb_grpc
 def ecg_sources(bundle: Bundle, record: str, nodes: int | None = None) -> list[str]:
     """Source spec per node: ``wfdb:``/``dicom:`` replay of the node's leads, looping, at the bundle's rate."""
     if bundle.modality != "ecg":
-        raise ValueError(f"--ecg needs an ECG bundle; {bundle.path} is {bundle.modality!r}")
+        raise UsageError(f"--ecg needs an ECG bundle; {bundle.path} is {bundle.modality!r}",
+                         "leave --bundle out (the shipped ECG bundle) or give an ECG bundle")
     scheme = "dicom" if record == PYDICOM_RECORD or record.lower().endswith(".dcm") else "wfdb"
     if scheme == "wfdb":
         record = str(Path(record).with_suffix("")) if record.endswith((".hea", ".dat", ".mat")) else record
@@ -45,8 +47,6 @@ class LeadQuality:
                                             for i, spec in enumerate(specs)]
         self.leads = [name for src in self.sources for name in src.channel_names]
         self.sums = np.zeros((len(self.leads), 2))  # per lead: Σ err², Σ centred²
-        self.payload_bytes = np.zeros(len(self.sources))  # per node, from the reconstructions' metadata
-        self.decoded = np.zeros(len(self.sources))  # per node: windows decoded (not estimated)
         self.windows = 0
         self._lock = threading.Lock()
         self._channel = grpc.insecure_channel(decoder)
@@ -59,19 +59,17 @@ class LeadQuality:
         try:
             for r in self._call:
                 x_hat = np.asarray(r.samples, dtype=np.float64).reshape(tuple(r.shape))  # (N, C, T)
-                self.add(int(r.window), x_hat, list(r.present), list(r.payload_bytes))
+                self.add(int(r.window), x_hat, list(r.present))
         except grpc.RpcError:
             pass  # the decoder stopped or the demo closed the stream
 
-    def add(self, window: int, x_hat: np.ndarray, present: list[bool], payload_bytes: list[int]) -> None:
-        """Accumulate one reconstruction (N, C, T) of ``window`` and its nodes' payload sizes."""
+    def add(self, window: int, x_hat: np.ndarray, present: list[bool]) -> None:
+        """Accumulate one reconstruction (N, C, T) of ``window``; estimated nodes' leads are left out."""
         row = 0
         with self._lock:
             for i, src in enumerate(self.sources):
                 c = len(src.channel_names)
                 if present[i]:
-                    self.payload_bytes[i] += payload_bytes[i]
-                    self.decoded[i] += 1
                     x = src.window(window).astype(np.float64)
                     self.sums[row:row + c, 0] += ((x - x_hat[i]) ** 2).sum(axis=1)
                     self.sums[row:row + c, 1] += ((x - x.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
@@ -83,22 +81,12 @@ class LeadQuality:
             return {lead: 100 * float(np.sqrt(e / d)) for lead, (e, d) in zip(self.leads, self.sums) if d > 0}
 
     def render(self) -> str:
-        """Lines under the demo table: per node uplink vs raw 16-bit kbit/s, PRDN per lead."""
-        fs = self.bundle.sample_rate or 0.0
-        with self._lock:
-            parts = []
-            for i, src in enumerate(self.sources):
-                raw = 16 * len(src.channel_names) * fs / 1000
-                seconds = self.decoded[i] * src.length / fs if fs else 0.0
-                kbps = 8 * self.payload_bytes[i] / seconds / 1000 if seconds else 0.0
-                ratio = f" ({raw / kbps:.0f}x smaller)" if kbps else ""
-                parts.append(f"node{i} {kbps:.2f} vs {raw:.0f}{ratio}")
+        """The line under the demo table: PRDN per lead over every decoded window so far."""
         per_lead = self.prdn()
-        lines = ["uplink kbit/s since start vs raw 16-bit: " + "; ".join(parts)]
-        if per_lead:
-            lines.append(f"PRDN per lead over {self.windows} decoded windows (vs the record, as recorded): "
-                         + " ".join(f"{lead} {v:.1f}%" for lead, v in per_lead.items()))
-        return "\n".join(lines)
+        if not per_lead:
+            return "PRDN per lead: - (no window decoded yet)"
+        return (f"PRDN per lead over {self.windows} decoded windows (vs the record, as recorded): "
+                + " ".join(f"{lead} {v:.1f}%" for lead, v in per_lead.items()))
 
     def close(self) -> None:
         self._call.cancel()

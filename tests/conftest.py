@@ -46,6 +46,26 @@ def require_system_tools() -> bool:
     return os.environ.get("NDSC_REQUIRE_SYSTEM_TOOLS") == "1"
 
 
+#: set to 1 (``.ci/run`` does) so tests needing the shared data folder fail instead of skipping
+REQUIRE_SHARED_DATA = "NDSC_REQUIRE_SHARED_DATA"
+
+
+def shared_data(relative: str, marker: str = "README.md") -> Path:
+    """``../shared/<relative>``: data sets kept beside the checkout (PhysioNet records, ...).
+
+    A fresh clone has no such folder: the test is skipped with one reason, or fails when
+    ``NDSC_REQUIRE_SHARED_DATA=1`` (CI), so the data-bound tests cannot silently stop running.
+    """
+    path = SHARED / relative
+    if (path / marker).is_file():
+        return path
+    reason = (f"needs the shared data folder {path} (not part of a clone; tests with data that ships "
+              f"with a dependency run without it)")
+    if os.environ.get(REQUIRE_SHARED_DATA) == "1":
+        pytest.fail(f"{reason}, and {REQUIRE_SHARED_DATA}=1 demands it")
+    pytest.skip(reason)
+
+
 def load_benchmark(name: str) -> ModuleType:
     """Import ``benchmarks/NAME.py`` (a script folder, not a package) as a module."""
     spec = importlib.util.spec_from_file_location(f"ndsc_bench_{name}", REPO / "benchmarks" / f"{name}.py")

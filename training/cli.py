@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def configure(sub: argparse._SubParsersAction) -> None:
@@ -67,14 +66,16 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from training.evaluate import evaluate_bundle, summary
 
-    from ndsc.bundle import BundleError
+    from ndsc.bundle import BundleError, load_bundle
+    from ndsc.errors import UsageError
 
+    bundle = load_bundle(args.bundle)  # missing or modified: one line from ndsc.cli.main (--debug: traceback)
     try:
-        report = summary(evaluate_bundle(args.bundle, split=args.split, max_windows=args.max_windows,
-                                         device=args.device, quality=args.quality))
-    except BundleError as exc:  # e.g. an unknown quality point: the message names the bundle's points
-        print(f"ndsc eval: {exc}", file=sys.stderr)
-        return 2
+        bundle.sources[0].quality(args.quality)  # every source has the same points
+    except BundleError as exc:  # an unknown quality point: the message names the bundle's points
+        raise UsageError(str(exc), "leave --quality out for the bundle's default point") from exc
+    report = summary(evaluate_bundle(args.bundle, split=args.split, max_windows=args.max_windows,
+                                     device=args.device, quality=args.quality))
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -115,6 +115,7 @@ def _send(args) -> int:
 
 def _eval(args) -> int:
     from ndsc.bundle import BundleError, load_bundle
+    from ndsc.errors import UsageError
     from training.ecg_eval import ecg_report, lossless_reference, record_windows
     from training.evaluate import evaluate_bundle
 
@@ -123,9 +124,8 @@ def _eval(args) -> int:
     c, t = bundle.sources[0].input_shape
     try:
         point = bundle.sources[0].quality(args.quality)  # every source has the same points
-    except BundleError as exc:
-        print(f"ndsc ecg-eval: {exc}", file=sys.stderr)
-        return 2
+    except BundleError as exc:  # an unknown quality point: one line from ndsc.cli.main, naming the points
+        raise UsageError(str(exc), "leave --quality out for the bundle's default point") from exc
     windows = record_windows(args.record, leads, c, bundle.sample_rate, t)
     result = evaluate_bundle(args.bundle, windows=windows, quality=args.quality)
     report = {"quality": point.name if point else "", **ecg_report(result, windows, leads, bundle.sample_rate),

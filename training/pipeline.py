@@ -21,5 +21,6 @@ def train_and_export(cfg: TrainConfig, out_dir: str | Path, checkpoint: str | Pa
     report["training_estimate_bits_per_sample_sum"] = training_estimate(result.model, result.dataset.test)
     report["train_seconds"] = result.seconds
     report["train_device"] = result.device
-    attach_evaluation(path, {"test": report})
+    # The figures are hashed into the manifest, so attaching them gives the bundle its final id.
+    report["bundle_id"] = attach_evaluation(path, {"test": {k: v for k, v in report.items() if k != "bundle_id"}})
     return path, report

@@ -1,6 +1,6 @@
 """Model bundles shipped with the package, for the demo and first runs.
 
-Built by ``scripts/build_default_bundles.py`` (train a preset, export, evaluate); each
+Built by ``scripts/build_default_bundles.py`` and ``scripts/build_ecg_bundle.py``; each
 sits in ``ndsc/bundles/<name>/`` and is verified by :func:`ndsc.bundle.load_bundle`
 like any other bundle.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ndsc.bundle import BundleError, load_bundle
+from ndsc.bundle import BundleModified, BundleNotFound, load_bundle
 
 BUNDLES_DIR = Path(__file__).resolve().parent
 #: the demo's bundle: 4 nodes × 3 leads of real 12-lead ECG at 500 Hz (preset ``ecg-12lead``,
@@ -21,17 +21,23 @@ def shipped_bundles() -> list[str]:
     return sorted(p.parent.name for p in BUNDLES_DIR.glob("*/manifest.json"))
 
 
-def default_bundle(name: str = DEFAULT_BUNDLE) -> Path | None:
-    """Path of the shipped bundle ``name`` if present and intact, else None.
+def default_bundle(name: str = DEFAULT_BUNDLE, root: Path = BUNDLES_DIR) -> Path:
+    """Path of the shipped bundle ``name``, verified byte for byte.
 
-    The caller decides what to do when it is missing (the demo trains one with
-    ``ndsc train``; serving code must not import training).
+    Raises:
+        BundleNotFound: the package holds no such bundle (a trimmed install or a wrong name).
+        BundleModified: its files differ from its manifest (edited, truncated, or a Git LFS pointer).
+        Nothing substitutes another bundle: serving code never trains one.
     """
-    path = BUNDLES_DIR / name
+    path = root / name
     if not (path / "manifest.json").is_file():
-        return None
+        shipped = sorted(p.parent.name for p in root.glob("*/manifest.json"))
+        raise BundleNotFound(f"the shipped bundle {name!r} is missing from {root} "
+                             f"(shipped: {', '.join(shipped) or 'none'})")
     try:
         load_bundle(path)
-    except BundleError:
-        return None
+    except BundleModified as exc:
+        raise BundleModified(f"the shipped bundle {name!r} fails its check: {exc}") from exc
+    except BundleNotFound as exc:
+        raise BundleNotFound(f"the shipped bundle {name!r} is incomplete: {exc}") from exc
     return path

@@ -22,6 +22,11 @@ def _documented(path, variable: str) -> str:
     return value
 
 
+def _documented_plain(path, variable: str) -> str:
+    (value,) = set(re.findall(rf"{variable}=(/\S+)", path.read_text()))
+    return value
+
+
 def _edge_windows(model: dict, mounts: dict[str, str] | None = None) -> list[tuple[str, tuple, np.ndarray]]:
     from ndsc.bundle import load_bundle
     from ndsc.sources.base import open_source
@@ -55,10 +60,18 @@ def _check_lead_groups(windows) -> None:
     assert all(not np.allclose(firsts[0], f) for f in firsts[1:])
 
 
-def test_one_env_var_swaps_in_the_real_12_lead_ecg_that_ships_with_pydicom():
+def test_compose_replays_the_real_12_lead_ecg_that_ships_with_pydicom_by_default():
+    model = load_compose(COMPOSE)
+    assert all(svc["environment"]["NDSC_SOURCE"].startswith("dicom:pydicom")
+               for svc in model["services"].values() if svc.get("command") == ["edge"])
+    _check_lead_groups(_edge_windows(model))
+
+
+def test_the_documented_variables_swap_in_the_synthetic_patient_with_its_bundle():
     spec = _documented(COMPOSE, "NDSC_ECG_SOURCE")
-    assert spec.startswith("dicom:pydicom")
-    model = load_compose(COMPOSE, env={"NDSC_ECG_SOURCE": spec})
+    bundle = _documented_plain(COMPOSE, "NDSC_BUNDLE")
+    assert spec.startswith("ecg-synth:") and bundle.endswith("/ecg-synth-quick")
+    model = load_compose(COMPOSE, env={"NDSC_ECG_SOURCE": spec, "NDSC_BUNDLE": bundle})
     _check_lead_groups(_edge_windows(model))
 
 

@@ -19,11 +19,20 @@ def test_a_small_ecg_model_trains_and_reports_real_bits_and_prdn(ecg_bundle):
     samples = test["windows"] * 3 * 1024
     for s in test["sources"]:  # real bits: 8 × the bytes the coder wrote
         assert s["bits_per_sample"] == pytest.approx(8 * s["payload_bytes"] / samples)
-    # 40 steps: far from a good codec (its priors have barely left their start, so the critically
-    # sampled latents still cost a few bits each), but it must already beat raw 16-bit samples
+    # 40 steps on one 10 s record: far from a good codec (its priors have barely left their start, so the
+    # critically sampled latents still cost a few bits each), but it must already beat raw 16-bit samples
     # and "predict nothing" (PRDN 100 %).
     assert 0 < test["bits_per_sample_mean"] < 8 and test["overall_prdn_percent"] < 90
-    split = bundle.extra["data_info"]
+    assert bundle.extra["data_info"]["split"].startswith("time")  # one patient: split in time, said so
+
+
+def test_a_bundle_trained_on_physionet_records_records_its_patient_split(ecg_data, tmp_path):
+    from tests.ecg.conftest import tiny_ecg_config
+    from training.pipeline import train_and_export
+
+    records = [ecg_data / "ptb-xl" / "cinc2021_format", ecg_data / "georgia-12lead"]
+    path, _ = train_and_export(tiny_ecg_config(records, steps=2), tmp_path / "ecg")
+    split = load_bundle(path).extra["data_info"]
     assert split["split"] == "patient" and not set(split["records"]["train"]) & set(split["records"]["test"])
 
 

@@ -134,18 +134,18 @@ def test_stdin_stream_feeds_an_edge_process(ecg_bundle, record_windows_int16):
         pytest.approx(8 * coded / samples)
 
 
-def test_demo_on_a_real_record_shows_uplink_vs_raw_and_prdn_per_lead(ecg_data, tmp_path):
+def test_demo_on_a_real_record_shows_uplink_vs_raw_and_prdn_per_lead(pydicom_wfdb, tmp_path):
     import re
 
-    record = ecg_data / "ptb-xl" / "cinc2021_format" / "HR06003"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "ndsc", "demo", "--ecg", str(record), "--duration", "7",
+    out = subprocess.run([sys.executable, "-m", "ndsc", "demo", "--ecg", str(pydicom_wfdb), "--duration", "7",
                           "--work-dir", str(tmp_path)], capture_output=True, text=True, timeout=150, cwd=REPO, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
-    last = out.stdout.rsplit("--- t=", 1)[1]
     assert "stopped 5 processes cleanly" in out.stdout
-    rates = re.findall(r"node(\d) ([\d.]+) vs 24 \((\d+)x smaller\)", last)
-    assert [int(n) for n, _, _ in rates] == [0, 1, 2, 3] and all(float(k) > 0 for _, k, _ in rates)
-    prdn = dict(re.findall(r"(\w+) ([\d.]+)%", last.split("PRDN per lead", 1)[1]))
+    totals = out.stdout.split("=== run totals", 1)[1]
+    rates = re.findall(r"^node(\d)\s+\S+\s+\d+\s+([\d.]+)\s+24\.0\s", totals, re.M)  # raw: 3 leads × 500 Hz × 16
+    assert [int(n) for n, _ in rates] == [0, 1, 2, 3] and all(float(k) > 0 for _, k in rates)
+    prdn = dict(re.findall(r"(\w+) ([\d.]+)%", totals.split("PRDN per lead", 1)[1]))
     assert list(prdn) == ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     assert all(0 < float(v) < 100 for v in prdn.values())
+    assert (tmp_path / "decoder.log").is_file()  # --work-dir keeps the logs

@@ -78,15 +78,15 @@ def test_lead_names_and_options_parse():
         parse_options("I,II")
 
 
-def test_wfdb_source_replays_named_leads_and_loops(ecg_data):
-    spec = f"wfdb:{ecg_data}/ptb-xl/cinc2021_format/HR06001#leads=V1,V2,V3,loop=1,count=9"
+def test_wfdb_source_replays_named_leads_and_loops(pydicom_wfdb):
+    spec = f"wfdb:{pydicom_wfdb}#leads=V1,V2,V3,loop=1,count=9"
     src = open_source(spec, 0, (3, 1024))
     assert isinstance(src, RecordSource) and src.channel_names == ("V1", "V2", "V3")
     assert src.window_period == pytest.approx(1024 / 500)
     wins = list(src.windows())
     assert [w.index for w in wins] == list(range(9))  # 4 windows per 10 s record, then it starts over
     assert np.array_equal(wins[4].data, wins[0].data) and wins[0].data.shape == (3, 1024)
-    rec = read_wfdb(ecg_data / "ptb-xl" / "cinc2021_format" / "HR06001").select(["V1", "V2", "V3"])
+    rec = read_wfdb(pydicom_wfdb).select(["V1", "V2", "V3"])
     assert np.allclose(wins[1].data, rec.signal[:, 1024:2048])
 
 
@@ -97,8 +97,8 @@ def test_dicom_source_groups_leads_by_node_index():
     assert w0.data.shape == (3, 1024) and np.isfinite(w1.data).all()
 
 
-def test_bad_ecg_specs_are_clear_errors(ecg_data):
-    rec = f"{ecg_data}/ptb-xl/cinc2021_format/HR06001"
+def test_bad_ecg_specs_are_clear_errors(pydicom_wfdb):
+    rec = str(pydicom_wfdb)
     with pytest.raises(SourceError, match="no lead"):
         open_source(f"wfdb:{rec}#leads=I,II,X9", 0, (3, 1024))
     with pytest.raises(SourceError, match="takes 3"):
@@ -111,6 +111,19 @@ def test_bad_ecg_specs_are_clear_errors(ecg_data):
         open_source(f"wfdb:{rec}", 4, (3, 1024))
     with pytest.raises(SourceError, match="shorter than one window"):
         open_source(f"wfdb:{rec}", 0, (3, 8192))
+
+
+def test_windows_with_missing_samples_are_counted_in_a_written_record(tmp_path):
+    from tests.ecg.conftest import write_wfdb
+
+    rec = read_dicom("pydicom").select(["II", "V1"]).resample(250)  # 10 s: 2500 samples
+    signal = rec.signal.astype(np.float64)
+    signal[1, 700:720] = np.nan  # a lead off for 80 ms inside the 3rd window of 250
+    path = write_wfdb(tmp_path, "gap", signal, ("II", "V"), 250)
+    src = open_source(f"wfdb:{path}#leads=II,V,fs=250", 0, (2, 250))
+    wins = list(src.windows())
+    bad = [w.index for w in wins if not np.isfinite(w.data).all()]
+    assert len(wins) == 10 and bad == [2] and src.missing_windows == 1
 
 
 def test_windows_with_missing_samples_are_counted(ecg_data):

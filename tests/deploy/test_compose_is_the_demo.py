@@ -1,0 +1,63 @@
+"""`docker compose up` runs what `ndsc demo` runs: same bundle, same real-ECG sources, same settings.
+
+Compose's environment is read as docker-compose resolves it (with Debian's
+``docker-compose config`` when installed, else the tests' own interpolation) and
+compared with the plan the demo makes from its defaults.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from ndsc.bundles import DEFAULT_BUNDLE
+from ndsc.demo import DEFAULTS, plan_demo
+from tests.deploy.conftest import COMPOSE, DEPLOY, LocalStack, load_compose, require_tool
+
+
+def _services(model: dict) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """(decoder environment, edge environments by source index) of a compose model, image ENV included."""
+    stack = LocalStack.from_compose(model, workdir=None)
+    decoder = next(s.env for s in stack.services.values() if s.argv[-1] == "decoder")
+    edges = sorted((s.env for s in stack.services.values() if s.argv[-1] == "edge"),
+                   key=lambda env: int(env["NDSC_SOURCE_INDEX"]))
+    return decoder, edges
+
+
+def _assert_runs_the_demo(model: dict) -> None:
+    plan = plan_demo(DEFAULTS)
+    decoder, edges = _services(model)
+    assert plan.bundle.name == DEFAULT_BUNDLE == "ecg-12lead" and plan.ecg_record
+    assert Path(decoder["NDSC_BUNDLE"]).resolve() == plan.bundle.resolve()
+    assert float(decoder["NDSC_DEADLINE"]) == DEFAULTS.deadline
+    assert [int(e["NDSC_SOURCE_INDEX"]) for e in edges] == list(range(plan.nodes))
+    for env, source in zip(edges, plan.sources):
+        assert Path(env["NDSC_BUNDLE"]).resolve() == plan.bundle.resolve()
+        assert env["NDSC_SOURCE"] == source == "dicom:pydicom#loop=1"  # pydicom's real 12-lead ECG
+        assert int(env["NDSC_AUDIT_EVERY"]) == DEFAULTS.audit_every
+        assert float(env["NDSC_FLUSH_INTERVAL"]) == DEFAULTS.flush_interval
+        assert env.get("NDSC_QUALITY", "") == (DEFAULTS.quality or "")  # both: the bundle's default point
+        assert env["NDSC_FAST"] if DEFAULTS.fast else "NDSC_FAST" not in env
+
+
+def test_compose_runs_the_demos_bundle_sources_and_settings():
+    _assert_runs_the_demo(load_compose(COMPOSE))
+
+
+def test_docker_compose_resolves_the_same_environment():
+    docker_compose = require_tool("docker-compose")
+    out = subprocess.run([docker_compose, "-f", str(COMPOSE), "config"], capture_output=True, text=True, timeout=60,
+                         cwd=COMPOSE.parent, env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    model = yaml.safe_load(out.stdout)
+    model["services"] = {name: {**svc, "build": {**svc["build"], "context": str(COMPOSE.parent)}}
+                         for name, svc in model["services"].items() if "build" in svc}
+    _assert_runs_the_demo(json.loads(json.dumps(model)))
+
+
+def test_both_images_default_to_the_demos_bundle():
+    for dockerfile in ("Dockerfile.edge", "Dockerfile.decoder"):
+        text = (DEPLOY / dockerfile).read_text()
+        assert f"NDSC_BUNDLE=/opt/ndsc/bundles/{DEFAULT_BUNDLE} " in text, dockerfile
