@@ -56,7 +56,11 @@ def _metric_rows(registry) -> list[str]:
     """One table row per collector in ``registry``: exposed name(s), type, labels, help."""
     rows = []
     # The label names of a labelled metric are only on the collector (a family without children has no samples).
-    collectors = sorted(registry._collector_to_names, key=lambda c: c._name)
+    # prometheus_client's own collectors (ProcessCollector: process_*) are not ndsc metrics: one row for them.
+    own = [c for c in registry._collector_to_names if not hasattr(c, "_name")]
+    collectors = sorted((c for c in registry._collector_to_names if hasattr(c, "_name")), key=lambda c: c._name)
+    if own:
+        rows.append("| `process_*` | gauge, counter | — | the process's RSS, CPU seconds, open fds (prometheus_client) |")
     for c in collectors:
         kind = c._type
         name = c._name
