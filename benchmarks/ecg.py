@@ -176,11 +176,12 @@ def verdicts(rows: dict[str, list[dict]], wavelet: list[dict]) -> dict[str, Any]
     return out
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], digits: int = 1) -> str:
+    """``mean ± std`` over folds (NaN and None left out; ``n/a`` when nothing is left)."""
     v = np.asarray([x for x in values if x is not None and not np.isnan(x)], float)
     if not len(v):
         return "n/a"
-    return f"{v.mean():+.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v[0]:+.1f}"
+    return f"{v.mean():+.{digits}f} ± {v.std():.{digits}f}" if len(v) > 1 else f"{v[0]:+.{digits}f}"
 
 
 def print_fold(fold, data, split: str, rows: dict[str, list[dict]], wavelet: list[dict], dct: list[dict],
@@ -279,16 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             figures = default_point_figures(paths["distributed"], windows, leads, fs, args.report)
             results[-1]["figures"] = figures
 
-    summary = summarise(results)
-    print("\n== summary over folds " + ", ".join(str(r["fold"]) for r in results))
-    for key, text in summary["lines"].items():
-        print(f"{key}: {text}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": results, "summary": summary, "steps": args.steps,
-                                         "command": " ".join(["python", "benchmarks/ecg.py", *(argv or sys.argv[1:])]),
-                                         "preset": args.preset, "split": args.split, "overrides": overrides,
-                                         "roots": roots}, indent=1, default=float))
+    summary = print_summary(results)
+    write_json(args.json, {"results": results, "summary": summary, "steps": args.steps,
+                           "command": " ".join(["python", "benchmarks/ecg.py", *(argv or sys.argv[1:])]),
+                           "preset": args.preset, "split": args.split, "overrides": overrides, "roots": roots})
     if args.report:
         from training.ecg_report import write_report
 
@@ -296,18 +291,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def print_summary(results: list[dict]) -> dict[str, Any]:
+    summary = summarise(results)
+    print("\n== summary over folds " + ", ".join(str(r["fold"]) for r in results))
+    for key, text in summary["lines"].items():
+        print(f"{key}: {text}")
+    return summary
+
+
+def write_json(path: Path | None, obj: dict[str, Any]) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=1, default=float))
+
+
 def merge(args) -> int:
     """Summary and report of the folds in earlier ``--json`` files (the first file's fold first)."""
     runs = [json.loads(p.read_text()) for p in args.merge]
-    results = sorted((r for run in runs for r in run["results"]), key=lambda r: (r["fold"] is None, r["fold"]))
-    summary = summarise(results)
-    print("== summary over folds " + ", ".join(str(r["fold"]) for r in results))
-    for key, text in summary["lines"].items():
-        print(f"{key}: {text}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**runs[0], "results": results, "summary": summary,
-                                         "merged_from": [str(p) for p in args.merge]}, indent=1, default=float))
+    by_fold: dict[Any, dict] = {}
+    for run in runs:  # the same fold from two runs (e.g. one per kind): one result with both kinds' rows
+        for r in run["results"]:
+            if r["fold"] in by_fold:
+                merged = by_fold[r["fold"]]
+                merged["rows"] = {**merged["rows"], **r["rows"]}
+                merged["verdict"] = verdicts(merged["rows"], merged["wavelet_zstd"])
+            else:
+                by_fold[r["fold"]] = {**r, "rows": dict(r["rows"])}
+    results = sorted(by_fold.values(), key=lambda r: (r["fold"] is None, r["fold"] or 0))
+    summary = print_summary(results)
+    write_json(args.json, {**runs[0], "results": results, "summary": summary,
+                           "merged_from": [str(p) for p in args.merge]})
     if args.report:
         from training.ecg_report import default_point_figures, write_report
         from training.evaluate import dataset_for_bundle
@@ -319,8 +332,9 @@ def merge(args) -> int:
             data = dataset_for_bundle(load_bundle(bundle))
             first["figures"] = default_point_figures(bundle, getattr(data, runs[0].get("split", "test")),
                                                      data.info["leads"], data.sample_rate, args.report)
-        commands = [run.get("command") or "python benchmarks/ecg.py --folds " + ",".join(
-            str(r["fold"]) for r in run["results"]) + (f" --steps {run['steps']}" if run.get("steps") else "")
+        commands = [run.get("command") or "python benchmarks/ecg.py" + "".join(
+            f" --folds {r['fold']}" for r in run["results"] if r["fold"] is not None)
+            + f" --kinds {','.join(run['results'][0]['rows'])}" + (f" --steps {run['steps']}" if run.get("steps") else "")
             + f" --out {args.out} --json {path}" for run, path in zip(runs, args.merge)]
         write_report(args.report, results, summary,
                      "; ".join(c for c in commands if c) + f"; then python benchmarks/ecg.py --merge ... --report {args.report}")
@@ -339,7 +353,7 @@ def summarise(results: list[dict]) -> dict[str, Any]:
             mean_std([-b if b is not None else None for b in bd]) + " %",
         "distributed points above the wavelet curve (all folds)": str(above),
         "clinical point rate (mean PRDN ≤ 5 %, no lead > 9 %), bits/sample/lead":
-            mean_std([c if c is not None else np.nan for c in clinical]).lstrip("+"),
+            mean_std([c if c is not None else np.nan for c in clinical], digits=3).lstrip("+"),
         "joint decoder saving over separate coding at equal mean PRDN (mean over points)": mean_std(joint) + " %",
     }
     return {"lines": lines, "bd_vs_wavelet_percent": [-b if b is not None else None for b in bd],
