@@ -330,8 +330,12 @@ def merge(args) -> int:
         bundle = args.out / first["rows"]["distributed"][0]["bundle"]
         if bundle.is_dir():
             data = dataset_for_bundle(load_bundle(bundle))
-            first["figures"] = default_point_figures(bundle, getattr(data, runs[0].get("split", "test")),
-                                                     data.info["leads"], data.sample_rate, args.report)
+            windows = getattr(data, runs[0].get("split", "test"))
+            if not first["dct_zstd"]:  # runs made without dct-zstd: measure it on the first fold for the plot
+                first["dct_zstd"] = [measure_dct(data, windows, data.info["leads"], data.sample_rate, float(s))
+                                     for s in args.dct_steps.split(",") if s]
+            first["figures"] = default_point_figures(bundle, windows, data.info["leads"], data.sample_rate,
+                                                     args.report)
         commands = [run.get("command") or "python benchmarks/ecg.py" + "".join(
             f" --folds {r['fold']}" for r in run["results"] if r["fold"] is not None)
             + f" --kinds {','.join(run['results'][0]['rows'])}" + (f" --steps {run['steps']}" if run.get("steps") else "")
