@@ -78,11 +78,15 @@ def test_every_edge_container_streams_frames_that_the_decoder_decodes(stack):
     assert not [k for k in values if k[0] == "ndsc_streams_rejected_total"], "a node was refused"
     groups = {dict(l)["group"] for (n, l) in values if n == "ndsc_reconstructions_total"}
     assert groups == {stack.services[e].env["NDSC_GROUP"] for e in edges}
+    total_payload = 0.0
     for edge in edges:
         own = samples(scrape(stack.metrics_url(edge)))
         sent = sum(v for (n, _), v in own.items() if n == "ndsc_edge_frames_total")
-        payload = sum(v for (n, _), v in own.items() if n == "ndsc_edge_payload_bytes_total")
-        assert sent >= MIN_WINDOWS and payload > 0, f"{edge}: {sent} frames, {payload} bytes"
+        total_payload += sum(v for (n, _), v in own.items() if n == "ndsc_edge_payload_bytes_total")
+        assert sent >= MIN_WINDOWS, f"{edge}: {sent} frames"
+    # Every node sends a frame per window; a node whose leads the others determine (aVR, aVL, aVF in
+    # ecg-12lead) may send empty payloads, but the group as a whole sends bytes.
+    assert total_payload > 0
 
 
 def test_the_compose_healthchecks_pass_on_live_services_and_fail_on_dead_ones(stack):
