@@ -144,7 +144,8 @@ def test_demo_on_a_real_record_shows_uplink_vs_raw_and_prdn_per_lead(pydicom_wfd
     assert "stopped 5 processes cleanly" in out.stdout
     totals = out.stdout.split("=== run totals", 1)[1]
     rates = re.findall(r"^node(\d)\s+\S+\s+\d+\s+([\d.]+)\s+24\.0\s", totals, re.M)  # raw: 3 leads × 500 Hz × 16
-    assert [int(n) for n, _ in rates] == [0, 1, 2, 3] and all(float(k) > 0 for _, k in rates)
+    # node 1 (aVR, aVL, aVF) may send empty payloads: the decoder derives its leads from I and II
+    assert [int(n) for n, _ in rates] == [0, 1, 2, 3] and all(float(k) > 0 for n, k in rates if n != "1")
     prdn = dict(re.findall(r"(\w+) ([\d.]+)%", totals.split("PRDN per lead", 1)[1]))
     assert list(prdn) == ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     assert all(0 < float(v) < 100 for v in prdn.values())

@@ -44,7 +44,8 @@ def refused_with_one_line(proc: subprocess.Popen) -> str:
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 2, (proc.returncode, err[-2000:])
     assert "Traceback" not in err and "READY" not in out, err[-2000:]
-    errors = [line for line in err.splitlines() if " ERROR " in line]
+    # a logged error (" ERROR ") or the CLI's one-line usage error ("ndsc decoder: error: …")
+    errors = [line for line in err.splitlines() if " ERROR " in line or ": error: " in line]
     assert len(errors) == 1, err[-2000:]
     return errors[0]
 
@@ -78,7 +79,7 @@ def test_the_decoder_refuses_to_start_with_one_line_when_its_port_is_taken(gauss
                                           "--metrics-port", metrics))
     finally:
         holder.close()
-    assert ("gRPC" if taken == "grpc" else "metrics port") in line and "in use" in line.lower(), line
+    assert ("--listen" if taken == "grpc" else "--metrics-port") in line and "in use" in line.lower(), line
 
 
 def test_the_edge_refuses_to_start_with_one_line_when_its_metrics_port_is_taken(gaussian_bundle):
@@ -89,7 +90,7 @@ def test_the_edge_refuses_to_start_with_one_line_when_its_metrics_port_is_taken(
                                           str(holder.getsockname()[1])))
     finally:
         holder.close()
-    assert "metrics port" in line and "in use" in line.lower(), line
+    assert "--metrics-port" in line and "in use" in line.lower(), line
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -18,7 +18,8 @@ from tests.conftest import REPO
 def test_shipped_default_bundle_is_intact_and_small():
     path = default_bundle()
     assert path is not None, "run scripts/build_default_bundles.py"
-    assert sum(p.stat().st_size for p in path.iterdir()) < 1_000_000
+    # six quality points' static tables live in the manifest (about 1.3 MB of it)
+    assert sum(p.stat().st_size for p in path.iterdir()) < 2_000_000
 
 
 def _screens(text: str) -> list[tuple[float, str]]:
@@ -53,18 +54,21 @@ def test_demo_figures_are_right_steady_and_end_with_the_runs_totals(tmp_path):
 
     live = [(t, s) for t, s in _screens(text) if "x smaller" in s]
     assert live and live[0][0] <= 8, text  # first window: 3 s start margin + one 2.05 s window (+ load)
-    rates = []
+    rates, silent = [], []
     for _, screen in live:
         nodes = _node_rates(screen)
         payload, raw, ratio = _total_line(screen)
         assert [r for _, r in nodes] == [24.0] * 4 and raw == 96.0  # 3 leads × 500 Hz × 16 bit per node
         assert payload == pytest.approx(sum(k for k, _ in nodes), abs=0.003)  # the line adds up the table
         assert ratio == round(raw / payload)
-        assert min(k for k, _ in nodes) > 0  # never flips to 0.000 between windows
+        silent.append(tuple(k == 0 for k, _ in nodes))
         assert re.search(r"p50 \d+ ms, p99 \d+ ms", screen)
         assert re.search(r"PRDN per lead over \d+ decoded windows .*: I [\d.]+% II", screen)
         rates.append(payload)
     assert max(rates) < 1.6 * min(rates), rates  # steady: a span of windows, not one refresh
+    # Never flips to 0.000 between windows: a node is at 0 on every screen (ecg-12lead's aVR/aVL/aVF
+    # node, whose leads the decoder derives from I and II, sends empty payloads) or on none.
+    assert len(set(silent)) == 1 and not all(silent[0]), silent
 
     totals = text.split("=== run totals", 1)[1]
     payload, raw, ratio = _total_line(totals)
