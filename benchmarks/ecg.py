@@ -353,7 +353,7 @@ def summarise(results: list[dict]) -> dict[str, Any]:
              for r in results]
     above = sum(len(r["verdict"].get("points_above_wavelet", [])) for r in results)
     lines = {
-        "BD-rate vs wavelet-zstd, mean-of-leads PRDN 2–12 % (negative = fewer bits)":
+        "BD-rate vs wavelet-zstd, mean-of-leads PRDN both curves cover within 2–12 % (negative = fewer bits)":
             mean_std([-b if b is not None else None for b in bd]) + " %",
         "distributed points above the wavelet curve (all folds)": str(above),
         "clinical point rate (mean PRDN ≤ 5 %, no lead > 9 %), bits/sample/lead":
