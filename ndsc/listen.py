@@ -19,12 +19,16 @@ def start_metrics_server(port: int, addr: str, registry: CollectorRegistry, flag
     try:
         httpd, _ = start_http_server(port, addr, registry=registry)
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise UsageError(f"{flag} {port}: {addr}:{port} is already in use",
-                             f"stop what holds it, or pick another {flag} (0 picks a free one)") from exc
-        raise UsageError(f"{flag} {port}: cannot listen on {addr}:{port} ({exc.strerror or exc})",
-                         "check the address and port") from exc
+        raise _bind_error(exc, f"{flag} {port}", f"{addr}:{port}", flag, "check the address and port") from exc
     return httpd
+
+
+def _bind_error(exc: OSError, what: str, where: str, flag: str, otherwise: str) -> UsageError:
+    """The one-line error for a failed bind: in use (pick another ``flag``) or not bindable."""
+    if exc.errno == errno.EADDRINUSE:
+        return UsageError(f"{what}: {where} is already in use",
+                          f"stop what holds it, or pick another {flag} (port 0 picks a free one)")
+    return UsageError(f"{what}: cannot listen on {where} ({exc.strerror or exc})", otherwise)
 
 
 def check_listen_address(address: str, flag: str) -> None:
@@ -52,8 +56,5 @@ def check_listen_address(address: str, flag: str) -> None:
             probe.bind((host, port))
             probe.listen(1)
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise UsageError(f"{flag} {address}: port {port} is already in use",
-                             f"stop what holds it, or pick another {flag} (port 0 picks a free one)") from exc
-        raise UsageError(f"{flag} {address}: cannot listen there ({exc.strerror or exc})",
-                         "give an address of this host, e.g. 127.0.0.1:50051 or 0.0.0.0:50051") from exc
+        raise _bind_error(exc, f"{flag} {address}", f"port {port}", flag,
+                          "give an address of this host, e.g. 127.0.0.1:50051 or 0.0.0.0:50051") from exc
