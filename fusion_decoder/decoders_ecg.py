@@ -115,7 +115,8 @@ class EcgLappedDecoder(nn.Module):
         latent_channels: M = C·stride per node.
         out_channels: C leads per node.
         upsample: the encoders' stride.
-        hidden: width of the fusion network (per node when not ``joint``).
+        hidden: width of the fusion network (per node when not ``joint``); 0: no fusion network
+            (a purely linear joint synthesis).
         joint: False: separate decoders.
     """
 
@@ -127,12 +128,14 @@ class EcgLappedDecoder(nn.Module):
         self.n_sources, self.out_channels, self.stride = n_sources, out_channels, upsample
         g = 1 if joint else n_sources
         width = hidden if joint else hidden * n_sources
-        self.fusion = nn.Sequential(
-            nn.Conv1d(n_sources * (latent_channels + 1), width, 3, padding=1, groups=g), nn.GELU(),
-            nn.Conv1d(width, width, 3, padding=1, groups=g), nn.GELU(),
-            nn.Conv1d(width, n_sources * latent_channels, 3, padding=1, groups=g))
-        nn.init.zeros_(self.fusion[-1].weight)  # start as the plain inverse transform
-        nn.init.zeros_(self.fusion[-1].bias)
+        self.fusion = None
+        if hidden > 0:
+            self.fusion = nn.Sequential(
+                nn.Conv1d(n_sources * (latent_channels + 1), width, 3, padding=1, groups=g), nn.GELU(),
+                nn.Conv1d(width, width, 3, padding=1, groups=g), nn.GELU(),
+                nn.Conv1d(width, n_sources * latent_channels, 3, padding=1, groups=g))
+            nn.init.zeros_(self.fusion[-1].weight)  # start as the plain inverse transform
+            nn.init.zeros_(self.fusion[-1].bias)
         self.synthesis = nn.ConvTranspose1d(n_sources * latent_channels, n_sources * out_channels, 2 * upsample,
                                             stride=upsample, padding=upsample, groups=g)
         with torch.no_grad():
@@ -143,6 +146,7 @@ class EcgLappedDecoder(nn.Module):
         b, n, m, length = y_hat.shape  # (B, N, M, L)
         z = _with_presence(y_hat, present)  # (B, N, M + 1, L), missing nodes zeroed
         coeffs = z[:, :, :m].reshape(b, n * m, length)
-        coeffs = coeffs + self.fusion(z.reshape(b, -1, length))
+        if self.fusion is not None:
+            coeffs = coeffs + self.fusion(z.reshape(b, -1, length))
         out = self.synthesis(coeffs)  # (B, N·C, (L − 1)·stride)
         return out.view(b, n, self.out_channels, out.shape[-1])

@@ -33,7 +33,8 @@ class LiveDecoder:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ndsc", "decoder", "--bundle", str(bundle_path), "--listen", "127.0.0.1:0",
-             "--metrics-port", "0", "--deadline", "0.3", "--max-message-bytes", str(MAX_BYTES),
+             # 1.5 s: the two steady nodes' frames of a window must meet even on a loaded 2-core machine
+             "--metrics-port", "0", "--deadline", "1.5", "--max-message-bytes", str(MAX_BYTES),
              "--max-seq-gap", "1000"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
             cwd=REPO)
         for line in self.proc.stdout:
