@@ -31,13 +31,13 @@ class JointDecoderRuntime:
         self.bundle = bundle
         self.device = pick_device(device)
         self.coders = [s.coder() for s in bundle.sources]
-        # Variable-rate bundles: a coder and dequantisation gains per (source, operating point).
+        # Variable-rate bundles: a coder and the float32 quantiser gains per (source, operating point).
         self._point_coders: dict[tuple[int, str], LatentCoder] = {}
-        self._inverse_gains: dict[tuple[int, str], np.ndarray] = {}
+        self._gains: dict[tuple[int, str], np.ndarray] = {}
         for i, s in enumerate(bundle.sources):
             for q in s.quality_points:
                 self._point_coders[i, q.name] = s.coder(q.name)
-                self._inverse_gains[i, q.name] = (1.0 / np.asarray(q.gain, np.float32)).astype(np.float32)
+                self._gains[i, q.name] = s.gain(q.name)
         self.model = build_decoder(bundle.decoder["arch"], bundle.decoder["args"])
         state = torch.load(bundle.file(bundle.decoder["weights"]), map_location="cpu", weights_only=True)
         self.model.load_state_dict(state)
@@ -78,12 +78,13 @@ class JointDecoderRuntime:
         return symbols.reshape(shape)
 
     def dequantise(self, source_index: int, symbols: np.ndarray, quality: str | None = None) -> np.ndarray:
-        """Decoder-side latents (M, *L) of symbols: ``symbol / gain`` of the point (fixed rate: the symbols)."""
+        """Decoder-side latents (M, *L) of symbols: ``symbol / gain`` of the point, the division training
+        does (fixed rate: the symbols)."""
         name = self.quality_name(source_index, quality)
         y = np.asarray(symbols, dtype=np.float32)
         if not name:
             return y
-        return y * self._inverse_gains[source_index, name].reshape(-1, *([1] * (y.ndim - 1)))
+        return y / self._gains[source_index, name].reshape(-1, *([1] * (y.ndim - 1)))
 
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, present: np.ndarray) -> np.ndarray:

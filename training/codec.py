@@ -94,6 +94,14 @@ class DistributedCodec(nn.Module):
         """(Q, N, M) quantiser gains as float32 (exactly what the bundle records and the edge multiplies by)."""
         return torch.exp(self.log_gain).float()  # differentiable: training learns the gains
 
+    def point_gain(self, quality: torch.Tensor | int, ndim: int) -> torch.Tensor:
+        """Gains of ``quality`` (a (B,) index tensor, or one index for every window) shaped to
+        multiply latents of ``ndim`` dims (B, N, M, *L)."""
+        g = self.gains()[quality]  # (B, N, M) or (N, M)
+        if g.dim() == 2:
+            g = g.unsqueeze(0)
+        return g.view(*g.shape, *([1] * (ndim - 3)))
+
     def forward(self, x: torch.Tensor, present: torch.Tensor | None = None,
                 quality: torch.Tensor | None = None) -> dict[str, Any]:
         """Training pass.
@@ -111,7 +119,7 @@ class DistributedCodec(nn.Module):
         if self.n_points:
             if quality is None:
                 quality = torch.full((x.shape[0],), self.quality_index(None), dtype=torch.long, device=x.device)
-            gain = self.gains()[quality].view(*y.shape[:3], *([1] * (y.dim() - 3)))
+            gain = self.point_gain(quality, y.dim())
             y = y * gain
         if self.training:
             y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
@@ -147,17 +155,13 @@ class DistributedCodec(nn.Module):
         q = self.quality_index(quality) if self.n_points else 0
         return [p.tables for p in self.priors[q * self.n_sources:(q + 1) * self.n_sources]]
 
-    def _gain(self, quality: str | None) -> torch.Tensor | None:
-        return self.gains()[self.quality_index(quality)] if self.n_points else None  # (N, M)
-
     @torch.no_grad()
     def compress(self, x: torch.Tensor, quality: str | None = None) -> list[list[bytes]]:
         """x (B, N, C, *S) → payloads[b][i] (real bytes per window and source) at point ``quality``."""
         coders = [LatentCoder(t) for t in self.tables(quality)]
         y = self.analysis(x)
-        gain = self._gain(quality)
-        if gain is not None:
-            y = y * gain.view(1, *gain.shape, *([1] * (y.dim() - 3)))
+        if self.n_points:
+            y = y * self.point_gain(self.quality_index(quality), y.dim())
         y = torch.round(y).to(torch.int64).cpu().numpy()
         b, n, m = y.shape[:3]
         return [[coders[i].encode(y[w, i].reshape(m, -1)) for i in range(n)] for w in range(b)]
@@ -172,9 +176,8 @@ class DistributedCodec(nn.Module):
             np.stack([coders[i].decode(p, length).reshape(latent_shape) for i, p in enumerate(row)])
             for row in payloads
         ]).astype(np.float32))
-        gain = self._gain(quality)
-        if gain is not None:
-            y = y / gain.view(1, *gain.shape, *([1] * (y.dim() - 3)))
+        if self.n_points:
+            y = y / self.point_gain(self.quality_index(quality), y.dim())
         return self.synthesis(y)
 
     def latent_shape(self) -> tuple[int, ...]:

@@ -57,9 +57,7 @@ def loss_terms(model: DistributedCodec, out: dict[str, Any], x: torch.Tensor,
     gradient scale does not depend on which points a batch drew.
     """
     samples = float(np.prod(x.shape[2:]))  # values per source window
-    err = (out["x_hat"] - x) ** 2
-    if channel_weights is not None:
-        err = err * channel_weights.view(1, *channel_weights.shape, *([1] * (x.dim() - 3)))
+    err = weighted_squared_error(out["x_hat"], x, channel_weights)
     dist_b = err.mean(dim=tuple(range(2, x.dim()))).sum(dim=1)  # (B,): Σ_i MSE_i of each window
     bits = -torch.log(out["likelihoods"]).sum(dim=tuple(range(2, out["likelihoods"].dim()))) / LN2  # (B, N)
     rate_b = (bits / samples).sum(dim=1)  # (B,)
@@ -71,6 +69,14 @@ def loss_terms(model: DistributedCodec, out: dict[str, Any], x: torch.Tensor,
     else:
         total = distortion + cfg.lmbda * rate - cfg.beta_mi * mi_value
     return {"loss": total, "distortion": distortion, "rate": rate, "mi": mi_value}
+
+
+def weighted_squared_error(x_hat: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """(x̂ − x)² of (B, N, C, *S), each channel's scaled by ``weights`` (N, C) when given."""
+    err = (x_hat - x) ** 2
+    if weights is not None:
+        err = err * weights.view(1, *weights.shape, *([1] * (x.dim() - 3)))
+    return err
 
 
 def channel_weights_for(cfg: TrainConfig, train_windows: np.ndarray) -> torch.Tensor | None:
@@ -226,18 +232,14 @@ def _decoder_step(model, x, present, dec_opt, quality=None, weights=None) -> dic
     dec_opt.zero_grad()
     with torch.no_grad():
         y = model.analysis(x)
-        gain = None
-        if model.n_points:
-            gain = model.gains()[quality].view(*y.shape[:3], *([1] * (y.dim() - 3)))
+        gain = model.point_gain(quality, y.dim()) if model.n_points else None
+        if gain is not None:
             y = y * gain
         y_hat = torch.round(y) if model.cfg.decoder_quantisation == "ste" else y + torch.empty_like(y).uniform_(-0.5, 0.5)
         if gain is not None:
             y_hat = y_hat / gain
     x_hat = model.synthesis(y_hat, present)
-    err = (x_hat - x) ** 2
-    if weights is not None:
-        err = err * weights.view(1, *weights.shape, *([1] * (x.dim() - 3)))
-    distortion = err.mean(dim=(0, *range(2, x.dim()))).sum()
+    distortion = weighted_squared_error(x_hat, x, weights).mean(dim=(0, *range(2, x.dim()))).sum()
     distortion.backward()
     dec_opt.step()
     return {"distortion": distortion.detach()}
