@@ -92,6 +92,16 @@ def channel_weights_for(cfg: TrainConfig, train_windows: np.ndarray) -> torch.Te
     return torch.from_numpy((w / w.mean()).astype(np.float32))
 
 
+def transform_parameters(model: DistributedCodec) -> list[torch.nn.Parameter]:
+    """The linear analysis (``transform``) and synthesis (``synthesis``) weights of a lapped codec."""
+    params = [p for g in model.g_a for name, p in g.named_parameters() if name.startswith("transform.")]
+    params += [p for name, p in model.g_s.named_parameters() if name.startswith("synthesis.")]
+    if not params:
+        raise ValueError(f"freeze_transform: encoder {model.cfg.model.encoder!r} / decoder "
+                         f"{model.cfg.model.decoder!r} have no lapped transform to freeze")
+    return params
+
+
 def _dropout_mask(b: int, n: int, p: float, gen: torch.Generator) -> torch.Tensor | None:
     if p <= 0:
         return None
@@ -120,6 +130,9 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
         derived = lead_derivation.initialise(model, data.train, cfg.derived_channel_tolerance)
         for line in lead_derivation.describe(derived, [list(c) for c in data.channel_names]):
             log.info("derived channel at the start: %s", line)
+    if cfg.freeze_transform:
+        for p in transform_parameters(model):
+            p.requires_grad_(False)
     latent_shape = model.latent_shape()
     mi_dim = latent_shape[0] if cfg.mi_pairs == "positions" else int(np.prod(latent_shape))
     # β_MI = 0 without monitoring: no critic at all (it would cost a forward and backward per step).
@@ -129,8 +142,11 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
     if mi is not None:
         mi.to(device)
 
-    enc_opt = torch.optim.Adam(model.encoder_parameters(), lr=cfg.lr)
-    dec_opt = torch.optim.Adam(model.decoder_parameters(), lr=cfg.lr)
+    enc_opt = torch.optim.Adam([p for p in model.encoder_parameters() if p.requires_grad], lr=cfg.lr)
+    # A frozen linear decoder (freeze_transform, no fusion network) has nothing left to learn.
+    dec_params = [p for p in model.decoder_parameters() if p.requires_grad]
+    dec_opt = torch.optim.Adam(dec_params, lr=cfg.lr) if dec_params else None
+    optimisers = [opt for opt in (enc_opt, dec_opt) if opt is not None]
     critic_opt = torch.optim.Adam(mi.parameters(), lr=cfg.critic_lr) if mi is not None else None
     decay_step = int(cfg.lr_decay_at * cfg.steps)
 
@@ -146,7 +162,7 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
     model.train()
     for step in range(cfg.steps):
         if step == decay_step:
-            for opt in (enc_opt, dec_opt):
+            for opt in optimisers:
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * 0.1
         idx = torch.randint(0, train_x.shape[0], (cfg.batch_size,), generator=gen)
@@ -160,12 +176,12 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
         quality = torch.randint(0, model.n_points, (x.shape[0],), generator=gen).to(device) if model.n_points else None
 
         if cfg.optimisation == "joint":
-            terms = _step(model, mi, x, present, cfg, [enc_opt, dec_opt], quality=quality, weights=weights)
+            terms = _step(model, mi, x, present, cfg, optimisers, quality=quality, weights=weights)
         elif cfg.optimisation == "alternating":
             for _ in range(cfg.alt_encoder_steps):  # encoders + priors, decoder frozen
                 terms = _step(model, mi, x, present, cfg, [enc_opt], freeze=model.decoder_parameters(),
                               quality=quality, weights=weights)
-            for _ in range(cfg.alt_decoder_steps):  # decoder, encoders frozen
+            for _ in range(cfg.alt_decoder_steps if dec_opt is not None else 0):  # decoder, encoders frozen
                 terms = _decoder_step(model, x, present, dec_opt, quality, weights) | {
                     k: v for k, v in terms.items() if k != "distortion"}
         else:
