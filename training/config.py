@@ -59,7 +59,7 @@ class TrainConfig:
     derived_channel_tolerance: float = 0.0
     amplitude_jitter: float = 0.0  # augmentation: every window scaled by exp(σ·N(0, 1)) (all leads alike)
     # lapped codecs: analysis and synthesis stay the perfect-reconstruction transform they start as (MLT,
-    # plus the derived-channel regression); gains, priors and the fusion network still learn. A transform
+    # plus the derived-channel regression); gains, priors and any fusion network still learn. A transform
     # shared by every quality point otherwise drifts away from invertibility, which floors the finest point.
     freeze_transform: bool = False
     steps: int = 3000  # optimisation steps (one alternating round counts as one step)

@@ -53,13 +53,15 @@ def _ecg(group_size: int) -> TrainConfig:
     # Real 12-lead ECG at 500 Hz in 1024-sample (2.05 s) windows, one node per group of `group_size`
     # leads. Trains on the pydicom record unless data.params["records"] names record folders
     # (scripts/build_ecg_bundle.py uses the PhysioNet 12-lead records of ../shared/data).
-    # The codec (benchmarks/ecg.py measures it against db4-wavelet + zstd):
-    # * ecg-lapped: a learned, critically sampled lapped transform per node (MLT-initialised, 16 subbands
-    #   per lead): no latent bottleneck, so fidelity is set by the quantiser alone;
-    # * six quality points in one bundle (per-point quantiser gains + static tables, one decoder);
-    # * a joint decoder whose synthesis sees every node: a lead the others determine (aVR, aVL, aVF
-    #   from I and II) costs its node almost nothing; training starts from that regression
-    #   (derived_channel_tolerance, training/lead_derivation.py), found in the data;
+    # The codec (benchmarks/ecg.py measures it against db4-wavelet + zstd, on 5 patient folds):
+    # * ecg-lapped: a critically sampled lapped transform per node (the MLT, 16 subbands per lead): no latent
+    #   bottleneck, and kept fixed (freeze_transform): a learned pair shared by six points drifted away from
+    #   perfect reconstruction and floored the finest point on unseen patients (docs/ecg.md);
+    # * six quality points in one bundle (learned per-point, per-subband quantiser gains + static tables);
+    # * a joint decoder whose synthesis sees every node: a lead the others determine (aVR, aVL, aVF from
+    #   I and II) costs its node nothing; the regression is found in the data (derived_channel_tolerance,
+    #   training/lead_derivation.py). No fusion network (hidden=0): blind to the quantiser step, it
+    #   "corrected" exact coefficients and cost every point on held-out patients;
     # * distortion weighted by 1 / lead variance, so small leads (V1, aVL) are not sacrificed to large ones;
     # * amplitude jitter and a 256-sample training hop (time shifts) as physiology-preserving augmentation.
     stride = 16
