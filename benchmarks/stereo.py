@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # one core for everything measured here
     from ndsc.bundle import load_bundle
     from training.baselines_image import sweep
-    from training.config import TrainConfig
+    from models.config import TrainConfig
     from training.datasets_stereo import full_pairs
     from training.stereo_eval import evaluate_pairs
 

@@ -8,7 +8,7 @@ import torch
 
 from ndsc.bundle import Bundle
 from ndsc.entropy import LatentCoder
-from fusion_decoder.joint_decoders import build_decoder
+from models.decoders import build_decoder
 
 
 def pick_device(requested: str | None = None) -> torch.device:

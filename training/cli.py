@@ -43,7 +43,7 @@ def configure(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args) -> int:
-    from training.config import TrainConfig
+    from models.config import TrainConfig
     from training.pipeline import train_and_export
     from training.presets import get_preset
 

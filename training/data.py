@@ -14,7 +14,7 @@ import numpy as np
 from ndsc.plugins import import_optional
 
 from ndsc.sources.synthetic import GaussianSources, SyntheticECG
-from training.config import DataConfig
+from models.config import DataConfig
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.codec import DistributedCodec
-from training.config import TrainConfig
+from models.codec import DistributedCodec
+from models.config import TrainConfig
 from training.data import JointDataset, build_dataset
 from training.device import describe, resolve_device
 from training.mi import PairwiseMI

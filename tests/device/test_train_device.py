@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from training.config import DataConfig, ModelConfig, TrainConfig
+from models.config import DataConfig, ModelConfig, TrainConfig
 from training.device import resolve_device
 from training.train import load_checkpoint, save_checkpoint, train
 

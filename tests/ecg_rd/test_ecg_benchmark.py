@@ -143,7 +143,7 @@ def test_wavelet_anchor_round_trips_and_widens_when_coefficients_overflow_int16(
 
 
 def test_dct_zstd_rows_come_from_real_bytes(bench):
-    from training.config import DataConfig
+    from models.config import DataConfig
     from training.data import build_dataset
 
     data = build_dataset(DataConfig(kind="ecg-synth", n_windows=30, params={"group_size": 3, "samples": 256}))

@@ -77,7 +77,7 @@ def test_side_by_side_png_holds_originals_above_reconstructions(stereo_bundle, l
 
 
 def test_decoder_fuses_views_only_when_joint():
-    from fusion_decoder.decoders_image import StereoAttentionDecoder
+    from models.decoders_image import StereoAttentionDecoder
 
     torch.manual_seed(0)
     y = torch.randn(1, 2, 8, 3, 5)

@@ -18,7 +18,6 @@ _MODULES = (
     "training.baselines.learned_sw",
     "training.baselines.vq",
     "training.baselines.conventional",
-    "training.baselines.cam",
 )
 
 

@@ -25,16 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_decoder.joint_decoders import build_decoder
+from models.decoders import build_decoder
 from ndsc.entropy import LatentCoder
 from training.baselines.base import Baseline, register_baseline
 from training.baselines.neural import many_to_one
 from training.baselines.scalar import symbol_table
-from training.codec import DistributedCodec
-from training.config import TrainConfig
+from models.codec import DistributedCodec
+from models.config import TrainConfig
 from training.data import JointDataset
 from training.device import describe, resolve_device
-from training.encoders import build_encoder
+from models.encoders import build_encoder
 
 LN2 = math.log(2.0)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fusion_decoder.joint_decoders import _with_presence, register_decoder
+from models.decoders import _with_presence, register_decoder
 
 
 class _Residual(nn.Module):

@@ -31,7 +31,7 @@ def register_decoder(name: str):
 
 
 def _load_modality_decoders() -> None:
-    import_optional("fusion_decoder.decoders_ecg", "fusion_decoder.decoders_image")
+    import_optional("models.decoders_ecg", "models.decoders_image", "models.decoders_cam")
 
 
 def build_decoder(arch: str, args: dict) -> nn.Module:

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from fusion_decoder.joint_decoders import build_decoder
+from models.decoders import build_decoder
 from ndsc.entropy import ChannelTable, LatentCoder
-from training.config import TrainConfig
-from training.encoders import build_encoder
-from training.priors import FactorizedPrior
+from models.config import TrainConfig
+from models.encoders import build_encoder
+from models.priors import FactorizedPrior
 
 
 def round_ste(y: torch.Tensor) -> torch.Tensor:

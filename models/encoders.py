@@ -25,7 +25,7 @@ def register_encoder(name: str):
 
 def build_encoder(arch: str, **kwargs) -> nn.Module:
     """Instantiate the registered encoder ``arch``; modality modules register on import."""
-    import_optional("training.encoders_ecg", "training.encoders_image")
+    import_optional("models.encoders_ecg", "models.encoders_image")
     if arch not in _ENCODERS:
         raise KeyError(f"unknown encoder architecture {arch!r}; known: {sorted(_ENCODERS)}")
     return _ENCODERS[arch](**kwargs)

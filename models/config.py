@@ -19,8 +19,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    encoder: str = "pointwise"  # registered encoder arch (training/encoders.py)
-    decoder: str = "pointwise"  # registered joint decoder arch (fusion_decoder/joint_decoders.py)
+    encoder: str = "pointwise"  # registered encoder arch (models/encoders.py)
+    decoder: str = "pointwise"  # registered joint decoder arch (models/decoders.py)
     latent_channels: int = 1  # M: latent channels per source
     hidden: int = 64  # width of encoder and decoder hidden layers
     layers: int = 3  # hidden layers of pointwise nets

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_decoder.joint_decoders import register_decoder
+from models.decoders import register_decoder
 
 
 class GDN(nn.Module):
