@@ -8,15 +8,17 @@ from the others.
 
 Architectures register with :func:`register_decoder`; the bundle names one by
 ``decoder.arch`` with its constructor ``decoder.args``, so the serving side rebuilds
-it without importing ``training``.
+it without importing ``training``. Each architecture declares which model settings it
+takes beyond the common ones in ``config_args`` (see :func:`decoder_args`).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from models.config import ModelConfig
 from ndsc.plugins import import_optional
 
 _DECODERS: dict[str, Callable[..., nn.Module]] = {}
@@ -40,6 +42,22 @@ def build_decoder(arch: str, args: dict) -> nn.Module:
     if arch not in _DECODERS:
         raise KeyError(f"unknown decoder architecture {arch!r}; known: {sorted(_DECODERS)}")
     return _DECODERS[arch](**args)
+
+
+def decoder_args(arch: str, model: ModelConfig, n_sources: int, out_channels: int) -> dict[str, Any]:
+    """Constructor arguments of decoder ``arch`` for a codec of ``model`` (what a bundle records).
+
+    Every decoder takes ``n_sources``, ``latent_channels``, ``out_channels``, ``hidden`` and
+    ``joint``; a class adds its own as ``config_args = {constructor arg: ModelConfig field}``.
+    """
+    _load_modality_decoders()
+    if arch not in _DECODERS:
+        raise KeyError(f"unknown decoder architecture {arch!r}; known: {sorted(_DECODERS)}")
+    args: dict[str, Any] = {"n_sources": n_sources, "latent_channels": model.latent_channels,
+                            "out_channels": out_channels, "hidden": model.hidden, "joint": model.joint_decoder}
+    for arg, field in getattr(_DECODERS[arch], "config_args", {}).items():
+        args[arg] = getattr(model, field)
+    return args
 
 
 def known_decoders() -> list[str]:
@@ -78,6 +96,8 @@ class PointwiseJointDecoder(nn.Module):
             separate-coding baseline with the same capacity per source.
     """
 
+    config_args = {"layers": "layers"}
+
     def __init__(self, n_sources: int, latent_channels: int, out_channels: int,
                  hidden: int = 64, layers: int = 3, joint: bool = True):
         super().__init__()
@@ -108,6 +128,8 @@ class Conv1dJointDecoder(nn.Module):
         upsample: total upsampling factor (encoder stride), a power of two.
         joint: False gives N separate decoders (grouped convolutions).
     """
+
+    config_args = {"upsample": "stride"}
 
     def __init__(self, n_sources: int, latent_channels: int, out_channels: int,
                  hidden: int = 64, upsample: int = 4, joint: bool = True):
