@@ -19,29 +19,17 @@ import torch
 from torch import nn
 
 from models.config import ModelConfig
-from ndsc.plugins import import_optional
+from ndsc.registry import Registry
 
-_DECODERS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_decoder(name: str):
-    def deco(cls):
-        _DECODERS[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_modality_decoders() -> None:
-    import_optional("models.decoders_ecg", "models.decoders_image", "models.decoders_cam")
+#: modality modules register on import
+DECODERS: Registry[Callable[..., nn.Module]] = Registry(
+    "decoder architecture", "models.decoders_ecg", "models.decoders_image", "models.decoders_cam")
+register_decoder = DECODERS.register
 
 
 def build_decoder(arch: str, args: dict) -> nn.Module:
     """Instantiate the registered decoder ``arch`` with keyword ``args``."""
-    _load_modality_decoders()
-    if arch not in _DECODERS:
-        raise KeyError(f"unknown decoder architecture {arch!r}; known: {sorted(_DECODERS)}")
-    return _DECODERS[arch](**args)
+    return DECODERS.get(arch)(**args)
 
 
 def decoder_args(arch: str, model: ModelConfig, n_sources: int, out_channels: int) -> dict[str, Any]:
@@ -50,19 +38,16 @@ def decoder_args(arch: str, model: ModelConfig, n_sources: int, out_channels: in
     Every decoder takes ``n_sources``, ``latent_channels``, ``out_channels``, ``hidden`` and
     ``joint``; a class adds its own as ``config_args = {constructor arg: ModelConfig field}``.
     """
-    _load_modality_decoders()
-    if arch not in _DECODERS:
-        raise KeyError(f"unknown decoder architecture {arch!r}; known: {sorted(_DECODERS)}")
+    cls = DECODERS.get(arch)
     args: dict[str, Any] = {"n_sources": n_sources, "latent_channels": model.latent_channels,
                             "out_channels": out_channels, "hidden": model.hidden, "joint": model.joint_decoder}
-    for arg, field in getattr(_DECODERS[arch], "config_args", {}).items():
+    for arg, field in getattr(cls, "config_args", {}).items():
         args[arg] = getattr(model, field)
     return args
 
 
 def known_decoders() -> list[str]:
-    _load_modality_decoders()
-    return sorted(_DECODERS)
+    return DECODERS.names()
 
 
 def _with_presence(y_hat: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:

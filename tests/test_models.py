@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from models.config import ModelConfig
-from models.decoders import _DECODERS, build_decoder, decoder_args, known_decoders
+from models.decoders import DECODERS, build_decoder, decoder_args, known_decoders
 
 pytestmark = pytest.mark.unit
 
@@ -26,8 +26,8 @@ def test_serving_knows_every_decoder_without_importing_training():
 def test_every_decoder_takes_the_arguments_it_declares(arch):
     model = ModelConfig(decoder=arch, latent_channels=16, stride=16)
     args = decoder_args(arch, model, n_sources=2, out_channels=1)
-    inspect.signature(_DECODERS[arch]).bind(**args)  # raises TypeError on an argument it does not take
-    declared = getattr(_DECODERS[arch], "config_args", {})
+    inspect.signature(DECODERS.get(arch)).bind(**args)  # raises TypeError on an argument it does not take
+    declared = getattr(DECODERS.get(arch), "config_args", {})
     assert {k: args[k] for k in declared} == {k: getattr(model, f) for k, f in declared.items()}
 
 
@@ -42,3 +42,16 @@ def test_a_decoder_gets_only_the_settings_it_declares():
 def test_an_unknown_decoder_is_named_with_the_known_ones():
     with pytest.raises(KeyError, match="known: .*pointwise"):
         build_decoder("no-such-decoder", {})
+
+
+def test_a_registry_imports_its_modality_modules_before_the_first_lookup():
+    from ndsc.registry import Registry
+
+    reg: Registry[object] = Registry("thing", "ndsc.sources.no_such_modality", "json")
+    assert "x" not in reg  # the absent module is skipped, json imported
+    reg.add("x", 1)
+    assert reg.get("x") == 1 and reg.names() == ["x"]
+    with pytest.raises(KeyError, match="unknown thing 'y'; known: x"):
+        reg.get("y")
+    reg.remove("x")
+    assert reg.names() == []

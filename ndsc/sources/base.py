@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
-from ndsc.plugins import import_optional
+from ndsc.registry import Registry
 
 
 class SourceError(ValueError):
@@ -51,29 +51,19 @@ class WindowSource(Protocol):
         ...
 
 
-SourceFactory = Callable[[str, int, tuple[int, ...]], WindowSource]
-_REGISTRY: dict[str, SourceFactory] = {}
+SourceFactory = Callable[..., WindowSource]
+#: ``factory(arguments, source_index, input_shape)`` per scheme; readers with optional deps register lazily
+SOURCES: Registry[SourceFactory] = Registry(
+    "source scheme", "ndsc.sources.synthetic", "ndsc.sources.ecg", "ndsc.sources.images", "ndsc.sources.stream")
 
 
 def register_source(scheme: str) -> Callable[[SourceFactory], SourceFactory]:
     """Register ``factory(arguments, source_index, input_shape)`` for ``scheme:``."""
-
-    def deco(factory: SourceFactory) -> SourceFactory:
-        _REGISTRY[scheme] = factory
-        return factory
-
-    return deco
+    return SOURCES.register(scheme)
 
 
 def registered_schemes() -> list[str]:
-    _load_builtin_readers()
-    return sorted(_REGISTRY)
-
-
-def _load_builtin_readers() -> None:
-    # Import for the side effect of registration; readers with optional deps register lazily.
-    from ndsc.sources import synthetic  # noqa: F401
-    import_optional("ndsc.sources.ecg", "ndsc.sources.images", "ndsc.sources.stream")
+    return SOURCES.names()
 
 
 def open_source(spec: str, source_index: int, input_shape: tuple[int, ...],
@@ -90,11 +80,10 @@ def open_source(spec: str, source_index: int, input_shape: tuple[int, ...],
     Raises:
         SourceError: unknown scheme or bad arguments.
     """
-    _load_builtin_readers()
     scheme, _, args = spec.partition(":")
-    if scheme not in _REGISTRY:
-        raise SourceError(f"unknown source scheme {scheme!r} in {spec!r}; known: {', '.join(sorted(_REGISTRY))}")
-    factory = _REGISTRY[scheme]
+    if scheme not in SOURCES:
+        raise SourceError(f"unknown source scheme {scheme!r} in {spec!r}; known: {', '.join(SOURCES.names())}")
+    factory = SOURCES.get(scheme)
     if frame_stride and "frame_stride" in inspect.signature(factory).parameters:
         return factory(args, source_index, tuple(input_shape), frame_stride=frame_stride)
     return factory(args, source_index, tuple(input_shape))
