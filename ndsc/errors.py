@@ -1,6 +1,6 @@
 """Mistakes a user can fix, told in one line: what is wrong and what to do.
 
-The CLI (:func:`ndsc.cli.main`) turns any exception that reaches it into one line on
+The CLI (:func:`app.cli.main`) turns any exception that reaches it into one line on
 stderr and a non-zero exit; ``--debug`` shows the traceback instead. :func:`one_line`
 adds the "what to do" for the error kinds users meet (bundles, sources, busy ports);
 anything else is reported as a probable bug, with a pointer to ``--debug``.

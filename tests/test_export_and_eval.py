@@ -71,7 +71,7 @@ def test_eval_reconstructs_the_test_split_with_low_distortion(gaussian_bundle):
 
 
 def test_eval_cli_reports_bytes_and_distortion(gaussian_bundle, capsys):
-    from ndsc.cli import main
+    from app.cli import main
 
     main(["eval", str(gaussian_bundle), "--max-windows", "10"])
     out = capsys.readouterr().out

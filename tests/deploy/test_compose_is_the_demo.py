@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from ndsc.bundles import DEFAULT_BUNDLE
-from ndsc.demo import DEFAULTS, plan_demo
+from app.demo import DEFAULTS, plan_demo
 from tests.deploy.conftest import COMPOSE, DEPLOY, LocalStack, load_compose, require_tool
 
 

@@ -110,7 +110,7 @@ def test_config_round_trips_and_old_configs_without_device_still_load(tmp_path):
 
 def test_ndsc_train_device_flag_exports_and_records_where_it_trained(no_cuda, tmp_path, capsys):
     from ndsc.bundle import load_bundle
-    from ndsc.cli import main
+    from app.cli import main
 
     cfg = tiny_cfg(steps=8, data={"n_windows": 60, "params": {"n": 2, "rho": 0.9, "samples": 32}})
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
@@ -127,7 +127,7 @@ def test_ndsc_train_device_flag_exports_and_records_where_it_trained(no_cuda, tm
                                    ["stereo-train", "--root", "r", "--out", "o"],
                                    ["study", "--config", "c"]])
 def test_every_training_command_takes_a_device(flags):
-    from ndsc.cli import build_parser
+    from app.cli import build_parser
 
     assert build_parser().parse_args([*flags, "--device", "cuda:0"]).device == "cuda:0"
 

@@ -196,7 +196,7 @@ class _CuttableProxy:
 
 
 def test_edge_reconnects_and_resumes_after_the_connection_is_cut(gaussian_bundle):
-    from ndsc.demo import endless_replay
+    from app.demo import endless_replay
 
     bundle = load_bundle(gaussian_bundle)
     start, n_windows = replay_start(gaussian_bundle), 80

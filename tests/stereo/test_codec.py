@@ -97,7 +97,7 @@ def test_decoder_fuses_views_only_when_joint():
 
 
 def test_cli_eval_prints_the_table_and_writes_pngs(stereo_bundle, layouts_root, tmp_path, capsys):
-    from ndsc.cli import main
+    from app.cli import main
 
     assert main(["stereo-eval", str(stereo_bundle[0]), "--images", str(layouts_root / "mb2005"),
                  "--out", str(tmp_path), "--baselines"]) == 0
