@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from training.ecg_rd import (  # noqa: E402  (the repo root is put on the path above)
-    MEAN_OF_LEADS, POOLED, RATE, WORST_LEAD, bd_saving, clinical_point, frontier, points_above_curve,
+    MEAN_OF_LEADS, POOLED, RATE, WORST_LEAD, bd_saving, clinical_point, points_above_curve,
     rate_on_curve, savings_at_equal_prdn)
 
 KINDS = ("distributed", "separate")

@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
     scenes = ", ".join(f"{s} {p.shape[-1]}×{p.shape[-2]}" for s, p in pairs)
     print(f"held-out scenes: {scenes} ({len(views)} views, {megapixels:.2f} Mpix); rate from bytes written")
-    print(f"| codec | point | bpp | BPD | PSNR dB | MS-SSIM | encode s/Mpix (1 core) |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| codec | point | bpp | BPD | PSNR dB | MS-SSIM | encode s/Mpix (1 core) |")
+    print("|---|---|---|---|---|---|---|")
     for name, pts in curves.items():
         for p in pts:
             print(f"| {name} | {p['label']} | {p['bpp']:.4f} | {p['bpd']:.4f} | {p['psnr_db']:.2f} | "

@@ -55,6 +55,7 @@ def run_edge(args: argparse.Namespace) -> int:
     async def main() -> int:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
+        assert task is not None  # main() runs as the loop's task
         signals = {"n": 0}
 
         def on_signal() -> None:

@@ -34,7 +34,8 @@ from edge_encoder.encoder import EdgeEncoder
 from edge_encoder.settings import EdgeSettings
 from ndsc.bundle import Bundle, load_bundle
 from ndsc.sources.base import SourceError, Window, check_frame, check_window, open_source, paced
-from ndsc.wire import GROUP_METADATA_KEY, TOKEN_METADATA_KEY, channel_options, pack_batch, pb, pb_grpc, protocol_bytes
+from ndsc.wire import (GROUP_METADATA_KEY, TOKEN_METADATA_KEY, FrameData, channel_options, pack_batch, pb, pb_grpc,
+                       protocol_bytes)
 from ndsc.wire.sender import Pending, Sender
 from ndsc.wire.tls import channel_credentials
 
@@ -108,6 +109,7 @@ class EdgeNode:
 
     def __init__(self, settings: EdgeSettings, registry: CollectorRegistry, bundle: Bundle | None = None):
         self.settings = settings.validate()
+        assert settings.bundle is not None  # validate() requires one
         self.bundle = bundle or load_bundle(settings.bundle)
         # raises BundleError (naming the bundle's points) for an unknown point: before any connection
         self.encoder = EdgeEncoder(self.bundle, settings.source_index, quality=settings.quality)
@@ -140,7 +142,7 @@ class EdgeNode:
     def _source_spec(self) -> str:
         spec = self.settings.source
         if spec == "bundle":
-            spec = self.bundle.extra.get("edge_source")
+            spec = str(self.bundle.extra.get("edge_source") or "")
             if not spec:
                 raise SourceError("bundle has no edge_source to replay; pass --source SPEC")
         return spec
@@ -179,9 +181,9 @@ class EdgeNode:
                 if status == "end":
                     break
                 self.windows_read += 1
-                if status == "ok" and w.index <= self.sender.last_window:
+                if status == "ok" and w is not None and w.index <= self.sender.last_window:
                     status = "out_of_order"
-                if status != "ok":
+                if status != "ok" or w is None:  # a source error comes without a window
                     self.metrics.skipped(status).inc()
                     continue
                 self.metrics.encode_seconds.observe(seconds)
@@ -270,7 +272,8 @@ class EdgeNode:
                     if time.monotonic() - pending[0].enqueued < s.flush_interval:
                         continue
                     pending, boundary = self._unsent_of(shape)
-            frames, size = [], 0
+            frames: list[FrameData] = []
+            size = 0
             for b in pending:
                 if frames and size + len(b.frame.payload) > s.max_message_bytes - _MESSAGE_HEADROOM:
                     break

@@ -157,6 +157,7 @@ class SourceInfo:
             raise BundleError(f"source {self.name}: cannot encode a frame of shape {frame_shape} "
                               f"(window shape {self.input_shape}, whole frames {self.whole_frames})")
         s = self.frame_stride
+        assert s is not None  # whole frames come with a stride
         return (self.latent_shape[0], -(-frame_shape[1] // s), -(-frame_shape[2] // s))
 
     @property
@@ -343,9 +344,9 @@ def write_manifest(
         "evaluation": evaluation or {},
         "extra": extra or {},
     }
-    manifest["bundle_id"] = _content_id(manifest)
+    bundle_id = manifest["bundle_id"] = _content_id(manifest)
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    return manifest["bundle_id"]
+    return bundle_id
 
 
 def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: bool = True) -> Bundle:

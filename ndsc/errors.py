@@ -56,8 +56,8 @@ def one_line(exc: BaseException) -> tuple[str, int]:
     """The one line that reports ``exc`` (what is wrong; what to do) and the exit status."""
     hint = _hint(exc)
     if hint is None:
-        return (f"unexpected {type(exc).__name__}: {_flat(exc)} (probably a bug; "
+        return (f"unexpected {type(exc).__name__}: {_flat(str(exc))} (probably a bug; "
                 f"run again with --debug for the traceback)"), EXIT_BUG
     todo, status = hint
-    text = _flat(exc) or type(exc).__name__
+    text = _flat(str(exc)) or type(exc).__name__
     return (f"{text}; {todo}" if todo else text), status

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ndsc.sources.ecg import PYDICOM_RECORD, EcgRecord, cut_windows, find_records, read_record
+from ndsc.sources.ecg import PYDICOM_RECORD, EcgRecord, find_records, read_record
 from ndsc.sources.synthetic import STANDARD_LEADS
 from models.config import DataConfig
 from training.data import JointDataset, group_split, register_dataset

@@ -138,16 +138,21 @@ class SyntheticECG:
         self._proj = proj[[STANDARD_LEADS.index(l) for l in self.leads]]
 
     @property
+    def _groups(self) -> Sequence[Sequence[int]]:
+        assert self.groups is not None  # filled in by __post_init__
+        return self.groups
+
+    @property
     def n_sources(self) -> int:
-        return len(self.groups)
+        return len(self._groups)
 
     @property
     def window_shape(self) -> tuple[int, int]:
-        return (len(self.groups[0]), self.samples)
+        return (len(self._groups[0]), self.samples)
 
     @property
     def source_names(self) -> list[str]:
-        return ["+".join(self.leads[i] for i in g) for g in self.groups]
+        return ["+".join(self.leads[i] for i in g) for g in self._groups]
 
     def window(self, k: int) -> np.ndarray:
         """Window ``k`` of all sources: float32 (N, C, T) in mV."""
@@ -170,7 +175,7 @@ class SyntheticECG:
         wander_f = rng.uniform(0.05, 0.4, size=(len(self.leads), 1))
         wander = 0.1 * np.sin(2 * np.pi * wander_f * t + rng.uniform(0, 2 * np.pi, size=(len(self.leads), 1)))
         leads = leads + wander + self.noise_mv * rng.standard_normal(leads.shape)
-        return np.stack([leads[list(g)] for g in self.groups]).astype(np.float32)
+        return np.stack([leads[list(g)] for g in self._groups]).astype(np.float32)
 
     def windows_array(self, start: int, count: int) -> np.ndarray:
         """Windows ``start..start+count-1`` stacked: (count, N, C, T)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 from typing import Any, Mapping
 
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if _kind(f).startswith("bool"):
             parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, default=None, type=lambda s, f=f: _convert(f, s), help=help_text)
+            parser.add_argument(flag, dest=f.name, default=None, type=functools.partial(_convert, f), help=help_text)
 
 
 def env_help(cls: type) -> str:

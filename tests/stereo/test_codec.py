@@ -8,7 +8,6 @@ import torch
 from ndsc.bundle import load_bundle
 from ndsc.sources.images import find_pairs, pad_to_multiple, read_pair
 from training.stereo_eval import StereoCodec, evaluate_pairs
-from tests.stereo.conftest import scene_crop
 
 
 def test_bundle_records_a_stereo_codec_split_by_scene(stereo_bundle, layouts_root):
