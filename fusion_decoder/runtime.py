@@ -9,13 +9,7 @@ import torch
 from ndsc.bundle import Bundle
 from ndsc.entropy import LatentCoder
 from models.decoders import build_decoder
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """``requested`` if given, else CUDA when present, else CPU."""
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+from models.device import resolve_device
 
 
 class JointDecoderRuntime:
@@ -29,7 +23,7 @@ class JointDecoderRuntime:
 
     def __init__(self, bundle: Bundle, device: str | None = None):
         self.bundle = bundle
-        self.device = pick_device(device)
+        self.device = resolve_device(device, "decoding")  # None: CUDA when present, else CPU
         self.coders = [s.coder() for s in bundle.sources]
         # Variable-rate bundles: a coder and the float32 quantiser gains per (source, operating point).
         self._point_coders: dict[tuple[int, str], LatentCoder] = {}

@@ -70,7 +70,7 @@ class TrainConfig:
     seed: int = 0  # torch / numpy seed
     threads: int = 0  # torch intra-op threads (0: torch default)
     # auto: CUDA when torch.cuda.is_available(), else CPU | cpu | cuda / cuda:N (without CUDA: CPU, with a
-    # logged warning). The trained model is returned on the CPU whatever trained it (training/device.py).
+    # logged warning). The trained model is returned on the CPU whatever trained it (models/device.py).
     device: str = "auto"
     progress: bool = True  # tqdm progress bar with the loss terms
 

@@ -20,7 +20,7 @@ import torch
 from models.codec import DistributedCodec
 from models.config import TrainConfig
 from training.data import JointDataset, build_dataset
-from training.device import describe, resolve_device
+from models.device import describe, resolve_device
 from training.mi import PairwiseMI
 
 LN2 = math.log(2.0)

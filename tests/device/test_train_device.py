@@ -17,7 +17,7 @@ import torch
 
 from tests.conftest import REPO
 from models.config import DataConfig, ModelConfig, TrainConfig
-from training.device import resolve_device
+from models.device import resolve_device
 from training.train import load_checkpoint, save_checkpoint, train
 
 FALLBACK = "CUDA is not available: training on cpu"
@@ -46,7 +46,7 @@ def test_auto_is_cuda_only_when_cuda_is_available(no_cuda):
 
 
 def test_cuda_without_cuda_falls_back_to_cpu_with_a_warning(no_cuda, caplog):
-    with caplog.at_level(logging.WARNING, logger="ndsc.train"):
+    with caplog.at_level(logging.WARNING, logger="ndsc.device"):
         assert resolve_device("cuda") == torch.device("cpu")
         assert resolve_device("cuda:1") == torch.device("cpu")
     assert [r.getMessage() for r in caplog.records] == [
@@ -60,7 +60,7 @@ def test_unknown_devices_are_refused_by_name(name):
 
 
 def test_cuda_fallback_trains_on_cpu_bit_identically_and_codes_real_bytes(no_cuda, caplog):
-    with caplog.at_level(logging.WARNING, logger="ndsc.train"):
+    with caplog.at_level(logging.WARNING, logger="ndsc.device"):
         fell_back = train(tiny_cfg(device="cuda"))
     assert any(FALLBACK in r.getMessage() for r in caplog.records)
     reference = train(tiny_cfg(device="cpu"))

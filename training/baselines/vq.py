@@ -32,7 +32,7 @@ from training.baselines.neural import many_to_one
 from training.baselines.scalar import symbol_table
 from models.config import TrainConfig
 from training.data import JointDataset
-from training.device import describe, resolve_device
+from models.device import describe, resolve_device
 from models.encoders import build_encoder
 
 LN2 = math.log(2.0)
