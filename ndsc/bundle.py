@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ndsc.entropy import BITSTREAM_VERSION, LEGACY_BITSTREAM, ChannelTable, LatentCoder
+from ndsc.sources.base import is_frame_shape
 
 BUNDLE_FORMAT = "ndsc-bundle/2"
 #: Bundles without a bitstream record (bitstream version 1); still read and rewritten as such.
@@ -143,6 +144,10 @@ class SourceInfo:
         """Whether streams of this source may carry whole frames of any size."""
         return bool(self.frame_stride) and len(self.input_shape) == 3
 
+    def accepts_frame(self, frame_shape: Sequence[int]) -> bool:
+        """Whether streams of this source may carry a whole frame of ``frame_shape`` (C, H, W)."""
+        return self.whole_frames and is_frame_shape(frame_shape, self.input_shape[0])
+
     def frame_latent_shape(self, frame_shape: Sequence[int]) -> tuple[int, ...]:
         """Latent shape of a frame: ``latent_shape`` for the window shape, else (M, ⌈H/s⌉, ⌈W/s⌉).
 
@@ -152,8 +157,7 @@ class SourceInfo:
         frame_shape = tuple(int(v) for v in frame_shape)
         if frame_shape == self.input_shape:
             return self.latent_shape
-        if (not self.whole_frames or len(frame_shape) != 3 or frame_shape[0] != self.input_shape[0]
-                or min(frame_shape[1:]) < 1):
+        if not self.accepts_frame(frame_shape):
             raise BundleError(f"source {self.name}: cannot encode a frame of shape {frame_shape} "
                               f"(window shape {self.input_shape}, whole frames {self.whole_frames})")
         s = self.frame_stride

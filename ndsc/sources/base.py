@@ -11,7 +11,7 @@ import inspect
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, runtime_checkable
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -149,10 +149,19 @@ def paced(windows: Iterator[Window], period: float, realtime: bool, epoch: float
         yield Window(w.index, w.data, due)
 
 
+def is_frame_shape(shape: Sequence[int], channels: int) -> bool:
+    """Whether ``shape`` is a whole image frame (channels, H, W) with H, W ≥ 1.
+
+    The one check the edge (a source's frames), the bundle (which latents a frame gives) and
+    the decoder (a stream header's shapes) share.
+    """
+    return len(shape) == 3 and int(shape[0]) == channels and min(int(v) for v in shape[1:]) >= 1
+
+
 def check_frame(data: np.ndarray, channels: int) -> np.ndarray:
     """Return a whole image frame as float32 (channels, H, W) or raise :class:`SourceError`."""
     arr = np.asarray(data, dtype=np.float32)
-    if arr.ndim != 3 or arr.shape[0] != channels or min(arr.shape[1:]) < 1:
+    if not is_frame_shape(arr.shape, channels):
         raise SourceError(f"frame shape {arr.shape} is not ({channels}, H, W)")
     if not np.isfinite(arr).all():
         raise SourceError("frame contains NaN or infinite values")
