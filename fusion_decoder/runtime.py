@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ndsc.bundle import Bundle
-from ndsc.entropy import LatentCoder
+from ndsc.entropy import LatentCoder, dequantise
 from models.decoders import build_decoder
 from models.device import resolve_device
 
@@ -64,21 +64,16 @@ class JointDecoderRuntime:
 
         ``quality``: the stream's operating point (variable-rate bundles; None: the default).
         """
-        shape = self.latent_shape(source_index, frame_shape)
         name = self.quality_name(source_index, quality)
         coder = self._point_coders[source_index, name] if name else self.coders[source_index]
         self.entropy_decodes += 1
-        symbols = coder.decode(payload, int(np.prod(shape[1:])))
-        return symbols.reshape(shape)
+        return coder.decode_latent(payload, self.latent_shape(source_index, frame_shape))
 
     def dequantise(self, source_index: int, symbols: np.ndarray, quality: str | None = None) -> np.ndarray:
         """Decoder-side latents (M, *L) of symbols: ``symbol / gain`` of the point, the division training
         does (fixed rate: the symbols)."""
         name = self.quality_name(source_index, quality)
-        y = np.asarray(symbols, dtype=np.float32)
-        if not name:
-            return y
-        return y / self._gains[source_index, name].reshape(-1, *([1] * (y.ndim - 1)))
+        return dequantise(symbols, self._gains[source_index, name] if name else None)
 
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, present: np.ndarray) -> np.ndarray:

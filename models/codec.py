@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from models.decoders import build_decoder, decoder_args
-from ndsc.entropy import ChannelTable, LatentCoder
+from ndsc.entropy import ChannelTable, LatentCoder, dequantise
 from models.config import TrainConfig
 from models.encoders import build_encoder
 from models.priors import FactorizedPrior
@@ -160,14 +160,14 @@ class DistributedCodec(nn.Module):
                    quality: str | None = None) -> torch.Tensor:
         """payloads[b][i] → x_hat (B, N, C, *S)."""
         coders = [LatentCoder(t) for t in self.tables(quality)]
-        length = int(np.prod(latent_shape[1:]))
-        y = torch.from_numpy(np.stack([
-            np.stack([coders[i].decode(p, length).reshape(latent_shape) for i, p in enumerate(row)])
+        gains = self.gains()[self.quality_index(quality)].detach().numpy() if self.n_points else None  # (N, M)
+        # the runtime's two steps (fusion_decoder/runtime.py): decode_latent, then dequantise
+        y = np.stack([
+            np.stack([dequantise(coders[i].decode_latent(p, latent_shape), None if gains is None else gains[i])
+                      for i, p in enumerate(row)])
             for row in payloads
-        ]).astype(np.float32))
-        if self.n_points:
-            y = y / self.point_gain(self.quality_index(quality), y.dim())
-        return self.synthesis(y)
+        ])
+        return self.synthesis(torch.from_numpy(y))
 
     def latent_shape(self) -> tuple[int, ...]:
         """Latent shape of one source (M, *L) for this model's input shape."""

@@ -156,6 +156,18 @@ def _categorical(freqs: Sequence[int], bitstream: int):
     return constriction.stream.model.Categorical(f, perfect=False)
 
 
+def dequantise(symbols: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
+    """Decoder-side latents (M, *L) of one source's symbols: float32 ``symbols / gain`` per channel.
+
+    The division training does (``y_hat = round(y · gain) / gain``), by the float32 gains a
+    variable-rate bundle records; ``gain`` None (a fixed-rate source): the symbols themselves.
+    """
+    y = np.asarray(symbols, dtype=np.float32)
+    if gain is None:
+        return y
+    return y / np.asarray(gain, dtype=np.float32).reshape(-1, *([1] * (y.ndim - 1)))
+
+
 class LatentCoder:
     """Encode/decode one source's integer latents of shape (M channels, L positions).
 
@@ -235,6 +247,10 @@ class LatentCoder:
         if not ans.is_empty():
             raise EntropyCodingError("payload has trailing data after the expected symbols")
         return out
+
+    def decode_latent(self, payload: bytes, latent_shape: Sequence[int]) -> np.ndarray:
+        """Decode one source's ``payload`` into its symbols of ``latent_shape`` (M, *L)."""
+        return self.decode(payload, int(np.prod(latent_shape[1:]))).reshape(tuple(latent_shape))
 
     def _push_escape(self, ans, delta: int) -> None:
         magnitude = abs(delta)
