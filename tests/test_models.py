@@ -10,9 +10,6 @@ import pytest
 from models.config import ModelConfig
 from models.decoders import DECODERS, build_decoder, decoder_args, known_decoders
 
-pytestmark = pytest.mark.unit
-
-
 def test_serving_knows_every_decoder_without_importing_training():
     code = ("import sys, fusion_decoder.runtime; from models.decoders import known_decoders; "
             "print(','.join(known_decoders())); "
@@ -55,3 +52,13 @@ def test_a_registry_imports_its_modality_modules_before_the_first_lookup():
         reg.get("y")
     reg.remove("x")
     assert reg.names() == []
+
+
+def test_every_test_module_has_one_tier_and_the_named_ones_exist():
+    from tests.conftest import REPO, TIERS, tier_of
+
+    named = [REPO / "tests" / m for modules in TIERS.values() for m in modules]
+    assert all(p.is_file() for p in named), [str(p) for p in named if not p.is_file()]
+    assert len(named) == len(set(named))
+    assert tier_of(REPO / "tests" / "deploy" / "test_k8s.py") == "deploy"
+    assert tier_of(REPO / "tests" / "test_entropy.py") == "unit"
