@@ -112,8 +112,29 @@ def shared_epoch(period: float, now: float | None = None) -> float:
     return math.floor(now / period) * period
 
 
+class Clock(Protocol):
+    """A wall clock: seconds since the Unix epoch, and a way to wait (injected so tests need not sleep)."""
+
+    def time(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class WallClock:
+    """The machine's wall clock (:func:`time.time`, :func:`time.sleep`)."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+WALL_CLOCK = WallClock()
+
+
 def paced(windows: Iterator[Window], period: float, realtime: bool, epoch: float | None = None,
-          on_skip: Callable[[Window], None] | None = None) -> Iterator[Window]:
+          on_skip: Callable[[Window], None] | None = None, clock: Clock = WALL_CLOCK) -> Iterator[Window]:
     """Re-yield ``windows`` at the source's real-time pace on a wall clock the nodes share.
 
     With ``realtime`` the stream's window of index ``first + k`` (``first``: the index of its
@@ -127,12 +148,13 @@ def paced(windows: Iterator[Window], period: float, realtime: bool, epoch: float
     join at the current window index, in step with the others. A window that falls due
     while the node is running but is read late is released at once, keeping its due time.
     Without ``realtime`` (or a period ≤ 0) windows pass at once, stamped with the wall clock.
+    ``clock``: the wall clock read and slept on.
     """
     if not realtime or period <= 0:
         for w in windows:
-            yield Window(w.index, w.data, time.time())
+            yield Window(w.index, w.data, clock.time())
         return
-    started = time.time()
+    started = clock.time()
     epoch = shared_epoch(period, started) if epoch is None else float(epoch)
     first = None
     for w in windows:
@@ -143,9 +165,9 @@ def paced(windows: Iterator[Window], period: float, realtime: bool, epoch: float
                 on_skip(w)
             continue
         # The wall clock is the shared reference: sleep until it reads ``due``.
-        delay = due - time.time()
+        delay = due - clock.time()
         if delay > 0:
-            time.sleep(delay)
+            clock.sleep(delay)
         yield Window(w.index, w.data, due)
 
 
