@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.decoders_image import GDN
+from models.layers import GDN
 from models.encoders import register_encoder
 
 #: total downsampling of the image encoders
