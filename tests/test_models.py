@@ -62,3 +62,28 @@ def test_every_test_module_has_one_tier_and_the_named_ones_exist():
     assert len(named) == len(set(named))
     assert tier_of(REPO / "tests" / "deploy" / "test_k8s.py") == "deploy"
     assert tier_of(REPO / "tests" / "test_entropy.py") == "unit"
+
+
+def test_the_codec_and_the_serving_runtime_decode_the_same_bytes_alike(tmp_path):
+    """One decode path: DistributedCodec.decompress (training, the study) and the decoder's runtime
+    take the same steps, so the same payloads give the same reconstructions at every quality point."""
+    import numpy as np
+    import torch
+
+    from fusion_decoder.runtime import JointDecoderRuntime
+    from ndsc.bundle import load_bundle
+    from tests.conftest import tiny_gaussian_config
+    from training.export import export_bundle
+    from training.train import train
+
+    result = train(tiny_gaussian_config(steps=20, model={"quality_lambdas": [0.005, 0.05]}))
+    model = result.model.eval()
+    model.update()
+    runtime = JointDecoderRuntime(load_bundle(export_bundle(model, result.dataset, tmp_path / "b")), device="cpu")
+    x = torch.from_numpy(np.ascontiguousarray(result.dataset.test[:6], dtype=np.float32))
+    for quality in model.quality_names:
+        payloads = model.compress(x, quality)
+        offline = model.decompress(payloads, model.latent_shape(), quality).numpy()
+        served, present = runtime.decode_batch(payloads, qualities=[[quality] * model.n_sources] * len(payloads))
+        assert present.all()
+        np.testing.assert_allclose(served, offline, rtol=0, atol=1e-5)
