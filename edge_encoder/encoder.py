@@ -1,4 +1,5 @@
 """One source's encoder at the edge: ONNX Runtime + rounding + static-table coding."""
+
 from __future__ import annotations
 
 import numpy as np

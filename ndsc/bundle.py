@@ -19,6 +19,7 @@ Format ``ndsc-bundle/2`` records the payload format under ``"bitstream"``
 predates format 2 refuses a format-2 bundle instead of writing bytes the decoder would
 misread.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -129,15 +130,17 @@ class SourceInfo:
         """
         if not self.quality_points:
             if name not in (None, ""):
-                raise BundleError(f"source {self.name} has one fixed operating point: no quality {name!r} "
-                                  "(leave --quality unset)")
+                raise BundleError(
+                    f"source {self.name} has one fixed operating point: no quality {name!r} (leave --quality unset)"
+                )
             return None
         name = self.default_quality if name in (None, "") else str(name)
         for point in self.quality_points:
             if point.name == name:
                 return point
-        raise BundleError(f"unknown quality point {name!r} for source {self.name}: "
-                          f"choose one of {', '.join(self.quality_names)}")
+        raise BundleError(
+            f"unknown quality point {name!r} for source {self.name}: choose one of {', '.join(self.quality_names)}"
+        )
 
     @property
     def whole_frames(self) -> bool:
@@ -158,8 +161,10 @@ class SourceInfo:
         if frame_shape == self.input_shape:
             return self.latent_shape
         if not self.accepts_frame(frame_shape):
-            raise BundleError(f"source {self.name}: cannot encode a frame of shape {frame_shape} "
-                              f"(window shape {self.input_shape}, whole frames {self.whole_frames})")
+            raise BundleError(
+                f"source {self.name}: cannot encode a frame of shape {frame_shape} "
+                f"(window shape {self.input_shape}, whole frames {self.whole_frames})"
+            )
         s = self.frame_stride
         assert s is not None  # whole frames come with a stride
         return (self.latent_shape[0], -(-frame_shape[1] // s), -(-frame_shape[2] // s))
@@ -201,8 +206,11 @@ class SourceInfo:
             "tables": [t.to_json() for t in self.tables],
             # written only when set, so bundles without it keep their manifests (and ids)
             **({"frame_stride": self.frame_stride} if self.frame_stride else {}),
-            **({"quality_points": [q.to_json() for q in self.quality_points],
-                "default_quality": self.default_quality} if self.quality_points else {}),
+            **(
+                {"quality_points": [q.to_json() for q in self.quality_points], "default_quality": self.default_quality}
+                if self.quality_points
+                else {}
+            ),
         }
 
     @classmethod
@@ -225,8 +233,10 @@ class SourceInfo:
             raise BundleError(f"source {info.name}: {len(tables)} tables for {info.latent_shape[0]} channels")
         for q in info.quality_points:
             if len(q.tables) != info.latent_shape[0] or len(q.gain) != info.latent_shape[0]:
-                raise BundleError(f"source {info.name}, quality {q.name}: {len(q.tables)} tables and "
-                                  f"{len(q.gain)} gains for {info.latent_shape[0]} channels")
+                raise BundleError(
+                    f"source {info.name}, quality {q.name}: {len(q.tables)} tables and "
+                    f"{len(q.gain)} gains for {info.latent_shape[0]} channels"
+                )
         if info.quality_points:
             info.quality(info.default_quality)  # the default must be one of the points
         return info
@@ -297,8 +307,10 @@ def _bitstream_of(manifest: dict, mpath: Path) -> int:
     record = manifest.get("bitstream")
     found = record.get("version") if isinstance(record, dict) else None
     if found != BITSTREAM_VERSION or isinstance(found, bool):
-        raise BundleError(f"{mpath}: bitstream version {found!r} is not one this ndsc can code "
-                          f"(it reads {BITSTREAM_VERSION}, and {LEGACY_BITSTREAM} for {LEGACY_BUNDLE_FORMAT} bundles)")
+        raise BundleError(
+            f"{mpath}: bitstream version {found!r} is not one this ndsc can code "
+            f"(it reads {BITSTREAM_VERSION}, and {LEGACY_BITSTREAM} for {LEGACY_BUNDLE_FORMAT} bundles)"
+        )
     return found
 
 
@@ -385,8 +397,9 @@ def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: 
             if not fpath.is_file():
                 raise BundleNotFound(f"bundle file {name} missing in {root}")
             if _sha256_file(fpath) != digest:
-                raise BundleModified(f"bundle file {name} was modified: its sha256 does not match the manifest "
-                                     f"({root})")
+                raise BundleModified(
+                    f"bundle file {name} was modified: its sha256 does not match the manifest ({root})"
+                )
     if expected_id is not None and manifest["bundle_id"] != expected_id:
         raise BundleError(f"bundle id {manifest['bundle_id']} does not match expected {expected_id}")
     return Bundle(

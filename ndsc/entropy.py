@@ -21,6 +21,7 @@ Typical workflow::
     payload = coder.encode(symbols)                         # symbols: (M, L) int
     assert (coder.decode(payload, symbols.shape[1]) == symbols).all()
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -88,9 +89,7 @@ class ChannelTable:
         if (f <= 0).any():
             raise EntropyCodingError("every frequency must be positive")
         if int(f.sum()) != 1 << TABLE_PRECISION:
-            raise EntropyCodingError(
-                f"frequencies sum to {int(f.sum())}, expected {1 << TABLE_PRECISION}"
-            )
+            raise EntropyCodingError(f"frequencies sum to {int(f.sum())}, expected {1 << TABLE_PRECISION}")
 
     def to_json(self) -> dict:
         return {"offset": int(self.offset), "freqs": [int(v) for v in self.freqs]}
@@ -197,9 +196,7 @@ class LatentCoder:
         """Entropy-code ``symbols`` (M, L) of integers into bytes."""
         symbols = np.asarray(symbols)
         if symbols.ndim != 2 or symbols.shape[0] != self.channels:
-            raise EntropyCodingError(
-                f"expected symbols of shape ({self.channels}, L), got {symbols.shape}"
-            )
+            raise EntropyCodingError(f"expected symbols of shape ({self.channels}, L), got {symbols.shape}")
         if not np.issubdtype(symbols.dtype, np.integer):
             raise EntropyCodingError(f"symbols must be integers, got {symbols.dtype}")
         symbols = symbols.astype(np.int64)
@@ -259,8 +256,7 @@ class LatentCoder:
         nbits = magnitude.bit_length()  # >= 1 since magnitude >= 1
         rest = magnitude - (1 << (nbits - 1))
         if nbits > 1:
-            ans.encode_reverse(np.array([rest], dtype=np.int32),
-                               constriction.stream.model.Uniform(1 << (nbits - 1)))
+            ans.encode_reverse(np.array([rest], dtype=np.int32), constriction.stream.model.Uniform(1 << (nbits - 1)))
         ans.encode_reverse(np.array([nbits], dtype=np.int32), self._escape_bits)
         ans.encode_reverse(np.array([1 if delta > 0 else 0], dtype=np.int32), self._escape_sign)
 

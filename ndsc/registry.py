@@ -13,6 +13,7 @@ Typical workflow::
 
     cls = DECODERS.get("pointwise")     # KeyError naming the known ones if absent
 """
+
 from __future__ import annotations
 
 import importlib

@@ -45,6 +45,11 @@ def test_ruff_finds_nothing():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_the_core_and_the_edge_are_formatted():
+    out = _run("ruff", "format", "--no-cache", "--check", *STRICT)
+    assert out.returncode == 0, f"run `ruff format {' '.join(STRICT)}`:\n{out.stdout}{out.stderr}"
+
+
 def test_mypy_finds_nothing_in_the_core_and_the_edge():
     out = _run("mypy")  # files and options: [tool.mypy] in pyproject.toml
     assert out.returncode == 0, out.stdout + out.stderr

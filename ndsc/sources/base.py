@@ -5,6 +5,7 @@ later ``wfdb:PATH#leads=I,II`` …). Readers register their scheme with
 :func:`register_source`; the edge node only calls :func:`open_source`, so adding a
 reader never touches the node.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -54,7 +55,8 @@ class WindowSource(Protocol):
 SourceFactory = Callable[..., WindowSource]
 #: ``factory(arguments, source_index, input_shape)`` per scheme; readers with optional deps register lazily
 SOURCES: Registry[SourceFactory] = Registry(
-    "source scheme", "ndsc.sources.synthetic", "ndsc.sources.ecg", "ndsc.sources.images", "ndsc.sources.stream")
+    "source scheme", "ndsc.sources.synthetic", "ndsc.sources.ecg", "ndsc.sources.images", "ndsc.sources.stream"
+)
 
 
 def register_source(scheme: str) -> Callable[[SourceFactory], SourceFactory]:
@@ -66,8 +68,9 @@ def registered_schemes() -> list[str]:
     return SOURCES.names()
 
 
-def open_source(spec: str, source_index: int, input_shape: tuple[int, ...],
-                frame_stride: int | None = None) -> WindowSource:
+def open_source(
+    spec: str, source_index: int, input_shape: tuple[int, ...], frame_stride: int | None = None
+) -> WindowSource:
     """Open the window source named by ``spec`` for source ``source_index``.
 
     Args:
@@ -133,8 +136,14 @@ class WallClock:
 WALL_CLOCK = WallClock()
 
 
-def paced(windows: Iterator[Window], period: float, realtime: bool, epoch: float | None = None,
-          on_skip: Callable[[Window], None] | None = None, clock: Clock = WALL_CLOCK) -> Iterator[Window]:
+def paced(
+    windows: Iterator[Window],
+    period: float,
+    realtime: bool,
+    epoch: float | None = None,
+    on_skip: Callable[[Window], None] | None = None,
+    clock: Clock = WALL_CLOCK,
+) -> Iterator[Window]:
     """Re-yield ``windows`` at the source's real-time pace on a wall clock the nodes share.
 
     With ``realtime`` the stream's window of index ``first + k`` (``first``: the index of its

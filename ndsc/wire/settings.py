@@ -5,6 +5,7 @@ A field declares its environment variable and help with :func:`setting`; then
 dataclass with precedence flag > environment > default. So ``--help``, docker compose
 (environment) and tests configure the same object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,12 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def env_help(cls: type) -> str:
     """The environment variables of ``cls``, for ``--help`` epilogs."""
-    return "Every flag can also be set by environment: " + ", ".join(
-        f"{f.metadata['env']} (--{f.name.replace('_', '-')})" for f in dataclasses.fields(cls)) + "."
+    return (
+        "Every flag can also be set by environment: "
+        + ", ".join(f"{f.metadata['env']} (--{f.name.replace('_', '-')})" for f in dataclasses.fields(cls))
+        + "."
+    )
 
 
-def from_args(cls: type, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None,
-              **overrides: Any) -> Any:
+def from_args(
+    cls: type, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Any:
     """``cls`` from flags, then environment, then defaults; ``overrides`` win over all."""
     environ = os.environ if environ is None else environ
     values = {}
