@@ -41,8 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from training.ecg_rd import (  # noqa: E402  (the repo root is put on the path above)
-    MEAN_OF_LEADS, POOLED, RATE, WORST_LEAD, bd_saving, clinical_point, frontier, points_above_curve,
-    rate_on_curve, savings_at_equal_prdn)
+    MEAN_OF_LEADS, POOLED, RATE, WORST_LEAD, bd_saving, clinical_point, measure_dct, measure_points,
+    measure_wavelet, points_above_curve, rate_on_curve, savings_at_equal_prdn)
 
 KINDS = ("distributed", "separate")
 DEFAULT_ROOTS = [REPO.parent / "shared" / "data" / "ecg", REPO.parent / "shared" / "data" / "ecg-extra"]
@@ -112,48 +112,6 @@ def train_kinds(preset: str, roots: list[str], fold: int | None, steps: int | No
             print(f"trained {path.name} in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         paths[kind] = path
     return paths
-
-
-def measure_points(path: Path, windows: np.ndarray, leads: list[str], fs: float) -> list[dict]:
-    """Every quality point of a bundle (or its one point) on ``windows``: real bytes, ECG figures."""
-    from ndsc.bundle import load_bundle
-    from training.ecg_eval import ecg_report
-    from training.evaluate import evaluate_bundle
-
-    bundle = load_bundle(path)
-    rows = []
-    for quality in bundle.quality_names or (None,):
-        report = ecg_report(evaluate_bundle(path, windows=windows, quality=quality), windows, leads, fs)
-        report["quality"] = quality
-        report["bundle"] = path.name
-        report["train_seconds"] = float(bundle.evaluation.get("test", {}).get("train_seconds", float("nan")))
-        rows.append(report)
-    return rows
-
-
-def measure_baseline(name: str, data, windows: np.ndarray, leads: list[str], fs: float, step_mv: float) -> dict:
-    """A conventional codec (``wavelet-zstd``, ``dct-zstd``) at quantiser step ``step_mv``: real bytes."""
-    from training.baselines.base import build_baseline
-    from training.ecg_eval import ecg_report
-
-    codec = build_baseline(name, step=step_mv)
-    codec.fit(data)
-    payloads = codec.compress(windows)
-    x_hat = codec.decompress(payloads)
-    sources = [{"name": f"node{i}", "payload_bytes": sum(len(row[i]) for row in payloads)}
-               for i in range(windows.shape[1])]
-    result = {"x_hat": x_hat, "payload_bytes": sum(s["payload_bytes"] for s in sources), "sources": sources}
-    report = ecg_report(result, windows, leads, fs)
-    report["step_mv"] = step_mv
-    return report
-
-
-def measure_dct(data, windows: np.ndarray, leads: list[str], fs: float, step_mv: float) -> dict:
-    return measure_baseline("dct-zstd", data, windows, leads, fs, step_mv)
-
-
-def measure_wavelet(data, windows: np.ndarray, leads: list[str], fs: float, step_mv: float) -> dict:
-    return measure_baseline("wavelet-zstd", data, windows, leads, fs, step_mv)
 
 
 def verdicts(rows: dict[str, list[dict]], wavelet: list[dict]) -> dict[str, Any]:

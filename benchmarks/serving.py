@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from ndsc.bundle import load_bundle  # noqa: E402
 from ndsc.bundles import DEFAULT_BUNDLE, default_bundle  # noqa: E402
-from ndsc.demo import EDGE_START_MARGIN, endless_replay, scrape  # noqa: E402
+from app.demo import EDGE_START_MARGIN, endless_replay, scrape  # noqa: E402
 
 
 def _spawn(args: list[str]) -> subprocess.Popen:

@@ -1,4 +1,5 @@
 """``ndsc edge``: run one edge node. Imports onnxruntime/grpc only inside the handler."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,12 @@ def configure(subparsers) -> None:
     from ndsc.wire.settings import add_arguments, env_help
 
     p = subparsers.add_parser(
-        "edge", help="stream one source's coded windows to the fusion decoder",
+        "edge",
+        help="stream one source's coded windows to the fusion decoder",
         description="Edge node: source → ONNX encoder → rounding → static-table ANS → gRPC uplink "
-                    "(reconnects with back-off and resumes from the last acknowledged frame).",
-        epilog=env_help(EdgeSettings))
+        "(reconnects with back-off and resumes from the last acknowledged frame).",
+        epilog=env_help(EdgeSettings),
+    )
     add_arguments(p, EdgeSettings)
     p.set_defaults(handler=run_edge)
 
@@ -49,12 +52,16 @@ def run_edge(args: argparse.Namespace) -> int:
     if settings.metrics_port >= 0:
         httpd = start_metrics_server(settings.metrics_port, settings.metrics_addr, registry, "--metrics-port")
         metrics_url = f"http://{settings.metrics_addr}:{httpd.server_port}/metrics"
-    print(f"NDSC_EDGE_READY node={settings.node_name} source={settings.source_index} metrics={metrics_url} "
-          f"quality={node.encoder.quality}", flush=True)
+    print(
+        f"NDSC_EDGE_READY node={settings.node_name} source={settings.source_index} metrics={metrics_url} "
+        f"quality={node.encoder.quality}",
+        flush=True,
+    )
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
+        assert task is not None  # main() runs as the loop's task
         signals = {"n": 0}
 
         def on_signal() -> None:
@@ -77,8 +84,12 @@ def run_edge(args: argparse.Namespace) -> int:
             log.warning("node %s stopped before every frame was acknowledged", settings.node_name)
             return 1
         if node.unacknowledged:
-            log.warning("node %s stopped with %d frames unacknowledged (drain timeout %.1fs)", settings.node_name,
-                        node.unacknowledged, settings.drain_timeout)
+            log.warning(
+                "node %s stopped with %d frames unacknowledged (drain timeout %.1fs)",
+                settings.node_name,
+                node.unacknowledged,
+                settings.drain_timeout,
+            )
             return 1
         log.info("node %s done: %d windows read", settings.node_name, windows)
         return 0

@@ -1,4 +1,5 @@
 """One source's encoder at the edge: ONNX Runtime + rounding + static-table coding."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -82,6 +83,7 @@ class EdgeEncoder:
 
         s = self.info.frame_stride
         latent = self.info.frame_latent_shape(frame.shape)  # raises for a shape this source cannot code
+        assert s is not None  # frame_latent_shape raised for a source without whole frames
         y = quantise(self.analysis(pad_to_multiple(np.asarray(frame, np.float32), (s, s))[None])[0], self.gain)
         if y.shape != latent:
             raise ValueError(f"encoder gave latents {y.shape} for frame {frame.shape}, expected {latent}")

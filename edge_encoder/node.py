@@ -18,6 +18,7 @@ One asyncio program with two halves joined by a bounded buffer of coded frames:
 Sampled raw windows go to the ``Audit`` RPC (1 in ``audit_every``), apart from the rate.
 Never imports torch.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,16 +35,32 @@ from edge_encoder.encoder import EdgeEncoder
 from edge_encoder.settings import EdgeSettings
 from ndsc.bundle import Bundle, load_bundle
 from ndsc.sources.base import SourceError, Window, check_frame, check_window, open_source, paced
-from ndsc.wire import GROUP_METADATA_KEY, TOKEN_METADATA_KEY, channel_options, pack_batch, pb, pb_grpc, protocol_bytes
+from ndsc.wire import (
+    GROUP_METADATA_KEY,
+    TOKEN_METADATA_KEY,
+    FrameData,
+    channel_options,
+    pack_batch,
+    pb,
+    pb_grpc,
+    protocol_bytes,
+)
 from ndsc.wire.sender import Pending, Sender
 from ndsc.wire.tls import channel_credentials
 
 log = logging.getLogger("ndsc.edge")
 
 #: statuses after which reconnecting cannot help: the node is misconfigured
-FATAL_CODES = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT,
-                         grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.UNAUTHENTICATED,
-                         grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNIMPLEMENTED})
+FATAL_CODES = frozenset(
+    {
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
 #: room left in a message for everything that is not payload
 _MESSAGE_HEADROOM = 4096
 
@@ -69,12 +86,16 @@ class EdgeMetrics:
 
         self._labels = labels
         self.frames = counter("ndsc_edge_frames", "Windows encoded into frames")
-        self.chunked_windows = counter("ndsc_edge_chunked_windows",
-                                       "Windows whose payload exceeded the chunk budget (sent as several frames)")
+        self.chunked_windows = counter(
+            "ndsc_edge_chunked_windows", "Windows whose payload exceeded the chunk budget (sent as several frames)"
+        )
         self.streams = counter("ndsc_edge_streams", "Uplink streams opened (a new frame size opens one)")
-        self.payload_bytes = counter("ndsc_edge_payload_bytes", "Payload bytes written to the uplink (resends included)")
+        self.payload_bytes = counter(
+            "ndsc_edge_payload_bytes", "Payload bytes written to the uplink (resends included)"
+        )
         self.protocol_bytes = counter(
-            "ndsc_edge_protocol_bytes", "Uplink bytes beyond payloads: protobuf + 5-byte gRPC prefix per message")
+            "ndsc_edge_protocol_bytes", "Uplink bytes beyond payloads: protobuf + 5-byte gRPC prefix per message"
+        )
         self.messages = counter("ndsc_edge_messages", "Uplink messages written")
         self.resent_frames = counter("ndsc_edge_resent_frames", "Frames sent again after a reconnect")
         self.dropped_frames = counter("ndsc_edge_dropped_frames", "Unacknowledged frames dropped by a full buffer")
@@ -83,15 +104,21 @@ class EdgeMetrics:
         self.audit_bytes = counter("ndsc_edge_audit_bytes", "Bytes of Audit messages (apart from the rate)")
         self._skipped = counter("ndsc_edge_skipped_windows", "Windows not coded, by reason", ["reason"])
         self.encode_seconds = Histogram(
-            "ndsc_edge_encode_seconds", "ONNX analysis + rounding + entropy coding per window", names,
+            "ndsc_edge_encode_seconds",
+            "ONNX analysis + rounding + entropy coding per window",
+            names,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=registry).labels(**labels)
-        self.buffered = Gauge("ndsc_edge_buffered_frames", "Frames awaiting acknowledgement", names,
-                              registry=registry).labels(**labels)
-        self.acked_seq = Gauge("ndsc_edge_acked_seq", "Last seq the decoder acknowledged", names,
-                               registry=registry).labels(**labels)
-        self.flush_interval = Gauge("ndsc_edge_flush_interval_seconds", "The node's batching setting", names,
-                                    registry=registry).labels(**labels)
+            registry=registry,
+        ).labels(**labels)
+        self.buffered = Gauge(
+            "ndsc_edge_buffered_frames", "Frames awaiting acknowledgement", names, registry=registry
+        ).labels(**labels)
+        self.acked_seq = Gauge(
+            "ndsc_edge_acked_seq", "Last seq the decoder acknowledged", names, registry=registry
+        ).labels(**labels)
+        self.flush_interval = Gauge(
+            "ndsc_edge_flush_interval_seconds", "The node's batching setting", names, registry=registry
+        ).labels(**labels)
 
     def skipped(self, reason: str):
         return self._skipped.labels(**self._labels, reason=reason)
@@ -108,6 +135,7 @@ class EdgeNode:
 
     def __init__(self, settings: EdgeSettings, registry: CollectorRegistry, bundle: Bundle | None = None):
         self.settings = settings.validate()
+        assert settings.bundle is not None  # validate() requires one
         self.bundle = bundle or load_bundle(settings.bundle)
         # raises BundleError (naming the bundle's points) for an unknown point: before any connection
         self.encoder = EdgeEncoder(self.bundle, settings.source_index, quality=settings.quality)
@@ -140,7 +168,7 @@ class EdgeNode:
     def _source_spec(self) -> str:
         spec = self.settings.source
         if spec == "bundle":
-            spec = self.bundle.extra.get("edge_source")
+            spec = str(self.bundle.extra.get("edge_source") or "")
             if not spec:
                 raise SourceError("bundle has no edge_source to replay; pass --source SPEC")
         return spec
@@ -167,10 +195,21 @@ class EdgeNode:
         return "ok", Window(w.index, data, w.t_capture), payload, time.perf_counter() - t0
 
     async def _produce(self) -> None:
-        source = open_source(self._source_spec(), self.settings.source_index, self.info.input_shape,
-                             frame_stride=self.info.frame_stride if self.whole_frames else None)
-        windows = iter(paced(source.windows(), source.window_period, realtime=not self.settings.fast,
-                             epoch=self.settings.start_at, on_skip=self._skipped_before_start))
+        source = open_source(
+            self._source_spec(),
+            self.settings.source_index,
+            self.info.input_shape,
+            frame_stride=self.info.frame_stride if self.whole_frames else None,
+        )
+        windows = iter(
+            paced(
+                source.windows(),
+                source.window_period,
+                realtime=not self.settings.fast,
+                epoch=self.settings.start_at,
+                on_skip=self._skipped_before_start,
+            )
+        )
         limit = self.settings.max_windows
         loop = asyncio.get_running_loop()
         try:
@@ -179,9 +218,9 @@ class EdgeNode:
                 if status == "end":
                     break
                 self.windows_read += 1
-                if status == "ok" and w.index <= self.sender.last_window:
+                if status == "ok" and w is not None and w.index <= self.sender.last_window:
                     status = "out_of_order"
-                if status != "ok":
+                if status != "ok" or w is None:  # a source error comes without a window
                     self.metrics.skipped(status).inc()
                     continue
                 self.metrics.encode_seconds.observe(seconds)
@@ -194,14 +233,18 @@ class EdgeNode:
     def _skipped_before_start(self, w: Window) -> None:
         """A window due before this node started (it joined after the shared epoch): counted, never coded."""
         if not self.skipped_before_start:
-            log.info("node %s started after the shared epoch: skipping windows due before it started, from %d",
-                     self.settings.node_name, w.index)
+            log.info(
+                "node %s started after the shared epoch: skipping windows due before it started, from %d",
+                self.settings.node_name,
+                w.index,
+            )
         self.skipped_before_start += 1
         self.metrics.skipped("before_start").inc()
 
     def _enqueue(self, w: Window, payload: bytes) -> None:
-        chunks, dropped = self.sender.enqueue(w.index, int(round(w.t_capture * 1e6)), payload, tuple(w.data.shape),
-                                              time.monotonic())
+        chunks, dropped = self.sender.enqueue(
+            w.index, int(round(w.t_capture * 1e6)), payload, tuple(w.data.shape), time.monotonic()
+        )
         self.metrics.frames.inc()
         if chunks > 1:
             self.metrics.chunked_windows.inc()
@@ -215,9 +258,14 @@ class EdgeNode:
         if not every or w.index % every or len(self._audits) >= 4 or self._channel is None:
             return
         request = pb.AuditWindow(
-            group=self.settings.group, node_id=self.settings.node_name, source_index=self.settings.source_index,
-            bundle_id=self.bundle.bundle_id, window=w.index, shape=list(w.data.shape),
-            samples_f32le=np.ascontiguousarray(w.data, dtype="<f4").tobytes())
+            group=self.settings.group,
+            node_id=self.settings.node_name,
+            source_index=self.settings.source_index,
+            bundle_id=self.bundle.bundle_id,
+            window=w.index,
+            shape=list(w.data.shape),
+            samples_f32le=np.ascontiguousarray(w.data, dtype="<f4").tobytes(),
+        )
         task = asyncio.create_task(self._audit(request))
         self._audits.add(task)
         task.add_done_callback(self._audits.discard)
@@ -270,7 +318,8 @@ class EdgeNode:
                     if time.monotonic() - pending[0].enqueued < s.flush_interval:
                         continue
                     pending, boundary = self._unsent_of(shape)
-            frames, size = [], 0
+            frames: list[FrameData] = []
+            size = 0
             for b in pending:
                 if frames and size + len(b.frame.payload) > s.max_message_bytes - _MESSAGE_HEADROOM:
                     break
@@ -312,10 +361,19 @@ class EdgeNode:
         if shape is None:
             return
         call = stub.Uplink(metadata=self._metadata)
-        header = pb.UplinkMessage(header=pb.StreamHeader(
-            group=s.group, node_id=s.node_name, source_index=s.source_index, bundle_id=self.bundle.bundle_id,
-            input_shape=list(shape), latent_shape=list(info.frame_latent_shape(shape)),
-            flush_interval_s=s.flush_interval, incarnation=self.incarnation, quality=self.encoder.quality))
+        header = pb.UplinkMessage(
+            header=pb.StreamHeader(
+                group=s.group,
+                node_id=s.node_name,
+                source_index=s.source_index,
+                bundle_id=self.bundle.bundle_id,
+                input_shape=list(shape),
+                latent_shape=list(info.frame_latent_shape(shape)),
+                flush_interval_s=s.flush_interval,
+                incarnation=self.incarnation,
+                quality=self.encoder.quality,
+            )
+        )
         await call.write(header)
         self.metrics.streams.inc()
         self.metrics.messages.inc()
@@ -343,8 +401,9 @@ class EdgeNode:
             await asyncio.gather(sender, reader, return_exceptions=True)
         code = await call.code()
         if code != grpc.StatusCode.OK:
-            raise grpc.aio.AioRpcError(code, await call.initial_metadata(), await call.trailing_metadata(),
-                                       await call.details())
+            raise grpc.aio.AioRpcError(
+                code, await call.initial_metadata(), await call.trailing_metadata(), await call.details()
+            )
         if not self.finished and not reshape:
             raise ConnectionError("uplink stream ended before every frame was acknowledged")
 
@@ -369,8 +428,14 @@ class EdgeNode:
             delay = min(2 * delay, s.backoff_max)
 
     def _retry_log(self, code: str, details: str | None, delay: float) -> None:
-        log.warning("uplink to %s broke (%s: %s); retrying in %.1fs from seq %d", self.settings.decoder, code,
-                    details, delay, self.sender.acked + 1)
+        log.warning(
+            "uplink to %s broke (%s: %s); retrying in %.1fs from seq %d",
+            self.settings.decoder,
+            code,
+            details,
+            delay,
+            self.sender.acked + 1,
+        )
 
     # ----- lifecycle --------------------------------------------------------------------
     async def run(self) -> int:

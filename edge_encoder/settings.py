@@ -1,4 +1,5 @@
 """Settings of an edge node (``ndsc edge``), from flags and environment alike."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,10 +16,11 @@ class EdgeSettings:
     bundle: str | None = setting("NDSC_BUNDLE", "model bundle directory (required)")
     source_index: int = setting("NDSC_SOURCE_INDEX", "which of the bundle's sources this node codes", 0)
     quality: str | None = setting(
-        "NDSC_QUALITY", "operating point of a variable-rate bundle (e.g. 1 = lowest rate; unset: the bundle's "
-        "default); sent in the stream header. Fixed-rate bundles: leave unset")
-    source: str = setting("NDSC_SOURCE", "source spec scheme:args; 'bundle' replays the bundle's test split",
-                          "bundle")
+        "NDSC_QUALITY",
+        "operating point of a variable-rate bundle (e.g. 1 = lowest rate; unset: the bundle's "
+        "default); sent in the stream header. Fixed-rate bundles: leave unset",
+    )
+    source: str = setting("NDSC_SOURCE", "source spec scheme:args; 'bundle' replays the bundle's test split", "bundle")
     decoder: str = setting("NDSC_DECODER", "fusion decoder address host:port", "127.0.0.1:50051")
     group: str = setting("NDSC_GROUP", "sensor group decoded jointly", "default")
     node_id: str | None = setting("NDSC_NODE_ID", "node name, unique in the group (default node<source-index>)")
@@ -26,26 +28,39 @@ class EdgeSettings:
     metrics_addr: str = setting("NDSC_METRICS_ADDR", "address the metrics endpoint binds", "127.0.0.1")
     fast: bool = setting("NDSC_FAST", "send as fast as possible instead of at the source's real-time pace", False)
     start_at: float | None = setting(
-        "NDSC_START_AT", "shared pacing epoch, Unix seconds: window k of the stream is released (and stamped "
+        "NDSC_START_AT",
+        "shared pacing epoch, Unix seconds: window k of the stream is released (and stamped "
         "captured) at START_AT + (k+1)*period on every node given the same value; windows due before the node "
         "starts are skipped and counted (reason before_start). Default: the wall clock rounded down to a "
-        "multiple of the window period")
+        "multiple of the window period",
+    )
     flush_interval: float = setting(
-        "NDSC_FLUSH_INTERVAL", "seconds a coded window may wait to share a message with later ones "
-        "(0: send at once; larger: less overhead, more latency)", 0.0)
+        "NDSC_FLUSH_INTERVAL",
+        "seconds a coded window may wait to share a message with later ones "
+        "(0: send at once; larger: less overhead, more latency)",
+        0.0,
+    )
     max_windows: int | None = setting("NDSC_MAX_WINDOWS", "stop after this many windows (default: source end)")
     audit_every: int = setting("NDSC_AUDIT_EVERY", "send 1 in N raw windows for distortion metrics (0: never)", 100)
-    buffer_frames: int = setting("NDSC_BUFFER_FRAMES", "unacknowledged frames kept for resend; beyond it the "
-                                 "oldest are dropped (counted)", 4096)
+    buffer_frames: int = setting(
+        "NDSC_BUFFER_FRAMES", "unacknowledged frames kept for resend; beyond it the oldest are dropped (counted)", 4096
+    )
     max_batch_frames: int = setting("NDSC_MAX_BATCH_FRAMES", "frames per uplink message at most", 64)
     backoff_initial: float = setting("NDSC_BACKOFF_INITIAL", "first reconnect delay, seconds (doubles)", 0.1)
     backoff_max: float = setting("NDSC_BACKOFF_MAX", "largest reconnect delay, seconds", 5.0)
     max_message_bytes: int = setting("NDSC_MAX_MESSAGE_BYTES", "gRPC max message size", MAX_MESSAGE_BYTES)
-    drain_timeout: float = setting("NDSC_DRAIN_TIMEOUT", "after SIGINT/SIGTERM, seconds buffered frames get to be "
-                                   "acknowledged (also while reconnecting) before the node exits", 5.0)
+    drain_timeout: float = setting(
+        "NDSC_DRAIN_TIMEOUT",
+        "after SIGINT/SIGTERM, seconds buffered frames get to be "
+        "acknowledged (also while reconnecting) before the node exits",
+        5.0,
+    )
     max_chunk_bytes: int = setting(
-        "NDSC_MAX_CHUNK_BYTES", "a window's payload larger than this travels as several frames (chunks) "
-        "(0: the message size less 4 KiB of headroom)", 0)
+        "NDSC_MAX_CHUNK_BYTES",
+        "a window's payload larger than this travels as several frames (chunks) "
+        "(0: the message size less 4 KiB of headroom)",
+        0,
+    )
 
     token: str | None = setting("NDSC_TOKEN", "this node's credential, sent as 'authorization: Bearer TOKEN'")
     token_file: str | None = setting("NDSC_TOKEN_FILE", "file holding the credential (e.g. a mounted secret)")

@@ -7,15 +7,9 @@ import numpy as np
 import torch
 
 from ndsc.bundle import Bundle
-from ndsc.entropy import LatentCoder
-from fusion_decoder.joint_decoders import build_decoder
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """``requested`` if given, else CUDA when present, else CPU."""
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+from ndsc.entropy import LatentCoder, dequantise
+from models.decoders import build_decoder
+from models.device import resolve_device
 
 
 class JointDecoderRuntime:
@@ -29,7 +23,7 @@ class JointDecoderRuntime:
 
     def __init__(self, bundle: Bundle, device: str | None = None):
         self.bundle = bundle
-        self.device = pick_device(device)
+        self.device = resolve_device(device, "decoding")  # None: CUDA when present, else CPU
         self.coders = [s.coder() for s in bundle.sources]
         # Variable-rate bundles: a coder and the float32 quantiser gains per (source, operating point).
         self._point_coders: dict[tuple[int, str], LatentCoder] = {}
@@ -70,21 +64,16 @@ class JointDecoderRuntime:
 
         ``quality``: the stream's operating point (variable-rate bundles; None: the default).
         """
-        shape = self.latent_shape(source_index, frame_shape)
         name = self.quality_name(source_index, quality)
         coder = self._point_coders[source_index, name] if name else self.coders[source_index]
         self.entropy_decodes += 1
-        symbols = coder.decode(payload, int(np.prod(shape[1:])))
-        return symbols.reshape(shape)
+        return coder.decode_latent(payload, self.latent_shape(source_index, frame_shape))
 
     def dequantise(self, source_index: int, symbols: np.ndarray, quality: str | None = None) -> np.ndarray:
         """Decoder-side latents (M, *L) of symbols: ``symbol / gain`` of the point, the division training
         does (fixed rate: the symbols)."""
         name = self.quality_name(source_index, quality)
-        y = np.asarray(symbols, dtype=np.float32)
-        if not name:
-            return y
-        return y / self._gains[source_index, name].reshape(-1, *([1] * (y.ndim - 1)))
+        return dequantise(symbols, self._gains[source_index, name] if name else None)
 
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, present: np.ndarray) -> np.ndarray:

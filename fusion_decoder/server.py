@@ -55,16 +55,6 @@ def server_keepalive_options(keepalive: float) -> list[tuple[str, int]]:
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000)]
 
 
-def _usable_device(requested: str | None) -> str | None:
-    """``requested``, except CUDA on a machine without it falls back to CPU (with a warning)."""
-    import torch
-
-    if requested and requested.startswith("cuda") and not torch.cuda.is_available():
-        log.warning("device %s requested but CUDA is not available: decoding on cpu", requested)
-        return "cpu"
-    return requested
-
-
 class DecoderServer:
     """The decoder process's gRPC server: service + health + reflection.
 
@@ -107,7 +97,7 @@ class DecoderServer:
         self.listen = listen
         self.grace = grace
         self.metrics = DecoderMetrics(registry, max_label_groups, max_label_nodes)
-        self.runtime = JointDecoderRuntime(bundle, device=_usable_device(device))
+        self.runtime = JointDecoderRuntime(bundle, device=device)
         self.max_message_bytes = max_message_bytes
         self.interceptors = tuple(interceptors)
         self.tls = tls

@@ -198,7 +198,7 @@ class SessionTable:
         shape, latent = tuple(header.input_shape), tuple(header.latent_shape)
         if shape == info.input_shape and latent == info.latent_shape:
             return shape, latent
-        if info.whole_frames and len(shape) == 3 and shape[0] == info.input_shape[0] and min(shape[1:]) >= 1:
+        if info.accepts_frame(shape):
             if shape[1] * shape[2] > self.max_frame_area:
                 raise StreamRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, "frame_too_large",
                                     f"frame {shape[1]}x{shape[2]} exceeds the decoder's maximum frame area of "

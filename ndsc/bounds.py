@@ -10,6 +10,7 @@ both sources.
   R1+R2 ≥ ½·log2⁺[(1−ρ²)·β / (2·D1·D2)], β = 1 + √(1 + 4ρ²·D1·D2/(1−ρ²)²).
 * centralised: reverse water-filling over the eigenvalues 1±ρ of the covariance.
 """
+
 from __future__ import annotations
 
 import math

@@ -19,6 +19,7 @@ Format ``ndsc-bundle/2`` records the payload format under ``"bitstream"``
 predates format 2 refuses a format-2 bundle instead of writing bytes the decoder would
 misread.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ndsc.entropy import BITSTREAM_VERSION, LEGACY_BITSTREAM, ChannelTable, LatentCoder
+from ndsc.sources.base import is_frame_shape
 
 BUNDLE_FORMAT = "ndsc-bundle/2"
 #: Bundles without a bitstream record (bitstream version 1); still read and rewritten as such.
@@ -128,20 +130,26 @@ class SourceInfo:
         """
         if not self.quality_points:
             if name not in (None, ""):
-                raise BundleError(f"source {self.name} has one fixed operating point: no quality {name!r} "
-                                  "(leave --quality unset)")
+                raise BundleError(
+                    f"source {self.name} has one fixed operating point: no quality {name!r} (leave --quality unset)"
+                )
             return None
         name = self.default_quality if name in (None, "") else str(name)
         for point in self.quality_points:
             if point.name == name:
                 return point
-        raise BundleError(f"unknown quality point {name!r} for source {self.name}: "
-                          f"choose one of {', '.join(self.quality_names)}")
+        raise BundleError(
+            f"unknown quality point {name!r} for source {self.name}: choose one of {', '.join(self.quality_names)}"
+        )
 
     @property
     def whole_frames(self) -> bool:
         """Whether streams of this source may carry whole frames of any size."""
         return bool(self.frame_stride) and len(self.input_shape) == 3
+
+    def accepts_frame(self, frame_shape: Sequence[int]) -> bool:
+        """Whether streams of this source may carry a whole frame of ``frame_shape`` (C, H, W)."""
+        return self.whole_frames and is_frame_shape(frame_shape, self.input_shape[0])
 
     def frame_latent_shape(self, frame_shape: Sequence[int]) -> tuple[int, ...]:
         """Latent shape of a frame: ``latent_shape`` for the window shape, else (M, ⌈H/s⌉, ⌈W/s⌉).
@@ -152,11 +160,13 @@ class SourceInfo:
         frame_shape = tuple(int(v) for v in frame_shape)
         if frame_shape == self.input_shape:
             return self.latent_shape
-        if (not self.whole_frames or len(frame_shape) != 3 or frame_shape[0] != self.input_shape[0]
-                or min(frame_shape[1:]) < 1):
-            raise BundleError(f"source {self.name}: cannot encode a frame of shape {frame_shape} "
-                              f"(window shape {self.input_shape}, whole frames {self.whole_frames})")
+        if not self.accepts_frame(frame_shape):
+            raise BundleError(
+                f"source {self.name}: cannot encode a frame of shape {frame_shape} "
+                f"(window shape {self.input_shape}, whole frames {self.whole_frames})"
+            )
         s = self.frame_stride
+        assert s is not None  # whole frames come with a stride
         return (self.latent_shape[0], -(-frame_shape[1] // s), -(-frame_shape[2] // s))
 
     @property
@@ -196,8 +206,11 @@ class SourceInfo:
             "tables": [t.to_json() for t in self.tables],
             # written only when set, so bundles without it keep their manifests (and ids)
             **({"frame_stride": self.frame_stride} if self.frame_stride else {}),
-            **({"quality_points": [q.to_json() for q in self.quality_points],
-                "default_quality": self.default_quality} if self.quality_points else {}),
+            **(
+                {"quality_points": [q.to_json() for q in self.quality_points], "default_quality": self.default_quality}
+                if self.quality_points
+                else {}
+            ),
         }
 
     @classmethod
@@ -220,8 +233,10 @@ class SourceInfo:
             raise BundleError(f"source {info.name}: {len(tables)} tables for {info.latent_shape[0]} channels")
         for q in info.quality_points:
             if len(q.tables) != info.latent_shape[0] or len(q.gain) != info.latent_shape[0]:
-                raise BundleError(f"source {info.name}, quality {q.name}: {len(q.tables)} tables and "
-                                  f"{len(q.gain)} gains for {info.latent_shape[0]} channels")
+                raise BundleError(
+                    f"source {info.name}, quality {q.name}: {len(q.tables)} tables and "
+                    f"{len(q.gain)} gains for {info.latent_shape[0]} channels"
+                )
         if info.quality_points:
             info.quality(info.default_quality)  # the default must be one of the points
         return info
@@ -292,8 +307,10 @@ def _bitstream_of(manifest: dict, mpath: Path) -> int:
     record = manifest.get("bitstream")
     found = record.get("version") if isinstance(record, dict) else None
     if found != BITSTREAM_VERSION or isinstance(found, bool):
-        raise BundleError(f"{mpath}: bitstream version {found!r} is not one this ndsc can code "
-                          f"(it reads {BITSTREAM_VERSION}, and {LEGACY_BITSTREAM} for {LEGACY_BUNDLE_FORMAT} bundles)")
+        raise BundleError(
+            f"{mpath}: bitstream version {found!r} is not one this ndsc can code "
+            f"(it reads {BITSTREAM_VERSION}, and {LEGACY_BITSTREAM} for {LEGACY_BUNDLE_FORMAT} bundles)"
+        )
     return found
 
 
@@ -343,9 +360,9 @@ def write_manifest(
         "evaluation": evaluation or {},
         "extra": extra or {},
     }
-    manifest["bundle_id"] = _content_id(manifest)
+    bundle_id = manifest["bundle_id"] = _content_id(manifest)
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    return manifest["bundle_id"]
+    return bundle_id
 
 
 def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: bool = True) -> Bundle:
@@ -380,8 +397,9 @@ def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: 
             if not fpath.is_file():
                 raise BundleNotFound(f"bundle file {name} missing in {root}")
             if _sha256_file(fpath) != digest:
-                raise BundleModified(f"bundle file {name} was modified: its sha256 does not match the manifest "
-                                     f"({root})")
+                raise BundleModified(
+                    f"bundle file {name} was modified: its sha256 does not match the manifest ({root})"
+                )
     if expected_id is not None and manifest["bundle_id"] != expected_id:
         raise BundleError(f"bundle id {manifest['bundle_id']} does not match expected {expected_id}")
     return Bundle(

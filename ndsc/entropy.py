@@ -21,6 +21,7 @@ Typical workflow::
     payload = coder.encode(symbols)                         # symbols: (M, L) int
     assert (coder.decode(payload, symbols.shape[1]) == symbols).all()
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -88,9 +89,7 @@ class ChannelTable:
         if (f <= 0).any():
             raise EntropyCodingError("every frequency must be positive")
         if int(f.sum()) != 1 << TABLE_PRECISION:
-            raise EntropyCodingError(
-                f"frequencies sum to {int(f.sum())}, expected {1 << TABLE_PRECISION}"
-            )
+            raise EntropyCodingError(f"frequencies sum to {int(f.sum())}, expected {1 << TABLE_PRECISION}")
 
     def to_json(self) -> dict:
         return {"offset": int(self.offset), "freqs": [int(v) for v in self.freqs]}
@@ -156,6 +155,18 @@ def _categorical(freqs: Sequence[int], bitstream: int):
     return constriction.stream.model.Categorical(f, perfect=False)
 
 
+def dequantise(symbols: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
+    """Decoder-side latents (M, *L) of one source's symbols: float32 ``symbols / gain`` per channel.
+
+    The division training does (``y_hat = round(y · gain) / gain``), by the float32 gains a
+    variable-rate bundle records; ``gain`` None (a fixed-rate source): the symbols themselves.
+    """
+    y = np.asarray(symbols, dtype=np.float32)
+    if gain is None:
+        return y
+    return y / np.asarray(gain, dtype=np.float32).reshape(-1, *([1] * (y.ndim - 1)))
+
+
 class LatentCoder:
     """Encode/decode one source's integer latents of shape (M channels, L positions).
 
@@ -185,9 +196,7 @@ class LatentCoder:
         """Entropy-code ``symbols`` (M, L) of integers into bytes."""
         symbols = np.asarray(symbols)
         if symbols.ndim != 2 or symbols.shape[0] != self.channels:
-            raise EntropyCodingError(
-                f"expected symbols of shape ({self.channels}, L), got {symbols.shape}"
-            )
+            raise EntropyCodingError(f"expected symbols of shape ({self.channels}, L), got {symbols.shape}")
         if not np.issubdtype(symbols.dtype, np.integer):
             raise EntropyCodingError(f"symbols must be integers, got {symbols.dtype}")
         symbols = symbols.astype(np.int64)
@@ -236,6 +245,10 @@ class LatentCoder:
             raise EntropyCodingError("payload has trailing data after the expected symbols")
         return out
 
+    def decode_latent(self, payload: bytes, latent_shape: Sequence[int]) -> np.ndarray:
+        """Decode one source's ``payload`` into its symbols of ``latent_shape`` (M, *L)."""
+        return self.decode(payload, int(np.prod(latent_shape[1:]))).reshape(tuple(latent_shape))
+
     def _push_escape(self, ans, delta: int) -> None:
         magnitude = abs(delta)
         if magnitude >= MAX_ESCAPE_MAGNITUDE:
@@ -243,8 +256,7 @@ class LatentCoder:
         nbits = magnitude.bit_length()  # >= 1 since magnitude >= 1
         rest = magnitude - (1 << (nbits - 1))
         if nbits > 1:
-            ans.encode_reverse(np.array([rest], dtype=np.int32),
-                               constriction.stream.model.Uniform(1 << (nbits - 1)))
+            ans.encode_reverse(np.array([rest], dtype=np.int32), constriction.stream.model.Uniform(1 << (nbits - 1)))
         ans.encode_reverse(np.array([nbits], dtype=np.int32), self._escape_bits)
         ans.encode_reverse(np.array([1 if delta > 0 else 0], dtype=np.int32), self._escape_sign)
 

@@ -1,10 +1,11 @@
 """Mistakes a user can fix, told in one line: what is wrong and what to do.
 
-The CLI (:func:`ndsc.cli.main`) turns any exception that reaches it into one line on
+The CLI (:func:`app.cli.main`) turns any exception that reaches it into one line on
 stderr and a non-zero exit; ``--debug`` shows the traceback instead. :func:`one_line`
 adds the "what to do" for the error kinds users meet (bundles, sources, busy ports);
 anything else is reported as a probable bug, with a pointer to ``--debug``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -36,11 +37,15 @@ def _hint(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, UsageError):
         return "", EXIT_USAGE
     if isinstance(exc, BundleNotFound):
-        return ("give the directory of an exported bundle (`ndsc train --out DIR` writes one; "
-                "the shipped ones are in ndsc/bundles/)"), EXIT_USAGE
+        return (
+            "give the directory of an exported bundle (`ndsc train --out DIR` writes one; "
+            "the shipped ones are in ndsc/bundles/)"
+        ), EXIT_USAGE
     if isinstance(exc, BundleModified):
-        return ("a bundle is verified byte for byte: restore its files as exported "
-                "(for a shipped bundle: git checkout -- ndsc/bundles), or export it again"), EXIT_USAGE
+        return (
+            "a bundle is verified byte for byte: restore its files as exported "
+            "(for a shipped bundle: git checkout -- ndsc/bundles), or export it again"
+        ), EXIT_USAGE
     if isinstance(exc, BundleError):
         return "check the bundle directory (`ndsc eval DIR` verifies one)", EXIT_USAGE
     if isinstance(exc, SourceError):
@@ -56,8 +61,10 @@ def one_line(exc: BaseException) -> tuple[str, int]:
     """The one line that reports ``exc`` (what is wrong; what to do) and the exit status."""
     hint = _hint(exc)
     if hint is None:
-        return (f"unexpected {type(exc).__name__}: {_flat(exc)} (probably a bug; "
-                f"run again with --debug for the traceback)"), EXIT_BUG
+        return (
+            f"unexpected {type(exc).__name__}: {_flat(str(exc))} (probably a bug; "
+            f"run again with --debug for the traceback)"
+        ), EXIT_BUG
     todo, status = hint
-    text = _flat(exc) or type(exc).__name__
+    text = _flat(str(exc)) or type(exc).__name__
     return (f"{text}; {todo}" if todo else text), status

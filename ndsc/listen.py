@@ -1,4 +1,5 @@
 """Ports a process listens on (gRPC, Prometheus /metrics), with one clear error for a busy one."""
+
 from __future__ import annotations
 
 import errno
@@ -26,8 +27,10 @@ def start_metrics_server(port: int, addr: str, registry: CollectorRegistry, flag
 def _bind_error(exc: OSError, what: str, where: str, flag: str, otherwise: str) -> UsageError:
     """The one-line error for a failed bind: in use (pick another ``flag``) or not bindable."""
     if exc.errno == errno.EADDRINUSE:
-        return UsageError(f"{what}: {where} is already in use",
-                          f"stop what holds it, or pick another {flag} (port 0 picks a free one)")
+        return UsageError(
+            f"{what}: {where} is already in use",
+            f"stop what holds it, or pick another {flag} (port 0 picks a free one)",
+        )
     return UsageError(f"{what}: cannot listen on {where} ({exc.strerror or exc})", otherwise)
 
 
@@ -56,5 +59,10 @@ def check_listen_address(address: str, flag: str) -> None:
             probe.bind((host, port))
             probe.listen(1)
     except OSError as exc:
-        raise _bind_error(exc, f"{flag} {address}", f"port {port}", flag,
-                          "give an address of this host, e.g. 127.0.0.1:50051 or 0.0.0.0:50051") from exc
+        raise _bind_error(
+            exc,
+            f"{flag} {address}",
+            f"port {port}",
+            flag,
+            "give an address of this host, e.g. 127.0.0.1:50051 or 0.0.0.0:50051",
+        ) from exc

@@ -2,6 +2,7 @@
 
 Rates are always computed from coded byte counts (bytes × 8), never from likelihoods.
 """
+
 from __future__ import annotations
 
 import numpy as np

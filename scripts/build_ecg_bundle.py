@@ -55,7 +55,7 @@ def record_figures(path: Path) -> dict:
     """Measure every quality point on the held-out patients and on pydicom's ECG; record it in the manifest."""
     from ndsc.bundle import load_bundle
     from ndsc.sources.synthetic import STANDARD_LEADS
-    from training.config import TrainConfig
+    from models.config import TrainConfig
     from training.ecg_eval import ecg_report, lossless_reference, record_windows
     from training.ecg_rd import MEAN_OF_LEADS, POOLED, RATE, WORST_LEAD, rate_on_curve
     from training.evaluate import dataset_for_bundle, evaluate_bundle

@@ -11,6 +11,40 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+#: The tier of each test module, the heaviest thing its tests do (markers registered in pyproject.toml):
+#: ``unit`` in-process logic (every module not named here), ``loopback`` real gRPC/HTTP on 127.0.0.1
+#: inside the test process, ``process`` child processes, ``deploy`` everything under tests/deploy/.
+#: ``pytest -m unit`` is the quick run; ``-m "not deploy"`` leaves the image and compose checks out.
+TIERS = {
+    "loopback": (
+        "device/test_shared_clock_pacing.py", "reliability/test_auth_tls.py", "reliability/test_bad_input.py",
+        "reliability/test_bounded_metrics.py", "reliability/test_dropout_and_slow_consumer.py",
+        "reliability/test_hostile_clients.py", "serving/test_generic_client.py", "serving/test_inprocess.py",
+        "serving/test_logic.py", "serving/test_off_the_loop.py", "stereo/test_serving.py",
+        "stereo/test_whole_frames.py",
+    ),
+    "process": (
+        "ecg/test_live_edge.py", "ecg/test_quality_points.py", "ecg/test_stream.py", "reliability/test_fuzz.py",
+        "reliability/test_ports_and_signals.py", "reliability/test_restart.py", "serving/test_demo.py",
+        "serving/test_processes.py", "serving/test_wire.py", "stereo/test_readers_and_sources.py",
+        "test_cli_mistakes.py", "test_dev_script.py", "test_edge_never_imports_torch.py",
+        "test_generated_docs.py", "test_models.py", "test_static_checks.py", "test_truthful_messages.py",
+    ),
+}
+
+
+def tier_of(module: Path) -> str:
+    """The tier of a test module (a path under tests/)."""
+    rel = module.resolve().relative_to(REPO / "tests").as_posix()
+    if rel.startswith("deploy/"):
+        return "deploy"
+    return next((tier for tier, modules in TIERS.items() if rel in modules), "unit")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(tier_of(Path(item.path)))
+
 
 def tiny_gaussian_config(**changes):
     from training.presets import get_preset

@@ -113,9 +113,9 @@ def test_version_2_codes_with_exactly_the_tables_integers_and_version_1_with_the
     rng = np.random.default_rng(7)
     tables = _shipped_tables()[::3] + [ChannelTable(0, quantise_pmf(rng.random(k) ** 4, 1e-4)) for k in (1, 2, 500, 3000)]
     for table in tables:
-        for version in (1, 2):
-            model = LatentCoder([table], version)._models[0]
-            assert _weights_inside_the_coder(model) == spec.cumulative(table.freqs, version)
+        for coder_version in (1, 2):
+            model = LatentCoder([table], coder_version)._models[0]
+            assert _weights_inside_the_coder(model) == spec.cumulative(table.freqs, coder_version)
     # the two versions really differ: version 1 is not the table
     assert spec.cumulative(tables[0].freqs, 1) != spec.cumulative(tables[0].freqs, 2)
 
@@ -214,9 +214,9 @@ def test_every_operating_point_of_a_variable_rate_source_codes_in_the_bundles_bi
 
     fixed = load_bundle(BUNDLES_DIR / "ecg-synth-quick").sources[0]
     points = tuple(QualityPoint(name, tuple([g] * len(fixed.tables)), fixed.tables) for name, g in (("1", 0.5), ("2", 1.0)))
-    for version in (1, 2):
-        source = dataclasses.replace(fixed, quality_points=points, default_quality="2", bitstream=version)
-        assert {source.coder(q).bitstream for q in (None, "1", "2")} == {version}
+    for bitstream in (1, 2):
+        source = dataclasses.replace(fixed, quality_points=points, default_quality="2", bitstream=bitstream)
+        assert {source.coder(q).bitstream for q in (None, "1", "2")} == {bitstream}
 
 
 def test_sources_with_different_bitstream_versions_cannot_share_a_bundle(gaussian_bundle, tmp_path):

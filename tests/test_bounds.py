@@ -25,7 +25,7 @@ def test_bounds_are_ordered(rho, d):
 
 
 def test_bounds_cli_prints_two_decimals(capsys):
-    from ndsc.cli import main
+    from app.cli import main
 
     main(["bounds", "--rho", "0.9", "--distortion", "0.1"])
     out = capsys.readouterr().out

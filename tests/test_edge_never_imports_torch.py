@@ -3,7 +3,7 @@ import sys
 
 CHECK = """
 import sys
-import ndsc, ndsc.entropy, ndsc.bundle, ndsc.metrics, ndsc.bounds, ndsc.sources, ndsc.cli
+import ndsc, ndsc.entropy, ndsc.bundle, ndsc.metrics, ndsc.bounds, ndsc.sources, app.cli
 import edge_encoder, edge_encoder.encoder
 from ndsc.sources.base import registered_schemes
 registered_schemes()
@@ -24,6 +24,6 @@ def test_edge_and_core_never_import_torch():
 
 
 def test_ndsc_edge_help_does_not_load_torch():
-    code = "import sys; from ndsc.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = "import sys; from app.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr

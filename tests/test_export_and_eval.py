@@ -17,8 +17,8 @@ def test_onnx_symbols_match_torch_exactly(gaussian_bundle):
 
 
 def test_onnx_parity_recomputed_against_a_rebuilt_torch_model(gaussian_bundle):
-    from training.codec import DistributedCodec
-    from training.config import TrainConfig
+    from models.codec import DistributedCodec
+    from models.config import TrainConfig
 
     bundle = load_bundle(gaussian_bundle)
     data = dataset_for_bundle(bundle)
@@ -71,7 +71,7 @@ def test_eval_reconstructs_the_test_split_with_low_distortion(gaussian_bundle):
 
 
 def test_eval_cli_reports_bytes_and_distortion(gaussian_bundle, capsys):
-    from ndsc.cli import main
+    from app.cli import main
 
     main(["eval", str(gaussian_bundle), "--max-windows", "10"])
     out = capsys.readouterr().out

@@ -55,7 +55,7 @@ def test_checkpoint_describes_itself(tmp_path):
 
 def test_split_is_80_10_10():
     from training.data import build_dataset
-    from training.config import DataConfig
+    from models.config import DataConfig
 
     d = build_dataset(DataConfig(kind="gaussian", n_windows=100))
     assert (len(d.train), len(d.val), len(d.test)) == (80, 10, 10)

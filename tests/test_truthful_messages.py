@@ -17,7 +17,7 @@ from tests.conftest import REPO
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    from ndsc.cli import build_parser
+    from app.cli import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -38,7 +38,7 @@ def test_every_option_with_a_default_names_it_in_its_help():
 
 
 def test_demo_help_names_the_bundle_and_settings_that_run():
-    from ndsc.demo_options import DEFAULTS
+    from app.demo_options import DEFAULTS
 
     out = subprocess.run([sys.executable, "-m", "ndsc", "demo", "--help"], capture_output=True, text=True,
                          timeout=60, cwd=REPO)
@@ -71,7 +71,7 @@ def test_a_tampered_shipped_bundle_says_modified_and_nothing_is_trained_instead(
     weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit flipped
     with pytest.raises(BundleModified, match=r"fails its check: bundle file decoder.pt was modified"):
         default_bundle(DEFAULT_BUNDLE, root=bundles_root)
-    demo_code = (REPO / "ndsc" / "demo.py").read_text()
+    demo_code = (REPO / "app" / "demo.py").read_text()
     assert '"train"' not in demo_code and "train_and_export" not in demo_code  # no substitute is trained
 
 

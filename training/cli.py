@@ -43,7 +43,7 @@ def configure(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args) -> int:
-    from training.config import TrainConfig
+    from models.config import TrainConfig
     from training.pipeline import train_and_export
     from training.presets import get_preset
 
@@ -69,7 +69,7 @@ def _eval(args) -> int:
     from ndsc.bundle import BundleError, load_bundle
     from ndsc.errors import UsageError
 
-    bundle = load_bundle(args.bundle)  # missing or modified: one line from ndsc.cli.main (--debug: traceback)
+    bundle = load_bundle(args.bundle)  # missing or modified: one line from app.cli.main (--debug: traceback)
     try:
         bundle.sources[0].quality(args.quality)  # every source has the same points
     except BundleError as exc:  # an unknown quality point: the message names the bundle's points

@@ -11,10 +11,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ndsc.plugins import import_optional
+from ndsc.registry import Registry
 
 from ndsc.sources.synthetic import GaussianSources, SyntheticECG
-from training.config import DataConfig
+from models.config import DataConfig
 
 
 @dataclass
@@ -49,27 +49,15 @@ class JointDataset:
         return tuple(self.train.shape[2:])
 
 
-_DATASETS: dict[str, Callable[[DataConfig], JointDataset]] = {}
-
-
-def register_dataset(kind: str):
-    def deco(fn):
-        _DATASETS[kind] = fn
-        return fn
-
-    return deco
+#: builders by ``DataConfig.kind``; the synthetic ones register below, modality modules on import
+DATASETS: Registry[Callable[[DataConfig], JointDataset]] = Registry(
+    "data set kind", "training.datasets_ecg", "training.datasets_stereo")
+register_dataset = DATASETS.register
 
 
 def build_dataset(cfg: DataConfig) -> JointDataset:
     """Build the registered data set ``cfg.kind``."""
-    _load_builtin_datasets()
-    if cfg.kind not in _DATASETS:
-        raise KeyError(f"unknown data set kind {cfg.kind!r}; known: {sorted(_DATASETS)}")
-    return _DATASETS[cfg.kind](cfg)
-
-
-def _load_builtin_datasets() -> None:
-    import_optional("training.datasets_ecg", "training.datasets_stereo")
+    return DATASETS.get(cfg.kind)(cfg)
 
 
 def split_counts(n: int) -> tuple[int, int, int]:

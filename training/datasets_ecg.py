@@ -28,9 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ndsc.sources.ecg import PYDICOM_RECORD, EcgRecord, cut_windows, find_records, read_record
+from ndsc.sources.ecg import PYDICOM_RECORD, EcgRecord, find_records, read_record
 from ndsc.sources.synthetic import STANDARD_LEADS
-from training.config import DataConfig
+from models.config import DataConfig
 from training.data import JointDataset, group_split, register_dataset
 
 DEFAULTS: dict[str, Any] = {"records": [PYDICOM_RECORD], "leads": list(STANDARD_LEADS), "group_size": 1,

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ndsc.sources.images import PEAK, StereoPair, find_pairs, read_pair
-from training.config import DataConfig
+from models.config import DataConfig
 from training.data import JointDataset, group_split, register_dataset
 
 DEFAULTS = {"root": None, "crop": 64, "seed": 0}

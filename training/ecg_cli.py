@@ -124,7 +124,7 @@ def _eval(args) -> int:
     c, t = bundle.sources[0].input_shape
     try:
         point = bundle.sources[0].quality(args.quality)  # every source has the same points
-    except BundleError as exc:  # an unknown quality point: one line from ndsc.cli.main, naming the points
+    except BundleError as exc:  # an unknown quality point: one line from app.cli.main, naming the points
         raise UsageError(str(exc), "leave --quality out for the bundle's default point") from exc
     windows = record_windows(args.record, leads, c, bundle.sample_rate, t)
     result = evaluate_bundle(args.bundle, windows=windows, quality=args.quality)

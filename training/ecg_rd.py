@@ -1,4 +1,5 @@
-"""Rate–distortion analysis of ECG operating points: frontiers, equal-PRDN savings, BD-rate.
+"""Rate–distortion analysis of ECG operating points: frontiers, equal-PRDN savings, BD-rate, and the
+measurement of points with real bytes (a bundle's quality points, the conventional anchors).
 
 Every point is a dict with ``bits_per_sample_per_lead`` (real bytes) and PRDN figures
 (``prdn_percent`` pooled over all leads, ``prdn_mean_of_leads_percent``,
@@ -6,6 +7,8 @@ Every point is a dict with ``bits_per_sample_per_lead`` (real bytes) and PRDN fi
 picks which PRDN a comparison runs on.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -100,3 +103,47 @@ def clinical_point(points: list[dict], max_prdn: float = 5.0, max_lead: float = 
     """The lowest-rate point with mean-of-leads PRDN ≤ ``max_prdn`` and no lead above ``max_lead``."""
     ok = [p for p in points if p[MEAN_OF_LEADS] <= max_prdn and p[WORST_LEAD] <= max_lead]
     return min(ok, key=lambda p: p[RATE]) if ok else None
+
+
+# --- measuring operating points with real bytes (benchmarks/ecg.py drives these) ---
+
+def measure_points(path: Path, windows: np.ndarray, leads: list[str], fs: float) -> list[dict]:
+    """Every quality point of a bundle (or its one point) on ``windows``: real bytes, ECG figures."""
+    from ndsc.bundle import load_bundle
+    from training.ecg_eval import ecg_report
+    from training.evaluate import evaluate_bundle
+
+    bundle = load_bundle(path)
+    rows = []
+    for quality in bundle.quality_names or (None,):
+        report = ecg_report(evaluate_bundle(path, windows=windows, quality=quality), windows, leads, fs)
+        report["quality"] = quality
+        report["bundle"] = path.name
+        report["train_seconds"] = float(bundle.evaluation.get("test", {}).get("train_seconds", float("nan")))
+        rows.append(report)
+    return rows
+
+
+def measure_baseline(name: str, data, windows: np.ndarray, leads: list[str], fs: float, step_mv: float) -> dict:
+    """A conventional codec (``wavelet-zstd``, ``dct-zstd``) at quantiser step ``step_mv``: real bytes."""
+    from training.baselines.base import build_baseline
+    from training.ecg_eval import ecg_report
+
+    codec = build_baseline(name, step=step_mv)
+    codec.fit(data)
+    payloads = codec.compress(windows)
+    x_hat = codec.decompress(payloads)
+    sources = [{"name": f"node{i}", "payload_bytes": sum(len(row[i]) for row in payloads)}
+               for i in range(windows.shape[1])]
+    result = {"x_hat": x_hat, "payload_bytes": sum(s["payload_bytes"] for s in sources), "sources": sources}
+    report = ecg_report(result, windows, leads, fs)
+    report["step_mv"] = step_mv
+    return report
+
+
+def measure_dct(data, windows: np.ndarray, leads: list[str], fs: float, step_mv: float) -> dict:
+    return measure_baseline("dct-zstd", data, windows, leads, fs, step_mv)
+
+
+def measure_wavelet(data, windows: np.ndarray, leads: list[str], fs: float, step_mv: float) -> dict:
+    return measure_baseline("wavelet-zstd", data, windows, leads, fs, step_mv)

@@ -17,7 +17,7 @@ from edge_encoder.encoder import EdgeEncoder
 from fusion_decoder.runtime import JointDecoderRuntime
 from ndsc import metrics
 from ndsc.bundle import Bundle, load_bundle
-from training.config import TrainConfig
+from models.config import TrainConfig
 from training.data import JointDataset, build_dataset
 
 

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import torch
 
 from ndsc.bundle import QualityPoint, SourceInfo, load_bundle, write_manifest
-from training.codec import DistributedCodec
+from models.codec import DistributedCodec
 from training.data import JointDataset
 
 ONNX_OPSET = 17

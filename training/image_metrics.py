@@ -1,15 +1,19 @@
-"""Image rate and quality metrics: bpp and BPD from real bytes, PSNR, MS-SSIM, FID, BD-rate.
+"""Image rate and quality metrics: bpp and BPD from real bytes, PSNR, MS-SSIM, FID.
+
+BD-rate is :func:`training.study.bdrate.bd_rate` for every modality.
 
 Rates take byte counts (what a coder wrote), never likelihoods:
 bpp = 8·bytes / (H·W) per view, BPD (bits per dimension) = 8·bytes / (H·W·C).
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from scipy import linalg
-from scipy.interpolate import PchipInterpolator
+
+from ndsc import metrics
 
 PEAK = 255.0
 
@@ -24,10 +28,8 @@ def bpd(payload_bytes: int, height: int, width: int, channels: int = 3) -> float
     return 8.0 * payload_bytes / (height * width * channels)
 
 
-def psnr(x: np.ndarray, x_hat: np.ndarray, peak: float = PEAK) -> float:
-    """PSNR in dB of two images in 0..peak (any shape)."""
-    err = float(np.mean((np.asarray(x, np.float64) - np.asarray(x_hat, np.float64)) ** 2))
-    return float("inf") if err == 0 else float(10 * np.log10(peak ** 2 / err))
+#: PSNR in dB of two images in 0..255 (any shape): :func:`ndsc.metrics.psnr` with the 8-bit peak
+psnr = partial(metrics.psnr, peak=PEAK)
 
 
 def ms_ssim(x: np.ndarray, x_hat: np.ndarray, peak: float = PEAK) -> tuple[float, int]:
@@ -184,30 +186,3 @@ def fid(real: list[np.ndarray], fake: list[np.ndarray], weights: str | Path | No
             "images": len(real), "weights": str(path),
             "note": f"torch-fidelity InceptionV3 pool3 features of {len(real)} and {len(fake)} images"
                     + ("; fewer than 2048, so indicative only" if n < 2048 else "")}
-
-
-def bd_rate(rate_a, psnr_a, rate_b, psnr_b, lo: float | None = None, hi: float | None = None) -> float:
-    """Bjøntegaard delta rate of curve B against anchor A, in percent (negative: B saves).
-
-    log-rate is interpolated as a monotone (PCHIP) function of PSNR and averaged over
-    [lo, hi] (default: the PSNR range both curves cover). Needs two points per curve.
-
-    Raises:
-        ValueError: fewer than two points, or no overlap in [lo, hi].
-    """
-    curves = []
-    for r, p in ((rate_a, psnr_a), (rate_b, psnr_b)):
-        r, p = np.asarray(r, float), np.asarray(p, float)
-        order = np.argsort(p)
-        r, p = r[order], p[order]
-        keep = np.concatenate([[True], np.diff(p) > 0])
-        if keep.sum() < 2:
-            raise ValueError("BD-rate needs at least two distinct points per curve")
-        curves.append((p[keep], np.log(r[keep])))
-    low = max(c[0][0] for c in curves) if lo is None else max(lo, *(c[0][0] for c in curves))
-    high = min(c[0][-1] for c in curves) if hi is None else min(hi, *(c[0][-1] for c in curves))
-    if high <= low:
-        raise ValueError(f"the curves do not overlap in PSNR (common range {low:.2f}..{high:.2f} dB)")
-    grid = np.linspace(low, high, 200)
-    mean_log = [np.trapezoid(PchipInterpolator(p, lr)(grid), grid) / (high - low) for p, lr in curves]
-    return float((np.exp(mean_log[1] - mean_log[0]) - 1) * 100)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from training.config import TrainConfig
+from models.config import TrainConfig
 from training.evaluate import evaluate_bundle, summary, training_estimate
 from training.export import attach_evaluation, export_bundle
 from training.train import train

@@ -1,7 +1,7 @@
 """Named configs for the CLI (``ndsc train --preset NAME``)."""
 from __future__ import annotations
 
-from training.config import DataConfig, ModelConfig, TrainConfig
+from models.config import DataConfig, ModelConfig, TrainConfig
 
 
 def _gaussian_quick() -> TrainConfig:

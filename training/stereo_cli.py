@@ -64,7 +64,7 @@ def _train(args) -> int:
 def _load_pairs(args, bundle_path: str):
     from ndsc.bundle import load_bundle
     from ndsc.sources.images import find_pairs, read_pair, skimage_pair
-    from training.config import TrainConfig
+    from models.config import TrainConfig
     from training.datasets_stereo import full_pairs
 
     if args.images == "skimage":

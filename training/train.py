@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.codec import DistributedCodec
-from training.config import TrainConfig
+from models.codec import DistributedCodec
+from models.config import TrainConfig
 from training.data import JointDataset, build_dataset
-from training.device import describe, resolve_device
+from models.device import describe, resolve_device
 from training.mi import PairwiseMI
 
 LN2 = math.log(2.0)

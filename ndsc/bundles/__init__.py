@@ -4,6 +4,7 @@ Built by ``scripts/build_default_bundles.py`` and ``scripts/build_ecg_bundle.py`
 sits in ``ndsc/bundles/<name>/`` and is verified by :func:`ndsc.bundle.load_bundle`
 like any other bundle.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,9 @@ def default_bundle(name: str = DEFAULT_BUNDLE, root: Path = BUNDLES_DIR) -> Path
     path = root / name
     if not (path / "manifest.json").is_file():
         shipped = sorted(p.parent.name for p in root.glob("*/manifest.json"))
-        raise BundleNotFound(f"the shipped bundle {name!r} is missing from {root} "
-                             f"(shipped: {', '.join(shipped) or 'none'})")
+        raise BundleNotFound(
+            f"the shipped bundle {name!r} is missing from {root} (shipped: {', '.join(shipped) or 'none'})"
+        )
     try:
         load_bundle(path)
     except BundleModified as exc:

@@ -1,4 +1,5 @@
 """Sensor sources: synthetic generators and readers of real formats."""
+
 from ndsc.sources.base import (
     SourceError,
     Window,

@@ -5,17 +5,18 @@ later ``wfdb:PATH#leads=I,II`` …). Readers register their scheme with
 :func:`register_source`; the edge node only calls :func:`open_source`, so adding a
 reader never touches the node.
 """
+
 from __future__ import annotations
 
 import inspect
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, runtime_checkable
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ndsc.plugins import import_optional
+from ndsc.registry import Registry
 
 
 class SourceError(ValueError):
@@ -51,33 +52,25 @@ class WindowSource(Protocol):
         ...
 
 
-SourceFactory = Callable[[str, int, tuple[int, ...]], WindowSource]
-_REGISTRY: dict[str, SourceFactory] = {}
+SourceFactory = Callable[..., WindowSource]
+#: ``factory(arguments, source_index, input_shape)`` per scheme; readers with optional deps register lazily
+SOURCES: Registry[SourceFactory] = Registry(
+    "source scheme", "ndsc.sources.synthetic", "ndsc.sources.ecg", "ndsc.sources.images", "ndsc.sources.stream"
+)
 
 
 def register_source(scheme: str) -> Callable[[SourceFactory], SourceFactory]:
     """Register ``factory(arguments, source_index, input_shape)`` for ``scheme:``."""
-
-    def deco(factory: SourceFactory) -> SourceFactory:
-        _REGISTRY[scheme] = factory
-        return factory
-
-    return deco
+    return SOURCES.register(scheme)
 
 
 def registered_schemes() -> list[str]:
-    _load_builtin_readers()
-    return sorted(_REGISTRY)
+    return SOURCES.names()
 
 
-def _load_builtin_readers() -> None:
-    # Import for the side effect of registration; readers with optional deps register lazily.
-    from ndsc.sources import synthetic  # noqa: F401
-    import_optional("ndsc.sources.ecg", "ndsc.sources.images", "ndsc.sources.stream")
-
-
-def open_source(spec: str, source_index: int, input_shape: tuple[int, ...],
-                frame_stride: int | None = None) -> WindowSource:
+def open_source(
+    spec: str, source_index: int, input_shape: tuple[int, ...], frame_stride: int | None = None
+) -> WindowSource:
     """Open the window source named by ``spec`` for source ``source_index``.
 
     Args:
@@ -90,11 +83,10 @@ def open_source(spec: str, source_index: int, input_shape: tuple[int, ...],
     Raises:
         SourceError: unknown scheme or bad arguments.
     """
-    _load_builtin_readers()
     scheme, _, args = spec.partition(":")
-    if scheme not in _REGISTRY:
-        raise SourceError(f"unknown source scheme {scheme!r} in {spec!r}; known: {', '.join(sorted(_REGISTRY))}")
-    factory = _REGISTRY[scheme]
+    if scheme not in SOURCES:
+        raise SourceError(f"unknown source scheme {scheme!r} in {spec!r}; known: {', '.join(SOURCES.names())}")
+    factory = SOURCES.get(scheme)
     if frame_stride and "frame_stride" in inspect.signature(factory).parameters:
         return factory(args, source_index, tuple(input_shape), frame_stride=frame_stride)
     return factory(args, source_index, tuple(input_shape))
@@ -123,8 +115,35 @@ def shared_epoch(period: float, now: float | None = None) -> float:
     return math.floor(now / period) * period
 
 
-def paced(windows: Iterator[Window], period: float, realtime: bool, epoch: float | None = None,
-          on_skip: Callable[[Window], None] | None = None) -> Iterator[Window]:
+class Clock(Protocol):
+    """A wall clock: seconds since the Unix epoch, and a way to wait (injected so tests need not sleep)."""
+
+    def time(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class WallClock:
+    """The machine's wall clock (:func:`time.time`, :func:`time.sleep`)."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+WALL_CLOCK = WallClock()
+
+
+def paced(
+    windows: Iterator[Window],
+    period: float,
+    realtime: bool,
+    epoch: float | None = None,
+    on_skip: Callable[[Window], None] | None = None,
+    clock: Clock = WALL_CLOCK,
+) -> Iterator[Window]:
     """Re-yield ``windows`` at the source's real-time pace on a wall clock the nodes share.
 
     With ``realtime`` the stream's window of index ``first + k`` (``first``: the index of its
@@ -138,12 +157,13 @@ def paced(windows: Iterator[Window], period: float, realtime: bool, epoch: float
     join at the current window index, in step with the others. A window that falls due
     while the node is running but is read late is released at once, keeping its due time.
     Without ``realtime`` (or a period ≤ 0) windows pass at once, stamped with the wall clock.
+    ``clock``: the wall clock read and slept on.
     """
     if not realtime or period <= 0:
         for w in windows:
-            yield Window(w.index, w.data, time.time())
+            yield Window(w.index, w.data, clock.time())
         return
-    started = time.time()
+    started = clock.time()
     epoch = shared_epoch(period, started) if epoch is None else float(epoch)
     first = None
     for w in windows:
@@ -154,16 +174,25 @@ def paced(windows: Iterator[Window], period: float, realtime: bool, epoch: float
                 on_skip(w)
             continue
         # The wall clock is the shared reference: sleep until it reads ``due``.
-        delay = due - time.time()
+        delay = due - clock.time()
         if delay > 0:
-            time.sleep(delay)
+            clock.sleep(delay)
         yield Window(w.index, w.data, due)
+
+
+def is_frame_shape(shape: Sequence[int], channels: int) -> bool:
+    """Whether ``shape`` is a whole image frame (channels, H, W) with H, W ≥ 1.
+
+    The one check the edge (a source's frames), the bundle (which latents a frame gives) and
+    the decoder (a stream header's shapes) share.
+    """
+    return len(shape) == 3 and int(shape[0]) == channels and min(int(v) for v in shape[1:]) >= 1
 
 
 def check_frame(data: np.ndarray, channels: int) -> np.ndarray:
     """Return a whole image frame as float32 (channels, H, W) or raise :class:`SourceError`."""
     arr = np.asarray(data, dtype=np.float32)
-    if arr.ndim != 3 or arr.shape[0] != channels or min(arr.shape[1:]) < 1:
+    if not is_frame_shape(arr.shape, channels):
         raise SourceError(f"frame shape {arr.shape} is not ({channels}, H, W)")
     if not np.isfinite(arr).all():
         raise SourceError("frame contains NaN or infinite values")

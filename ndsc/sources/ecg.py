@@ -11,6 +11,7 @@ Without ``leads=`` node ``i`` gets the i-th group of C consecutive leads of the 
 (C from the bundle's input shape); ``fs`` is the model's sample rate (default 500 Hz).
 The node paces replay from ``window_period`` (hop / fs), like every other source.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,17 @@ PYDICOM_RECORD = "pydicom"
 #: default model sample rate of ECG bundles (Hz)
 DEFAULT_FS = 500.0
 
-_UNIT_TO_MV = {"mv": 1.0, "millivolt": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3,
-               "v": 1e3, "volt": 1e3, "nv": 1e-6}
+_UNIT_TO_MV = {
+    "mv": 1.0,
+    "millivolt": 1.0,
+    "uv": 1e-3,
+    "µv": 1e-3,
+    "μv": 1e-3,
+    "microvolt": 1e-3,
+    "v": 1e3,
+    "volt": 1e3,
+    "nv": 1e-6,
+}
 _CANONICAL = {name.lower(): name for name in STANDARD_LEADS}
 
 
@@ -175,9 +185,15 @@ def read_wfdb(path: str | Path) -> EcgRecord:
         raise SourceError(f"record {base} has no voltage channels (units {rec.units})")
     parent = Path(base).parent.name
     patient = parent if re.fullmatch(r"patient\d+", parent) else None
-    return EcgRecord(name=Path(base).name, signal=np.stack(rows).astype(np.float32), fs=float(rec.fs),
-                     leads=tuple(leads), patient=patient, path=base,
-                     meta={"comments": list(rec.comments or [])})
+    return EcgRecord(
+        name=Path(base).name,
+        signal=np.stack(rows).astype(np.float32),
+        fs=float(rec.fs),
+        leads=tuple(leads),
+        patient=patient,
+        path=base,
+        meta={"comments": list(rec.comments or [])},
+    )
 
 
 def read_dicom(path: str | Path) -> EcgRecord:
@@ -196,8 +212,9 @@ def read_dicom(path: str | Path) -> EcgRecord:
     if "WaveformSequence" not in ds:
         raise SourceError(f"{origin} has no waveform")
     # The rhythm group holds the continuous recording (later groups are e.g. median beats).
-    index = next((k for k, g in enumerate(ds.WaveformSequence)
-                  if str(g.get("MultiplexGroupLabel", "")).upper() == "RHYTHM"), 0)
+    index = next(
+        (k for k, g in enumerate(ds.WaveformSequence) if str(g.get("MultiplexGroupLabel", "")).upper() == "RHYTHM"), 0
+    )
     group = ds.WaveformSequence[index]
     raw = ds.waveform_array(index)  # (samples, channels), sensitivity and baseline applied
     rows, leads = [], []
@@ -207,8 +224,14 @@ def read_dicom(path: str | Path) -> EcgRecord:
         leads.append(canonical_lead(str(ch.ChannelSourceSequence[0].CodeMeaning)))
     patient = str(ds.get("PatientID", "")) or None
     name = Path(origin).stem if origin != PYDICOM_RECORD else "pydicom-waveform_ecg"
-    return EcgRecord(name=name, signal=np.stack(rows).astype(np.float32), fs=float(group.SamplingFrequency),
-                     leads=tuple(leads), patient=patient, path=origin)
+    return EcgRecord(
+        name=name,
+        signal=np.stack(rows).astype(np.float32),
+        fs=float(group.SamplingFrequency),
+        leads=tuple(leads),
+        patient=patient,
+        path=origin,
+    )
 
 
 def read_record(path: str | Path) -> EcgRecord:
@@ -229,6 +252,7 @@ def find_records(root: str | Path) -> list[str]:
 
 
 # --- the edge source schemes --------------------------------------------------------------
+
 
 def parse_options(args: str) -> dict[str, str]:
     """``leads=I,II,loop=1`` → ``{"leads": "I,II", "loop": "1"}``.
@@ -273,8 +297,17 @@ class RecordSource:
         start, count: first window and number of windows (None: to the end / forever if looping).
     """
 
-    def __init__(self, record: EcgRecord, leads: Sequence[str], length: int, fs: float = DEFAULT_FS,
-                 hop: int | None = None, loop: bool = False, start: int = 0, count: int | None = None):
+    def __init__(
+        self,
+        record: EcgRecord,
+        leads: Sequence[str],
+        length: int,
+        fs: float = DEFAULT_FS,
+        hop: int | None = None,
+        loop: bool = False,
+        start: int = 0,
+        count: int | None = None,
+    ):
         self.record = record.select(leads).resample(fs)
         self.channel_names = tuple(self.record.leads)
         self.length, self.hop, self.fs = int(length), int(hop or length), float(fs)
@@ -282,8 +315,10 @@ class RecordSource:
         self.loop, self.start, self.count = loop, int(start), count
         self._windows = self.record.windows(self.length, self.hop)
         if len(self._windows) == 0:
-            raise SourceError(f"record {record.name} ({record.duration:.1f} s) is shorter than one window "
-                              f"of {self.length} samples at {self.fs} Hz")
+            raise SourceError(
+                f"record {record.name} ({record.duration:.1f} s) is shorter than one window "
+                f"of {self.length} samples at {self.fs} Hz"
+            )
         #: windows with missing (NaN) samples (yielded; the node skips and counts them)
         self.missing_windows = 0
 
@@ -308,8 +343,9 @@ class RecordSource:
             k += 1
 
 
-def open_record_source(record: EcgRecord, opts: dict[str, str], source_index: int,
-                       input_shape: tuple[int, ...]) -> RecordSource:
+def open_record_source(
+    record: EcgRecord, opts: dict[str, str], source_index: int, input_shape: tuple[int, ...]
+) -> RecordSource:
     """Build a :class:`RecordSource` from parsed spec options (shared by wfdb: and dicom:)."""
     opts = dict(opts)
     if len(input_shape) != 2:
@@ -321,10 +357,12 @@ def open_record_source(record: EcgRecord, opts: dict[str, str], source_index: in
             raise SourceError(f"{len(leads)} leads {list(leads)} given, the node's encoder takes {c}")
     else:
         order = [l for l in STANDARD_LEADS if l in record.leads] or list(record.leads)
-        groups = [order[i:i + c] for i in range(0, len(order) - c + 1, c)]
+        groups = [order[i : i + c] for i in range(0, len(order) - c + 1, c)]
         if not 0 <= source_index < len(groups):
-            raise SourceError(f"source index {source_index} out of range: record {record.name} has "
-                              f"{len(groups)} groups of {c} leads; name them with #leads=")
+            raise SourceError(
+                f"source index {source_index} out of range: record {record.name} has "
+                f"{len(groups)} groups of {c} leads; name them with #leads="
+            )
         leads = tuple(groups[source_index])
     try:
         fs = float(opts.pop("fs", DEFAULT_FS))

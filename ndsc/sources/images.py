@@ -20,6 +20,7 @@ fully convolutional (``frame_stride``), else they cut each frame into tiles of t
 padding the right and bottom edges by replication. Every node of a pair uses the same frame
 sizes, so window indices agree across nodes without talking.
 """
+
 from __future__ import annotations
 
 import math
@@ -119,8 +120,10 @@ def find_pairs(root: str | Path) -> list[StereoPair]:
                 pairs.append(StereoPair(folder.name, folder / left, folder / right, layout))
                 break
     if not pairs:
-        raise SourceError(f"no stereo pair under {root} (looked for im0/im1.png, view1/view5.png, "
-                          "im2/im6.ppm, left/right.png, image_2/ + image_3/)")
+        raise SourceError(
+            f"no stereo pair under {root} (looked for im0/im1.png, view1/view5.png, "
+            "im2/im6.ppm, left/right.png, image_2/ + image_3/)"
+        )
     return sorted(pairs, key=lambda p: (p.scene, str(p.left)))
 
 
@@ -166,7 +169,7 @@ def stitch_tiles(tiles: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
     if n != rows * cols:
         raise SourceError(f"{n} tiles do not cover a {frame_hw} frame with {th}x{tw} tiles")
     full = tiles.reshape(rows, cols, c, th, tw).transpose(2, 0, 3, 1, 4).reshape(c, rows * th, cols * tw)
-    return full[:, :frame_hw[0], :frame_hw[1]]
+    return full[:, : frame_hw[0], : frame_hw[1]]
 
 
 # --- edge sources ----------------------------------------------------------------------
@@ -183,8 +186,16 @@ class ImageFrameSource:
             convolutional); False: tiles of ``input_shape``.
     """
 
-    def __init__(self, frames: Sequence, input_shape: tuple[int, ...], *, name: str, fps: float = 1.0,
-                 repeat: int = 1, whole_frames: bool = False):
+    def __init__(
+        self,
+        frames: Sequence,
+        input_shape: tuple[int, ...],
+        *,
+        name: str,
+        fps: float = 1.0,
+        repeat: int = 1,
+        whole_frames: bool = False,
+    ):
         if len(input_shape) != 3 or input_shape[0] != 3:
             raise SourceError(f"image sources need an RGB bundle input shape (3, h, w), got {input_shape}")
         if not frames:
@@ -243,8 +254,9 @@ def _frames_in(directory: Path, view: int, scenes: set[str]) -> tuple[list, str]
 
 
 @register_source("images")
-def _open_images(args: str, source_index: int, input_shape: tuple[int, ...],
-                 frame_stride: int | None = None) -> ImageFrameSource:
+def _open_images(
+    args: str, source_index: int, input_shape: tuple[int, ...], frame_stride: int | None = None
+) -> ImageFrameSource:
     """``images:DIR#view=0,scenes=a;b,start=0,count=10,fps=1,repeat=1``.
 
     DIR holds stereo pairs in any known layout (``view`` 0 = left, 1 = right; default: the
@@ -266,13 +278,14 @@ def _open_images(args: str, source_index: int, input_shape: tuple[int, ...],
     if not directory.is_dir():
         raise SourceError(f"images: {directory} is not a directory")
     frames, name = _frames_in(directory, view, scenes)
-    frames = frames[start:None if count is None else start + count]
+    frames = frames[start : None if count is None else start + count]
     return ImageFrameSource(frames, input_shape, name=name, fps=fps, repeat=repeat, whole_frames=bool(frame_stride))
 
 
 @register_source("stereo-skimage")
-def _open_skimage(args: str, source_index: int, input_shape: tuple[int, ...],
-                  frame_stride: int | None = None) -> ImageFrameSource:
+def _open_skimage(
+    args: str, source_index: int, input_shape: tuple[int, ...], frame_stride: int | None = None
+) -> ImageFrameSource:
     """``stereo-skimage:#view=0,repeat=1,fps=1``: scikit-image's Motorcycle pair (no download)."""
     _, kv = _split_spec(args)
     view = int(kv.pop("view", source_index))
@@ -281,5 +294,11 @@ def _open_skimage(args: str, source_index: int, input_shape: tuple[int, ...],
         raise SourceError(f"unknown stereo-skimage arguments {sorted(kv)}")
     if view not in (0, 1):
         raise SourceError(f"view must be 0 (left) or 1 (right), got {view}")
-    return ImageFrameSource([lambda: skimage_pair()[view]], input_shape, name=("left", "right")[view],
-                            fps=fps, repeat=repeat, whole_frames=bool(frame_stride))
+    return ImageFrameSource(
+        [lambda: skimage_pair()[view]],
+        input_shape,
+        name=("left", "right")[view],
+        fps=fps,
+        repeat=repeat,
+        whole_frames=bool(frame_stride),
+    )

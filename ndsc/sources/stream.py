@@ -24,6 +24,7 @@ which the edge node rejects (``check_window``) and counts as a skipped window; a
 that ends inside a frame or block ends the source. Each case is counted in
 :attr:`StreamSource.stats` and logged.
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,9 +75,21 @@ class StreamSource:
         channel_names: lead names.
     """
 
-    def __init__(self, open_stream, channels: int, length: int, fs: float, gain: float, *,
-                 baseline: float = 0.0, rate: float = DEFAULT_FS, hop: int | None = None,
-                 framing: str = "raw", channel_names: tuple[str, ...] | None = None, describe: str = "stream"):
+    def __init__(
+        self,
+        open_stream,
+        channels: int,
+        length: int,
+        fs: float,
+        gain: float,
+        *,
+        baseline: float = 0.0,
+        rate: float = DEFAULT_FS,
+        hop: int | None = None,
+        framing: str = "raw",
+        channel_names: tuple[str, ...] | None = None,
+        describe: str = "stream",
+    ):
         if not (np.isfinite(gain) and gain != 0):
             raise SourceError(f"gain must be a finite non-zero number of adu per mV, got {gain}")
         if not (np.isfinite(fs) and fs > 0 and np.isfinite(rate) and rate > 0):
@@ -98,8 +111,7 @@ class StreamSource:
         #: counters: windows yielded, of which with missing samples (NaN: the node skips and
         #: counts them), blocks dropped for a wrong channel count, streams that ended inside a
         #: frame/block, bytes read.
-        self.stats = {"windows": 0, "missing_windows": 0, "wrong_channel_blocks": 0,
-                      "short_frames": 0, "bytes": 0}
+        self.stats = {"windows": 0, "missing_windows": 0, "wrong_channel_blocks": 0, "short_frames": 0, "bytes": 0}
         self.last_error: str | None = None
 
     # --- reading ------------------------------------------------------------------------
@@ -128,9 +140,11 @@ class StreamSource:
                     self._note("short_frames", f"stream ended inside a block: {len(body)} of {2 * c * n} bytes")
                     return
                 if c != self.channels:
-                    self._note("wrong_channel_blocks",
-                               f"block of {c} channels dropped (the node's encoder takes {self.channels}); "
-                               f"its {n} samples count as missing")
+                    self._note(
+                        "wrong_channel_blocks",
+                        f"block of {c} channels dropped (the node's encoder takes {self.channels}); "
+                        f"its {n} samples count as missing",
+                    )
                     yield np.full((self.channels, n), np.nan)
                     continue
                 data = body
@@ -141,8 +155,11 @@ class StreamSource:
                     return
                 whole = len(data) - len(data) % frame_bytes
                 if whole < len(data):
-                    self._note("short_frames", f"stream ended inside a frame: {len(data) - whole} trailing "
-                                               f"byte(s) of a {frame_bytes}-byte frame dropped")
+                    self._note(
+                        "short_frames",
+                        f"stream ended inside a frame: {len(data) - whole} trailing "
+                        f"byte(s) of a {frame_bytes}-byte frame dropped",
+                    )
                     data = data[:whole]
                     if not data:
                         return
@@ -163,7 +180,7 @@ class StreamSource:
                 buf = np.concatenate([buf, chunk], axis=1)
                 while buf.shape[1] >= (k * self.in_hop - consumed) + self.in_length:
                     lo = k * self.in_hop - consumed
-                    w = buf[:, lo:lo + self.in_length]
+                    w = buf[:, lo : lo + self.in_length]
                     if self.in_length != self.length:
                         w = resample_signal(w, self.fs, self.rate)
                     if not np.isfinite(w).all():
@@ -193,10 +210,14 @@ def _options(opts: dict[str, str], input_shape: tuple[int, ...]) -> dict:
         raise SourceError(f"a live stream needs {' and '.join(missing)} (e.g. #fs=500,gain=1000)")
     try:
         out = {
-            "fs": float(opts.pop("fs")), "gain": float(opts.pop("gain")),
-            "baseline": float(opts.pop("baseline", 0)), "rate": float(opts.pop("rate", DEFAULT_FS)),
-            "hop": int(opts.pop("hop", t)), "framing": opts.pop("framing", "raw"),
-            "timeout": float(opts.pop("timeout", 10)), "listen": opts.pop("listen", "0") in ("1", "true", "yes"),
+            "fs": float(opts.pop("fs")),
+            "gain": float(opts.pop("gain")),
+            "baseline": float(opts.pop("baseline", 0)),
+            "rate": float(opts.pop("rate", DEFAULT_FS)),
+            "hop": int(opts.pop("hop", t)),
+            "framing": opts.pop("framing", "raw"),
+            "timeout": float(opts.pop("timeout", 10)),
+            "listen": opts.pop("listen", "0") in ("1", "true", "yes"),
         }
         channels = int(opts.pop("channels", c))
     except ValueError as exc:
@@ -207,8 +228,10 @@ def _options(opts: dict[str, str], input_shape: tuple[int, ...]) -> dict:
     if names is not None and len(names) != c:
         raise SourceError(f"{len(names)} lead names given for {c} channels")
     if opts:
-        raise SourceError(f"unknown stream options {sorted(opts)} (known: fs, gain, baseline, channels, leads, "
-                          f"rate, hop, framing, timeout, listen)")
+        raise SourceError(
+            f"unknown stream options {sorted(opts)} (known: fs, gain, baseline, channels, leads, "
+            f"rate, hop, framing, timeout, listen)"
+        )
     out.update(channels=c, length=t, channel_names=names)
     return out
 

@@ -4,6 +4,7 @@ Both generators are *joint*: window ``k`` of every source is drawn from one rand
 state seeded by ``(seed, k)``, so N edge nodes in N processes that open the same spec
 see the sources' true correlation without talking to each other.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -93,11 +94,11 @@ def _lead_projection() -> np.ndarray:
 
 # (centre s relative to R peak, width s, amplitude mV, dipole direction)
 _WAVES = (
-    (-0.20, 0.025, 0.15, (0.6, 0.7, 0.2)),   # P
+    (-0.20, 0.025, 0.15, (0.6, 0.7, 0.2)),  # P
     (-0.030, 0.010, -0.12, (0.2, -0.3, 0.9)),  # Q
     (0.000, 0.012, 1.10, (0.55, 0.75, -0.35)),  # R
     (0.035, 0.012, -0.30, (-0.2, 0.3, 0.9)),  # S
-    (0.30, 0.060, 0.30, (0.5, 0.6, 0.5)),     # T
+    (0.30, 0.060, 0.30, (0.5, 0.6, 0.5)),  # T
 )
 
 
@@ -138,16 +139,21 @@ class SyntheticECG:
         self._proj = proj[[STANDARD_LEADS.index(l) for l in self.leads]]
 
     @property
+    def _groups(self) -> Sequence[Sequence[int]]:
+        assert self.groups is not None  # filled in by __post_init__
+        return self.groups
+
+    @property
     def n_sources(self) -> int:
-        return len(self.groups)
+        return len(self._groups)
 
     @property
     def window_shape(self) -> tuple[int, int]:
-        return (len(self.groups[0]), self.samples)
+        return (len(self._groups[0]), self.samples)
 
     @property
     def source_names(self) -> list[str]:
-        return ["+".join(self.leads[i] for i in g) for g in self.groups]
+        return ["+".join(self.leads[i] for i in g) for g in self._groups]
 
     def window(self, k: int) -> np.ndarray:
         """Window ``k`` of all sources: float32 (N, C, T) in mV."""
@@ -170,7 +176,7 @@ class SyntheticECG:
         wander_f = rng.uniform(0.05, 0.4, size=(len(self.leads), 1))
         wander = 0.1 * np.sin(2 * np.pi * wander_f * t + rng.uniform(0, 2 * np.pi, size=(len(self.leads), 1)))
         leads = leads + wander + self.noise_mv * rng.standard_normal(leads.shape)
-        return np.stack([leads[list(g)] for g in self.groups]).astype(np.float32)
+        return np.stack([leads[list(g)] for g in self._groups]).astype(np.float32)
 
     def windows_array(self, start: int, count: int) -> np.ndarray:
         """Windows ``start..start+count-1`` stacked: (count, N, C, T)."""
@@ -188,8 +194,16 @@ def _random_rotation(rng: np.random.Generator, max_angle: float) -> np.ndarray:
 class JointSourceView:
     """One source of a joint generator as a :class:`WindowSource` for an edge node."""
 
-    def __init__(self, joint, source_index: int, input_shape: tuple[int, ...], *,
-                 window_period: float, start: int = 0, count: int | None = None):
+    def __init__(
+        self,
+        joint,
+        source_index: int,
+        input_shape: tuple[int, ...],
+        *,
+        window_period: float,
+        start: int = 0,
+        count: int | None = None,
+    ):
         if not 0 <= source_index < joint.n_sources:
             raise SourceError(f"source index {source_index} out of range for {joint.n_sources} sources")
         if tuple(joint.window_shape) != tuple(input_shape):
@@ -223,8 +237,9 @@ def _open_gaussian(args: str, source_index: int, input_shape: tuple[int, ...]) -
     if kv:
         raise SourceError(f"unknown gaussian arguments {sorted(kv)}")
     joint = GaussianSources(n_sources=n, rho=rho, channels=input_shape[0], samples=input_shape[1], seed=seed)
-    return JointSourceView(joint, source_index, input_shape, window_period=input_shape[1] / rate,
-                           start=start, count=count)
+    return JointSourceView(
+        joint, source_index, input_shape, window_period=input_shape[1] / rate, start=start, count=count
+    )
 
 
 @register_source("ecg-synth")
@@ -241,5 +256,6 @@ def _open_ecg_synth(args: str, source_index: int, input_shape: tuple[int, ...]) 
         raise SourceError(f"{len(leads)} leads do not split into groups of {c}")
     groups = tuple(tuple(range(i, i + c)) for i in range(0, len(leads), c))
     joint = SyntheticECG(leads=leads, groups=groups, sample_rate=fs, samples=input_shape[1], seed=seed)
-    return JointSourceView(joint, source_index, input_shape, window_period=input_shape[1] / fs,
-                           start=start, count=count)
+    return JointSourceView(
+        joint, source_index, input_shape, window_period=input_shape[1] / fs, start=start, count=count
+    )

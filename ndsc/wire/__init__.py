@@ -5,6 +5,7 @@
 beyond the message shapes: message-size limits, the crc, how a FrameBatch expands to
 (seq, window, capture time) and how protocol overhead is counted.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -76,8 +77,13 @@ def pack_batch(frames: Sequence[FrameData]) -> pb.FrameBatch:
         skip = f.window - prev.window - (0 if f.chunk else 1)
         if skip < 0:
             raise ValueError("window indices must increase within a stream (chunks > 0 may repeat one)")
-        batch.frames.add(window_skip=skip, capture_delta_us=f.capture_us - prev.capture_us,
-                         crc32=f.crc32, payload=f.payload, **chunking)
+        batch.frames.add(
+            window_skip=skip,
+            capture_delta_us=f.capture_us - prev.capture_us,
+            crc32=f.crc32,
+            payload=f.payload,
+            **chunking,
+        )
         prev = f
     return batch
 
@@ -98,7 +104,7 @@ def split_payload(payload: bytes, chunk_bytes: int) -> list[bytes]:
         raise ValueError("chunk_bytes must be >= 1")
     if len(payload) <= chunk_bytes:
         return [payload]
-    return [payload[k:k + chunk_bytes] for k in range(0, len(payload), chunk_bytes)]
+    return [payload[k : k + chunk_bytes] for k in range(0, len(payload), chunk_bytes)]
 
 
 def payload_bytes(batch: pb.FrameBatch) -> int:
@@ -115,8 +121,19 @@ def protocol_bytes(message) -> int:
 
 
 __all__ = [
-    "FrameData", "GROUP_METADATA_KEY", "GRPC_MESSAGE_PREFIX_BYTES", "MAX_MESSAGE_BYTES", "SERVICE_NAME",
+    "FrameData",
+    "GROUP_METADATA_KEY",
+    "GRPC_MESSAGE_PREFIX_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "SERVICE_NAME",
     "TOKEN_METADATA_KEY",
-    "channel_options", "crc32", "pack_batch", "pb", "pb_grpc", "payload_bytes", "protocol_bytes", "split_payload",
+    "channel_options",
+    "crc32",
+    "pack_batch",
+    "pb",
+    "pb_grpc",
+    "payload_bytes",
+    "protocol_bytes",
+    "split_payload",
     "unpack_batch",
 ]

@@ -4,6 +4,7 @@ Both ends import these, so an edge refuses locally what the decoder would refuse
 integer bounds are 2^53 − 1 so that every index is exact in an IEEE double (JavaScript
 clients, JSON tooling) and fits SQLite's signed 64-bit INTEGER with room for arithmetic.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,5 +23,7 @@ def name_problem(name: str, what: str) -> str | None:
     if _NAME.fullmatch(name):
         return None
     shown = name[:32] + ("…" if len(name) > 32 else "")
-    return (f"{what} {shown!r} ({len(name)} characters) is not 1-{MAX_NAME_CHARS} characters of "
-            f"[A-Za-z0-9._:-] starting with a letter or digit")
+    return (
+        f"{what} {shown!r} ({len(name)} characters) is not 1-{MAX_NAME_CHARS} characters of "
+        f"[A-Za-z0-9._:-] starting with a letter or digit"
+    )

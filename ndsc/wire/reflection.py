@@ -7,6 +7,7 @@ wire. v1 is therefore served by the v1alpha servicer itself, its messages (de)se
 with the v1alpha classes; importing ``reflection_v1_pb2`` puts the v1 descriptor in the
 default pool, so reflection can describe the v1 service too.
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -25,7 +26,9 @@ V1ALPHA_SERVICE_NAME = v1alpha.SERVICE_NAME
 def enable_reflection(service_names: Iterable[str], server: grpc.Server | grpc.aio.Server) -> None:
     """Serve reflection v1 and v1alpha on ``server``, listing ``service_names`` and both reflection services."""
     names = (*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME)
-    servicer_class = v1alpha.aio.ReflectionServicer if isinstance(server, grpc.aio.Server) else v1alpha.ReflectionServicer
+    servicer_class = (
+        v1alpha.aio.ReflectionServicer if isinstance(server, grpc.aio.Server) else v1alpha.ReflectionServicer
+    )
     servicer = servicer_class(names)
     v1alpha_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     v1 = grpc.stream_stream_rpc_method_handler(
@@ -33,4 +36,6 @@ def enable_reflection(service_names: Iterable[str], server: grpc.Server | grpc.a
         request_deserializer=v1alpha_pb2.ServerReflectionRequest.FromString,
         response_serializer=v1alpha_pb2.ServerReflectionResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(V1_SERVICE_NAME, {"ServerReflectionInfo": v1}),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(V1_SERVICE_NAME, {"ServerReflectionInfo": v1}),)
+    )

@@ -17,6 +17,7 @@ Typical use::
     write(pack_batch(frames)); tx.sent(frames[-1].seq)
     tx.on_ack(ack.last_seq)
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -54,8 +55,9 @@ class Sender:
         self.sent_upto = 0  # highest seq written on the current stream
         self.last_window = -1
 
-    def enqueue(self, window: int, capture_us: int, payload: bytes, shape: tuple[int, ...],
-                now: float) -> tuple[int, int]:
+    def enqueue(
+        self, window: int, capture_us: int, payload: bytes, shape: tuple[int, ...], now: float
+    ) -> tuple[int, int]:
         """Add one coded window; returns (frames it became, frames dropped from a full buffer).
 
         Raises:

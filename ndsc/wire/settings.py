@@ -5,10 +5,12 @@ A field declares its environment variable and help with :func:`setting`; then
 dataclass with precedence flag > environment > default. So ``--help``, docker compose
 (environment) and tests configure the same object.
 """
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 from typing import Any, Mapping
 
@@ -45,17 +47,21 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if _kind(f).startswith("bool"):
             parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, default=None, type=lambda s, f=f: _convert(f, s), help=help_text)
+            parser.add_argument(flag, dest=f.name, default=None, type=functools.partial(_convert, f), help=help_text)
 
 
 def env_help(cls: type) -> str:
     """The environment variables of ``cls``, for ``--help`` epilogs."""
-    return "Every flag can also be set by environment: " + ", ".join(
-        f"{f.metadata['env']} (--{f.name.replace('_', '-')})" for f in dataclasses.fields(cls)) + "."
+    return (
+        "Every flag can also be set by environment: "
+        + ", ".join(f"{f.metadata['env']} (--{f.name.replace('_', '-')})" for f in dataclasses.fields(cls))
+        + "."
+    )
 
 
-def from_args(cls: type, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None,
-              **overrides: Any) -> Any:
+def from_args(
+    cls: type, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Any:
     """``cls`` from flags, then environment, then defaults; ``overrides`` win over all."""
     environ = os.environ if environ is None else environ
     values = {}

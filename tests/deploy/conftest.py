@@ -1,7 +1,8 @@
-"""Read the deployment files as docker would, and run what compose would run, locally.
+"""Read the deployment files with docker's own tools, and run what compose would run, locally.
 
-There is no Docker engine in CI, so these helpers turn ``compose.yaml`` (plus the
-images' Dockerfiles: ENTRYPOINT, ENV, COPY) into local processes on loopback:
+There is no Docker engine in CI, so these helpers turn ``compose.yaml`` as
+``docker-compose config`` resolves it (plus the images' Dockerfiles, read with
+dockerfile-parse: ENTRYPOINT, ENV, COPY) into local processes on loopback:
 every compose service built from ``deploy/Dockerfile.*`` runs with its own command
 and environment, with compose hostnames and container ports rewritten to
 127.0.0.1 and free ports, and image paths rewritten to the checkout's files.
@@ -25,15 +26,13 @@ from typing import Mapping
 
 import pytest
 import yaml
+from dockerfile_parse import DockerfileParser
 
 from tests.conftest import REPO, require_system_tools
 
 DEPLOY = REPO / "deploy"
 COMPOSE = REPO / "compose.yaml"
 HEALTHCHECK = DEPLOY / "healthcheck.py"
-
-_VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
-
 
 def require_tool(name: str) -> str:
     """Path of a Debian tool; skip without it unless CI demands it (NDSC_REQUIRE_SYSTEM_TOOLS=1)."""
@@ -47,51 +46,19 @@ def require_tool(name: str) -> str:
 
 # --- compose ----------------------------------------------------------------------
 
-def interpolate(value, env: Mapping[str, str]):
-    """Compose variable interpolation (``${X}``, ``${X:-d}``, ``${X-d}``, ``${X:?err}``, ``$$``)."""
-    if isinstance(value, dict):
-        return {k: interpolate(v, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, env) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def sub(m: re.Match) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, op, arg = m.group("name"), m.group("op"), m.group("arg")
-        have = env.get(name)
-        unset = have is None or (op is not None and op.startswith(":") and have == "")
-        if op and op.endswith("?") and unset:
-            raise KeyError(f"{name}: {arg}")
-        if op and op.endswith("-") and unset:
-            return arg
-        return have or ""
-
-    return _VAR.sub(sub, value)
-
-
-def _merge(base: dict, over: dict) -> dict:
-    """Compose override merge: mappings merge by key, sequences (volumes, ports) append."""
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        elif isinstance(value, list) and isinstance(out.get(key), list) and key != "command":
-            out[key] = out[key] + value
-        else:
-            out[key] = value
-    return out
-
-
 def load_compose(*files: Path, env: Mapping[str, str] | None = None) -> dict:
-    """The compose model of ``files`` (later ones override), interpolated with ``env``."""
-    model: dict = {}
+    """The compose model of ``files`` (later ones override) as ``docker-compose config`` resolves it.
+
+    ``env`` is the whole environment compose interpolates from (nothing of this process's leaks in).
+    """
+    argv = [require_tool("docker-compose")]
     for path in files:
-        doc = yaml.safe_load(path.read_text())  # resolves anchors and << merge keys
-        doc = {k: v for k, v in doc.items() if not k.startswith("x-")}
-        model = _merge(model, interpolate(doc, env or {}))
-    return model
+        argv += ["-f", str(path)]
+    run = subprocess.run([*argv, "config"], capture_output=True, text=True, timeout=60, cwd=REPO,
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})})
+    if run.returncode != 0:
+        raise ValueError(f"docker-compose config: {run.stderr.strip()}")
+    return yaml.safe_load(run.stdout)
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -105,26 +72,25 @@ def environment(service: dict) -> dict[str, str]:
 
 @dataclass
 class Dockerfile:
-    """What a local run needs from an image: entrypoint, runtime ENV, COPY destinations."""
+    """What a local run needs from an image (entrypoint, runtime ENV, COPY destinations), read by
+    dockerfile-parse."""
 
     path: Path
     stages: list[list[tuple[str, str]]]  # per FROM: (instruction, arguments)
+    env: dict[str, str]  # the final stage's ENV, as docker resolves it
 
     @classmethod
     def parse(cls, path: Path) -> "Dockerfile":
-        text = re.sub(r"\\\n", " ", path.read_text())
+        with open(path, "rb") as f:
+            parser = DockerfileParser(fileobj=f)
+            structure, env = parser.structure, dict(parser.envs)
         stages: list[list[tuple[str, str]]] = []
-        for line in text.splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            instr, _, rest = line.partition(" ")
-            instr = instr.upper()
-            if instr == "FROM":
+        for item in structure:
+            if item["instruction"] == "FROM":
                 stages.append([])
-            if stages:
-                stages[-1].append((instr, rest.strip()))
-        return cls(path, stages)
+            if stages and item["instruction"] != "COMMENT":
+                stages[-1].append((item["instruction"], item["value"].strip()))
+        return cls(path, stages, env)
 
     def final(self, instr: str) -> list[str]:
         return [a for i, a in self.stages[-1] if i == instr]
@@ -132,15 +98,6 @@ class Dockerfile:
     @property
     def entrypoint(self) -> list[str]:
         return json.loads(self.final("ENTRYPOINT")[-1])
-
-    @property
-    def env(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for args in self.final("ENV"):
-            for token in shlex.split(args):
-                key, _, value = token.partition("=")
-                out[key] = value
-        return out
 
     @property
     def healthcheck(self) -> list[str]:

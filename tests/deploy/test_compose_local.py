@@ -19,13 +19,12 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.deploy.conftest import (COMPOSE, DEPLOY, HEALTHCHECK, LocalStack, environment, exported_names,
-                                   free_port, load_compose, ndsc_services, require_tool, samples, scrape)
+from tests.deploy.conftest import (COMPOSE, DEPLOY, HEALTHCHECK, LocalStack, exported_names,
+                                   free_port, load_compose, require_tool, samples, scrape)
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "ndsc.json"
 DATASOURCE = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml"

@@ -150,7 +150,7 @@ def test_every_file_the_images_copy_is_in_the_build_context():
 
 
 def test_image_commands_are_real_ndsc_subcommands():
-    from ndsc.cli import build_parser
+    from app.cli import build_parser
 
     model = load_compose(COMPOSE)
     for name, (svc, df) in ndsc_services(model).items():

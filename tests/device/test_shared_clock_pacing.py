@@ -8,7 +8,6 @@ and joins at the current window index.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import numpy as np
@@ -17,9 +16,27 @@ import pytest
 from ndsc.sources.base import Window, paced, shared_epoch
 
 PERIOD = 0.1
-#: release instants of one window on two threads may differ by scheduling on a loaded 2-core machine;
-#: pacing each node from its own start (the old behaviour) puts them 0.25 s apart in the test below
-TOLERANCE = 0.04
+
+
+class ManualClock:
+    """A wall clock that moves only when slept on or advanced: pacing runs at once, and exactly.
+
+    Every node in these tests reads its own clock; the wall clocks of machines synchronised
+    by NTP agree, which is what ``paced`` relies on, so the nodes' clocks here agree too.
+    """
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0, "paced never sleeps for nothing"
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def stream(first: int, n: int):
@@ -28,34 +45,27 @@ def stream(first: int, n: int):
         yield Window(k, np.full((1, 4), k, dtype=np.float32), 0.0)
 
 
-def consume(gen, out: list) -> None:
+def consume(gen, clock, out: list) -> None:
     for w in gen:
-        out.append((w.index, w.t_capture, time.time()))
+        out.append((w.index, w.t_capture, clock.time()))
 
 
 def test_two_nodes_started_apart_release_each_window_together_stamped_with_its_due_time():
-    epoch = time.time() + 0.05
-    a, b, skipped = [], [], []
+    epoch = 1_700_000_000.0
     first = 1350  # a replay that starts mid-record: due times count from the stream's first window
-    ta = threading.Thread(target=consume, args=(paced(stream(first, 8), PERIOD, True, epoch), a))
-    ta.start()
-    time.sleep(0.25)  # b starts 0.25 s later: windows due before that have been captured already
-    tb = threading.Thread(target=consume, args=(paced(stream(first, 8), PERIOD, True, epoch, skipped.append), b))
-    tb.start()
-    ta.join()
-    tb.join()
+    a, b, skipped = [], [], []
+    clock_a, clock_b = ManualClock(epoch - 0.05), ManualClock(epoch + 0.25)  # b starts 0.3 s after a
+    consume(paced(stream(first, 8), PERIOD, True, epoch, clock=clock_a), clock_a, a)
+    consume(paced(stream(first, 8), PERIOD, True, epoch, skipped.append, clock=clock_b), clock_b, b)
     assert [i for i, _, _ in a] == list(range(first, first + 8))
-    # b skipped exactly the windows due before it started and joined at the current index
-    joined = b[0][0]
-    assert [w.index for w in skipped] == list(range(first, joined))
-    assert epoch + (joined - first) * PERIOD <= b[0][2]  # the window in progress when b started
-    assert 1 <= joined - first <= 3 and [i for i, _, _ in b] == list(range(joined, first + 8))
+    # b skipped exactly the windows due before it started (due at +0.1, +0.2) and joined at the current index
+    assert [w.index for w in skipped] == [first, first + 1]
+    assert [i for i, _, _ in b] == list(range(first + 2, first + 8))
     released_a = {i: (t_capture, t) for i, t_capture, t in a}
     for i, t_capture, t in b:
         due = epoch + (i - first + 1) * PERIOD
         assert t_capture == released_a[i][0] == due  # the same stamp on both nodes: the due time
-        assert t >= due - 1e-3  # never early
-        assert abs(t - released_a[i][1]) < TOLERANCE, (i, t - released_a[i][1])
+        assert t == pytest.approx(due, abs=1e-9) and released_a[i][1] == pytest.approx(due, abs=1e-9)
 
 
 def test_default_epoch_is_the_wall_clock_rounded_down_to_the_period():
@@ -63,33 +73,41 @@ def test_default_epoch_is_the_wall_clock_rounded_down_to_the_period():
     assert shared_epoch(0.5, 1000.0) == 1000.0
     # processes started within one period agree on the epoch without being told
     assert shared_epoch(1.024, 1_700_000_000.1) == shared_epoch(1.024, 1_700_000_000.9)
-    started = time.time()
+    started = 1_700_000_000.537
+    clock = ManualClock(started)
     out, skipped = [], []
-    consume(paced(stream(0, 3), PERIOD, True, on_skip=skipped.append), out)
+    consume(paced(stream(0, 3), PERIOD, True, on_skip=skipped.append, clock=clock), clock, out)
     assert not skipped  # the default epoch is never in the past by a whole period: nothing is skipped
-    epoch = out[0][1] - PERIOD
+    epoch = shared_epoch(PERIOD, started)
     assert started - PERIOD < epoch <= started
-    assert abs(epoch / PERIOD - round(epoch / PERIOD)) < 1e-6  # on the period grid of the wall clock
     assert [t for _, t, _ in out] == [epoch + (k + 1) * PERIOD for k in range(3)]
 
 
 def test_a_window_read_late_while_running_is_released_at_once_with_its_due_time():
-    epoch = time.time()
-    gen = paced(stream(0, 4), PERIOD, True, epoch, on_skip=lambda w: pytest.fail(f"skipped {w.index}"))
+    epoch = 1_700_000_000.0
+    clock = ManualClock(epoch)
+    gen = paced(stream(0, 4), PERIOD, True, epoch, on_skip=lambda w: pytest.fail(f"skipped {w.index}"), clock=clock)
     assert next(gen).index == 0
-    time.sleep(2.5 * PERIOD)  # the consumer stalls: windows 1 and 2 fall due meanwhile
-    t0 = time.time()
+    clock.advance(2.5 * PERIOD)  # the consumer stalls: windows 1 and 2 fall due meanwhile
+    t0 = clock.time()
     late = [next(gen), next(gen)]
-    assert time.time() - t0 < PERIOD / 2  # caught up at once, not paced again
+    assert clock.time() == t0  # caught up at once, not paced again
     assert [(w.index, w.t_capture) for w in late] == [(1, epoch + 2 * PERIOD), (2, epoch + 3 * PERIOD)]
 
 
 def test_without_real_time_windows_pass_at_once_stamped_with_the_wall_clock():
-    t0 = time.time()
+    clock = ManualClock(1_700_000_000.0)
     out = []
-    consume(paced(stream(0, 5), PERIOD, False, epoch=t0 + 100), out)
+    consume(paced(stream(0, 5), PERIOD, False, epoch=clock.time() + 100, clock=clock), clock, out)
     assert [i for i, _, _ in out] == list(range(5))
-    assert all(t0 <= t_capture <= t0 + 1 for _, t_capture, _ in out)
+    assert all(t_capture == 1_700_000_000.0 for _, t_capture, _ in out)
+
+
+def test_the_default_clock_is_the_machines_wall_clock():
+    before = time.time()
+    (w,) = paced(stream(0, 1), PERIOD, True, epoch=before - PERIOD / 2)
+    assert before <= time.time() and w.t_capture == pytest.approx(before + PERIOD / 2)
+    assert time.time() >= w.t_capture  # released no earlier than due on the real clock
 
 
 def test_start_at_is_a_flag_and_an_environment_setting():
@@ -123,7 +141,8 @@ def test_edge_nodes_started_apart_stamp_each_window_alike_and_a_late_node_joins_
             start_at = time.time() + 0.1
             nodes = [edge_node(bundle, i, address, source=spec, fast=False, start_at=start_at) for i in range(2)]
             first = asyncio.create_task(nodes[0].run())
-            await asyncio.sleep(0.35)  # node 1 starts after some windows fell due
+            while nodes[0].windows_read < 4:  # node 1 starts after windows 0-3 fell due (node 0 released them)
+                await asyncio.sleep(0.005)
             await asyncio.gather(first, nodes[1].run())
         return await sub.finish(), nodes, start_at
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from training.config import DataConfig, ModelConfig, TrainConfig
-from training.device import resolve_device
+from models.config import DataConfig, ModelConfig, TrainConfig
+from models.device import resolve_device
 from training.train import load_checkpoint, save_checkpoint, train
 
 FALLBACK = "CUDA is not available: training on cpu"
@@ -46,7 +46,7 @@ def test_auto_is_cuda_only_when_cuda_is_available(no_cuda):
 
 
 def test_cuda_without_cuda_falls_back_to_cpu_with_a_warning(no_cuda, caplog):
-    with caplog.at_level(logging.WARNING, logger="ndsc.train"):
+    with caplog.at_level(logging.WARNING, logger="ndsc.device"):
         assert resolve_device("cuda") == torch.device("cpu")
         assert resolve_device("cuda:1") == torch.device("cpu")
     assert [r.getMessage() for r in caplog.records] == [
@@ -60,7 +60,7 @@ def test_unknown_devices_are_refused_by_name(name):
 
 
 def test_cuda_fallback_trains_on_cpu_bit_identically_and_codes_real_bytes(no_cuda, caplog):
-    with caplog.at_level(logging.WARNING, logger="ndsc.train"):
+    with caplog.at_level(logging.WARNING, logger="ndsc.device"):
         fell_back = train(tiny_cfg(device="cuda"))
     assert any(FALLBACK in r.getMessage() for r in caplog.records)
     reference = train(tiny_cfg(device="cpu"))
@@ -110,7 +110,7 @@ def test_config_round_trips_and_old_configs_without_device_still_load(tmp_path):
 
 def test_ndsc_train_device_flag_exports_and_records_where_it_trained(no_cuda, tmp_path, capsys):
     from ndsc.bundle import load_bundle
-    from ndsc.cli import main
+    from app.cli import main
 
     cfg = tiny_cfg(steps=8, data={"n_windows": 60, "params": {"n": 2, "rho": 0.9, "samples": 32}})
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
@@ -127,7 +127,7 @@ def test_ndsc_train_device_flag_exports_and_records_where_it_trained(no_cuda, tm
                                    ["stereo-train", "--root", "r", "--out", "o"],
                                    ["study", "--config", "c"]])
 def test_every_training_command_takes_a_device(flags):
-    from ndsc.cli import build_parser
+    from app.cli import build_parser
 
     assert build_parser().parse_args([*flags, "--device", "cuda:0"]).device == "cuda:0"
 

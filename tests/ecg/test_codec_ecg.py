@@ -102,7 +102,7 @@ def test_the_shipped_ecg_bundle_does_what_its_manifest_claims():
 
 
 def test_ecg_eval_cli_prints_rate_and_prdn_per_lead(ecg_bundle, capsys):
-    from ndsc.cli import main
+    from app.cli import main
 
     main(["ecg-eval", str(ecg_bundle[0]), "pydicom", "--json"])
     r = json.loads(capsys.readouterr().out)

@@ -77,7 +77,7 @@ def test_offset_and_mains_hum_cost_bits_not_fidelity(record):
 
 
 def test_a_frozen_transform_stays_the_mlt_while_gains_learn():
-    from training.encoders_ecg import block_diagonal_basis
+    from models.encoders_ecg import block_diagonal_basis
     from training.presets import get_preset
     from training.train import train
 

@@ -28,7 +28,7 @@ def test_limb_leads_are_found_derived_and_chest_leads_are_not(windows):
 
 
 def test_an_initialised_joint_codec_rebuilds_derived_leads_from_other_nodes_with_zero_symbols(windows):
-    from training.codec import DistributedCodec
+    from models.codec import DistributedCodec
     from training.presets import get_preset
 
     torch.manual_seed(0)

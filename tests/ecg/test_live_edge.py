@@ -74,7 +74,7 @@ def test_tcp_streams_feed_live_edge_nodes_into_the_joint_decoder(ecg_bundle, rec
             await sub.wait_started(registry)
             nodes = [edge_node(bundle_path, i, address, source=specs[i]) for i in range(4)]
             counts = await asyncio.gather(*(n.run() for n in nodes))
-            await asyncio.sleep(1.5)  # the aligner's deadline releases window 1 without node 3
+            await sub.wait_for(len(windows))  # the aligner's deadline releases window 1 without node 3
         return counts, await sub.finish(), nodes
 
     counts, items, nodes = asyncio.run(scenario())
@@ -119,7 +119,7 @@ def test_stdin_stream_feeds_an_edge_process(ecg_bundle, record_windows_int16):
             _, err = await asyncio.wait_for(edge.communicate(), timeout=120)
             assert edge.returncode == 0, err.decode()
             assert send.wait(timeout=30) == 0
-            await asyncio.sleep(1.0)  # let the aligner's deadline release the windows
+            await sub.wait_for(len(windows))  # the aligner's deadline releases the windows
         return await sub.finish(), registry
 
     items, registry = asyncio.run(scenario())

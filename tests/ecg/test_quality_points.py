@@ -73,7 +73,7 @@ def test_nodes_at_two_quality_points_decode_live_exactly_like_offline_evaluation
     and nodes 2-3 name none (the default, 2). Everything is scraped from a real /metrics endpoint."""
     from prometheus_client import start_http_server
 
-    from ndsc.demo import scrape
+    from app.demo import scrape
     from training.evaluate import evaluate_bundle
 
     path, windows = variable_rate_ecg_bundle, record_windows
@@ -273,7 +273,7 @@ def test_ndsc_demo_runs_every_edge_at_the_chosen_point_and_refuses_an_unknown_on
 def test_ecg_eval_codes_at_the_point_asked_for_and_prints_it(variable_rate_ecg_bundle, record_windows, capsys):
     import json
 
-    from ndsc.cli import main
+    from app.cli import main
     from training.evaluate import evaluate_bundle
 
     main(["ecg-eval", str(variable_rate_ecg_bundle), "pydicom", "--quality", "3", "--json"])

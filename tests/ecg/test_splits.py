@@ -3,7 +3,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from training.config import DataConfig
+from models.config import DataConfig
 from training.data import build_dataset
 from training.datasets_ecg import load_records, ptbxl_ecg_id, split_patients
 

@@ -1,5 +1,5 @@
-"""The ECG R–D analysis (training/ecg_rd.py), the wavelet-zstd anchor and the benchmark's plumbing
-(benchmarks/ecg.py), on real bytes."""
+"""The ECG R–D analysis and measurement (training/ecg_rd.py), the wavelet-zstd anchor, and the
+benchmark's command-line plumbing (benchmarks/ecg.py, loaded by path), on real bytes."""
 from __future__ import annotations
 
 import struct
@@ -96,7 +96,7 @@ def _pydicom_windows():
     return list(STANDARD_LEADS), record_windows("pydicom", list(STANDARD_LEADS), 3, 500.0, 1024)
 
 
-def test_wavelet_anchor_bytes_and_prdn_match_an_independent_computation(bench):
+def test_wavelet_anchor_bytes_and_prdn_match_an_independent_computation():
     """db4 / periodization / 6 levels, one step for all leads, zstd-19, 4-byte header: recomputed here."""
     import pywt
     import zstandard
@@ -108,7 +108,7 @@ def test_wavelet_anchor_bytes_and_prdn_match_an_independent_computation(bench):
     data = JointDataset(train=windows, val=windows, test=windows, modality="ecg", source_names=["a"] * 4,
                         channel_names=[leads[i:i + 3] for i in range(0, 12, 3)], sample_rate=500.0,
                         edge_source="dicom:pydicom")
-    row = bench.measure_wavelet(data, windows, leads, 500.0, step)
+    row = ecg_rd.measure_wavelet(data, windows, leads, 500.0, step)
 
     total_bytes, err2, centred2 = 0, np.zeros(12), np.zeros(12)
     for w in windows:
@@ -142,14 +142,14 @@ def test_wavelet_anchor_round_trips_and_widens_when_coefficients_overflow_int16(
     assert np.abs(wavelet_zstd_decode(coarse, x.shape) - x).max() < 0.2
 
 
-def test_dct_zstd_rows_come_from_real_bytes(bench):
-    from training.config import DataConfig
+def test_dct_zstd_rows_come_from_real_bytes():
+    from models.config import DataConfig
     from training.data import build_dataset
 
     data = build_dataset(DataConfig(kind="ecg-synth", n_windows=30, params={"group_size": 3, "samples": 256}))
     windows, leads = data.test, data.info["leads"]
-    fine = bench.measure_dct(data, windows, leads, data.sample_rate, 0.005)
-    coarse = bench.measure_dct(data, windows, leads, data.sample_rate, 0.1)
+    fine = ecg_rd.measure_dct(data, windows, leads, data.sample_rate, 0.005)
+    coarse = ecg_rd.measure_dct(data, windows, leads, data.sample_rate, 0.1)
     assert coarse["bits_per_sample_per_lead"] < fine["bits_per_sample_per_lead"]
     assert fine["prdn_percent"] < coarse["prdn_percent"]
     assert fine["payload_bytes"] * 8 == pytest.approx(fine["bits_per_sample_per_lead"] * windows.size)

@@ -74,7 +74,7 @@ def test_unusable_weights_get_a_clear_reason_and_nothing_is_downloaded(motorcycl
 
 def test_stereo_eval_cli_reports_fid_from_the_flag_and_the_env(random_inception_weights, motorcycle_crops, tmp_path,
                                                                 monkeypatch, capsys):
-    from ndsc.cli import main
+    from app.cli import main
     from tests.stereo.conftest import scene_crop, write_rgb
     from ndsc.sources.images import skimage_pair
 

@@ -132,7 +132,7 @@ def test_guarantee_bad_windows_at_the_edge_are_logged_counted_and_skipped(gaussi
     try:
         items, nodes = asyncio.run(scenario())
     finally:
-        base._REGISTRY.pop("flawed-rel", None)
+        base.SOURCES.remove("flawed-rel")
     assert sorted(r.window for r in items) == [0, 2, 4, 7]
     for node in nodes:
         assert node.metrics.skipped("bad_window")._value.get() == 4

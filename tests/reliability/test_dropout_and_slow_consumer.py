@@ -28,7 +28,7 @@ def test_guarantee_a_stopped_node_is_estimated_from_the_others_marked_and_scored
             nodes = [edge_node(gaussian_dropout_bundle, 0, address, source=SPEC.format(count=40)),
                      edge_node(gaussian_dropout_bundle, 1, address, source=SPEC.format(count=10))]
             await asyncio.gather(*(n.run() for n in nodes))
-            await asyncio.sleep(1.0)  # past the deadline: the partial windows are released
+            await sub.wait_for(40)  # the deadline releases the partial windows
             async with grpc.aio.insecure_channel(address) as ch:  # raw windows of both sources, scored apart
                 stub = pb_grpc.FusionDecoderStub(ch)
                 for k in range(40):

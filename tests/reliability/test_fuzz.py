@@ -17,7 +17,7 @@ import threading
 import grpc
 from hypothesis import HealthCheck, given, settings, strategies as st
 from ndsc.bundle import load_bundle
-from ndsc.demo import scrape
+from app.demo import scrape
 from ndsc.wire import FrameData, crc32, pack_batch, pb, pb_grpc
 from tests.conftest import REPO
 from tests.reliability.conftest import encoded_windows

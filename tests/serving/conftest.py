@@ -46,11 +46,23 @@ class Subscription:
         self.call = pb_grpc.FusionDecoderStub(self.channel).Subscribe(
             pb.SubscribeRequest(group=group, include_samples=include_samples, samples_f32le=f32le))
         self.items: list[pb.Reconstruction] = []
+        self._arrived = asyncio.Condition()
         self.task = asyncio.create_task(self._collect())
 
     async def _collect(self) -> None:
         async for item in self.call:
             self.items.append(item)
+            async with self._arrived:
+                self._arrived.notify_all()
+
+    async def wait_for(self, count: int, timeout: float = 30.0) -> None:
+        """Until ``count`` reconstructions have arrived: the event a test awaits where it would otherwise
+        sleep past the aligner's deadline."""
+        async def arrived() -> None:
+            async with self._arrived:
+                await self._arrived.wait_for(lambda: len(self.items) >= count)
+
+        await asyncio.wait_for(arrived(), timeout)
 
     async def wait_started(self, registry: CollectorRegistry, count: int = 1) -> None:
         while (registry.get_sample_value("ndsc_subscribers") or 0) < count:

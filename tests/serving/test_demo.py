@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ndsc.bundles import default_bundle
-from ndsc.demo import scrape
+from app.demo import scrape
 from tests.conftest import REPO
 
 

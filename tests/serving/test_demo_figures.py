@@ -11,7 +11,7 @@ import math
 import pytest
 
 from ndsc.bundle import load_bundle
-from ndsc.demo_figures import SPAN_WINDOWS, Dashboard, histogram_quantile, render
+from app.demo_figures import SPAN_WINDOWS, Dashboard, histogram_quantile, render
 from tests.conftest import REPO
 
 BYTES_PER_WINDOW = 130  # per node

@@ -196,7 +196,7 @@ class _CuttableProxy:
 
 
 def test_edge_reconnects_and_resumes_after_the_connection_is_cut(gaussian_bundle):
-    from ndsc.demo import endless_replay
+    from app.demo import endless_replay
 
     bundle = load_bundle(gaussian_bundle)
     start, n_windows = replay_start(gaussian_bundle), 80
@@ -275,7 +275,7 @@ def test_bad_windows_are_skipped_and_counted_never_fatal(gaussian_bundle):
     try:
         items, nodes = asyncio.run(scenario())
     finally:
-        base._REGISTRY.pop("flawed-test", None)  # leave the registry as other tests expect it
+        base.SOURCES.remove("flawed-test")  # leave the registry as other tests expect it
     assert sorted(r.window for r in items) == [0, 1, 3, 5]
     for node in nodes:
         assert node.metrics.skipped("bad_window")._value.get() == 2

@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import pytest
 
-from ndsc.demo import scrape
+from app.demo import scrape
 from ndsc.wire import pb, pb_grpc
 from tests.conftest import REPO, require_system_tools
 from tests.serving.conftest import replay_start, x_hat_by_window

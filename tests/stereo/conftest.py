@@ -56,7 +56,7 @@ def layouts_root(tmp_path_factory, motorcycle) -> Path:
 @pytest.fixture(scope="session")
 def stereo_bundle(tmp_path_factory, layouts_root) -> tuple[Path, Path]:
     """(bundle, checkpoint) of the stereo-quick preset, trained for a few steps via the CLI."""
-    from ndsc.cli import main
+    from app.cli import main
 
     out = tmp_path_factory.mktemp("stereo_bundle")
     assert main(["stereo-train", "--root", str(layouts_root), "--out", str(out / "bundle"), "--preset",

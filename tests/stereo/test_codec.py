@@ -8,7 +8,6 @@ import torch
 from ndsc.bundle import load_bundle
 from ndsc.sources.images import find_pairs, pad_to_multiple, read_pair
 from training.stereo_eval import StereoCodec, evaluate_pairs
-from tests.stereo.conftest import scene_crop
 
 
 def test_bundle_records_a_stereo_codec_split_by_scene(stereo_bundle, layouts_root):
@@ -77,7 +76,7 @@ def test_side_by_side_png_holds_originals_above_reconstructions(stereo_bundle, l
 
 
 def test_decoder_fuses_views_only_when_joint():
-    from fusion_decoder.decoders_image import StereoAttentionDecoder
+    from models.decoders_image import StereoAttentionDecoder
 
     torch.manual_seed(0)
     y = torch.randn(1, 2, 8, 3, 5)
@@ -97,7 +96,7 @@ def test_decoder_fuses_views_only_when_joint():
 
 
 def test_cli_eval_prints_the_table_and_writes_pngs(stereo_bundle, layouts_root, tmp_path, capsys):
-    from ndsc.cli import main
+    from app.cli import main
 
     assert main(["stereo-eval", str(stereo_bundle[0]), "--images", str(layouts_root / "mb2005"),
                  "--out", str(tmp_path), "--baselines"]) == 0

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ndsc.sources.images import find_pairs, read_pair
-from training.config import DataConfig
+from models.config import DataConfig
 from training.data import group_split
 from training.datasets_stereo import aligned_crops, full_pairs, scene_split, stereo_dataset
 

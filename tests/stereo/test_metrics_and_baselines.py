@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from training.baselines_image import at_matched_rate, encode, point
-from training.image_metrics import bd_rate, bpd, bpp, fid, frechet_distance, ms_ssim, psnr
+from training.image_metrics import bpd, bpp, fid, frechet_distance, ms_ssim, psnr
 
 
 def test_rates_come_from_bytes():
@@ -38,14 +38,6 @@ def test_fid_says_clearly_why_it_is_absent(tmp_path, motorcycle):
     missing = tmp_path / "pt_inception.pth"
     out = fid([motorcycle[0]], [motorcycle[0]], missing)
     assert out["fid"] is None and str(missing) in out["reason"]
-
-
-def test_bd_rate_of_a_uniformly_cheaper_curve():
-    rates, quality = np.array([0.1, 0.2, 0.4, 0.8]), np.array([28.0, 31.0, 34.0, 37.0])
-    assert bd_rate(rates, quality, 0.8 * rates, quality) == pytest.approx(-20.0, abs=1e-6)
-    assert bd_rate(rates, quality, rates, quality + 1.0, lo=30, hi=36) < 0  # better quality at equal rate
-    with pytest.raises(ValueError, match="overlap"):
-        bd_rate(rates, quality, rates, quality + 20)
 
 
 @pytest.mark.parametrize("codec", ["jpeg", "webp"])

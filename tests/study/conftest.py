@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.config import DataConfig
+from models.config import DataConfig
 from training.data import JointDataset, build_dataset
 
 TINY_TRAIN = {"model": {"encoder": "pointwise", "decoder": "pointwise", "latent_channels": 1, "hidden": 8,

@@ -55,3 +55,8 @@ def test_bd_rate_can_be_restricted_to_a_quality_range():
 def test_empty_and_lossless_curves_give_nan_not_errors():
     assert math.isnan(bd_rate([], [], RATES, QUALITY))
     assert math.isnan(rate_at([5.0], [math.inf], 30.0))
+
+
+def test_better_quality_at_equal_rate_is_a_saving():
+    rates, quality = np.array([0.1, 0.2, 0.4, 0.8]), np.array([28.0, 31.0, 34.0, 37.0])
+    assert bd_rate(rates, quality, rates, quality + 1.0, lo=30, hi=36) < 0

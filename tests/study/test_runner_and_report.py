@@ -104,7 +104,7 @@ def test_the_report_builds_with_plots_tables_and_statements(tiny_records):
 
 
 def test_the_cli_writes_the_report(tmp_path, capsys):
-    from ndsc.cli import main
+    from app.cli import main
 
     raw = tiny_study(tmp_path, methods=[{"label": "sq-separate", "baseline": "sq-separate",
                                          "grid": {"step": [0.5, 1.0]}}], folds=[0])

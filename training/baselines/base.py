@@ -1,24 +1,23 @@
 """The baseline interface and registry."""
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
 import numpy as np
 
+from ndsc.registry import Registry
 from training.data import JointDataset
 
-_BASELINES: dict[str, Callable[..., "Baseline"]] = {}
-#: modules whose import registers baselines; optional modality modules may be absent.
-_MODULES = (
+#: factories by name; the modules below register on import
+BASELINES: Registry[Callable[..., "Baseline"]] = Registry(
+    "baseline",
     "training.baselines.neural",
     "training.baselines.scalar",
     "training.baselines.syndrome",
     "training.baselines.learned_sw",
     "training.baselines.vq",
     "training.baselines.conventional",
-    "training.baselines.cam",
 )
 
 
@@ -66,31 +65,16 @@ def register_baseline(name: str, **defaults: Any):
             return cls(**{**defaults, **params})
 
         factory.__doc__ = cls.__doc__
-        _BASELINES[name] = factory
+        BASELINES.add(name, factory)
         return cls
 
     return deco
 
 
-def _load() -> None:
-    for module in _MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            # A modality module (stereo, ECG) not landed yet registers nothing.
-            missing = exc.name or ""
-            if missing.startswith("training.baselines") or not missing.startswith(("training.", "fusion_decoder.")):
-                raise
-
-
 def build_baseline(name: str, **params: Any) -> Baseline:
     """Instantiate the baseline registered as ``name`` with ``params`` over its defaults."""
-    _load()
-    if name not in _BASELINES:
-        raise KeyError(f"unknown baseline {name!r}; known: {known_baselines()}")
-    return _BASELINES[name](**params)
+    return BASELINES.get(name)(**params)
 
 
 def known_baselines() -> list[str]:
-    _load()
-    return sorted(_BASELINES)
+    return BASELINES.names()

@@ -37,7 +37,7 @@ from training.baselines.neural import edge_onnx_latency, many_to_one
 from training.baselines.scalar import symbol_table
 from training.baselines.syndrome import SyndromeSQ
 from training.data import JointDataset
-from training.priors import FactorizedPrior
+from models.priors import FactorizedPrior
 
 LN2 = math.log(2.0)
 #: D ≈ λ / (2 ln 2) at high rate for the loss Σ D_i + λ Σ R_i: the initial step follows from λ

@@ -1,6 +1,6 @@
 """The project's learned codec as study baselines: separate coding, joint β_MI = 0, joint with MI.
 
-All three are :class:`training.codec.DistributedCodec` trained by :func:`training.train.train`
+All three are :class:`models.codec.DistributedCodec` trained by :func:`training.train.train`
 with the same encoders and priors; only the decoder (joint or one per source) and β_MI
 differ. Bytes come from the codec's frozen static tables through ``ndsc.entropy.LatentCoder``.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from training.baselines.base import Baseline, register_baseline
-from training.config import TrainConfig
+from models.config import TrainConfig
 from training.data import JointDataset
 
 LN2 = math.log(2.0)
@@ -38,6 +38,8 @@ def plugin_mi_bits(a: np.ndarray, b: np.ndarray) -> float:
 @register_baseline("neural")
 @register_baseline("separate", joint_decoder=False, beta_mi=0.0)
 @register_baseline("joint-b0", beta_mi=0.0)
+# NDIC-CAM (Mital et al. 2022): the same codec with global cross-attention fusion (models/decoders_cam.py)
+@register_baseline("ndic-cam", model={"decoder": "cross-attention-cam"}, beta_mi=0.0)
 class NeuralCodec(Baseline):
     """The distributed neural codec (encoder per source, learned prior, joint or separate decoder).
 

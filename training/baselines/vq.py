@@ -25,16 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_decoder.joint_decoders import build_decoder
+from models.decoders import build_decoder, decoder_args
 from ndsc.entropy import LatentCoder
 from training.baselines.base import Baseline, register_baseline
 from training.baselines.neural import many_to_one
 from training.baselines.scalar import symbol_table
-from training.codec import DistributedCodec
-from training.config import TrainConfig
+from models.config import TrainConfig
 from training.data import JointDataset
-from training.device import describe, resolve_device
-from training.encoders import build_encoder
+from models.device import describe, resolve_device
+from models.encoders import build_encoder
 
 LN2 = math.log(2.0)
 
@@ -53,7 +52,7 @@ class DiscreteCodec(nn.Module):
                           layers=m.layers, stride=m.stride, input_scale=m.input_scale) for _ in range(n_sources))
         self.codebooks = nn.Parameter(torch.randn(n_sources, symbols, dim) * (0.1 if mode == "vq" else 1.0))
         self.prior_logits = nn.Parameter(torch.zeros(n_sources, symbols))
-        args = DistributedCodec._decoder_args(cfg, n_sources, input_shape)
+        args = decoder_args(m.decoder, m, n_sources, out_channels=input_shape[0])
         args["latent_channels"] = dim
         self.g_s = build_decoder(m.decoder, args)
         self.output_scale = m.input_scale

@@ -73,7 +73,7 @@ class StudyConfig:
     cache: str = ".ndsc_cache/study"
     threads: int = 1  # torch threads per worker
     workers: int = 1  # runs computed in parallel processes
-    #: torch device of the networks' training (auto | cpu | cuda | cuda:N; training/device.py). Not part of a
+    #: torch device of the networks' training (auto | cpu | cuda | cuda:N; models/device.py). Not part of a
     #: run's cache key: a run cached on one device is reused on another; each run records where it trained.
     device: str = "auto"
     path: str | None = None

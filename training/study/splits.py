@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from training.config import DataConfig
+from models.config import DataConfig
 from training.data import JointDataset, build_dataset
 
 #: kinds whose windows are i.i.d. draws: folds split the pool of windows by index.

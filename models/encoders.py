@@ -10,25 +10,17 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ndsc.plugins import import_optional
+from ndsc.registry import Registry
 
-_ENCODERS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_encoder(name: str):
-    def deco(cls):
-        _ENCODERS[name] = cls
-        return cls
-
-    return deco
+#: modality modules register on import
+ENCODERS: Registry[Callable[..., nn.Module]] = Registry(
+    "encoder architecture", "models.encoders_ecg", "models.encoders_image")
+register_encoder = ENCODERS.register
 
 
 def build_encoder(arch: str, **kwargs) -> nn.Module:
-    """Instantiate the registered encoder ``arch``; modality modules register on import."""
-    import_optional("training.encoders_ecg", "training.encoders_image")
-    if arch not in _ENCODERS:
-        raise KeyError(f"unknown encoder architecture {arch!r}; known: {sorted(_ENCODERS)}")
-    return _ENCODERS[arch](**kwargs)
+    """Instantiate the registered encoder ``arch``."""
+    return ENCODERS.get(arch)(**kwargs)
 
 
 @register_encoder("pointwise")

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from fusion_decoder.joint_decoders import build_decoder
-from ndsc.entropy import ChannelTable, LatentCoder
-from training.config import TrainConfig
-from training.encoders import build_encoder
-from training.priors import FactorizedPrior
+from models.decoders import build_decoder, decoder_args
+from ndsc.entropy import ChannelTable, LatentCoder, dequantise
+from models.config import TrainConfig
+from models.encoders import build_encoder
+from models.priors import FactorizedPrior
 
 
 def round_ste(y: torch.Tensor) -> torch.Tensor:
@@ -55,20 +55,9 @@ class DistributedCodec(nn.Module):
             init = torch.tensor([math.log(m.input_scale * 2.4 / math.sqrt(lam)) for lam in self.quality_lambdas])
             self.log_gain = nn.Parameter(init.view(-1, 1, 1).repeat(1, n_sources, m.latent_channels))
         self.priors = nn.ModuleList(FactorizedPrior(m.latent_channels) for _ in range(max(self.n_points, 1) * n_sources))
-        self.decoder_args = self._decoder_args(cfg, n_sources, input_shape)
+        self.decoder_args = decoder_args(m.decoder, m, n_sources, out_channels=input_shape[0])
         self.g_s = build_decoder(m.decoder, self.decoder_args)
         self.output_scale = m.input_scale
-
-    @staticmethod
-    def _decoder_args(cfg: TrainConfig, n_sources: int, input_shape: tuple[int, ...]) -> dict[str, Any]:
-        m = cfg.model
-        args: dict[str, Any] = {"n_sources": n_sources, "latent_channels": m.latent_channels,
-                                "out_channels": input_shape[0], "hidden": m.hidden, "joint": m.joint_decoder}
-        if m.decoder == "pointwise":
-            args["layers"] = m.layers
-        elif m.decoder in ("conv1d", "ecg-joint", "ecg-joint-wide", "ecg-lapped"):
-            args["upsample"] = m.stride
-        return args
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, N, C, *S) → y (B, N, M, *L); encoder i sees only x[:, i]."""
@@ -171,14 +160,14 @@ class DistributedCodec(nn.Module):
                    quality: str | None = None) -> torch.Tensor:
         """payloads[b][i] → x_hat (B, N, C, *S)."""
         coders = [LatentCoder(t) for t in self.tables(quality)]
-        length = int(np.prod(latent_shape[1:]))
-        y = torch.from_numpy(np.stack([
-            np.stack([coders[i].decode(p, length).reshape(latent_shape) for i, p in enumerate(row)])
+        gains = self.gains()[self.quality_index(quality)].detach().numpy() if self.n_points else None  # (N, M)
+        # the runtime's two steps (fusion_decoder/runtime.py): decode_latent, then dequantise
+        y = np.stack([
+            np.stack([dequantise(coders[i].decode_latent(p, latent_shape), None if gains is None else gains[i])
+                      for i, p in enumerate(row)])
             for row in payloads
-        ]).astype(np.float32))
-        if self.n_points:
-            y = y / self.point_gain(self.quality_index(quality), y.dim())
-        return self.synthesis(y)
+        ])
+        return self.synthesis(torch.from_numpy(y))
 
     def latent_shape(self) -> tuple[int, ...]:
         """Latent shape of one source (M, *L) for this model's input shape."""

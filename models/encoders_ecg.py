@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.encoders import register_encoder
+from models.encoders import register_encoder
 
 
 @register_encoder("ecg-conv")
@@ -84,7 +84,7 @@ class EcgLappedEncoder(nn.Module):
     and then learned end to end with the rate–distortion loss, so it mixes the node's leads
     (III = II − I within the limb node) and adapts its subbands to ECG. It is critically
     sampled (one latent per input sample): fidelity is set by the quantiser gains of the
-    quality points (see :class:`training.codec.DistributedCodec`), not capped by a bottleneck.
+    quality points (see :class:`models.codec.DistributedCodec`), not capped by a bottleneck.
     Padding by ``stride`` on both sides covers every sample by two blocks, as the MLT needs.
     Linear, so it costs the edge ~2·stride multiply-adds per sample and lead.
 

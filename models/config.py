@@ -19,8 +19,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    encoder: str = "pointwise"  # registered encoder arch (training/encoders.py)
-    decoder: str = "pointwise"  # registered joint decoder arch (fusion_decoder/joint_decoders.py)
+    encoder: str = "pointwise"  # registered encoder arch (models/encoders.py)
+    decoder: str = "pointwise"  # registered joint decoder arch (models/decoders.py)
     latent_channels: int = 1  # M: latent channels per source
     hidden: int = 64  # width of encoder and decoder hidden layers
     layers: int = 3  # hidden layers of pointwise nets
@@ -70,7 +70,7 @@ class TrainConfig:
     seed: int = 0  # torch / numpy seed
     threads: int = 0  # torch intra-op threads (0: torch default)
     # auto: CUDA when torch.cuda.is_available(), else CPU | cpu | cuda / cuda:N (without CUDA: CPU, with a
-    # logged warning). The trained model is returned on the CPU whatever trained it (training/device.py).
+    # logged warning). The trained model is returned on the CPU whatever trained it (models/device.py).
     device: str = "auto"
     progress: bool = True  # tqdm progress bar with the loss terms
 

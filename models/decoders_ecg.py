@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fusion_decoder.joint_decoders import _with_presence, register_decoder
+from models.decoders import _with_presence, register_decoder
 
 
 class _Residual(nn.Module):
@@ -38,6 +38,7 @@ class EcgJointDecoder(nn.Module):
         joint: False gives N separate decoders (grouped convolutions): separate coding.
     """
 
+    config_args = {"upsample": "stride"}  # ModelConfig fields beyond the common ones (models/decoders.py)
     #: joint width = hidden × N (the separate decoders' total width) instead of hidden
     width_per_source = False
 
@@ -119,6 +120,8 @@ class EcgLappedDecoder(nn.Module):
             (a purely linear joint synthesis).
         joint: False: separate decoders.
     """
+
+    config_args = {"upsample": "stride"}  # ModelConfig fields beyond the common ones (models/decoders.py)
 
     def __init__(self, n_sources: int, latent_channels: int, out_channels: int, upsample: int = 16,
                  hidden: int = 128, joint: bool = True):

@@ -8,43 +8,46 @@ from the others.
 
 Architectures register with :func:`register_decoder`; the bundle names one by
 ``decoder.arch`` with its constructor ``decoder.args``, so the serving side rebuilds
-it without importing ``training``.
+it without importing ``training``. Each architecture declares which model settings it
+takes beyond the common ones in ``config_args`` (see :func:`decoder_args`).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from ndsc.plugins import import_optional
+from models.config import ModelConfig
+from ndsc.registry import Registry
 
-_DECODERS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_decoder(name: str):
-    def deco(cls):
-        _DECODERS[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_modality_decoders() -> None:
-    import_optional("fusion_decoder.decoders_ecg", "fusion_decoder.decoders_image")
+#: modality modules register on import
+DECODERS: Registry[Callable[..., nn.Module]] = Registry(
+    "decoder architecture", "models.decoders_ecg", "models.decoders_image", "models.decoders_cam")
+register_decoder = DECODERS.register
 
 
 def build_decoder(arch: str, args: dict) -> nn.Module:
     """Instantiate the registered decoder ``arch`` with keyword ``args``."""
-    _load_modality_decoders()
-    if arch not in _DECODERS:
-        raise KeyError(f"unknown decoder architecture {arch!r}; known: {sorted(_DECODERS)}")
-    return _DECODERS[arch](**args)
+    return DECODERS.get(arch)(**args)
+
+
+def decoder_args(arch: str, model: ModelConfig, n_sources: int, out_channels: int) -> dict[str, Any]:
+    """Constructor arguments of decoder ``arch`` for a codec of ``model`` (what a bundle records).
+
+    Every decoder takes ``n_sources``, ``latent_channels``, ``out_channels``, ``hidden`` and
+    ``joint``; a class adds its own as ``config_args = {constructor arg: ModelConfig field}``.
+    """
+    cls = DECODERS.get(arch)
+    args: dict[str, Any] = {"n_sources": n_sources, "latent_channels": model.latent_channels,
+                            "out_channels": out_channels, "hidden": model.hidden, "joint": model.joint_decoder}
+    for arg, field in getattr(cls, "config_args", {}).items():
+        args[arg] = getattr(model, field)
+    return args
 
 
 def known_decoders() -> list[str]:
-    _load_modality_decoders()
-    return sorted(_DECODERS)
+    return DECODERS.names()
 
 
 def _with_presence(y_hat: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
@@ -78,6 +81,8 @@ class PointwiseJointDecoder(nn.Module):
             separate-coding baseline with the same capacity per source.
     """
 
+    config_args = {"layers": "layers"}
+
     def __init__(self, n_sources: int, latent_channels: int, out_channels: int,
                  hidden: int = 64, layers: int = 3, joint: bool = True):
         super().__init__()
@@ -108,6 +113,8 @@ class Conv1dJointDecoder(nn.Module):
         upsample: total upsampling factor (encoder stride), a power of two.
         joint: False gives N separate decoders (grouped convolutions).
     """
+
+    config_args = {"upsample": "stride"}
 
     def __init__(self, n_sources: int, latent_channels: int, out_channels: int,
                  hidden: int = 64, upsample: int = 4, joint: bool = True):

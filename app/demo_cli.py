@@ -8,7 +8,7 @@ def configure(subparsers) -> None:
     from ndsc.bundles import DEFAULT_BUNDLE
 
     # Defaults come from DemoOptions, so --help names the ones that run.
-    from ndsc.demo_options import DEFAULTS as d
+    from app.demo_options import DEFAULTS as d
 
     p = subparsers.add_parser(
         "demo", help="run a decoder and N edge nodes on loopback with a live rate/latency/distortion table",
@@ -40,7 +40,7 @@ def configure(subparsers) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ndsc.demo import Demo, DemoOptions
+    from app.demo import Demo, DemoOptions
 
     options = DemoOptions(bundle=args.bundle, source=args.source, nodes=args.nodes, duration=args.duration,
                           fast=args.fast, audit_every=args.audit_every, flush_interval=args.flush_interval,

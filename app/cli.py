@@ -1,7 +1,7 @@
 """The ``ndsc`` command line.
 
 Subcommands live next to the code they drive (``training/cli.py``, ``edge_encoder/cli.py``,
-``fusion_decoder/cli.py``, ``ndsc/demo.py``). Each of those modules imports only argparse at
+``fusion_decoder/cli.py``, ``app/demo.py``). Each of those modules imports only argparse at
 module level and imports its heavy dependencies inside the handler, so ``ndsc edge``
 never loads torch.
 """
@@ -17,7 +17,7 @@ COMMAND_MODULES = (
     "training.cli",
     "edge_encoder.cli",
     "fusion_decoder.cli",
-    "ndsc.demo_cli",
+    "app.demo_cli",
     "training.study_cli",
     "training.ecg_cli",
     "training.stereo_cli",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fusion_decoder.decoders_image import GDN
-from training.encoders import register_encoder
+from models.layers import GDN
+from models.encoders import register_encoder
 
 #: total downsampling of the image encoders
 IMAGE_STRIDE = 16

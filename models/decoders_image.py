@@ -15,30 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_decoder.joint_decoders import register_decoder
-
-
-class GDN(nn.Module):
-    """Generalised divisive normalisation (Ballé et al. 2016) and its inverse.
-
-    y_c = x_c / sqrt(β_c + Σ_k γ_ck x_k²)  (inverse: multiply). β and γ are kept
-    non-negative by squaring; off-diagonal γ starts at a tiny non-zero value so its
-    gradient is non-zero.
-    """
-
-    def __init__(self, channels: int, inverse: bool = False, gamma_init: float = 0.1):
-        super().__init__()
-        self.inverse = inverse
-        self.beta = nn.Parameter(torch.ones(channels))
-        eye = torch.eye(channels)
-        self.gamma = nn.Parameter(torch.sqrt(gamma_init * eye + 2.0 ** -36 * (1 - eye)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        beta = self.beta ** 2 + 1e-6
-        gamma = (self.gamma ** 2).view(c, c, 1, 1)
-        norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
-        return x * norm if self.inverse else x / norm
+from models.decoders import register_decoder
 
 
 def _up(c_in: int, c_out: int) -> nn.ConvTranspose2d:

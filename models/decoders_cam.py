@@ -4,8 +4,8 @@ NDIC-CAM decodes one view with the other view's features aligned by cross-attent
 *all* patches of the other view. Here each view's decoder branch attends, at three
 resolutions, over every position of the other view's features (global attention), where
 the stereo module's ``stereo-attention`` decoder attends only along the same image row
-(epipolar prior). Baseline ``ndic-cam`` is the project's codec with this decoder; it is a
-study baseline (no bundle export), so the decoder registers when this module is imported.
+(epipolar prior). Baseline ``ndic-cam`` (training/baselines/neural.py) is the project's codec
+with this decoder.
 """
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_decoder.decoders_image import EpipolarAttention, StereoAttentionDecoder
-from fusion_decoder.joint_decoders import register_decoder
-from training.baselines.base import register_baseline
-from training.baselines.neural import NeuralCodec
+from models.decoders_image import EpipolarAttention, StereoAttentionDecoder
+from models.decoders import register_decoder
 
 
 class GlobalCrossAttention(EpipolarAttention):
@@ -44,5 +42,3 @@ class CrossAttentionDecoder(StereoAttentionDecoder):
         if joint:
             self.fusion = nn.ModuleList(GlobalCrossAttention(hidden) for _ in range(self.FUSION_STAGES))
 
-
-register_baseline("ndic-cam", model={"decoder": "cross-attention-cam"}, beta_mi=0.0)(NeuralCodec)

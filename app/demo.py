@@ -4,9 +4,9 @@
 it before starting anything: the bundle (the shipped ``ecg-12lead`` unless ``--bundle``)
 must pass its byte-for-byte check, and every node's source must open. Then it starts
 ``ndsc decoder`` and ``ndsc edge`` processes on loopback and redraws a table from the
-decoder's Prometheus endpoint once a second (:mod:`ndsc.demo_figures`); when the nodes
+decoder's Prometheus endpoint once a second (:mod:`app.demo_figures`); when the nodes
 replay an ECG record it also shows PRDN per lead of the live reconstructions
-(:mod:`ndsc.demo_ecg`). Ctrl-C (or ``--duration``) stops the edges, then the decoder
+(:mod:`app.demo_ecg`). Ctrl-C (or ``--duration``) stops the edges, then the decoder
 (which drains), prints the run's totals and removes the temporary folder.
 
 To add an input (say ``--ecg RECORD``), extend :class:`DemoOptions` and
@@ -27,8 +27,8 @@ from typing import IO
 
 from ndsc.bundle import Bundle, BundleError, load_bundle
 from ndsc.bundles import DEFAULT_BUNDLE, default_bundle
-from ndsc.demo_figures import Dashboard, scrape
-from ndsc.demo_options import DEFAULTS, DemoOptions
+from app.demo_figures import Dashboard, scrape
+from app.demo_options import DEFAULTS, DemoOptions
 from ndsc.errors import UsageError
 
 __all__ = ["DEFAULTS", "Demo", "DemoOptions", "DemoPlan", "EDGE_START_MARGIN", "endless_replay", "plan_demo",
@@ -103,7 +103,7 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
         raise UsageError(str(exc), "leave --quality out for the bundle's default point") from exc
     quality = point.name if point else None
     if options.ecg:
-        from ndsc.demo_ecg import ecg_sources
+        from app.demo_ecg import ecg_sources
 
         sources = ecg_sources(bundle, options.ecg, n)
         _check_sources(bundle, sources, f"--ecg {options.ecg}")
@@ -140,7 +140,7 @@ class Demo:
         self.out = out
         self.err = err
         self.procs: list[tuple[str, subprocess.Popen]] = []
-        self.lead_quality = None  # ndsc.demo_ecg.LeadQuality when the nodes replay an ECG record
+        self.lead_quality = None  # app.demo_ecg.LeadQuality when the nodes replay an ECG record
         self.work_dir: Path | None = None
         self.temporary = options.work_dir is None
         self.reported: set[str] = set()  # processes whose failure the user has been told already
@@ -232,7 +232,7 @@ class Demo:
             print(f"{name} (pid {proc.pid}) metrics {ready.get('metrics')}{point}", file=out)
         print("Ctrl-C stops every process.", file=out, flush=True)
         if plan.ecg_record:
-            from ndsc.demo_ecg import LeadQuality
+            from app.demo_ecg import LeadQuality
 
             self.lead_quality = LeadQuality(bundle, plan.sources, address, "demo")
         return metrics

@@ -1,8 +1,9 @@
-"""Which torch device a training run uses (``TrainConfig.device``, ``--device``, the study's ``device:``).
+"""Which torch device a training run (``TrainConfig.device``, the study's ``device:``) or the fusion
+decoder (``ndsc decoder --device``) uses: the one place that chooses.
 
 ``auto``: CUDA when ``torch.cuda.is_available()``, else the CPU. ``cpu``. ``cuda`` / ``cuda:N``:
-that GPU; on a machine without CUDA the run falls back to the CPU with a logged warning (as
-``ndsc decoder --device cuda`` does), so one config serves a GPU box and a laptop alike.
+that GPU; on a machine without CUDA the run falls back to the CPU with a logged warning, so one
+config serves a GPU box and a laptop alike.
 Whatever the device, a trained model leaves :func:`training.train.train` on the CPU: the
 entropy coder, ONNX export and evaluation are CPU-only.
 """
@@ -12,13 +13,13 @@ import logging
 
 import torch
 
-log = logging.getLogger("ndsc.train")
+log = logging.getLogger("ndsc.device")
 
 CHOICES = "auto | cpu | cuda | cuda:N"
 
 
-def resolve_device(requested: str | None = "auto") -> torch.device:
-    """The device a run named ``requested`` trains on.
+def resolve_device(requested: str | None = "auto", purpose: str = "training") -> torch.device:
+    """The device a run that names ``requested`` uses (``purpose``: what it does there, for the warning).
 
     Raises:
         ValueError: not one of ``auto``, ``cpu``, ``cuda``, ``cuda:N``, or a CUDA index this
@@ -36,7 +37,7 @@ def resolve_device(requested: str | None = "auto") -> torch.device:
     if device.type != "cuda":
         raise ValueError(f"unsupported device {requested!r} ({CHOICES})")
     if not torch.cuda.is_available():
-        log.warning("device %s requested but CUDA is not available: training on cpu", requested)
+        log.warning("device %s requested but CUDA is not available: %s on cpu", requested, purpose)
         return torch.device("cpu")
     index = torch.cuda.current_device() if device.index is None else device.index
     if index >= torch.cuda.device_count():
