@@ -70,7 +70,7 @@ def _ecg(group_size: int) -> TrainConfig:
                                             "samples": 1024, "hop": 256}),
         model=ModelConfig(encoder="ecg-lapped", decoder="ecg-lapped", latent_channels=group_size * stride,
                           hidden=0, stride=stride, input_scale=1.0, quality_lambdas=list(ECG_QUALITY_LAMBDAS),
-                          default_quality="4"),
+                          default_quality="5"),
         lmbda=0.0, steps=2500, batch_size=32, lr=3e-3, optimisation="joint", mi_pairs="positions", mi_monitor=False,
         source_dropout=0.02, distortion_weighting="lead-variance", amplitude_jitter=0.2, lr_decay_at=0.8,
         derived_channel_tolerance=0.02, freeze_transform=True,
