@@ -69,7 +69,8 @@ def run_decoder(args: argparse.Namespace) -> int:
                                keepalive=settings.keepalive, max_capture_age=settings.max_capture_age,
                                max_capture_lead=settings.max_capture_lead,
                                max_label_groups=settings.max_label_groups,
-                               max_label_nodes=settings.max_label_nodes)
+                               max_label_nodes=settings.max_label_nodes,
+                               refusal_log=(settings.log_burst, settings.log_interval))
         try:
             port = await server.start()
         except OSError as exc:

@@ -172,6 +172,10 @@ class DecoderMetrics:
         self.auth_failures = Counter(
             "ndsc_auth_failures", "Calls refused for their credential: missing_token, unknown_token, "
             "wrong_binding (a token used for another group/node/source)", ["rpc", "reason"], registry=registry)
+        self.log_suppressed = Counter(
+            "ndsc_log_lines_suppressed", "Refusal log lines not written because their reason wrote its quota "
+            "(--log-burst lines per --log-interval seconds); the next line of that reason states the count",
+            ["reason"], registry=registry)
         self.bad_requests = Counter(
             "ndsc_bad_requests", "Request messages refused before reaching a handler: malformed protobuf, "
             "oversized; and Subscribe requests naming an invalid group (bad_group)", ["rpc", "reason"],

@@ -20,6 +20,7 @@ import numpy as np
 
 from fusion_decoder.grpc_handlers import BadRequest
 from fusion_decoder.journal import Journal, SessionRow, unsigned64
+from fusion_decoder.loglimit import LogLimiter
 from fusion_decoder.metrics import DecoderMetrics
 from fusion_decoder.pipeline import DecodePipeline
 from fusion_decoder.receiver import StreamLimits, UplinkReceiver
@@ -43,7 +44,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
     def __init__(self, bundle: Bundle, pipeline: DecodePipeline, metrics: DecoderMetrics,
                  authorize: Authorizer | None = None, device: str = "cpu", journal: Journal | None = None, *,
                  limits: StreamLimits = StreamLimits(), max_frame_area: int = MAX_FRAME_AREA, max_groups: int = 256,
-                 max_streams: int = 1024, stream_idle: float = 60.0):
+                 max_streams: int = 1024, stream_idle: float = 60.0, log_limiter: LogLimiter | None = None):
         self.bundle = bundle
         self.pipeline = pipeline
         self.metrics = metrics
@@ -57,6 +58,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         self.device = device
         self.journal = journal or Journal(None)
         self.draining = False
+        # refusals are caused by clients: their log lines are bounded per reason (counted beyond)
+        self.log_limiter = log_limiter or LogLimiter()
         self._accepted: dict[tuple[str, int], list[int]] = {}
         self._check_executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-check")
 
@@ -75,7 +78,12 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             self.metrics.audit_rejected.labels(refused.reason).inc()
         elif refused.reason == "bad_group":  # Subscribe's group name
             self.metrics.bad_requests.labels(rpc, refused.reason).inc()
-        log.warning("refused %s: %s (%s)", rpc, refused.message, refused.code.name)
+        allowed, suppressed = self.log_limiter.allow(refused.reason)
+        if allowed:
+            more = f" ({suppressed} more {refused.reason!r} refusals not logged)" if suppressed else ""
+            log.warning("refused %s: %s (%s)%s", rpc, refused.message, refused.code.name, more)
+        else:
+            self.metrics.log_suppressed.labels(refused.reason).inc()
         await context.abort(refused.code, refused.message)
 
     def _entropy_decode(self, source: int, frames: Sequence[FrameData], frame_shape: tuple[int, ...],

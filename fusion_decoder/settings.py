@@ -61,6 +61,9 @@ class DecoderSettings:
                                     "share group=\"_overflow\"", 128)
     max_label_nodes: int = setting("NDSC_MAX_LABEL_NODES", "(group, node) pairs with their own metric series; "
                                    "later ones share node=\"_overflow\"", 1024)
+    log_burst: int = setting("NDSC_LOG_BURST", "refusal log lines one reason may write per --log-interval; the "
+                             "rest are counted in ndsc_log_lines_suppressed_total", 5)
+    log_interval: float = setting("NDSC_LOG_INTERVAL", "seconds over which --log-burst applies", 10.0)
     subscriber_queue: int = setting("NDSC_SUBSCRIBER_QUEUE", "reconstructions queued per Subscribe stream; "
                                     "beyond it the oldest are dropped (counted)", 4096)
 
@@ -85,6 +88,9 @@ class DecoderSettings:
         if min(self.max_groups, self.max_streams, self.max_label_groups, self.max_label_nodes) < 1:
             raise ValueError("max_groups, max_streams, max_label_groups and max_label_nodes must be >= 1")
         if min(self.group_idle, self.stream_idle, self.keepalive, self.max_capture_age,
-               self.max_capture_lead) <= 0:
-            raise ValueError("group_idle, stream_idle, keepalive, max_capture_age and max_capture_lead must be > 0")
+               self.max_capture_lead, self.log_interval) <= 0:
+            raise ValueError("group_idle, stream_idle, keepalive, max_capture_age, max_capture_lead and "
+                             "log_interval must be > 0")
+        if self.log_burst < 1:
+            raise ValueError("log_burst must be >= 1")
         return self
