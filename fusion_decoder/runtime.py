@@ -38,6 +38,7 @@ class JointDecoderRuntime:
         self.model.to(self.device).eval()
         # Decoders work on normalised values; the bundle records the scale back to physical units.
         self.output_scale = float(bundle.decoder.get("output_scale", 1.0))
+        self._plans: dict[tuple, tuple[LatentCoder, tuple[int, ...], int]] = {}
         self.entropy_decodes = 0  # payloads entropy-decoded so far (each should be decoded once)
 
     @property
@@ -64,10 +65,18 @@ class JointDecoderRuntime:
 
         ``quality``: the stream's operating point (variable-rate bundles; None: the default).
         """
-        name = self.quality_name(source_index, quality)
-        coder = self._point_coders[source_index, name] if name else self.coders[source_index]
+        key = (source_index, quality, tuple(frame_shape) if frame_shape else None)
+        plan = self._plans.get(key)
+        if plan is None:  # resolved once per (source, point, frame shape): this runs once per frame
+            shape = self.latent_shape(source_index, frame_shape)
+            name = self.quality_name(source_index, quality)
+            coder = self._point_coders[source_index, name] if name else self.coders[source_index]
+            if len(self._plans) >= 1024:  # whole frames of many sizes: bounded
+                self._plans.clear()
+            plan = self._plans[key] = (coder, shape, int(np.prod(shape[1:])))
+        coder, shape, length = plan
         self.entropy_decodes += 1
-        return coder.decode_latent(payload, self.latent_shape(source_index, frame_shape))
+        return coder.decode(payload, length).reshape(shape)
 
     def dequantise(self, source_index: int, symbols: np.ndarray, quality: str | None = None) -> np.ndarray:
         """Decoder-side latents (M, *L) of symbols: ``symbol / gain`` of the point, the division training
