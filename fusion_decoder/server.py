@@ -16,6 +16,7 @@ Typical use::
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Sequence
 
@@ -164,6 +165,9 @@ class DecoderServer:
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._evictor = asyncio.create_task(self._evict_loop())
+        # torch, the bundle and grpc are loaded: keep their objects out of every later collection
+        # (a full collection over them is a pause every stream's latency would see)
+        gc.freeze()
         log.info("decoder serving bundle %s on port %d (device %s, %s)", self.bundle.bundle_id[:19], self.port,
                  self.runtime.device, "mutual TLS" if self.tls and self.tls[2] else "TLS" if self.tls else "plaintext")
         return self.port

@@ -28,6 +28,10 @@ class DecoderSettings:
     tokens_file: str | None = setting(
         "NDSC_TOKENS_FILE", "per-node credentials, lines 'TOKEN GROUP NODE SOURCE' (TOKEN may be sha256:HEX); "
         "when set, every call needs 'authorization: Bearer TOKEN' bound to its group/node/source")
+    tokens_generate: str | None = setting(
+        "NDSC_TOKENS_GENERATE", "GROUP:NODE,NODE,...[;GROUP:...] (node k streams source k): at start, create the "
+        "missing credentials beside --tokens-file (edges/GROUP__NODE.token, reader.token) and write --tokens-file "
+        "from them (first start of compose; see docs/deploy.md)")
     tls_cert: str | None = setting("NDSC_TLS_CERT", "PEM server certificate: serve TLS (with --tls-key)")
     tls_key: str | None = setting("NDSC_TLS_KEY", "PEM private key of --tls-cert")
     tls_client_ca: str | None = setting("NDSC_TLS_CLIENT_CA", "PEM CA: require client certificates it signed "
@@ -79,6 +83,8 @@ class DecoderSettings:
             raise ValueError("deadline must be > 0 and max_batch >= 1")
         if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_client_ca and not self.tls_cert):
             raise ValueError("TLS needs --tls-cert and --tls-key together (and both for --tls-client-ca)")
+        if self.tokens_generate and not self.tokens_file:
+            raise ValueError("--tokens-generate writes --tokens-file: set both")
         if self.journal_sync not in ("normal", "full"):
             raise ValueError("journal_sync must be normal or full")
         if self.max_frame_area < 1 or self.max_chunks < 1:
