@@ -17,7 +17,8 @@ journal). Reported, measured in this run:
 With ``--find-saturation`` it raises the per-node rate by ``--step`` until the decoder stops
 keeping up (a node's frames acknowledged later than 10 % + 1 s past their schedule, p99
 capture → reconstruction over ``--p99-limit``, or anything lost), and reports the last
-sustained run (``--refine`` more runs then bisect up to the first unsustained rate), and runs
+sustained run (a failed rate is tried ``--retries`` more times; ``--refine`` more rates then
+bisect up to the first unsustained one), and runs
 each decoder again at half its saturation rate (the p99 latency to plan with). ``--baseline
 REV`` runs the same search against a decoder built from git revision REV (``git archive``,
 e.g. ``main``) in the same process, run for run in lockstep with this one (the order
@@ -184,30 +185,38 @@ def sustained(r: dict, p99_limit: float) -> bool:
 
 
 def saturation_search(start_rate: float, step: float = 1.5, max_runs: int = 10, p99_limit: float = 1.0,
-                      refine: int = 0):
+                      refine: int = 0, retries: int = 0):
     """The search of :func:`find_saturation` as a generator: yields the per-node rate to measure
     next, is sent that run's figures, and returns (last sustained run or None, every run).
 
-    After the first run that is not sustained, ``refine`` more runs bisect (geometrically)
-    between the last sustained rate and it, so the answer is finer than one ``step``.
+    After the first rate that is not sustained, ``refine`` more rates bisect (geometrically)
+    between the last sustained rate and it, so the answer is finer than one ``step``. A rate
+    whose run is not sustained is tried up to ``retries`` more times and counts as sustained
+    when one try is (on a machine shared with other jobs one stall can fail a single run).
     """
     runs: list[dict] = []
+
+    def attempt(rate: float):
+        for _ in range(1 + retries):
+            r = yield rate
+            r["sustained"] = sustained(r, p99_limit)
+            runs.append(r)
+            if r["sustained"]:
+                return r
+        return None
+
     best = None
     rate, failed = start_rate, None
     for _ in range(max_runs):
-        r = yield rate
-        r["sustained"] = sustained(r, p99_limit)
-        runs.append(r)
-        if not r["sustained"]:
+        r = yield from attempt(rate)
+        if r is None:
             failed = rate
             break
         best, rate = r, rate * step
     for _ in range(refine if best is not None and failed is not None else 0):
         rate = (best["rate_per_node"] * failed) ** 0.5
-        r = yield rate
-        r["sustained"] = sustained(r, p99_limit)
-        runs.append(r)
-        if r["sustained"]:
+        r = yield from attempt(rate)
+        if r is not None:
             best = r
         else:
             failed = rate
@@ -273,6 +282,8 @@ def main(argv=None) -> int:
                     "stops keeping up; report the last sustained run")
     ap.add_argument("--step", type=float, default=1.5, help="rate factor between saturation runs")
     ap.add_argument("--p99-limit", type=float, default=1.0, help="seconds of p99 latency a sustained run may have")
+    ap.add_argument("--retries", type=int, default=1, help="more tries of a rate whose run was not sustained "
+                    "(the rate counts as sustained when one try is)")
     ap.add_argument("--refine", type=int, default=2, help="runs that bisect between the last sustained rate and "
                     "the first that was not")
     ap.add_argument("--baseline", metavar="REV", help="also search with the decoder of git revision REV, run for "
@@ -305,7 +316,8 @@ def main(argv=None) -> int:
             return lambda rate: measure(code, rate)
 
         found = search_together({name: (saturation_search(args.rate, args.step, p99_limit=args.p99_limit,
-                                                          refine=args.refine), measuring(code))
+                                                          refine=args.refine, retries=args.retries),
+                                  measuring(code))
                                  for name, code in codes.items()})
         # each decoder again at half its own saturation: the latency an operator would plan with
         half = {name: measure(codes[name], best["rate_per_node"] / 2) for name, (best, _) in found.items() if best}
