@@ -7,8 +7,9 @@ it is. :class:`ReadAhead` keeps reading in a task of its own into a bounded buff
 handler takes everything buffered at once and answers it with one cumulative Ack. When the
 decoder keeps up (one message at a time) nothing changes: each message gets its own Ack as
 soon as it is held. When it falls behind, Acks coalesce and the decoder does less per frame,
-which is what lets it catch up. The bound keeps gRPC's flow control in charge: past
-``limit`` buffered messages the task stops reading and the client's sends wait.
+which is what lets it catch up. The bounds keep gRPC's flow control in charge: past
+``limit`` buffered messages or ``max_bytes`` buffered bytes the task stops reading and the
+client's sends wait (so a client of 16 MiB messages gets one read ahead, not 64).
 
 Typical use::
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import AsyncIterator, Generic, TypeVar
+from typing import AsyncIterator, Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -39,12 +40,18 @@ class ReadAhead(Generic[T]):
         source: the stream's async iterator of messages.
         idle: seconds without a message after which :meth:`take` raises :class:`IdleStream`.
         limit: messages buffered at most (the task stops reading beyond it).
+        max_bytes: bytes buffered at most, as ``size`` counts them (one message always fits).
+        size: a message's size in bytes.
     """
 
-    def __init__(self, source: AsyncIterator[T], idle: float, limit: int = 64):
+    def __init__(self, source: AsyncIterator[T], idle: float, limit: int = 64, max_bytes: int = 1 << 20,
+                 size: Callable[[T], int] = lambda message: 0):
         self._source = source
         self._idle = idle
         self._limit = limit
+        self._max_bytes = max_bytes
+        self._size = size
+        self._bytes = 0  # of the buffered messages
         self._buffer: deque[T] = deque()
         self._end: BaseException | None = None  # why reading stopped: StopAsyncIteration, IdleStream, an error
         self._arrived = asyncio.Event()
@@ -55,7 +62,7 @@ class ReadAhead(Generic[T]):
     async def _read(self) -> None:
         try:
             while True:
-                if len(self._buffer) >= self._limit:
+                if len(self._buffer) >= self._limit or self._bytes >= self._max_bytes:
                     self._room.clear()
                     await self._room.wait()
                 try:
@@ -64,6 +71,7 @@ class ReadAhead(Generic[T]):
                 except TimeoutError:
                     raise IdleStream() from None
                 self._buffer.append(message)
+                self._bytes += self._size(message)
                 self._arrived.set()
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - handed to the reader in order
             self._end = exc
@@ -84,6 +92,7 @@ class ReadAhead(Generic[T]):
         if self._buffer:
             out = list(self._buffer)
             self._buffer.clear()
+            self._bytes = 0
             self._room.set()
             return out
         if isinstance(self._end, (StopAsyncIteration, asyncio.CancelledError)):

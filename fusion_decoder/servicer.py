@@ -38,6 +38,11 @@ log = logging.getLogger("ndsc.decoder")
 INLINE_DECODE_BYTES = 16 * 1024
 
 
+def _message_size(message) -> int:
+    """Serialized bytes of an uplink message (0 for a refused one: it holds nothing)."""
+    return message.ByteSize() if isinstance(message, pb.UplinkMessage) else 0
+
+
 class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
     """The ``ndsc.v1.FusionDecoder`` RPCs.
 
@@ -202,7 +207,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         active.inc()
         log.info("uplink open: group=%s node=%s source=%d quality=%s resume after seq %d", group, node, source,
                  session.quality or "-", session.last_seq)
-        inbox = ReadAhead(messages, self.stream_idle)
+        inbox = ReadAhead(messages, self.stream_idle, size=_message_size)
         try:
             yield first_ack
             while True:
