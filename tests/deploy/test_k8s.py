@@ -160,8 +160,13 @@ def test_envoy_routes_every_group_to_one_decoder_replica_by_consistent_hash():
 
 
 def _secret_mounts(container: dict, pod: dict) -> dict[str, str]:
-    """Mount path → Secret name, for the container's mounts of Secret volumes."""
+    """Mount path → Secret name, for the container's mounts of Secret volumes (checked readable
+    by the pod's non-root user: Secret files are root's, group fsGroup, mode defaultMode)."""
     secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    ctx = pod["securityContext"]
+    for v in pod["volumes"]:
+        if "secret" in v:
+            assert ctx["fsGroup"] == ctx["runAsGroup"] and v["secret"]["defaultMode"] & 0o040, v
     return {m["mountPath"]: secrets[m["name"]] for m in container.get("volumeMounts", []) if m["name"] in secrets}
 
 
