@@ -17,9 +17,12 @@ journal). Reported, measured in this run:
 With ``--find-saturation`` it raises the per-node rate by ``--step`` until the decoder stops
 keeping up (a node's frames acknowledged later than 10 % + 1 s past their schedule, p99
 capture → reconstruction over ``--p99-limit``, or anything lost), and reports the last
-sustained run. ``--baseline REV`` runs the same search against a decoder built from git
-revision REV (``git archive``, e.g. ``HEAD~1``) in the same process, so the two figures
-come from one machine state.
+sustained run (a failed rate is tried ``--retries`` more times; ``--refine`` more rates then
+bisect up to the first unsustained one), and runs
+each decoder again at half its saturation rate (the p99 latency to plan with). ``--baseline
+REV`` runs the same search against a decoder built from git revision REV (``git archive``,
+e.g. ``main``) in the same process, run for run in lockstep with this one (the order
+alternating), so the two figures come from one machine state; the ratio is printed.
 
 Usage::
 
@@ -181,24 +184,73 @@ def sustained(r: dict, p99_limit: float) -> bool:
             and r["acked_elapsed_s"] <= 1.1 * r["scheduled_s"] + 1.0 and r["latency_p99_s"] <= p99_limit)
 
 
+def saturation_search(start_rate: float, step: float = 1.5, max_runs: int = 10, p99_limit: float = 1.0,
+                      refine: int = 0, retries: int = 0):
+    """The search of :func:`find_saturation` as a generator: yields the per-node rate to measure
+    next, is sent that run's figures, and returns (last sustained run or None, every run).
+
+    After the first rate that is not sustained, ``refine`` more rates bisect (geometrically)
+    between the last sustained rate and it, so the answer is finer than one ``step``. A rate
+    whose run is not sustained is tried up to ``retries`` more times and counts as sustained
+    when one try is (on a machine shared with other jobs one stall can fail a single run).
+    """
+    runs: list[dict] = []
+
+    def attempt(rate: float):
+        for _ in range(1 + retries):
+            r = yield rate
+            r["sustained"] = sustained(r, p99_limit)
+            runs.append(r)
+            if r["sustained"]:
+                return r
+        return None
+
+    best = None
+    rate, failed = start_rate, None
+    for _ in range(max_runs):
+        r = yield from attempt(rate)
+        if r is None:
+            failed = rate
+            break
+        best, rate = r, rate * step
+    for _ in range(refine if best is not None and failed is not None else 0):
+        rate = (best["rate_per_node"] * failed) ** 0.5
+        r = yield from attempt(rate)
+        if r is not None:
+            best = r
+        else:
+            failed = rate
+    return best, runs
+
+
 def find_saturation(measure: Callable[[float], dict], start_rate: float, step: float = 1.5, max_runs: int = 10,
-                    p99_limit: float = 1.0) -> tuple[dict | None, list[dict]]:
+                    p99_limit: float = 1.0, refine: int = 0) -> tuple[dict | None, list[dict]]:
     """Raise the per-node rate from ``start_rate`` by ``step`` until a run is not :func:`sustained`.
 
     ``measure(rate)`` runs the load at that per-node rate and returns its figures. Returns the
     last sustained run (None when even the first was not) and every run, in order.
     """
-    runs: list[dict] = []
-    best = None
-    rate = start_rate
-    for _ in range(max_runs):
-        r = measure(rate)
-        r["sustained"] = sustained(r, p99_limit)
-        runs.append(r)
-        if not r["sustained"]:
-            break
-        best, rate = r, rate * step
-    return best, runs
+    return search_together({"": (saturation_search(start_rate, step, max_runs, p99_limit, refine), measure)})[""]
+
+
+def search_together(searches: dict[str, tuple]) -> dict[str, tuple[dict | None, list[dict]]]:
+    """Run several :func:`saturation_search` generators in lockstep, each with its own
+    ``measure``: one run of each per round, the order alternating between rounds, so a
+    machine whose load drifts (other jobs on the same cores) weighs on every search alike."""
+    results: dict[str, tuple] = {}
+    pending = {name: (gen, measure, gen.send(None)) for name, (gen, measure) in searches.items()}
+    rounds = 0
+    while pending:
+        names = list(pending)
+        for name in names if rounds % 2 == 0 else names[::-1]:
+            gen, measure, rate = pending[name]
+            try:
+                pending[name] = (gen, measure, gen.send(measure(rate)))
+            except StopIteration as done:
+                results[name] = done.value
+                del pending[name]
+        rounds += 1
+    return results
 
 
 def start_decoder(bundle: Path, state_dir: str | None, deadline: float,
@@ -230,7 +282,12 @@ def main(argv=None) -> int:
                     "stops keeping up; report the last sustained run")
     ap.add_argument("--step", type=float, default=1.5, help="rate factor between saturation runs")
     ap.add_argument("--p99-limit", type=float, default=1.0, help="seconds of p99 latency a sustained run may have")
-    ap.add_argument("--baseline", metavar="REV", help="also search with the decoder of git revision REV")
+    ap.add_argument("--retries", type=int, default=1, help="more tries of a rate whose run was not sustained "
+                    "(the rate counts as sustained when one try is)")
+    ap.add_argument("--refine", type=int, default=2, help="runs that bisect between the last sustained rate and "
+                    "the first that was not")
+    ap.add_argument("--baseline", metavar="REV", help="also search with the decoder of git revision REV, run for "
+                    "run in lockstep with this one")
     args = ap.parse_args(argv)
     bundle = args.bundle or default_bundle("ecg-synth-quick")
 
@@ -254,15 +311,29 @@ def main(argv=None) -> int:
             archive = subprocess.run(["git", "archive", args.baseline], cwd=REPO, check=True, capture_output=True)
             subprocess.run(["tar", "-x", "-C", old], input=archive.stdout, check=True)
             codes[f"baseline {args.baseline}"] = Path(old)
-        report = {}
-        for name, code in codes.items():
-            best, runs = find_saturation(lambda rate: measure(code, rate), args.rate, args.step,
-                                         p99_limit=args.p99_limit)
-            report[name] = {"saturation_frames_per_s": best and round(best["nodes"] * best["rate_per_node"], 1),
-                            "p99_at_saturation_s": best and best["latency_p99_s"],
-                            "runs": [{k: r[k] for k in ("rate_per_node", "frames_per_s", "latency_p50_s",
-                                                          "latency_p99_s", "acked_elapsed_s", "scheduled_s",
-                                                          "lost_frames", "sustained")} for r in runs]}
+
+        def measuring(code: Path) -> Callable[[float], dict]:
+            return lambda rate: measure(code, rate)
+
+        found = search_together({name: (saturation_search(args.rate, args.step, p99_limit=args.p99_limit,
+                                                          refine=args.refine, retries=args.retries),
+                                  measuring(code))
+                                 for name, code in codes.items()})
+        # each decoder again at half its own saturation: the latency an operator would plan with
+        half = {name: measure(codes[name], best["rate_per_node"] / 2) for name, (best, _) in found.items() if best}
+    report = {}
+    for name, (best, runs) in found.items():
+        h = half.get(name)
+        report[name] = {"saturation_frames_per_s": best and round(best["nodes"] * best["rate_per_node"], 1),
+                        "p99_at_saturation_s": best and best["latency_p99_s"],
+                        "half_saturation": h and {k: h[k] for k in ("rate_per_node", "frames_per_s", "latency_p50_s",
+                                                                  "latency_p99_s", "lost_frames")},
+                        "runs": [{k: r[k] for k in ("rate_per_node", "frames_per_s", "latency_p50_s",
+                                                      "latency_p99_s", "acked_elapsed_s", "scheduled_s",
+                                                      "lost_frames", "sustained")} for r in runs]}
+    if args.baseline and all(report[n]["saturation_frames_per_s"] for n in report):
+        base = report[f"baseline {args.baseline}"]["saturation_frames_per_s"]
+        report["saturation_ratio"] = round(report["this"]["saturation_frames_per_s"] / base, 2)
     print(json.dumps({"journal": args.journal, "groups": args.groups, **report}, indent=1))
     return 0
 

@@ -16,6 +16,25 @@ def configure(subparsers) -> None:
         epilog=env_help(DecoderSettings))
     add_arguments(p, DecoderSettings)
     p.set_defaults(handler=run_decoder)
+    t = subparsers.add_parser(
+        "tokens", help="generate per-node credentials (decoder tokens file + one secret per node)",
+        description="Create DIR/decoder.tokens (sha256 digests, the decoder's --tokens-file), "
+                    "DIR/edges/GROUP__NODE.token (each node's --token-file) and DIR/reader.token (Subscribe to "
+                    "every group). Idempotent: existing secrets are kept, missing ones created, decoder.tokens "
+                    "rewritten from the specs. E.g. ndsc tokens ./tokens patient-1:edge-0,edge-1,edge-2,edge-3")
+    t.add_argument("directory", help="credentials directory (created)")
+    t.add_argument("specs", nargs="+", metavar="GROUP:NODE,NODE,...", help="the nodes of one group; node k streams "
+                   "source k")
+    t.set_defaults(handler=run_tokens)
+
+
+def run_tokens(args: argparse.Namespace) -> int:
+    from fusion_decoder.tokens import ensure_tokens, parse_specs
+
+    credentials = parse_specs(args.specs)
+    created = ensure_tokens(args.directory, credentials)
+    print(f"NDSC_TOKENS_READY dir={args.directory} nodes={len(credentials)} created={created}", flush=True)
+    return 0
 
 
 def run_decoder(args: argparse.Namespace) -> int:
@@ -35,6 +54,14 @@ def run_decoder(args: argparse.Namespace) -> int:
         settings = from_args(DecoderSettings, args).validate()
         bundle = load_bundle(settings.bundle)
         authorize = None
+        if settings.tokens_generate:  # compose: the first start makes the credentials the edges then read
+            from pathlib import Path
+
+            from fusion_decoder.tokens import ensure_tokens, parse_specs
+
+            created = ensure_tokens(Path(settings.tokens_file).parent, parse_specs([settings.tokens_generate]),
+                                    settings.tokens_file)
+            logging.getLogger("ndsc.decoder").info("credentials beside %s: %d created", settings.tokens_file, created)
         if settings.tokens_file:
             from fusion_decoder.auth import TokenBook
 
@@ -69,7 +96,8 @@ def run_decoder(args: argparse.Namespace) -> int:
                                keepalive=settings.keepalive, max_capture_age=settings.max_capture_age,
                                max_capture_lead=settings.max_capture_lead,
                                max_label_groups=settings.max_label_groups,
-                               max_label_nodes=settings.max_label_nodes)
+                               max_label_nodes=settings.max_label_nodes,
+                               refusal_log=(settings.log_burst, settings.log_interval))
         try:
             port = await server.start()
         except OSError as exc:

@@ -172,6 +172,10 @@ class DecoderMetrics:
         self.auth_failures = Counter(
             "ndsc_auth_failures", "Calls refused for their credential: missing_token, unknown_token, "
             "wrong_binding (a token used for another group/node/source)", ["rpc", "reason"], registry=registry)
+        self.log_suppressed = Counter(
+            "ndsc_log_lines_suppressed", "Refusal log lines not written because their reason wrote its quota "
+            "(--log-burst lines per --log-interval seconds); the next line of that reason states the count",
+            ["reason"], registry=registry)
         self.bad_requests = Counter(
             "ndsc_bad_requests", "Request messages refused before reaching a handler: malformed protobuf, "
             "oversized; and Subscribe requests naming an invalid group (bad_group)", ["rpc", "reason"],
@@ -234,3 +238,42 @@ class DecoderMetrics:
         if self.budget.release(group):
             for metric in self._budgeted:
                 metric.remove_group(group)
+
+
+class StreamSeries:
+    """One uplink stream's metric series, resolved once when it opens: a ``labels()`` lookup
+    costs ten times the increment, and the stream's labels do not change while it is open
+    (its group cannot be evicted meanwhile, so the series stay registered)."""
+
+    def __init__(self, m: DecoderMetrics, group: str, node: str, source: int, quality: str):
+        src = str(source)
+        self.messages = m.uplink_messages.labels(group, node, src)
+        self.payload_bytes = m.uplink_payload_bytes.labels(group, node, src)
+        self.protocol_bytes = m.uplink_protocol_bytes.labels(group, node, src)
+        self.frames_per_message = m.frames_per_message.labels(group)
+        self.accepted_samples = m.accepted_samples.labels(group, src)
+        self.accepted_payload_bytes = m.accepted_payload_bytes.labels(group, src)
+        self.bits_per_sample = m.bits_per_sample.labels(group, src)
+        self.quality_windows = m.quality_windows.labels(group, src, quality)  # unknown points refused at open
+        self.quality_payload_bytes = m.quality_payload_bytes.labels(group, src, quality)
+        self._frames_metric, self._group_node = m.frames, (group, node)
+        self._frames: dict[str, object] = {}
+
+    def frames(self, status: str):
+        """The ``ndsc_frames_total`` series of this stream's node for ``status``."""
+        series = self._frames.get(status)
+        if series is None:
+            series = self._frames[status] = self._frames_metric.labels(*self._group_node, status)
+        return series
+
+
+class GroupSeries:
+    """The per-window series of one group (aligner release, publication), resolved once per
+    group: every window of a group would otherwise look them up again. Dropped with the group."""
+
+    def __init__(self, m: DecoderMetrics, group: str):
+        self.complete = m.aligner_windows.labels(group, "complete")
+        self.partial = m.aligner_windows.labels(group, "partial")
+        self.aligner_wait = m.aligner_wait.labels(group)
+        self.capture_to_reconstruction = m.capture_to_reconstruction.labels(group)
+        self.reconstructions = m.reconstructions.labels(group)

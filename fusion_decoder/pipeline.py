@@ -18,7 +18,7 @@ from fusion_decoder.aligner import AlignedWindow, Aligner
 from fusion_decoder.audit import AuditBook
 from fusion_decoder.broadcast import Broadcaster, Decoded
 from fusion_decoder.journal import Journal
-from fusion_decoder.metrics import DecoderMetrics
+from fusion_decoder.metrics import DecoderMetrics, GroupSeries
 from fusion_decoder.runtime import JointDecoderRuntime
 from ndsc.entropy import EntropyCodingError
 from ndsc.wire import MAX_MESSAGE_BYTES
@@ -43,6 +43,7 @@ class DecodePipeline:
         self._queue: asyncio.Queue[AlignedWindow] = asyncio.Queue(max(8 * max_batch, 256))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-decode")
         self._tasks: list[asyncio.Task] = []
+        self._group_series: dict[str, GroupSeries] = {}
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._decode_loop()), asyncio.create_task(self._expiry_loop())]
@@ -54,9 +55,16 @@ class DecodePipeline:
             aligner.touched = time.monotonic()
         return aligner
 
+    def _series(self, group: str) -> GroupSeries:
+        series = self._group_series.get(group)
+        if series is None:
+            series = self._group_series[group] = GroupSeries(self.metrics, group)
+        return series
+
     def forget(self, group: str) -> None:
-        """Drop an evicted group's aligner and audit state (it holds no pending window)."""
+        """Drop an evicted group's aligner, audit state and metric series (it holds no pending window)."""
         self.aligners.pop(group, None)
+        self._group_series.pop(group, None)
         self.audits.forget(group)
 
     async def restore(self) -> int:
@@ -86,8 +94,9 @@ class DecodePipeline:
         return result.status
 
     async def _enqueue(self, w: AlignedWindow) -> None:
-        self.metrics.aligner_windows.labels(w.group, "complete" if w.complete else "partial").inc()
-        self.metrics.aligner_wait.labels(w.group).observe(w.released - w.first_arrival)
+        series = self._series(w.group)
+        (series.complete if w.complete else series.partial).inc()
+        series.aligner_wait.observe(w.released - w.first_arrival)
         for i in w.missing:
             self.metrics.aligner_missing.labels(w.group, str(i)).inc()
         for i in w.incomplete:
@@ -212,10 +221,11 @@ class DecodePipeline:
                 log.exception("publishing window %d of group %r failed", w.window, w.group)
                 self.metrics.window_failures.labels("publish").inc()
                 continue
+            series = self._series(w.group)
             for c in w.capture_us:
                 if c:  # 0: unknown (outside the decoder's sane capture window), never a latency
-                    self.metrics.capture_to_reconstruction.labels(w.group).observe(max(0.0, now - c / 1e6))
-            self.metrics.reconstructions.labels(w.group).inc()
+                    series.capture_to_reconstruction.observe(max(0.0, now - c / 1e6))
+            series.reconstructions.inc()
             for i in np.flatnonzero(~present[b]):
                 self.metrics.estimated_sources.labels(w.group, str(i)).inc()
             self.audits.add_reconstruction(w.group, w.window, x_hat[b], present[b])

@@ -12,6 +12,10 @@ from models.decoders import build_decoder
 from models.device import resolve_device
 
 
+#: windows per joint-decoder call on CPU (a batch beyond it is decoded in slices)
+CPU_SLICE = 32
+
+
 class JointDecoderRuntime:
     """Entropy-decodes every source's payload and runs the joint decoder in batches.
 
@@ -38,6 +42,7 @@ class JointDecoderRuntime:
         self.model.to(self.device).eval()
         # Decoders work on normalised values; the bundle records the scale back to physical units.
         self.output_scale = float(bundle.decoder.get("output_scale", 1.0))
+        self._plans: dict[tuple, tuple[LatentCoder, tuple[int, ...], int]] = {}
         self.entropy_decodes = 0  # payloads entropy-decoded so far (each should be decoded once)
 
     @property
@@ -64,10 +69,18 @@ class JointDecoderRuntime:
 
         ``quality``: the stream's operating point (variable-rate bundles; None: the default).
         """
-        name = self.quality_name(source_index, quality)
-        coder = self._point_coders[source_index, name] if name else self.coders[source_index]
+        key = (source_index, quality, tuple(frame_shape) if frame_shape else None)
+        plan = self._plans.get(key)
+        if plan is None:  # resolved once per (source, point, frame shape): this runs once per frame
+            shape = self.latent_shape(source_index, frame_shape)
+            name = self.quality_name(source_index, quality)
+            coder = self._point_coders[source_index, name] if name else self.coders[source_index]
+            if len(self._plans) >= 1024:  # whole frames of many sizes: bounded
+                self._plans.clear()
+            plan = self._plans[key] = (coder, shape, int(np.prod(shape[1:])))
+        coder, shape, length = plan
         self.entropy_decodes += 1
-        return coder.decode_latent(payload, self.latent_shape(source_index, frame_shape))
+        return coder.decode(payload, length).reshape(shape)
 
     def dequantise(self, source_index: int, symbols: np.ndarray, quality: str | None = None) -> np.ndarray:
         """Decoder-side latents (M, *L) of symbols: ``symbol / gain`` of the point, the division training
@@ -77,10 +90,16 @@ class JointDecoderRuntime:
 
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, present: np.ndarray) -> np.ndarray:
-        """Joint synthesis of (B, N, M, *L) symbols with a (B, N) presence mask."""
+        """Joint synthesis of (B, N, M, *L) symbols with a (B, N) presence mask.
+
+        On CPU a large batch runs in slices of :data:`CPU_SLICE` windows: their activations
+        stay in cache (ecg-synth-quick: 160 µs/window in slices of 16–32, 210 µs at 64)."""
         y_hat = torch.from_numpy(np.asarray(symbols, dtype=np.float32)).to(self.device)
         mask = torch.from_numpy(np.asarray(present, dtype=np.float32)).to(self.device)
-        return (self.model(y_hat, mask) * self.output_scale).float().cpu().numpy()
+        step = CPU_SLICE if self.device.type == "cpu" else len(y_hat)
+        out = [self.model(y_hat[k:k + step], mask[k:k + step]) for k in range(0, len(y_hat), max(step, 1))]
+        x_hat = out[0] if len(out) == 1 else torch.cat(out)
+        return (x_hat * self.output_scale).float().cpu().numpy()
 
     def decode_batch(self, payloads: Sequence[Sequence[bytes | np.ndarray | None]],
                      frame_shape: Sequence[int] | None = None,

@@ -16,6 +16,7 @@ Typical use::
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Sequence
 
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from fusion_decoder.grpc_handlers import add_servicer
 from fusion_decoder.journal import Journal
+from fusion_decoder.loglimit import LogLimiter
 from fusion_decoder.metrics import DecoderMetrics
 from fusion_decoder.pipeline import DecodePipeline
 from fusion_decoder.receiver import StreamLimits
@@ -82,6 +84,8 @@ class DecoderServer:
             clock; a frame's capture time outside it becomes unknown (0) and is counted.
         max_label_groups, max_label_nodes: distinct group / (group, node) label values in the
             metrics; beyond them series read ``_overflow``.
+        refusal_log: (burst, interval): refusal log lines one reason may write per interval
+            seconds; beyond, they are counted in ``ndsc_log_lines_suppressed_total{reason}``.
     """
 
     def __init__(self, bundle: Bundle, listen: str = "127.0.0.1:0", *, registry: CollectorRegistry,
@@ -92,7 +96,8 @@ class DecoderServer:
                  subscriber_queue: int = 4096, max_frame_area: int = MAX_FRAME_AREA, max_chunks: int = MAX_CHUNKS,
                  max_groups: int = 256, max_streams: int = 1024, group_idle: float = 300.0,
                  stream_idle: float = 60.0, keepalive: float = 30.0, max_capture_age: float = 86400.0,
-                 max_capture_lead: float = 60.0, max_label_groups: int = 128, max_label_nodes: int = 1024):
+                 max_capture_lead: float = 60.0, max_label_groups: int = 128, max_label_nodes: int = 1024,
+                 refusal_log: tuple[int, float] = (5, 10.0)):
         self.bundle = bundle
         self.listen = listen
         self.grace = grace
@@ -109,6 +114,7 @@ class DecoderServer:
         self.max_groups, self.max_streams, self.group_idle = max_groups, max_streams, group_idle
         self.stream_idle, self.keepalive = stream_idle, keepalive
         self.capture_window = (max_capture_age, max_capture_lead)
+        self.refusal_log = refusal_log
         self._evictor: asyncio.Task | None = None
         self.pipeline: DecodePipeline | None = None
         self.servicer: FusionDecoderServicer | None = None
@@ -127,7 +133,8 @@ class DecoderServer:
         self.servicer = FusionDecoderServicer(self.bundle, self.pipeline, self.metrics, self._authorize,
                                               str(self.runtime.device), journal, limits=limits,
                                               max_frame_area=self.max_frame_area, max_groups=self.max_groups,
-                                              max_streams=self.max_streams, stream_idle=self.stream_idle)
+                                              max_streams=self.max_streams, stream_idle=self.stream_idle,
+                                              log_limiter=LogLimiter(*self.refusal_log))
         if journal.enabled:
             nodes = self.servicer.restore_sessions()
             held = await self.pipeline.restore()
@@ -158,6 +165,9 @@ class DecoderServer:
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._evictor = asyncio.create_task(self._evict_loop())
+        # torch, the bundle and grpc are loaded: keep their objects out of every later collection
+        # (a full collection over them is a pause every stream's latency would see)
+        gc.freeze()
         log.info("decoder serving bundle %s on port %d (device %s, %s)", self.bundle.bundle_id[:19], self.port,
                  self.runtime.device, "mutual TLS" if self.tls and self.tls[2] else "TLS" if self.tls else "plaintext")
         return self.port

@@ -20,8 +20,10 @@ import numpy as np
 
 from fusion_decoder.grpc_handlers import BadRequest
 from fusion_decoder.journal import Journal, SessionRow, unsigned64
-from fusion_decoder.metrics import DecoderMetrics
+from fusion_decoder.loglimit import LogLimiter
+from fusion_decoder.metrics import DecoderMetrics, StreamSeries
 from fusion_decoder.pipeline import DecodePipeline
+from fusion_decoder.readahead import IdleStream, ReadAhead
 from fusion_decoder.receiver import StreamLimits, UplinkReceiver
 from fusion_decoder.sessions import MAX_FRAME_AREA, Authorizer, NodeSession, SessionTable, StreamRefused
 from ndsc.bundle import Bundle
@@ -30,6 +32,15 @@ from ndsc.wire import GRPC_MESSAGE_PREFIX_BYTES, FrameData, pb, pb_grpc, payload
 from ndsc.wire.limits import name_problem
 
 log = logging.getLogger("ndsc.decoder")
+
+#: a message's payloads up to this many bytes are entropy-decoded on the event loop: handing
+#: them to a thread costs more (~70 µs a hop) than decoding them (~25 µs for 4×64 symbols)
+INLINE_DECODE_BYTES = 16 * 1024
+
+
+def _message_size(message) -> int:
+    """Serialized bytes of an uplink message (0 for a refused one: it holds nothing)."""
+    return message.ByteSize() if isinstance(message, pb.UplinkMessage) else 0
 
 
 class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
@@ -43,7 +54,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
     def __init__(self, bundle: Bundle, pipeline: DecodePipeline, metrics: DecoderMetrics,
                  authorize: Authorizer | None = None, device: str = "cpu", journal: Journal | None = None, *,
                  limits: StreamLimits = StreamLimits(), max_frame_area: int = MAX_FRAME_AREA, max_groups: int = 256,
-                 max_streams: int = 1024, stream_idle: float = 60.0):
+                 max_streams: int = 1024, stream_idle: float = 60.0, log_limiter: LogLimiter | None = None):
         self.bundle = bundle
         self.pipeline = pipeline
         self.metrics = metrics
@@ -57,6 +68,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         self.device = device
         self.journal = journal or Journal(None)
         self.draining = False
+        # refusals are caused by clients: their log lines are bounded per reason (counted beyond)
+        self.log_limiter = log_limiter or LogLimiter()
         self._accepted: dict[tuple[str, int], list[int]] = {}
         self._check_executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-check")
 
@@ -75,7 +88,12 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             self.metrics.audit_rejected.labels(refused.reason).inc()
         elif refused.reason == "bad_group":  # Subscribe's group name
             self.metrics.bad_requests.labels(rpc, refused.reason).inc()
-        log.warning("refused %s: %s (%s)", rpc, refused.message, refused.code.name)
+        allowed, suppressed = self.log_limiter.allow(refused.reason)
+        if allowed:
+            more = f" ({suppressed} more {refused.reason!r} refusals not logged)" if suppressed else ""
+            log.warning("refused %s: %s (%s)%s", rpc, refused.message, refused.code.name, more)
+        else:
+            self.metrics.log_suppressed.labels(refused.reason).inc()
         await context.abort(refused.code, refused.message)
 
     def _entropy_decode(self, source: int, frames: Sequence[FrameData], frame_shape: tuple[int, ...],
@@ -114,11 +132,15 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         """The stream's next message, or a refusal when none comes within ``stream_idle`` seconds
         (a silent stream would hold its source, and a stream slot, forever)."""
         try:
-            return await asyncio.wait_for(messages.__anext__(), self.stream_idle)
-        except asyncio.TimeoutError:
-            raise StreamRefused(grpc.StatusCode.DEADLINE_EXCEEDED, "idle_timeout",
-                                f"no uplink message for {self.stream_idle:g} s: stream closed, its source released "
-                                "(reconnect when there is data)") from None
+            async with asyncio.timeout(self.stream_idle):
+                return await messages.__anext__()
+        except TimeoutError:
+            raise self._idle_refusal() from None
+
+    def _idle_refusal(self) -> StreamRefused:
+        return StreamRefused(grpc.StatusCode.DEADLINE_EXCEEDED, "idle_timeout",
+                             f"no uplink message for {self.stream_idle:g} s: stream closed, its source released "
+                             "(reconnect when there is data)")
 
     def evict_idle_groups(self, idle: float, now: float | None = None) -> list[str]:
         """Forget groups with no open stream, no held window and no frame for ``idle`` seconds."""
@@ -175,74 +197,87 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         if receiver.restarted:
             self.metrics.node_restarts.labels(session.group, session.node_id).inc()
         group, node, source = session.group, session.node_id, session.source_index
-        labels = (group, node, str(source))
-        self.metrics.uplink_messages.labels(*labels).inc()
-        self.metrics.uplink_protocol_bytes.labels(*labels).inc(protocol_bytes(first))
-        self.metrics.edge_flush_interval.labels(*labels).set(first.header.flush_interval_s)
+        series = StreamSeries(self.metrics, group, node, source, session.quality)
+        series.messages.inc()
+        series.protocol_bytes.inc(protocol_bytes(first))
+        self.metrics.edge_flush_interval.labels(group, node, str(source)).set(first.header.flush_interval_s)
         session.touched = time.monotonic()
         self.pipeline.aligner(group)  # the group exists from its first stream (counted, evictable)
         active = self.metrics.active_streams.labels(group)  # resolved once: inc and dec hit one series
         active.inc()
         log.info("uplink open: group=%s node=%s source=%d quality=%s resume after seq %d", group, node, source,
                  session.quality or "-", session.last_seq)
+        inbox = ReadAhead(messages, self.stream_idle, size=_message_size)
         try:
             yield first_ack
             while True:
                 try:
-                    message = await self._next(messages)
-                except StopAsyncIteration:
+                    batch = await inbox.take()
+                except IdleStream:
+                    await self._refuse(context, self._idle_refusal())
+                if not batch:
                     break
-                except StreamRefused as refused:
-                    await self._refuse(context, refused)
-                if isinstance(message, BadRequest):
-                    await self._refuse(context, message.refused)
-                if self.draining:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, "decoder is shutting down")
-                session.touched = time.monotonic()
-                self.metrics.uplink_messages.labels(*labels).inc()
-                try:
-                    screened = receiver.screen(message, time.time())
-                except StreamRefused as refused:
-                    await self._refuse(context, refused)
-                self.metrics.uplink_payload_bytes.labels(*labels).inc(payload_bytes(message.batch))
-                self.metrics.uplink_protocol_bytes.labels(*labels).inc(protocol_bytes(message))
-                self.metrics.frames_per_message.labels(group).observe(len(message.batch.frames))
-                for status, n in screened.counts.items():
-                    self.metrics.frames.labels(group, node, status).inc(n)
-                new, refusal = screened.frames, screened.refusal
-                conflict = self._first_shape_conflict(session, new) if new else None
-                if conflict is not None:
-                    frame, refusal = conflict
-                    self.metrics.frames.labels(group, node, "frame_shape_mismatch").inc()
-                    new = new[:new.index(frame)]
-                if new:
-                    symbols, bad = await asyncio.get_running_loop().run_in_executor(
-                        self._check_executor, self._entropy_decode, source, new, session.frame_shape,
-                        session.quality)
-                    if bad is not None:
-                        k, error = bad
-                        self.metrics.frames.labels(group, node, "undecodable").inc()
-                        refusal = StreamRefused(
-                            grpc.StatusCode.INVALID_ARGUMENT, "undecodable",
-                            f"frame seq {new[k].seq} (window {new[k].window}): payload does not decode to "
-                            f"source {source}'s latents ({error}); held up to seq {new[k].seq - 1}")
-                        new = new[:k]
-                    try:
-                        await self._hold(receiver, new, symbols)
-                    except (sqlite3.Error, OverflowError) as exc:  # nothing was acked: the edge resends
-                        log.exception("journaling frames of group %r failed", group)
-                        refusal = StreamRefused(grpc.StatusCode.UNAVAILABLE, "journal_failed",
-                                                f"the decoder could not make frames durable ({exc}); retry")
-                if refusal is not None:
-                    await self._refuse(context, refusal)
+                for message in batch:  # every message already here, answered by one cumulative Ack
+                    await self._take_message(context, receiver, message, series)
                 yield receiver.ack()
         finally:
+            await inbox.close()
             receiver.close()
             session.touched = time.monotonic()
             active.dec()
 
+    async def _take_message(self, context, receiver: UplinkReceiver, message, series: StreamSeries) -> None:
+        """Check one later message's frames, hold the good ones, and refuse the stream (abort) at
+        the first bad one: the frames before it stay held."""
+        session = receiver.session
+        if isinstance(message, BadRequest):
+            await self._refuse(context, message.refused)
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "decoder is shutting down")
+        session.touched = time.monotonic()
+        series.messages.inc()
+        try:
+            screened = receiver.screen(message, time.time())
+        except StreamRefused as refused:
+            await self._refuse(context, refused)
+        payload = payload_bytes(message.batch)
+        series.payload_bytes.inc(payload)
+        series.protocol_bytes.inc(message.ByteSize() - payload + GRPC_MESSAGE_PREFIX_BYTES)
+        series.frames_per_message.observe(len(message.batch.frames))
+        for status, n in screened.counts.items():
+            series.frames(status).inc(n)
+        new, refusal = screened.frames, screened.refusal
+        conflict = self._first_shape_conflict(session, new) if new else None
+        if conflict is not None:
+            frame, refusal = conflict
+            series.frames("frame_shape_mismatch").inc()
+            new = new[:new.index(frame)]
+        if new:
+            check = (session.source_index, new, session.frame_shape, session.quality)
+            if sum(len(f.payload) for f in new) <= INLINE_DECODE_BYTES:
+                symbols, bad = self._entropy_decode(*check)
+            else:  # a large payload (an image frame) would stall every other stream
+                symbols, bad = await asyncio.get_running_loop().run_in_executor(
+                    self._check_executor, self._entropy_decode, *check)
+            if bad is not None:
+                k, error = bad
+                series.frames("undecodable").inc()
+                refusal = StreamRefused(
+                    grpc.StatusCode.INVALID_ARGUMENT, "undecodable",
+                    f"frame seq {new[k].seq} (window {new[k].window}): payload does not decode to "
+                    f"source {session.source_index}'s latents ({error}); held up to seq {new[k].seq - 1}")
+                new = new[:k]
+            try:
+                await self._hold(receiver, new, symbols, series)
+            except (sqlite3.Error, OverflowError) as exc:  # nothing was acked: the edge resends
+                log.exception("journaling frames of group %r failed", session.group)
+                refusal = StreamRefused(grpc.StatusCode.UNAVAILABLE, "journal_failed",
+                                        f"the decoder could not make frames durable ({exc}); retry")
+        if refusal is not None:
+            await self._refuse(context, refusal)
+
     async def _hold(self, receiver: UplinkReceiver, frames: Sequence[FrameData],
-                    symbols: Sequence[np.ndarray | None]) -> None:
+                    symbols: Sequence[np.ndarray | None], series: StreamSeries) -> None:
         """Make checked frames durable (journal), advance the session, hand them to the aligner."""
         if not frames:
             return
@@ -259,38 +294,41 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             symbols = [s for f, s in zip(frames, symbols) if id(f) in kept]
             frames = fresh
         if lost:
-            self.metrics.frames.labels(group, node, "lost").inc(lost)
-        self.metrics.frames.labels(group, node, "accepted").inc(len(frames))
+            series.frames("lost").inc(lost)
+        series.frames("accepted").inc(len(frames))
+        # bytes for every chunk, a window (and its samples) once, at its first chunk
+        windows = sum(1 for f in frames if f.chunk == 0)
+        nbytes = sum(len(f.payload) for f in frames)
+        per_window = math.prod(session.frame_shape) if session.frame_shape else None
+        self._count_accepted(group, source, nbytes, windows * per_window if per_window else None, series, windows)
+        series.quality_windows.inc(windows)
+        series.quality_payload_bytes.inc(nbytes)
         refused = []
-        samples = math.prod(session.frame_shape) if session.frame_shape else None
+        aligner_add = self.pipeline.add
+        shape, quality = session.frame_shape or None, session.quality or None
         for f, sym in zip(frames, symbols):
-            # samples once per window (at its first chunk), bytes for every chunk
-            self._count_accepted(group, source, len(f.payload), samples if f.chunk == 0 else 0)
-            point = (group, str(source), session.quality)  # bounded: unknown points are refused at open
-            self.metrics.quality_windows.labels(*point).inc(1 if f.chunk == 0 else 0)  # a window: its first chunk
-            self.metrics.quality_payload_bytes.labels(*point).inc(len(f.payload))
-            status = await self.pipeline.add(group, f.window, source, f.payload, f.capture_us, chunk=f.chunk,
-                                             chunks=f.chunks, shape=session.frame_shape or None,
-                                             quality=session.quality or None, symbols=sym)
+            status = await aligner_add(group, f.window, source, f.payload, f.capture_us, chunk=f.chunk,
+                                       chunks=f.chunks, shape=shape, quality=quality, symbols=sym)
             if status in ("late", "shape_mismatch", "bad_chunk"):  # not held: the journaled copy is dead
                 refused.append((group, f.window, source))
             if status in ("shape_mismatch", "bad_chunk"):  # raced another source's frame of the same window,
                 # or a chunk count that differs from the window's held chunks: that source is estimated
-                self.metrics.frames.labels(group, node, "frame_shape_mismatch" if status == "shape_mismatch"
-                                           else "bad_chunk").inc()
+                series.frames("frame_shape_mismatch" if status == "shape_mismatch" else "bad_chunk").inc()
         if refused and self.journal.enabled:
             await self.journal.run(self.journal.forget_frames, refused)
 
-    def _count_accepted(self, group: str, source: int, nbytes: int, samples: int | None = None) -> None:
-        """Bytes of one accepted frame and the input samples it adds (None: one bundle window)."""
-        samples = self.bundle.sources[source].samples_per_window if samples is None else samples
+    def _count_accepted(self, group: str, source: int, nbytes: int, samples: int | None,
+                        series: StreamSeries, windows: int = 1) -> None:
+        """Bytes of accepted frames and the input samples they add (None: ``windows`` bundle windows)."""
+        if samples is None:
+            samples = windows * self.bundle.sources[source].samples_per_window
         sums = self._accepted.setdefault((group, source), [0, 0])  # payload bytes, samples
         sums[0] += nbytes
         sums[1] += samples
-        self.metrics.accepted_samples.labels(group, str(source)).inc(samples)
-        self.metrics.accepted_payload_bytes.labels(group, str(source)).inc(nbytes)
+        series.accepted_samples.inc(samples)
+        series.accepted_payload_bytes.inc(nbytes)
         if sums[1]:
-            self.metrics.bits_per_sample.labels(group, str(source)).set(8.0 * sums[0] / sums[1])
+            series.bits_per_sample.set(8.0 * sums[0] / sums[1])
 
     async def _check_call(self, request, context, rpc: str, check=None) -> None:
         """Refuse a malformed request, or (with credentials configured) a caller ``check`` refuses."""

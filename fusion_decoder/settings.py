@@ -28,6 +28,10 @@ class DecoderSettings:
     tokens_file: str | None = setting(
         "NDSC_TOKENS_FILE", "per-node credentials, lines 'TOKEN GROUP NODE SOURCE' (TOKEN may be sha256:HEX); "
         "when set, every call needs 'authorization: Bearer TOKEN' bound to its group/node/source")
+    tokens_generate: str | None = setting(
+        "NDSC_TOKENS_GENERATE", "GROUP:NODE,NODE,...[;GROUP:...] (node k streams source k): at start, create the "
+        "missing credentials beside --tokens-file (edges/GROUP__NODE.token, reader.token) and write --tokens-file "
+        "from them (first start of compose; see docs/deploy.md)")
     tls_cert: str | None = setting("NDSC_TLS_CERT", "PEM server certificate: serve TLS (with --tls-key)")
     tls_key: str | None = setting("NDSC_TLS_KEY", "PEM private key of --tls-cert")
     tls_client_ca: str | None = setting("NDSC_TLS_CLIENT_CA", "PEM CA: require client certificates it signed "
@@ -61,6 +65,9 @@ class DecoderSettings:
                                     "share group=\"_overflow\"", 128)
     max_label_nodes: int = setting("NDSC_MAX_LABEL_NODES", "(group, node) pairs with their own metric series; "
                                    "later ones share node=\"_overflow\"", 1024)
+    log_burst: int = setting("NDSC_LOG_BURST", "refusal log lines one reason may write per --log-interval; the "
+                             "rest are counted in ndsc_log_lines_suppressed_total", 5)
+    log_interval: float = setting("NDSC_LOG_INTERVAL", "seconds over which --log-burst applies", 10.0)
     subscriber_queue: int = setting("NDSC_SUBSCRIBER_QUEUE", "reconstructions queued per Subscribe stream; "
                                     "beyond it the oldest are dropped (counted)", 4096)
 
@@ -76,6 +83,8 @@ class DecoderSettings:
             raise ValueError("deadline must be > 0 and max_batch >= 1")
         if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_client_ca and not self.tls_cert):
             raise ValueError("TLS needs --tls-cert and --tls-key together (and both for --tls-client-ca)")
+        if self.tokens_generate and not self.tokens_file:
+            raise ValueError("--tokens-generate writes --tokens-file: set both")
         if self.journal_sync not in ("normal", "full"):
             raise ValueError("journal_sync must be normal or full")
         if self.max_frame_area < 1 or self.max_chunks < 1:
@@ -85,6 +94,9 @@ class DecoderSettings:
         if min(self.max_groups, self.max_streams, self.max_label_groups, self.max_label_nodes) < 1:
             raise ValueError("max_groups, max_streams, max_label_groups and max_label_nodes must be >= 1")
         if min(self.group_idle, self.stream_idle, self.keepalive, self.max_capture_age,
-               self.max_capture_lead) <= 0:
-            raise ValueError("group_idle, stream_idle, keepalive, max_capture_age and max_capture_lead must be > 0")
+               self.max_capture_lead, self.log_interval) <= 0:
+            raise ValueError("group_idle, stream_idle, keepalive, max_capture_age, max_capture_lead and "
+                             "log_interval must be > 0")
+        if self.log_burst < 1:
+            raise ValueError("log_burst must be >= 1")
         return self

@@ -185,6 +185,9 @@ class LatentCoder:
         self.tables = list(tables)
         self.bitstream = bitstream
         self._models = [_categorical(t.freqs, bitstream) for t in self.tables]
+        # per channel: the value of index 0 and the escape's index (decode works on whole arrays)
+        self._offsets = np.array([t.offset for t in self.tables], dtype=np.int64)[:, None]
+        self._escapes = np.array([len(t.freqs) - 1 for t in self.tables], dtype=np.int64)[:, None]
         self._escape_sign = constriction.stream.model.Uniform(2)
         self._escape_bits = constriction.stream.model.Uniform(_ESCAPE_BITS_ALPHABET)
 
@@ -229,12 +232,17 @@ class LatentCoder:
         words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
         try:
             ans = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
+            # one decoder call per channel, then whole-array steps: this runs once per frame on
+            # the decoder's event loop, where per-channel numpy calls cost more than the decoding
             out = np.empty((self.channels, length), dtype=np.int64)
-            for c, t in enumerate(self.tables):
-                out[c] = ans.decode(self._models[c], length).astype(np.int64) + t.offset
-            for c, t in enumerate(self.tables):
-                esc = np.flatnonzero(out[c] == t.high + 1)
-                for pos in esc:
+            for c, model in enumerate(self._models):
+                out[c] = ans.decode(model, length)
+            escaped = out == self._escapes
+            out += self._offsets
+            if escaped.any():
+                # escapes follow every channel's symbols, row-major (channel, then position)
+                for c, pos in zip(*np.nonzero(escaped)):
+                    t = self.tables[c]
                     delta = self._pop_escape(ans)
                     out[c, pos] = t.low + delta if delta < 0 else t.high + delta
         except EntropyCodingError:

@@ -152,6 +152,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def named_volumes(model: dict, service: dict) -> dict[str, str]:
+    """Container path → volume name, for the service's mounts of the model's named volumes
+    (short ``NAME:/path[:mode]`` or long ``{type: volume, source, target}`` syntax)."""
+    names = set(model.get("volumes") or {})
+    out = {}
+    for mount in service.get("volumes") or []:
+        if isinstance(mount, str):
+            source, _, rest = mount.partition(":")
+            target = rest.split(":", 1)[0]
+        else:
+            source, target = mount.get("source"), mount.get("target")
+        if source in names:
+            out[target] = source
+    return out
+
+
 @dataclass
 class LocalService:
     name: str
@@ -174,6 +190,7 @@ class LocalStack:
 
     services: dict[str, LocalService]
     ports: dict[tuple[str, int], int] = field(default_factory=dict)
+    volumes: list[Path] = field(default_factory=list)  # the named volumes, as directories of the run
 
     @classmethod
     def from_compose(cls, model: dict, workdir: Path) -> "LocalStack":
@@ -195,7 +212,11 @@ class LocalStack:
                 elif value in ("0.0.0.0", "::"):
                     env[key] = "127.0.0.1"
                 else:
-                    for image_path, local in df.copies().items():
+                    # a named volume is a directory of the run (shared by the services that mount it),
+                    # an image path the checkout's file
+                    mounts = {path: workdir / "volumes" / name
+                              for path, name in named_volumes(model, svc).items()} if workdir else {}
+                    for image_path, local in {**df.copies(), **mounts}.items():
                         if value == image_path or value.startswith(image_path + "/"):
                             env[key] = str(local) + value[len(image_path):]
             if "NDSC_METRICS_PORT" in env:
@@ -206,13 +227,16 @@ class LocalStack:
             depends = svc.get("depends_on") or {}
             services[name] = LocalService(name, local_argv(argv), env, local_argv(hc[1:]),
                                           [d for d in depends if d in found])
-        return cls(services, ports)
+        volumes = [workdir / "volumes" / name for name in model.get("volumes") or {}] if workdir else []
+        return cls(services, ports, volumes)
 
     def metrics_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.services[name].env['NDSC_METRICS_PORT']}/metrics"
 
     def start(self, workdir: Path, timeout: float = 90.0) -> None:
         """Start in dependency order, waiting for each dependency's healthcheck (service_healthy)."""
+        for volume in self.volumes:  # compose creates named volumes empty before the first container
+            volume.mkdir(parents=True, exist_ok=True)
         started: set[str] = set()
         while len(started) < len(self.services):
             ready = [s for s in self.services.values()

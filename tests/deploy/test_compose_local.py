@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
@@ -86,6 +87,40 @@ def test_every_edge_container_streams_frames_that_the_decoder_decodes(stack):
     # Every node sends a frame per window; a node whose leads the others determine (aVR, aVL, aVF in
     # ecg-12lead) may send empty payloads, but the group as a whole sends bytes.
     assert total_payload > 0
+
+
+def test_compose_runs_with_per_node_tokens_generated_at_first_start(stack):
+    import grpc
+
+    from ndsc.wire import TOKEN_METADATA_KEY, pb, pb_grpc
+
+    decoder = stack.services[_decoder(stack)]
+    tokens_file = Path(decoder.env["NDSC_TOKENS_FILE"])
+    assert tokens_file.is_file() and tokens_file.stat().st_mode & 0o077 == 0  # owner-only
+    edges = {stack.services[e].env["NDSC_SOURCE_INDEX"]: stack.services[e].env for e in _edges(stack)}
+    secrets = {i: Path(env["NDSC_TOKEN_FILE"]).read_text().strip() for i, env in edges.items()}
+    assert len(set(secrets.values())) == len(edges)  # one secret per node, never shared
+    assert all(s not in tokens_file.read_text() for s in secrets.values())  # the decoder keeps digests only
+    reader = (tokens_file.parent / "reader.token").read_text().strip()
+    address = f"127.0.0.1:{stack.ports[(_decoder(stack), 50051)]}"
+    group = edges["0"]["NDSC_GROUP"]
+
+    def bearer(token: str) -> tuple:
+        return ((TOKEN_METADATA_KEY, f"Bearer {token}"),)
+
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.FusionDecoderStub(channel)
+        with pytest.raises(grpc.RpcError) as open_call:
+            stub.GetModelInfo(pb.ModelInfoRequest(), timeout=10)
+        assert open_call.value.code() == grpc.StatusCode.UNAUTHENTICATED  # not open
+        assert stub.GetModelInfo(pb.ModelInfoRequest(), metadata=bearer(secrets["0"]), timeout=10).bundle_id
+        stolen = pb.UplinkMessage(header=pb.StreamHeader(group=group, node_id=edges["1"]["NDSC_NODE_ID"],
+                                                         source_index=1, incarnation=7))
+        with pytest.raises(grpc.RpcError) as other_source:  # edge-0's secret cannot stream edge-1's source
+            list(stub.Uplink(iter([stolen]), metadata=bearer(secrets["0"]), timeout=10))
+        assert other_source.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        first = next(iter(stub.Subscribe(pb.SubscribeRequest(group=group), metadata=bearer(reader), timeout=30)))
+        assert first.group == group  # the reader token subscribes
 
 
 def test_the_compose_healthchecks_pass_on_live_services_and_fail_on_dead_ones(stack):

@@ -159,13 +159,70 @@ def test_envoy_routes_every_group_to_one_decoder_replica_by_consistent_hash():
     assert cfg["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
 
 
+def _secret_mounts(container: dict, pod: dict) -> dict[str, str]:
+    """Mount path → Secret name, for the container's mounts of Secret volumes (checked readable
+    by the pod's non-root user: Secret files are root's, group fsGroup, mode defaultMode)."""
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    ctx = pod["securityContext"]
+    for v in pod["volumes"]:
+        if "secret" in v:
+            assert ctx["fsGroup"] == ctx["runAsGroup"] and v["secret"]["defaultMode"] & 0o040, v
+    return {m["mountPath"]: secrets[m["name"]] for m in container.get("volumeMounts", []) if m["name"] in secrets}
+
+
+def test_every_workload_reads_per_node_credentials_from_the_documented_secrets(tmp_path):
+    """Run SCALING.md's ``ndsc tokens`` and ``kubectl create secret`` lines (the latter as files),
+    then check that the decoder's tokens file and every edge pod's token file are keys of those
+    Secrets, and that each pod's token is bound to its own group, node and source."""
+    import re
+    import shlex
+    import sys
+
+    from fusion_decoder.auth import TokenBook
+
+    doc = (K8S / "SCALING.md").read_text()
+    (generate,) = re.findall(r"^ndsc tokens .*$", doc, re.M)
+    run = subprocess.run(["bash", "-c", generate.replace("ndsc ", f"{shlex.quote(sys.executable)} -m ndsc ", 1)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(K8S.parents[1])})
+    assert run.returncode == 0, run.stderr
+    secrets: dict[str, dict[str, Path]] = {}  # Secret name → key → file, as kubectl --from-file makes them
+    for line in re.findall(r"^kubectl .*create secret generic .*$", doc, re.M):
+        args = shlex.split(line)
+        name = args[args.index("generic") + 1]
+        source = tmp_path / next(a.split("=", 1)[1] for a in args if a.startswith("--from-file="))
+        files = sorted(source.iterdir()) if source.is_dir() else [source]
+        secrets[name] = {f.name: f for f in files if f.is_file()}
+    groups = sorted({int(g) for g in re.findall(r"group-(\d+)__", " ".join(
+        k for keys in secrets.values() for k in keys))})
+    assert groups == list(range(8)), groups  # the documented command covers group-0..7
+
+    (decoder,) = [d for d in by_kind("Deployment") if d["metadata"]["name"] == "ndsc-decoder"]
+    pod = decoder["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    path = Path({e["name"]: e.get("value") for e in c["env"]}["NDSC_TOKENS_FILE"])
+    book = TokenBook.load(secrets[_secret_mounts(c, pod)[str(path.parent)]][path.name])
+    for sts in by_kind("StatefulSet"):
+        pod = sts["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        path = Path(env["NDSC_TOKEN_FILE"])
+        keys = secrets[_secret_mounts(c, pod)[str(path.parent)]]
+        for k in groups:  # pod ordinal k is in group-k
+            token = keys[path.name.replace("$(POD_INDEX)", str(k))].read_text().strip()
+            group = env["NDSC_GROUP"].replace("$(POD_INDEX)", str(k))
+            book.check_node(group, env["NDSC_NODE_ID"], int(env["NDSC_SOURCE_INDEX"]),
+                            [("authorization", f"Bearer {token}")])
+
+
 def test_an_edge_container_sends_its_group_in_the_header_envoy_hashes(tmp_path):
     """Run compose's edge-0 command against a loopback gRPC server that records the call."""
     from concurrent import futures
 
     import grpc
 
-    from ndsc.wire import GROUP_METADATA_KEY, SERVICE_NAME
+    from fusion_decoder.tokens import ensure_tokens, parse_specs
+    from ndsc.wire import GROUP_METADATA_KEY, SERVICE_NAME, TOKEN_METADATA_KEY
     from tests.deploy.conftest import COMPOSE, LocalStack, load_compose
 
     seen: list[dict[str, str]] = []
@@ -182,6 +239,10 @@ def test_an_edge_container_sends_its_group_in_the_header_envoy_hashes(tmp_path):
     try:
         stack = LocalStack.from_compose(load_compose(COMPOSE), tmp_path)
         edge = next(s for s in stack.services.values() if s.argv[-1] == "edge")
+        decoder = next(s for s in stack.services.values() if s.argv[-1] == "decoder")
+        # the credentials compose's decoder makes at its first start, in the shared volume
+        credentials = parse_specs([decoder.env["NDSC_TOKENS_GENERATE"]])
+        ensure_tokens(Path(decoder.env["NDSC_TOKENS_FILE"]).parent, credentials, decoder.env["NDSC_TOKENS_FILE"])
         env = {k: v for k, v in os.environ.items() if not k.startswith("NDSC_")}
         env.update(edge.env, NDSC_DECODER=f"127.0.0.1:{port}", NDSC_METRICS_PORT="-1")
         run = subprocess.run(edge.argv, env=env, capture_output=True, text=True, timeout=120)
@@ -189,3 +250,5 @@ def test_an_edge_container_sends_its_group_in_the_header_envoy_hashes(tmp_path):
         server.stop(0)
     assert run.returncode == 3, run.stdout + run.stderr  # refused: the node stops, as it should
     assert seen and seen[0].get(GROUP_METADATA_KEY) == edge.env["NDSC_GROUP"], seen
+    token = Path(edge.env["NDSC_TOKEN_FILE"]).read_text().strip()
+    assert seen[0].get(TOKEN_METADATA_KEY) == f"Bearer {token}"  # and its own credential

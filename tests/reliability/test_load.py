@@ -39,3 +39,27 @@ def test_the_saturation_search_stops_at_the_first_rate_the_decoder_cannot_keep_u
     assert [r["sustained"] for r in runs] == [True] * 5 + [False]
     assert best["rate_per_node"] == 50.625  # 1012 frames/s offered: within 10 % + 1 s of schedule
     assert load.find_saturation(measure, start_rate=200.0)[0] is None  # not even the first run kept up
+
+
+def test_the_search_retries_a_stalled_run_bisects_to_the_limit_and_runs_codes_in_lockstep():
+    load = load_benchmark("load")
+    calls: list[tuple[str, float]] = []
+
+    def measuring(name: str, capacity: float, stall_at: float | None = None):
+        def measure(rate: float) -> dict:
+            calls.append((name, rate))
+            over = max(0.0, 20 * rate / capacity - 1.0) * 4.0
+            if rate == stall_at and calls.count((name, rate)) == 1:
+                over = 5.0  # one stall of the machine: the retry keeps up
+            return {"nodes": 20, "rate_per_node": rate, "lost_frames": 0, "duplicate_windows": 0,
+                    "windows_reconstructed": 10, "windows_expected": 10, "scheduled_s": 4.0,
+                    "acked_elapsed_s": 4.2 + over, "latency_p99_s": 0.05 + over}
+        return measure
+
+    found = load.search_together({
+        "this": (load.saturation_search(10.0, 2.0, refine=2, retries=1), measuring("this", 1000.0, stall_at=20.0)),
+        "base": (load.saturation_search(10.0, 2.0, refine=2, retries=1), measuring("base", 500.0))})
+    assert found["this"][0]["rate_per_node"] == 40.0 * 2 ** 0.5  # 40 keeps up, 80 not; 56.6 yes, 67.3 no
+    assert [r["sustained"] for r in found["this"][1]][:3] == [True, False, True]  # 20 stalled once, retried
+    assert found["base"][0]["rate_per_node"] == 20.0 * 2 ** 0.5
+    assert calls[:4] == [("this", 10.0), ("base", 10.0), ("base", 20.0), ("this", 20.0)]  # order alternates

@@ -1,0 +1,105 @@
+"""Read an uplink stream ahead of its handler, so one Ack can answer every message already here.
+
+gRPC's per-message work (a read, a write, each a completion handed from grpc's poller to the
+event loop) costs the decoder more than checking a frame does. A handler that reads one
+message, answers it, then reads the next pays one Ack write per message however far behind
+it is. :class:`ReadAhead` keeps reading in a task of its own into a bounded buffer; the
+handler takes everything buffered at once and answers it with one cumulative Ack. When the
+decoder keeps up (one message at a time) nothing changes: each message gets its own Ack as
+soon as it is held. When it falls behind, Acks coalesce and the decoder does less per frame,
+which is what lets it catch up. The bounds keep gRPC's flow control in charge: past
+``limit`` buffered messages or ``max_bytes`` buffered bytes the task stops reading and the
+client's sends wait (so a client of 16 MiB messages gets one read ahead, not 64).
+
+Typical use::
+
+    inbox = ReadAhead(request_iterator, idle=60.0)
+    try:
+        while (messages := await inbox.take()):     # [] at the end of the stream
+            ...                                       # every message, in order
+    finally:
+        await inbox.close()
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import AsyncIterator, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class IdleStream(Exception):
+    """No message arrived for ``idle`` seconds."""
+
+
+class ReadAhead(Generic[T]):
+    """Messages of ``source`` read ahead by a task, at most ``limit`` buffered.
+
+    Args:
+        source: the stream's async iterator of messages.
+        idle: seconds without a message after which :meth:`take` raises :class:`IdleStream`.
+        limit: messages buffered at most (the task stops reading beyond it).
+        max_bytes: bytes buffered at most, as ``size`` counts them (one message always fits).
+        size: a message's size in bytes.
+    """
+
+    def __init__(self, source: AsyncIterator[T], idle: float, limit: int = 64, max_bytes: int = 1 << 20,
+                 size: Callable[[T], int] = lambda message: 0):
+        self._source = source
+        self._idle = idle
+        self._limit = limit
+        self._max_bytes = max_bytes
+        self._size = size
+        self._bytes = 0  # of the buffered messages
+        self._buffer: deque[T] = deque()
+        self._end: BaseException | None = None  # why reading stopped: StopAsyncIteration, IdleStream, an error
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                if len(self._buffer) >= self._limit or self._bytes >= self._max_bytes:
+                    self._room.clear()
+                    await self._room.wait()
+                try:
+                    async with asyncio.timeout(self._idle):  # one timer per read, no task
+                        message = await self._source.__anext__()
+                except TimeoutError:
+                    raise IdleStream() from None
+                self._buffer.append(message)
+                self._bytes += self._size(message)
+                self._arrived.set()
+        except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - handed to the reader in order
+            self._end = exc
+            self._arrived.set()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    async def take(self) -> list[T]:
+        """Every buffered message (at least one), in order; ``[]`` when the stream ended.
+
+        Raises:
+            IdleStream: nothing arrived for ``idle`` seconds (after the buffered messages).
+            Exception: what reading the stream raised (after the buffered messages).
+        """
+        while not self._buffer and self._end is None:
+            self._arrived.clear()
+            await self._arrived.wait()
+        if self._buffer:
+            out = list(self._buffer)
+            self._buffer.clear()
+            self._bytes = 0
+            self._room.set()
+            return out
+        if isinstance(self._end, (StopAsyncIteration, asyncio.CancelledError)):
+            return []
+        raise self._end
+
+    async def close(self) -> None:
+        """Stop reading (the handler is done with the stream)."""
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
