@@ -238,7 +238,10 @@ class SourceInfo:
                     f"{len(q.gain)} gains for {info.latent_shape[0]} channels"
                 )
         if info.quality_points:
-            info.quality(info.default_quality)  # the default must be one of the points
+            default = info.quality(info.default_quality)  # the default must be one of the points
+            # Edges that predate quality points code with ``tables``: they must be the default point's.
+            if default is not None and tuple(default.tables) != tuple(info.tables):
+                raise BundleError(f"source {info.name}: its tables are not those of its default point {default.name}")
         return info
 
 

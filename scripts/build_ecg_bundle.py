@@ -80,7 +80,8 @@ def reuse(trained: Path, data: list[Path], out: Path) -> dict:
     training["data"]["params"] = {**training["data"]["params"], "records": records,
                                   "edge_source": "dicom:pydicom#loop=1"}
     training["model"]["default_quality"] = preset.model.default_quality
-    sources = [dataclasses.replace(s, default_quality=preset.model.default_quality) for s in bundle.sources]
+    default = preset.model.default_quality  # and the tables old edges use are that point's
+    sources = [dataclasses.replace(s, default_quality=default, tables=s.quality(default).tables) for s in bundle.sources]
     info = dict(bundle.extra.get("data_info", {}))
     if "records" in info:  # the benchmark named them absolutely: relative to the repository, as a build does
         info["records"] = {split: [os.path.relpath(r, REPO) for r in names] for split, names in info["records"].items()}
