@@ -14,7 +14,7 @@ def test_bundle_records_a_stereo_codec_split_by_scene(stereo_bundle, layouts_roo
     bundle = load_bundle(stereo_bundle[0])
     info = bundle.extra["data_info"]
     assert bundle.modality == "stereo" and [s.name for s in bundle.sources] == ["left", "right"]
-    assert bundle.sources[0].input_shape == (3, 64, 64) and bundle.sources[0].latent_shape[1:] == (4, 4)
+    assert bundle.sources[0].input_shape == (3, 64, 64) and bundle.sources[0].latent_shape[1:] == (16, 16)  # stride 4
     splits = [set(info[k]) for k in ("train_scenes", "val_scenes", "test_scenes")]
     assert set.union(*splits) == {p.scene for p in find_pairs(layouts_root)}
     assert sum(len(s) for s in splits) == len(set.union(*splits))  # no scene in two splits

@@ -33,7 +33,7 @@ def test_shipped_stereo_bundle_is_intact_small_and_variable_rate(shipped):
     assert shipped.modality == "stereo" and shipped.n_sources == 2
     assert sum(p.stat().st_size for p in shipped.path.iterdir()) < 20_000_000
     assert len(shipped.quality_names) >= 4  # one bundle gives the R–D curve
-    assert all(s.frame_stride == 16 for s in shipped.sources)  # whole frames on the wire
+    assert all(s.frame_stride == 8 for s in shipped.sources)  # whole frames on the wire
     assert shipped.training_config["model"]["joint_decoder"] is True
 
 
@@ -46,6 +46,7 @@ class WholeFrameSubscription(Subscription):
         self.call = pb_grpc.FusionDecoderStub(self.channel).Subscribe(
             pb.SubscribeRequest(include_samples=True, samples_f32le=True))
         self.items = []
+        self._arrived = asyncio.Condition()
         self.task = asyncio.create_task(self._collect())
 
 
