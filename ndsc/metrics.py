@@ -71,7 +71,7 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 def _gaussian_filter_valid(x: np.ndarray, win: int, sigma: float = 1.5) -> np.ndarray:
     """Separable Gaussian filter of (C, H, W) over H and W, 'valid' borders (no padding)."""
-    g = np.exp(-((np.arange(win) - win // 2) ** 2) / (2 * sigma ** 2))
+    g = np.exp(-((np.arange(win) - win // 2) ** 2) / (2 * sigma**2))
     g /= g.sum()
     x = np.lib.stride_tricks.sliding_window_view(x, win, axis=-1) @ g  # (C, H, W - win + 1)
     return np.lib.stride_tricks.sliding_window_view(x, win, axis=-2) @ g  # (C, H - win + 1, W - win + 1)
@@ -81,11 +81,11 @@ def _ssim_and_cs(x: np.ndarray, y: np.ndarray, win: int, peak: float) -> tuple[n
     """Per channel: mean SSIM and mean contrast-structure term."""
     c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
     mu_x, mu_y = _gaussian_filter_valid(x, win), _gaussian_filter_valid(y, win)
-    var_x = _gaussian_filter_valid(x * x, win) - mu_x ** 2
-    var_y = _gaussian_filter_valid(y * y, win) - mu_y ** 2
+    var_x = _gaussian_filter_valid(x * x, win) - mu_x**2
+    var_y = _gaussian_filter_valid(y * y, win) - mu_y**2
     cov = _gaussian_filter_valid(x * y, win) - mu_x * mu_y
     cs = (2 * cov + c2) / (var_x + var_y + c2)
-    ssim = (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1) * cs
+    ssim = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs
     return ssim.mean(axis=(1, 2)), cs.mean(axis=(1, 2))
 
 
@@ -107,8 +107,10 @@ def ms_ssim(x: np.ndarray, x_hat: np.ndarray, peak: float = 255.0, win: int = 11
     """
     x, y = np.asarray(x, np.float64), np.asarray(x_hat, np.float64)
     if min(x.shape[-2:]) <= (win - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1):
-        raise ValueError(f"MS-SSIM with a {win}-pixel window needs a shorter side above "
-                         f"{(win - 1) * 16} pixels, got {min(x.shape[-2:])}")
+        raise ValueError(
+            f"MS-SSIM with a {win}-pixel window needs a shorter side above "
+            f"{(win - 1) * 16} pixels, got {min(x.shape[-2:])}"
+        )
     factors = []
     for scale in range(len(MS_SSIM_WEIGHTS)):
         ssim, cs = _ssim_and_cs(x, y, win, peak)
