@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from ndsc.bundle import Bundle, BundleError, load_bundle
-from ndsc.bundles import DEFAULT_BUNDLE, default_bundle
+from ndsc.bundles import DEFAULT_BUNDLE, STEREO_BUNDLE, default_bundle
 from app.demo_figures import Dashboard, scrape
 from app.demo_options import DEFAULTS, DemoOptions
 from ndsc.errors import UsageError
@@ -49,6 +49,7 @@ class DemoPlan:
     sources: list[str] = field(default_factory=list)
     ecg_record: bool = False         # the sources replay an ECG record: show PRDN per lead against it
     quality: str | None = None       # the operating point every node codes at (variable-rate bundles)
+    stereo: bool = False             # the nodes are two cameras of scikit-image's pair: PSNR/MS-SSIM per view
 
     @property
     def nodes(self) -> int:
@@ -91,7 +92,8 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
         BundleNotFound / BundleModified: the bundle is missing or fails its check (never replaced).
         UsageError: a bad option, or a source a node could not open.
     """
-    bundle_path = Path(options.bundle) if options.bundle else default_bundle(DEFAULT_BUNDLE)
+    default = STEREO_BUNDLE if options.stereo else DEFAULT_BUNDLE
+    bundle_path = Path(options.bundle) if options.bundle else default_bundle(default)
     bundle = load_bundle(bundle_path)
     n = options.nodes or bundle.n_sources
     if not 1 <= n <= bundle.n_sources:
@@ -102,6 +104,14 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
     except BundleError as exc:
         raise UsageError(str(exc), "leave --quality out for the bundle's default point") from exc
     quality = point.name if point else None
+    if options.stereo:
+        from app.demo_stereo import stereo_sources
+
+        if options.ecg or options.source:
+            raise UsageError("--stereo replays scikit-image's stereo pair", "leave out --ecg and --source")
+        sources = stereo_sources(bundle, n)
+        _check_sources(bundle, sources, "--stereo")
+        return DemoPlan(bundle_path, sources, quality=quality, stereo=True)
     if options.ecg:
         from app.demo_ecg import ecg_sources
 
@@ -140,7 +150,9 @@ class Demo:
         self.out = out
         self.err = err
         self.procs: list[tuple[str, subprocess.Popen]] = []
-        self.lead_quality = None  # app.demo_ecg.LeadQuality when the nodes replay an ECG record
+        # app.demo_ecg.LeadQuality when the nodes replay an ECG record, app.demo_stereo.ViewQuality
+        # for the stereo pair: a line of per-lead / per-view figures under the table
+        self.quality_monitor = None
         self.work_dir: Path | None = None
         self.temporary = options.work_dir is None
         self.reported: set[str] = set()  # processes whose failure the user has been told already
@@ -198,8 +210,8 @@ class Demo:
             finally:
                 code = self._stop_all(metrics, dashboard, t0)
         finally:
-            if self.lead_quality is not None:
-                self.lead_quality.close()
+            if self.quality_monitor is not None:
+                self.quality_monitor.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._clean_up(code)
@@ -234,7 +246,12 @@ class Demo:
         if plan.ecg_record:
             from app.demo_ecg import LeadQuality
 
-            self.lead_quality = LeadQuality(bundle, plan.sources, address, "demo")
+            self.quality_monitor = LeadQuality(bundle, plan.sources, address, "demo")
+        elif plan.stereo:
+            from app.demo_stereo import ViewQuality
+            from ndsc.sources.images import skimage_pair
+
+            self.quality_monitor = ViewQuality(skimage_pair(), address, "demo")
         return metrics
 
     def _show(self, metrics_url: str, dashboard: Dashboard, t0: float) -> None:
@@ -244,8 +261,8 @@ class Demo:
             time.sleep(o.refresh)
             dashboard.add(scrape(metrics_url), time.monotonic())
             table = dashboard.render_live(time.monotonic() - t0)
-            if self.lead_quality is not None:
-                table += "\n" + self.lead_quality.render()
+            if self.quality_monitor is not None:
+                table += "\n" + self.quality_monitor.render()
             if tty:
                 out.write("\x1b[H\x1b[J")
             print(table, file=out, flush=True)
@@ -295,8 +312,8 @@ class Demo:
                 pass  # the decoder went away: the totals stop at the last scrape
         if dashboard.scrapes:
             totals = dashboard.render_totals(time.monotonic() - t0)
-            if self.lead_quality is not None:
-                totals += "\n" + self.lead_quality.render()
+            if self.quality_monitor is not None:
+                totals += "\n" + self.quality_monitor.render()
             print(totals, file=self.out)
         clean = self._stop(decoder) and clean
         print(f"stopped {len(self.procs)} processes" + (" cleanly" if clean else ""), file=self.out, flush=True)

@@ -36,6 +36,9 @@ def configure(subparsers) -> None:
                                       "the end unless a process failed)")
     p.add_argument("--ecg", metavar="RECORD", help="replay a real ECG record (WFDB path, .dcm, or 'pydicom'), one "
                                                    "node per lead group, with PRDN per lead")
+    p.add_argument("--stereo", action="store_true", help="two camera nodes send whole frames of scikit-image's "
+                                                        "stereo pair with the shipped stereo bundle; PSNR and "
+                                                        "MS-SSIM per view of the live reconstructions")
     p.set_defaults(handler=run_demo)
 
 
@@ -45,5 +48,5 @@ def run_demo(args: argparse.Namespace) -> int:
     options = DemoOptions(bundle=args.bundle, source=args.source, nodes=args.nodes, duration=args.duration,
                           fast=args.fast, audit_every=args.audit_every, flush_interval=args.flush_interval,
                           deadline=args.deadline, work_dir=args.work_dir, ecg=args.ecg,
-                          quality=args.quality)
+                          quality=args.quality, stereo=args.stereo)
     return Demo(options).run()

@@ -20,6 +20,7 @@ class DemoOptions:
     work_dir: str | None = None      # logs go here (kept); default: a temporary folder, removed at the end
     ecg: str | None = None           # a real ECG record (WFDB path, .dcm, 'pydicom'): one node per lead group
     quality: str | None = None       # operating point of a variable-rate bundle for every node; default: its default
+    stereo: bool = False             # two camera nodes (shipped stereo bundle), whole frames, PSNR/MS-SSIM per view
 
 
 #: the defaults ``ndsc demo`` runs with (compose runs the same: tests/deploy asserts it)

@@ -52,7 +52,7 @@ class DistributedCodec(nn.Module):
         self.n_points = len(self.quality_lambdas)
         if self.n_points:
             # Start each point at a quantiser step that a λ of its size roughly calls for.
-            init = torch.tensor([math.log(m.input_scale * 2.4 / math.sqrt(lam)) for lam in self.quality_lambdas])
+            init = torch.tensor([math.log(m.input_scale * m.gain_init / math.sqrt(lam)) for lam in self.quality_lambdas])
             self.log_gain = nn.Parameter(init.view(-1, 1, 1).repeat(1, n_sources, m.latent_channels))
         self.priors = nn.ModuleList(FactorizedPrior(m.latent_channels) for _ in range(max(self.n_points, 1) * n_sources))
         self.decoder_args = decoder_args(m.decoder, m, n_sources, out_channels=input_shape[0])

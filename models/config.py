@@ -33,6 +33,7 @@ class ModelConfig:
     # empty: a fixed-rate codec trained at TrainConfig.lmbda.
     quality_lambdas: list[float] = field(default_factory=list)
     default_quality: str | None = None  # the point a node uses when it names none (None: the middle one)
+    gain_init: float = 2.4  # a point's quantiser gains start at input_scale · gain_init / sqrt(λ)
 
 
 @dataclass
@@ -66,6 +67,9 @@ class TrainConfig:
     batch_size: int = 128  # windows per step; also the K of InfoNCE in "windows" mode
     lr: float = 3e-3  # Adam learning rate for encoders, priors and decoder
     critic_lr: float = 1e-3  # Adam learning rate of the MI critic
+    # Adam learning rate of the priors (None: lr); higher lets them fit latents of very different
+    # scales (an orthonormal transform's DC against its fine detail) within a short run
+    prior_lr: float | None = None
     lr_decay_at: float = 0.75  # fraction of steps after which the lr drops ×0.1
     seed: int = 0  # torch / numpy seed
     threads: int = 0  # torch intra-op threads (0: torch default)

@@ -11,11 +11,14 @@ gives the separate-coding baseline with the same per-view branches.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.decoders import register_decoder
+from models.layers import colour_dct_basis
 
 
 def _up(c_in: int, c_out: int) -> nn.ConvTranspose2d:
@@ -107,3 +110,153 @@ class StereoAttentionDecoder(nn.Module):
                 feats = [layers[i][6](f) for i, f in enumerate(feats)]
         return torch.stack(feats, dim=1)  # (B, N, C, 16h, 16w)
 
+
+
+class ResidualBlock(nn.Module):
+    """x + conv3x3(GELU(conv3x3(x))): extra depth at one resolution, identity at initialisation's scale."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GELU(),
+                                  nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def subpel_up(c_in: int, c_out: int) -> nn.Sequential:
+    """×2 upsampling by sub-pixel convolution (Shi et al. 2016): conv3x3 to 4·c_out, then PixelShuffle.
+
+    Every output pixel comes from the same kernel footprint, so it has none of the checkerboard
+    pattern of a stride-2 transposed convolution whose kernel overlaps unevenly.
+    """
+    return nn.Sequential(nn.Conv2d(c_in, 4 * c_out, 3, padding=1), nn.PixelShuffle(2))
+
+
+@register_decoder("stereo-shuffle")
+class StereoShuffleDecoder(nn.Module):
+    """Joint synthesis (B, N, M, h, w) → (B, N, C, 16h, 16w) by sub-pixel convolution, fused across views.
+
+    One synthesis transform g_s serves every view (cameras of a rectified pair see alike
+    statistics, so sharing doubles its training data); a learned per-view embedding tells
+    views apart. With ``joint`` the views' features are fused by row attention
+    (:class:`EpipolarAttention`) at latent resolution (1/16) and at 1/8, where a match's
+    disparity is a few positions: each view reads the other view's features along its row.
+    ``joint=False`` drops those blocks: the separate-coding baseline with the same g_s.
+
+    Args:
+        n_sources: N views.
+        latent_channels: M per view.
+        out_channels: C per view (3 for RGB).
+        hidden: feature width N of g_s.
+        joint: False drops cross-view fusion.
+        upsample: total upsampling factor; only 16 (four ×2 stages).
+    """
+
+    FUSION_STAGES = 2  # fuse at 1/16 and 1/8 resolution
+
+    def __init__(self, n_sources: int, latent_channels: int, out_channels: int, hidden: int = 64,
+                 joint: bool = True, upsample: int = 16):
+        super().__init__()
+        if upsample != 16:
+            raise ValueError("stereo-shuffle decodes a stride-16 latent; set model.stride = 16")
+        self.n_sources, self.joint = n_sources, joint
+        self.stem = nn.Conv2d(latent_channels + 1, hidden, 3, padding=1)  # + the view-present flag
+        self.view_embedding = nn.Parameter(torch.zeros(n_sources, hidden, 1, 1))
+        self.blocks = nn.ModuleList([ResidualBlock(hidden), ResidualBlock(hidden), ResidualBlock(hidden)])
+        self.ups = nn.ModuleList([subpel_up(hidden, hidden), subpel_up(hidden, hidden), subpel_up(hidden, hidden)])
+        self.head = subpel_up(hidden, out_channels)
+        self.fusion = nn.ModuleList(EpipolarAttention(hidden) for _ in range(self.FUSION_STAGES)) if joint else None
+
+    def _fuse(self, stage: int, feats: list[torch.Tensor], present: torch.Tensor) -> list[torch.Tensor]:
+        block = self.fusion[stage]
+        return [_fuse_others(block, i, feats, present) for i in range(len(feats))]
+
+    def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, m, h, w = y_hat.shape
+        if present is None:
+            present = torch.ones(b, n, dtype=y_hat.dtype, device=y_hat.device)
+        present = present.to(y_hat.dtype)
+        mask = present.view(b, n, 1, 1, 1)
+        z = torch.cat([y_hat * mask, mask.expand(b, n, 1, h, w)], dim=2)  # (B, N, M + 1, h, w)
+        feats = [self.stem(z[:, i]) + self.view_embedding[i] for i in range(n)]  # N × (B, F, h, w)
+        for stage in range(3):
+            if self.fusion is not None and stage < self.FUSION_STAGES:
+                feats = self._fuse(stage, feats, present)
+            feats = [F.gelu(self.ups[stage](self.blocks[stage](f))) for f in feats]
+        # + ½: outputs are in units of the input scale, so a zero start is mid-grey, not black
+        return torch.stack([self.head(f) + 0.5 for f in feats], dim=1)  # (B, N, C, 16h, 16w)
+
+
+def _fuse_others(block: EpipolarAttention, i: int, feats: list[torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+    """View i's features after attending to every other view's with ``block``."""
+    fused = feats[i]
+    for j, other in enumerate(feats):
+        if j != i:
+            fused = block(fused, other, present[:, j])
+    return fused
+
+
+@register_decoder("stereo-dct")
+class StereoTransformDecoder(nn.Module):
+    """Joint synthesis of block-transform latents (B, N, 3·s², h, w) → (B, N, 3, s·h, s·w).
+
+    x̂ = T⁻¹(ŷ) + g_s(ŷ): a linear inverse transform T⁻¹ (a 1×1 convolution then
+    PixelShuffle(s), initialised as the exact inverse of the encoder's orthonormal
+    :func:`colour_dct_basis`, learned from there) plus a nonlinear residual g_s shared by both
+    views — sub-pixel convolutions (no checkerboard), residual blocks, and with ``joint`` row
+    attention across views (:class:`EpipolarAttention`) at 1/s and 2/s of the image, where a
+    match's disparity is a few positions. g_s's last layer starts at zero, so training starts
+    from plain transform coding and learns deblocking, detail and what the other view adds.
+    ``joint=False`` drops the attention: the separate-coding baseline with the same layers.
+
+    Args:
+        n_sources: N views.
+        latent_channels: 3·s² (the transform's coefficients per block).
+        out_channels: 3 (RGB).
+        hidden: feature width of g_s.
+        joint: False drops cross-view fusion.
+    """
+
+    FUSION_STAGES = 2
+
+    def __init__(self, n_sources: int, latent_channels: int, out_channels: int, hidden: int = 64,
+                 joint: bool = True):
+        super().__init__()
+        s = round((latent_channels / out_channels) ** 0.5)
+        if out_channels != 3 or 3 * s * s != latent_channels or s < 4 or s & (s - 1):
+            raise ValueError(f"stereo-dct decodes 3·s² coefficients of RGB blocks (s a power of two ≥ 4), "
+                             f"got {latent_channels} channels for {out_channels} outputs")
+        self.stride, self.joint = s, joint
+        self.inverse = nn.Conv2d(latent_channels, 3 * s * s, 1, bias=False)
+        basis = colour_dct_basis(s)  # (K, 3, s, s); inverse of an orthonormal transform = its transpose
+        with torch.no_grad():
+            # output channel (c, i, j) of PixelShuffle(s) reads conv channel c·s² + i·s + j
+            self.inverse.weight.copy_(basis.permute(1, 2, 3, 0).reshape(3 * s * s, latent_channels, 1, 1))
+        self.shuffle = nn.PixelShuffle(s)
+        self.stem = nn.Conv2d(latent_channels + 1, hidden, 3, padding=1)  # + the view-present flag
+        self.view_embedding = nn.Parameter(torch.zeros(n_sources, hidden, 1, 1))
+        stages = int(round(math.log2(s))) - 1  # ×2 stages up to 1/2 resolution; the head does the last ×2
+        self.blocks = nn.ModuleList(ResidualBlock(hidden) for _ in range(stages))
+        self.ups = nn.ModuleList(subpel_up(hidden, hidden) for _ in range(stages))
+        self.head = subpel_up(hidden, out_channels)
+        nn.init.zeros_(self.head[0].weight)
+        nn.init.zeros_(self.head[0].bias)
+        self.fusion = nn.ModuleList(EpipolarAttention(hidden) for _ in range(self.FUSION_STAGES)) if joint else None
+
+    def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, m, h, w = y_hat.shape
+        if present is None:
+            present = torch.ones(b, n, dtype=y_hat.dtype, device=y_hat.device)
+        present = present.to(y_hat.dtype)
+        mask = present.view(b, n, 1, 1, 1)
+        y_hat = y_hat * mask
+        z = torch.cat([y_hat, mask.expand(b, n, 1, h, w)], dim=2)  # (B, N, M + 1, h, w)
+        feats = [self.stem(z[:, i]) + self.view_embedding[i] for i in range(n)]  # N × (B, F, h, w)
+        for stage, (block, up) in enumerate(zip(self.blocks, self.ups)):
+            if self.fusion is not None and stage < self.FUSION_STAGES:
+                feats = [_fuse_others(self.fusion[stage], i, feats, present) for i in range(n)]
+            feats = [F.gelu(up(block(f))) for f in feats]
+        # + ½: the encoder codes x/scale − ½ (centred), so a zero latent is mid-grey
+        return torch.stack([self.shuffle(self.inverse(y_hat[:, i])) + self.head(f) + 0.5
+                            for i, f in enumerate(feats)], dim=1)  # (B, N, 3, s·h, s·w)

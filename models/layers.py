@@ -27,3 +27,24 @@ class GDN(nn.Module):
         gamma = (self.gamma ** 2).view(c, c, 1, 1)
         norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
         return x * norm if self.inverse else x / norm
+
+
+def colour_dct_basis(stride: int) -> torch.Tensor:
+    """Orthonormal basis of an RGB block of side ``stride``: (3·s², 3, s, s), lowest frequencies first.
+
+    An orthonormal colour transform (luma (R+G+B)/√3 and two chroma differences) times the
+    orthonormal 2-D DCT-II of the block; rows are ordered by spatial frequency (u + v), luma
+    before chroma at equal frequency. As a stride-s convolution it is a critically sampled
+    transform (JPEG's, with an orthonormal colour space), so uniform quantisation of its
+    coefficients is near MSE-optimal from the first step.
+    """
+    s = stride
+    k = torch.arange(s, dtype=torch.float64)
+    dct = torch.cos(torch.pi * (k[None, :] + 0.5) * k[:, None] / s) * (2.0 / s) ** 0.5  # (u, x)
+    dct[0] /= 2.0 ** 0.5
+    colour = torch.tensor([[1, 1, 1], [1, 0, -1], [1, -2, 1]], dtype=torch.float64)
+    colour = colour / colour.norm(dim=1, keepdim=True)
+    order = sorted(((u + v, c, u, v) for c in range(3) for u in range(s) for v in range(s)))
+    basis = torch.stack([colour[c].view(3, 1, 1) * dct[u].view(1, s, 1) * dct[v].view(1, 1, s)
+                         for _, c, u, v in order])
+    return basis.float()  # (3·s², 3, s, s)

@@ -10,8 +10,11 @@ figures that matter — whole images, padded to the stride and cropped back — 
 
 params (``DataConfig.params``):
     root: folder with stereo pairs in any layout ``ndsc.sources.images`` reads (required).
-    crop: side of training crops and val/test tiles (multiple of 16).
+    crop: height of training crops and val/test tiles (multiple of 16).
+    crop_width: their width (multiple of 16; default ``crop``): wide crops keep a point's match in
+        the other view inside the crop, so the joint decoder learns to find it along the row.
     seed: seed of the crop positions.
+    edge_source: the replay spec recorded in the bundle (default: the held-out scenes under root).
 ``DataConfig.n_windows`` is the number of training crops; ``split_seed``/``fold`` pick
 the scene split (80/10/10, or 5-fold).
 """
@@ -26,7 +29,7 @@ from ndsc.sources.images import PEAK, StereoPair, find_pairs, read_pair
 from models.config import DataConfig
 from training.data import JointDataset, group_split, register_dataset
 
-DEFAULTS = {"root": None, "crop": 64, "seed": 0}
+DEFAULTS = {"root": None, "crop": 64, "crop_width": None, "seed": 0, "edge_source": None}
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,16 @@ def stereo_params(cfg: DataConfig) -> dict:
     if not p["root"]:
         raise ValueError("the stereo data set needs data.params.root: a folder of stereo pairs "
                          "(e.g. ndsc stereo-train --root DIR)")
-    if int(p["crop"]) % 16:
-        raise ValueError(f"crop={p['crop']} must be a multiple of 16 (the encoder stride)")
+    p["crop_width"] = p["crop_width"] or p["crop"]
+    for key in ("crop", "crop_width"):
+        if int(p[key]) % 16:
+            raise ValueError(f"{key}={p[key]} must be a multiple of 16 (the encoder stride)")
     return p
+
+
+def crop_size(p: dict) -> tuple[int, int]:
+    """(height, width) of training crops and held-out tiles."""
+    return int(p["crop"]), int(p["crop_width"])
 
 
 def scene_split(cfg: DataConfig) -> SceneSplit:
@@ -64,32 +74,37 @@ def scene_split(cfg: DataConfig) -> SceneSplit:
     return SceneSplit(sorted(train), sorted(val), sorted(test), pairs)
 
 
-def aligned_crops(images: list[np.ndarray], count: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` random crops (count, N, C, size, size); one window position for all N views.
+def aligned_crops(images: list[np.ndarray], count: int, size: int | tuple[int, int],
+                  rng: np.random.Generator) -> np.ndarray:
+    """``count`` random crops (count, N, C, h, w) of ``size`` (h, w) or h = w = ``size``; one window
+    position for all N views.
 
     Images are chosen with probability proportional to their number of crop positions,
     so large and small scenes are sampled evenly per pixel.
     """
-    usable = [im for im in images if min(im.shape[-2:]) >= size]
+    ch, cw = (size, size) if isinstance(size, int) else size
+    usable = [im for im in images if im.shape[-2] >= ch and im.shape[-1] >= cw]
     if not usable:
-        raise ValueError(f"no training image is at least {size}×{size}")
-    weights = np.array([(im.shape[-2] - size + 1) * (im.shape[-1] - size + 1) for im in usable], float)
+        raise ValueError(f"no training image is at least {ch}×{cw}")
+    weights = np.array([(im.shape[-2] - ch + 1) * (im.shape[-1] - cw + 1) for im in usable], float)
     picks = rng.choice(len(usable), size=count, p=weights / weights.sum())
-    out = np.empty((count, *usable[0].shape[:2], size, size), dtype=np.float32)
+    out = np.empty((count, *usable[0].shape[:2], ch, cw), dtype=np.float32)
     for k, which in enumerate(picks):
         im = usable[which]
-        top = rng.integers(0, im.shape[-2] - size + 1)
-        left = rng.integers(0, im.shape[-1] - size + 1)
-        out[k] = im[..., top:top + size, left:left + size]  # same window in every view
+        top = rng.integers(0, im.shape[-2] - ch + 1)
+        left = rng.integers(0, im.shape[-1] - cw + 1)
+        out[k] = im[..., top:top + ch, left:left + cw]  # same window in every view
     return out
 
 
-def grid_tiles(image: np.ndarray, size: int) -> np.ndarray:
-    """Non-overlapping size×size tiles inside (N, C, H, W) (no padding): (k, N, C, size, size)."""
+def grid_tiles(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Non-overlapping tiles of ``size`` (h, w) or h = w = ``size`` inside (N, C, H, W) (no padding):
+    (k, N, C, h, w)."""
     n, c, h, w = image.shape
-    tiles = [image[..., y:y + size, x:x + size] for y in range(0, h - size + 1, size)
-             for x in range(0, w - size + 1, size)]
-    return np.stack(tiles).astype(np.float32) if tiles else np.empty((0, n, c, size, size), np.float32)
+    th, tw = (size, size) if isinstance(size, int) else size
+    tiles = [image[..., y:y + th, x:x + tw] for y in range(0, h - th + 1, th)
+             for x in range(0, w - tw + 1, tw)]
+    return np.stack(tiles).astype(np.float32) if tiles else np.empty((0, n, c, th, tw), np.float32)
 
 
 def full_pairs(cfg: DataConfig, split: str = "test") -> list[tuple[str, np.ndarray]]:
@@ -103,14 +118,14 @@ def stereo_dataset(cfg: DataConfig) -> JointDataset:
     split = scene_split(cfg)
     rng = np.random.default_rng(int(p["seed"]))
     train_images = [read_pair(q) for q in split.pairs_of("train")]
-    train = aligned_crops(train_images, cfg.n_windows, int(p["crop"]), rng)
-    held = {s: np.concatenate([grid_tiles(read_pair(q), int(p["crop"])) for q in split.pairs_of(s)])
+    train = aligned_crops(train_images, cfg.n_windows, crop_size(p), rng)
+    held = {s: np.concatenate([grid_tiles(read_pair(q), crop_size(p)) for q in split.pairs_of(s)])
             for s in ("val", "test")}
     root = str(Path(p["root"]).resolve())
     return JointDataset(
         train=train, val=held["val"], test=held["test"], modality="stereo", source_names=["left", "right"],
         channel_names=[["left.R", "left.G", "left.B"], ["right.R", "right.G", "right.B"]], sample_rate=None,
-        edge_source=f"images:{root}#scenes={';'.join(split.test)}",
+        edge_source=p["edge_source"] or f"images:{root}#scenes={';'.join(split.test)}",
         info={"peak": PEAK, "stride": 16, "root": root, "train_scenes": split.train, "val_scenes": split.val,
               "test_scenes": split.test, "spatial_axes": "dynamic (pad to stride 16, crop back)"},
     )

@@ -13,7 +13,7 @@ def configure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="stereo-small", help="stereo-small | stereo-quick")
     p.add_argument("--steps", type=int, help="override the number of steps")
     p.add_argument("--lmbda", type=float, help="override λ (rate weight)")
-    p.add_argument("--separate", action="store_true", help="no cross-view fusion: the separate-coding baseline")
+    p.add_argument("--separate", action="store_true", help="no cross-view fusion and β_MI = 0: the separate-coding baseline")
     p.add_argument("--fold", type=int, help="5-fold split: index of the test fold (default: 80/10/10)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--checkpoint", help="also write a self-describing training checkpoint here")
@@ -21,7 +21,8 @@ def configure(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("stereo-eval", help="code whole stereo images with a bundle; write side-by-side PNGs")
-    p.add_argument("bundle")
+    p.add_argument("bundle", nargs="?", help="stereo bundle (default: the shipped stereo-middlebury)")
+    p.add_argument("--quality", help="operating point of a variable-rate bundle (default: its default point)")
     p.add_argument("--images", help="folder of pairs, or 'skimage' for the Motorcycle pair "
                                     "(default: the bundle's held-out scenes)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of the bundle's data")
@@ -47,6 +48,8 @@ def _train(args) -> int:
     cfg.data.params["root"] = args.root
     cfg.data.fold = args.fold
     cfg.model.joint_decoder = not args.separate
+    if args.separate:
+        cfg.beta_mi = 0.0  # separate coding: no decoder that could use the views' shared information
     if args.steps is not None:
         cfg.steps = args.steps
     if args.lmbda is not None:
@@ -79,8 +82,13 @@ def _eval(args) -> int:
     from training.baselines_image import at_matched_rate, point
     from training.stereo_eval import evaluate_pairs
 
+    if args.bundle is None:
+        from ndsc.bundles import STEREO_BUNDLE, default_bundle
+
+        args.bundle = str(default_bundle(STEREO_BUNDLE))
     pairs = _load_pairs(args, args.bundle)
-    result = evaluate_pairs(args.bundle, pairs, out_dir=args.out, inception_weights=args.inception_weights)
+    result = evaluate_pairs(args.bundle, pairs, out_dir=args.out, inception_weights=args.inception_weights,
+                            quality=args.quality)
     if args.baselines:
         by_scene = dict(pairs)
         for row in result["pairs"]:
@@ -90,7 +98,8 @@ def _eval(args) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"bundle {result['bundle_id']}: rate = payload bytes × 8; BPD = bits / (H·W·3)")
+    point = f", quality {result['quality']}" if result["quality"] else ""
+    print(f"bundle {result['bundle_id']}{point}: rate = payload bytes × 8; BPD = bits / (H·W·3)")
     print(f"{'scene':>20} {'view':>6} {'bytes':>8} {'bpp':>7} {'BPD':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'s/Mpix':>7}"
           + ("  JPEG@rate dB  WebP@rate dB" if args.baselines else ""))
     for row in result["pairs"]:

@@ -16,13 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_encoder.encoder import EdgeEncoder, quantise
+from edge_encoder.encoder import EdgeEncoder
 from fusion_decoder.runtime import JointDecoderRuntime
 from ndsc.bundle import load_bundle
-from ndsc.sources.images import pad_to_multiple
 from training.image_metrics import bpd, bpp, fid, ms_ssim, psnr
 
-STRIDE = 16
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -43,27 +41,31 @@ def save_side_by_side(path: Path, original: np.ndarray, reconstruction: np.ndarr
 
 
 class StereoCodec:
-    """A bundle's edge encoders and joint decoder for whole images of any size.
+    """A bundle's edge encoders and joint decoder for whole images of any size, at one quality point.
+
+    Encoding and decoding call exactly what serving calls (``EdgeEncoder.encode_frame``,
+    ``JointDecoderRuntime.decode_batch`` with the frame shape), so offline figures are what
+    the live gRPC path gives.
 
     Typical workflow::
 
-        codec = StereoCodec("runs/stereo/bundle")
+        codec = StereoCodec("ndsc/bundles/stereo-mb", quality="3")
         payloads, seconds = codec.encode(pair)           # pair: (2, 3, H, W) in 0..255
         x_hat = codec.decode(payloads, pair.shape[-2:])  # (2, 3, H, W)
     """
 
-    def __init__(self, bundle_path: str | Path, device: str | None = "cpu"):
+    def __init__(self, bundle_path: str | Path, device: str | None = "cpu", quality: str | None = None):
         self.bundle = load_bundle(bundle_path)
         if self.bundle.modality != "stereo":
             raise ValueError(f"{bundle_path} is a {self.bundle.modality} bundle, not stereo")
-        self.encoders = [EdgeEncoder(self.bundle, i) for i in range(self.bundle.n_sources)]
+        self.encoders = [EdgeEncoder(self.bundle, i, quality=quality) for i in range(self.bundle.n_sources)]
+        #: the operating point's name ("" for a fixed-rate bundle)
+        self.quality = self.encoders[0].quality
         self.runtime = JointDecoderRuntime(self.bundle, device=device)
 
     def encode_view(self, i: int, view: np.ndarray) -> bytes:
         """One camera's whole frame (3, H, W) → payload bytes (what node i would send)."""
-        padded = pad_to_multiple(np.asarray(view, np.float32), (STRIDE, STRIDE))
-        y = quantise(self.encoders[i].analysis(padded[None])[0])  # (M, h, w)
-        return self.encoders[i].coder.encode(y.reshape(y.shape[0], -1))
+        return self.encoders[i].encode_frame(np.asarray(view, np.float32))
 
     def encode(self, pair: np.ndarray) -> tuple[list[bytes], list[float]]:
         """Both views → payloads and per-view encode seconds (ONNX + rounding + ANS)."""
@@ -76,26 +78,21 @@ class StereoCodec:
 
     def decode(self, payloads: list[bytes | None], hw: tuple[int, int]) -> np.ndarray:
         """Payloads (None: a missing view) → reconstructions (N, 3, H, W), unrounded floats."""
-        h, w = -(-hw[0] // STRIDE), -(-hw[1] // STRIDE)  # latent grid of the padded image
-        m = self.bundle.sources[0].latent_shape[0]
-        symbols = np.zeros((1, len(payloads), m, h, w), np.float32)
-        present = np.zeros((1, len(payloads)), bool)
-        for i, payload in enumerate(payloads):
-            if payload is not None:
-                symbols[0, i] = self.runtime.coders[i].decode(payload, h * w).reshape(m, h, w)
-                present[0, i] = True
-        x_hat = self.runtime.synthesise(symbols, present)[0]
-        return x_hat[..., :hw[0], :hw[1]]
+        channels = self.bundle.sources[0].input_shape[0]
+        qualities = [[self.quality or None] * len(payloads)]
+        x_hat, _ = self.runtime.decode_batch([payloads], frame_shape=(channels, *hw), qualities=qualities)
+        return x_hat[0]
 
 
 def evaluate_pairs(bundle_path: str | Path, pairs: list[tuple[str, np.ndarray]], out_dir: str | Path | None = None,
-                   inception_weights: str | Path | None = None) -> dict[str, Any]:
-    """Whole-image figures per scene and view, pooled totals, optional PNGs and FID.
+                   inception_weights: str | Path | None = None, quality: str | None = None) -> dict[str, Any]:
+    """Whole-image figures per scene and view at operating point ``quality`` (None: the default),
+    pooled totals (all views, and per camera), optional PNGs and FID.
 
-    Returns ``{"pairs": [...], "total": {...}, "fid": {...}}``; each view row has bytes,
-    bpp, BPD, PSNR, MS-SSIM and encode seconds per megapixel.
+    Returns ``{"pairs": [...], "total": {...}, "per_view": [...], "fid": {...}}``; each view row
+    has bytes, bpp, BPD, PSNR, MS-SSIM and encode seconds per megapixel.
     """
-    codec = StereoCodec(bundle_path)
+    codec = StereoCodec(bundle_path, quality=quality)
     rows, originals, recons = [], [], []
     for scene, pair in pairs:
         payloads, seconds = codec.encode(pair)
@@ -121,5 +118,19 @@ def evaluate_pairs(bundle_path: str | Path, pairs: list[tuple[str, np.ndarray]],
              "psnr_db": float(10 * np.log10(255.0 ** 2 / mse)),
              "ms_ssim": float(np.mean([v["ms_ssim"] for r in rows for v in r["views"]])),
              "encode_s_per_mpix": float(np.mean([v["encode_s_per_mpix"] for r in rows for v in r["views"]]))}
-    return {"bundle_id": codec.bundle.bundle_id, "pairs": rows, "total": total,
-            "fid": fid(originals, recons, inception_weights)}
+    n = codec.bundle.n_sources
+    per_view = [{"view": codec.bundle.sources[i].name,
+                 **pooled_view([v[i] for v in (p for _, p in pairs)], recons[i::n], [r["views"][i] for r in rows])}
+                for i in range(n)]
+    return {"bundle_id": codec.bundle.bundle_id, "quality": codec.quality, "pairs": rows, "total": total,
+            "per_view": per_view, "fid": fid(originals, recons, inception_weights)}
+
+
+def pooled_view(images: list[np.ndarray], recons: list[np.ndarray], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One camera's figures over several scenes: bits over pixels, PSNR of the pooled MSE, mean MS-SSIM."""
+    pixels = sum(im.shape[-2] * im.shape[-1] for im in images)
+    nbytes = sum(r["bytes"] for r in rows)
+    sq = sum(float(np.sum((im.astype(np.float64) - x) ** 2)) for im, x in zip(images, recons))
+    return {"bytes": nbytes, "bpp": 8.0 * nbytes / pixels, "bpd": 8.0 * nbytes / (3 * pixels),
+            "psnr_db": float(10 * np.log10(255.0 ** 2 * 3 * pixels / sq)),
+            "ms_ssim": float(np.mean([r["ms_ssim"] for r in rows]))}

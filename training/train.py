@@ -142,7 +142,7 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
     if mi is not None:
         mi.to(device)
 
-    enc_opt = torch.optim.Adam([p for p in model.encoder_parameters() if p.requires_grad], lr=cfg.lr)
+    enc_opt = torch.optim.Adam(_encoder_groups(model, cfg), lr=cfg.lr)
     # A frozen linear decoder (freeze_transform, no fusion network) has nothing left to learn.
     dec_params = [p for p in model.decoder_parameters() if p.requires_grad]
     dec_opt = torch.optim.Adam(dec_params, lr=cfg.lr) if dec_params else None
@@ -164,7 +164,7 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
         if step == decay_step:
             for opt in optimisers:
                 for group in opt.param_groups:
-                    group["lr"] = cfg.lr * 0.1
+                    group["lr"] *= 0.1
         idx = torch.randint(0, train_x.shape[0], (cfg.batch_size,), generator=gen)
         x = train_x[idx]
         if cfg.amplitude_jitter > 0:  # one factor per window: the leads keep their relations
@@ -217,6 +217,16 @@ def train(cfg: TrainConfig, dataset: JointDataset | None = None, checkpoint: str
     if checkpoint is not None:
         save_checkpoint(result, checkpoint)
     return result
+
+
+def _encoder_groups(model: DistributedCodec, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The encoder side's Adam parameter groups: the priors at ``cfg.prior_lr`` when set, the rest at ``cfg.lr``."""
+    params = [p for p in model.encoder_parameters() if p.requires_grad]
+    if cfg.prior_lr is None:
+        return [{"params": params}]
+    prior_ids = {id(p) for p in model.priors.parameters()}
+    return [{"params": [p for p in params if id(p) not in prior_ids]},
+            {"params": [p for p in params if id(p) in prior_ids], "lr": cfg.prior_lr}]
 
 
 def _read_back(pending: list[dict[str, torch.Tensor]], history: list[dict[str, float]]) -> None:

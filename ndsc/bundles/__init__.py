@@ -1,6 +1,7 @@
 """Model bundles shipped with the package, for the demo and first runs.
 
-Built by ``scripts/build_default_bundles.py`` and ``scripts/build_ecg_bundle.py``; each
+Built by ``scripts/build_default_bundles.py``, ``scripts/build_ecg_bundle.py`` and
+``scripts/build_stereo_bundle.py``; each
 sits in ``ndsc/bundles/<name>/`` and is verified by :func:`ndsc.bundle.load_bundle`
 like any other bundle.
 """
@@ -15,6 +16,9 @@ BUNDLES_DIR = Path(__file__).resolve().parent
 #: the demo's bundle: 4 nodes × 3 leads of real 12-lead ECG at 500 Hz (preset ``ecg-12lead``,
 #: trained on PhysioNet records by ``scripts/build_ecg_bundle.py``; replays pydicom's ECG)
 DEFAULT_BUNDLE = "ecg-12lead"
+#: the stereo demo's and ``ndsc stereo-eval``'s bundle: two cameras, five quality points (preset
+#: ``stereo-small``, trained on the Middlebury scenes by ``scripts/build_stereo_bundle.py``)
+STEREO_BUNDLE = "stereo-middlebury"
 
 
 def shipped_bundles() -> list[str]:

@@ -76,7 +76,7 @@ def tile_bundle(tmp_path_factory, stereo_bundle) -> Path:
     out = tmp_path_factory.mktemp("tile_bundle") / "bundle"
     shutil.copytree(stereo_bundle[0], out)
     b = load_bundle(out)
-    assert all(s.frame_stride == 16 for s in b.sources)  # export records it for conv2d-gdn encoders
+    assert all(s.frame_stride == 4 for s in b.sources)  # export records it for fully convolutional encoders
     write_manifest(out, modality=b.modality, sources=[dataclasses.replace(s, frame_stride=None) for s in b.sources],
                    decoder=b.decoder, sample_rate=b.sample_rate, training_config=b.training_config,
                    evaluation=b.evaluation, extra=b.extra)

@@ -17,7 +17,7 @@ from ndsc.wire import FrameData, crc32, pack_batch, pb, pb_grpc, split_payload, 
 from tests.serving.conftest import Subscription, edge_node, labels, raw_uplink, running_decoder
 from tests.stereo.conftest import write_rgb
 
-#: scene → (top, left, H, W) crop of the Motorcycle pair; neither size is a multiple of 16
+#: scene → (top, left, H, W) crop of the Motorcycle pair; sizes the encoder stride (4) does not divide
 SCENES = {"a": (60, 200, 90, 130), "b": (200, 330, 70, 100)}
 
 
@@ -89,7 +89,7 @@ def _assert_served_equals_offline(items, offline):
 def test_whole_frames_of_any_size_decode_exactly_as_the_offline_evaluation(stereo_bundle, frames_root, offline):
     counts, nodes, info, items, registry = _stream(stereo_bundle[0], frames_root, audit_every=1)
     assert counts == [2, 2]  # one window per frame, not tiles
-    assert [s.frame_stride for s in info.sources] == [16, 16]
+    assert [s.frame_stride for s in info.sources] == [4, 4]
     _assert_served_equals_offline(items, offline)
     for i, node in enumerate(nodes):
         assert node.metrics.streams._value.get() == 2  # the second frame size opened a second stream

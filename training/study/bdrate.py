@@ -63,3 +63,27 @@ def rate_at(rate, quality, target: float) -> float:
     if len(q) == 1:
         return float(np.exp(lr[0]))
     return float(np.exp(PchipInterpolator(q, lr)(target)))
+
+
+def bd_psnr(anchor_rate, anchor_quality, test_rate, test_quality) -> float:
+    """Average quality difference of the test curve against the anchor at equal rate (dB; positive = better).
+
+    Quality is interpolated as a monotone (pchip) function of log-rate and averaged over the
+    log-rate range both curves cover. Returns NaN when that range is empty or a curve has < 2 points.
+    """
+    curves = []
+    for rate, quality in ((anchor_rate, anchor_quality), (test_rate, test_quality)):
+        r, q = np.asarray(rate, float), np.asarray(quality, float)
+        ok = np.isfinite(r) & np.isfinite(q) & (r > 0)
+        lr, q = np.log(r[ok]), q[ok]
+        order = np.argsort(lr)
+        lr, q = lr[order], q[order]
+        keep = np.concatenate([[True], np.diff(lr) > 1e-12]) if len(lr) else np.zeros(0, bool)
+        curves.append((lr[keep], q[keep]))
+    if any(len(lr) < 2 for lr, _ in curves):
+        return float("nan")
+    lo, hi = max(lr.min() for lr, _ in curves), min(lr.max() for lr, _ in curves)
+    if hi <= lo:
+        return float("nan")
+    (la, qa), (lt, qt) = curves
+    return float((PchipInterpolator(lt, qt).integrate(lo, hi) - PchipInterpolator(la, qa).integrate(lo, hi)) / (hi - lo))

@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Train the shipped stereo bundle ``ndsc/bundles/stereo-middlebury`` (two cameras, five quality points).
+
+Usage::
+
+    python scripts/build_stereo_bundle.py                        # ../shared/data/stereo/middlebury, preset stereo-small
+    python scripts/build_stereo_bundle.py --separate --out runs/stereo/separate   # the separate-coding baseline
+
+Trains preset ``stereo-small`` on the Middlebury scenes under ``../shared/data/stereo`` (split by
+scene; the held-out scenes are named in the manifest) and exports it with its five quality points.
+``--separate`` trains the baseline with the same encoders, the same synthesis without cross-view
+attention, and β_MI = 0. One torch thread by default (the 2-core budget: ≤ 60 min); the GPU when
+one is present. The data are only read here, never copied into the repository.
+``python benchmarks/stereo.py`` then measures both on whole held-out images (docs/report/stereo_bench.md).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "stereo" / "middlebury"
+DEFAULT_OUT = REPO / "ndsc" / "bundles" / "stereo-middlebury"
+
+
+def build(data: Path, out: Path, separate: bool, steps: int | None, threads: int, device: str) -> dict:
+    """Train and export one stereo bundle; returns where it went, its size and the training time."""
+    import torch
+
+    from training.pipeline import train_and_export
+    from training.presets import get_preset
+
+    torch.set_num_threads(threads)
+    cfg = get_preset("stereo-small").replace(threads=threads, device=device)
+    if steps:
+        cfg.steps = steps
+    if separate:
+        cfg.model.joint_decoder, cfg.beta_mi = False, 0.0
+    # Relative to the repository (../shared/data/...), so the manifest names no home folder.
+    cfg.data.params = {**cfg.data.params, "root": os.path.relpath(data, REPO),
+                       "edge_source": "stereo-skimage:#repeat=100000"}
+    t0 = time.time()
+    path, report = train_and_export(cfg, out)
+    size = sum(f.stat().st_size for f in path.iterdir())
+    return {"path": str(path), "bytes": size, "train_seconds": round(report["train_seconds"], 1),
+            "train_device": report["train_device"], "seconds": round(time.time() - t0, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of Middlebury stereo pairs")
+    ap.add_argument("--out", type=Path, help=f"bundle directory (default {DEFAULT_OUT.relative_to(REPO)}; "
+                                             "runs/stereo/separate with --separate)")
+    ap.add_argument("--separate", action="store_true", help="the separate-coding baseline (no fusion, β_MI = 0)")
+    ap.add_argument("--steps", type=int, help="override the preset's steps")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
+    args = ap.parse_args(argv)
+    out = args.out or (REPO / "runs" / "stereo" / "separate" if args.separate else DEFAULT_OUT)
+    print(build(args.data, out, args.separate, args.steps, args.threads, args.device))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
