@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = print_summary(results)
     write_json(args.json, {"results": results, "summary": summary, "steps": args.steps,
-                           "command": " ".join(["python", "benchmarks/ecg.py", *(argv or sys.argv[1:])]),
+                           "command": shlex.join(["python", "benchmarks/ecg.py", *(argv or sys.argv[1:])]),
                            "preset": args.preset, "split": args.split, "overrides": overrides, "roots": roots})
     if args.report:
         from training.ecg_report import write_report
