@@ -88,6 +88,12 @@ def plot_rd(path: Path, result: dict[str, Any]) -> None:
     ax.axhspan(2, 12, color="green", alpha=0.06, label="BD-rate range 2–12 %")
     ax.plot([1.0], [5.0], "k*", markersize=11, label="clinical target (≤ 1.0, 5 %)")
     ax.set_xscale("log")
+    # plain numbers at a few rates: matplotlib's default labels every minor tick of a short log axis
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xticks([t for t in (0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("bits / sample / lead (real bytes)")
     ax.set_ylabel("PRDN %, mean of leads")
     ax.grid(True, which="both", alpha=0.3)
