@@ -50,15 +50,20 @@ def known_decoders() -> list[str]:
     return DECODERS.names()
 
 
+def _presence(y_hat: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+    """The (B, N) presence mask of latents (B, N, M, *L) in their dtype (None: every source present)."""
+    if present is None:
+        return torch.ones(y_hat.shape[:2], dtype=y_hat.dtype, device=y_hat.device)
+    return present.to(y_hat.dtype)
+
+
 def _with_presence(y_hat: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
     """Zero missing sources' latents and append one presence channel per source.
 
     (B, N, M, *L) → (B, N, M + 1, *L)
     """
     b, n = y_hat.shape[:2]
-    if present is None:
-        present = torch.ones(b, n, dtype=y_hat.dtype, device=y_hat.device)
-    mask = present.to(y_hat.dtype).view(b, n, *([1] * (y_hat.dim() - 2)))
+    mask = _presence(y_hat, present).view(b, n, *([1] * (y_hat.dim() - 2)))
     y_hat = y_hat * mask
     flag = mask.expand(*y_hat.shape[:2], 1, *y_hat.shape[3:])
     return torch.cat([y_hat, flag], dim=2)

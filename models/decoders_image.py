@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.decoders import register_decoder
+from models.decoders import _presence, _with_presence, register_decoder
 from models.layers import colour_dct_basis
 
 
@@ -81,28 +81,14 @@ class StereoAttentionDecoder(nn.Module):
         )
         self.fusion = nn.ModuleList(EpipolarAttention(hidden) for _ in range(self.FUSION_STAGES)) if joint else None
 
-    def _fuse(self, stage: int, feats: list[torch.Tensor], present: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for i, own in enumerate(feats):
-            fused = own
-            for j, other in enumerate(feats):
-                if j != i:
-                    fused = self.fusion[stage](fused, other, present[:, j])
-            out.append(fused)
-        return out
-
     def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
-        b, n = y_hat.shape[:2]  # (B, N, M, h, w)
-        if present is None:
-            present = torch.ones(b, n, dtype=y_hat.dtype, device=y_hat.device)
-        present = present.to(y_hat.dtype)
-        mask = present.view(b, n, 1, 1, 1)
-        flag = mask.expand(b, n, 1, *y_hat.shape[3:])
-        z = torch.cat([y_hat * mask, flag], dim=2)  # (B, N, M + 1, h, w)
+        n = y_hat.shape[1]  # (B, N, M, h, w)
+        present = _presence(y_hat, present)
+        z = _with_presence(y_hat, present)  # (B, N, M + 1, h, w)
         feats = [self.stem[i](z[:, i]) for i in range(n)]
         for stage in range(4):
             if self.fusion is not None and stage < self.FUSION_STAGES:
-                feats = self._fuse(stage, feats, present)
+                feats = _fuse_views(self.fusion[stage], feats, present)
             layers = self.ups
             if stage < 3:
                 feats = [layers[i][2 * stage + 1](layers[i][2 * stage](f)) for i, f in enumerate(feats)]
@@ -168,33 +154,28 @@ class StereoShuffleDecoder(nn.Module):
         self.head = subpel_up(hidden, out_channels)
         self.fusion = nn.ModuleList(EpipolarAttention(hidden) for _ in range(self.FUSION_STAGES)) if joint else None
 
-    def _fuse(self, stage: int, feats: list[torch.Tensor], present: torch.Tensor) -> list[torch.Tensor]:
-        block = self.fusion[stage]
-        return [_fuse_others(block, i, feats, present) for i in range(len(feats))]
-
     def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
-        b, n, m, h, w = y_hat.shape
-        if present is None:
-            present = torch.ones(b, n, dtype=y_hat.dtype, device=y_hat.device)
-        present = present.to(y_hat.dtype)
-        mask = present.view(b, n, 1, 1, 1)
-        z = torch.cat([y_hat * mask, mask.expand(b, n, 1, h, w)], dim=2)  # (B, N, M + 1, h, w)
+        n = y_hat.shape[1]  # (B, N, M, h, w)
+        present = _presence(y_hat, present)
+        z = _with_presence(y_hat, present)  # (B, N, M + 1, h, w)
         feats = [self.stem(z[:, i]) + self.view_embedding[i] for i in range(n)]  # N × (B, F, h, w)
         for stage in range(3):
             if self.fusion is not None and stage < self.FUSION_STAGES:
-                feats = self._fuse(stage, feats, present)
+                feats = _fuse_views(self.fusion[stage], feats, present)
             feats = [F.gelu(self.ups[stage](self.blocks[stage](f))) for f in feats]
         # + ½: outputs are in units of the input scale, so a zero start is mid-grey, not black
         return torch.stack([self.head(f) + 0.5 for f in feats], dim=1)  # (B, N, C, 16h, 16w)
 
 
-def _fuse_others(block: EpipolarAttention, i: int, feats: list[torch.Tensor], present: torch.Tensor) -> torch.Tensor:
-    """View i's features after attending to every other view's with ``block``."""
-    fused = feats[i]
-    for j, other in enumerate(feats):
-        if j != i:
-            fused = block(fused, other, present[:, j])
-    return fused
+def _fuse_views(block: EpipolarAttention, feats: list[torch.Tensor], present: torch.Tensor) -> list[torch.Tensor]:
+    """Each view's features after attending, with ``block``, to every other view's in turn."""
+    out = []
+    for i, fused in enumerate(feats):
+        for j, other in enumerate(feats):
+            if j != i:
+                fused = block(fused, other, present[:, j])
+        out.append(fused)
+    return out
 
 
 @register_decoder("stereo-dct")
@@ -245,17 +226,14 @@ class StereoTransformDecoder(nn.Module):
         self.fusion = nn.ModuleList(EpipolarAttention(hidden) for _ in range(self.FUSION_STAGES)) if joint else None
 
     def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
-        b, n, m, h, w = y_hat.shape
-        if present is None:
-            present = torch.ones(b, n, dtype=y_hat.dtype, device=y_hat.device)
-        present = present.to(y_hat.dtype)
-        mask = present.view(b, n, 1, 1, 1)
-        y_hat = y_hat * mask
-        z = torch.cat([y_hat, mask.expand(b, n, 1, h, w)], dim=2)  # (B, N, M + 1, h, w)
+        n, m = y_hat.shape[1:3]  # (B, N, M, h, w)
+        present = _presence(y_hat, present)
+        z = _with_presence(y_hat, present)  # (B, N, M + 1, h, w)
+        y_hat = z[:, :, :m]  # missing views' latents zeroed
         feats = [self.stem(z[:, i]) + self.view_embedding[i] for i in range(n)]  # N × (B, F, h, w)
         for stage, (block, up) in enumerate(zip(self.blocks, self.ups)):
             if self.fusion is not None and stage < self.FUSION_STAGES:
-                feats = [_fuse_others(self.fusion[stage], i, feats, present) for i in range(n)]
+                feats = _fuse_views(self.fusion[stage], feats, present)
             feats = [F.gelu(up(block(f))) for f in feats]
         # + ½: the encoder codes x/scale − ½ (centred), so a zero latent is mid-grey
         return torch.stack([self.shuffle(self.inverse(y_hat[:, i])) + self.head(f) + 0.5
