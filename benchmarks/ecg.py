@@ -240,13 +240,13 @@ def main(argv: list[str] | None = None) -> int:
             results[-1]["figures"] = figures
 
     summary = print_summary(results)
-    write_json(args.json, {"results": results, "summary": summary, "steps": args.steps,
-                           "command": shlex.join(["python", "benchmarks/ecg.py", *(argv or sys.argv[1:])]),
+    command = shlex.join(["python", "benchmarks/ecg.py", *(argv or sys.argv[1:])])
+    write_json(args.json, {"results": results, "summary": summary, "steps": args.steps, "command": command,
                            "preset": args.preset, "split": args.split, "overrides": overrides, "roots": roots})
     if args.report:
         from training.ecg_report import write_report
 
-        write_report(args.report, results, summary, " ".join(["python", "benchmarks/ecg.py", *(argv or sys.argv[1:])]))
+        write_report(args.report, results, summary, command)
     return 0
 
 

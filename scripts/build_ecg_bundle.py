@@ -30,6 +30,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 DEFAULT_DATA = [REPO.parent / "shared" / "data" / "ecg", REPO.parent / "shared" / "data" / "ecg-extra"]
 DEFAULT_OUT = REPO / "ndsc" / "bundles" / "ecg-12lead"
+EDGE_SOURCE = "dicom:pydicom#loop=1"  # what the demo and compose replay: a patient no split holds
+
+
+def relative_records(data: list[Path]) -> list[str]:
+    """The record folders as the manifest names them: relative to the repository, never a home folder."""
+    return [os.path.relpath(d, REPO) for d in data if d.is_dir()]
 
 
 def build(data: list[Path], out: Path, steps: int | None, threads: int) -> dict:
@@ -42,9 +48,7 @@ def build(data: list[Path], out: Path, steps: int | None, threads: int) -> dict:
     cfg = get_preset("ecg-12lead").replace(threads=threads)
     if steps:
         cfg.steps = steps
-    # Relative to the repository (../shared/data/...), so the manifest names no home folder.
-    records = [os.path.relpath(d, REPO) for d in data if d.is_dir()]
-    cfg.data.params = {**cfg.data.params, "records": records, "edge_source": "dicom:pydicom#loop=1"}
+    cfg.data.params = {**cfg.data.params, "records": relative_records(data), "edge_source": EDGE_SOURCE}
     t0 = time.time()
     path, report = train_and_export(cfg, out)
     figures = record_figures(path)
@@ -73,14 +77,14 @@ def reuse(trained: Path, data: list[Path], out: Path) -> dict:
     if dataclasses.replace(cfg.model, default_quality=None) != dataclasses.replace(preset.model, default_quality=None) \
             or cfg.data.fold is not None or cfg.seed != preset.seed or cfg.steps != preset.steps:
         raise SystemExit(f"{trained} was not trained with preset ecg-12lead on the fixed split")
-    records = [os.path.relpath(d, REPO) for d in data if d.is_dir()]
+    records = relative_records(data)
     if sorted(os.path.realpath(r) for r in cfg.data.params["records"]) != sorted(os.path.realpath(r) for r in records):
         raise SystemExit(f"{trained} trained on {cfg.data.params['records']}, not {records}")
     training = bundle.training_config
-    training["data"]["params"] = {**training["data"]["params"], "records": records,
-                                  "edge_source": "dicom:pydicom#loop=1"}
-    training["model"]["default_quality"] = preset.model.default_quality
-    default = preset.model.default_quality  # and the tables old edges use are that point's
+    default = preset.model.default_quality
+    training["data"]["params"] = {**training["data"]["params"], "records": records, "edge_source": EDGE_SOURCE}
+    training["model"]["default_quality"] = default
+    # old edges code with a source's top-level tables: they become the default point's
     sources = [dataclasses.replace(s, default_quality=default, tables=s.quality(default).tables) for s in bundle.sources]
     info = dict(bundle.extra.get("data_info", {}))
     if "records" in info:  # the benchmark named them absolutely: relative to the repository, as a build does
@@ -90,7 +94,7 @@ def reuse(trained: Path, data: list[Path], out: Path) -> dict:
     shutil.copytree(trained, out)
     write_manifest(out, modality=bundle.modality, sources=sources, sample_rate=bundle.sample_rate,
                    decoder=bundle.decoder, training_config=training, evaluation=bundle.evaluation,
-                   extra={**bundle.extra, "data_info": info, "edge_source": "dicom:pydicom#loop=1",
+                   extra={**bundle.extra, "data_info": info, "edge_source": EDGE_SOURCE,
                           "trained_by": f"benchmarks/ecg.py (fixed split), shipped by {Path(__file__).name} --reuse"})
     figures = record_figures(out)
     return {"path": str(out), "bytes": sum(f.stat().st_size for f in out.iterdir()), "reused": str(trained), **figures}
