@@ -14,6 +14,10 @@ journal). Reported, measured in this run:
   which separates warm-up from a leak);
 * lost frames: frames sent and never acknowledged, and windows never (or twice) reconstructed.
 
+Reconstructions are read with SubscribeBatches (several windows per message) where the decoder
+has it and with Subscribe otherwise (``--subscribe single`` forces Subscribe); each run reports
+which.
+
 With ``--find-saturation`` it raises the per-node rate by ``--step`` until the decoder stops
 keeping up (a node's frames acknowledged later than 10 % + 1 s past their schedule, p99
 capture → reconstruction over ``--p99-limit``, or anything lost), and reports the last
@@ -111,8 +115,12 @@ async def _node(address, bundle, group, source, payloads, windows, rate, t0, ack
 
 
 async def run_load(bundle_path: Path, address: str, groups: int, duration: float, rate: float,
-                   decoder_pid: int | None = None) -> dict:
-    """Drive ``groups`` × n_sources nodes against the decoder at ``address``; returns the figures."""
+                   decoder_pid: int | None = None, subscribe: str = "batches") -> dict:
+    """Drive ``groups`` × n_sources nodes against the decoder at ``address``; returns the figures.
+
+    ``subscribe``: ``batches`` reads reconstructions with SubscribeBatches (falling back to
+    Subscribe on a decoder without it, e.g. a ``--baseline`` revision), ``single`` with Subscribe.
+    """
     bundle = load_bundle(bundle_path)
     payloads = coded_payloads(bundle_path)
     n_src, windows = bundle.n_sources, max(1, int(duration * rate))
@@ -120,15 +128,30 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
     recs: dict[tuple[str, int], list[float]] = {}
     dups = 0
     channel = grpc.aio.insecure_channel(address)
-    sub = pb_grpc.FusionDecoderStub(channel).Subscribe(pb.SubscribeRequest(include_samples=False))
+    stub = pb_grpc.FusionDecoderStub(channel)
+    request = pb.SubscribeRequest(include_samples=False)
+    used = {"subscribe": subscribe}
+
+    def take(r):
+        nonlocal dups
+        key = (r.group, r.window)
+        dups += key in recs
+        captured = max(c for c, p in zip(r.capture_time, r.present) if p)
+        recs[key] = [r.reconstructed_time - captured, float(all(r.present))]
 
     async def collect():
-        nonlocal dups
-        async for r in sub:
-            key = (r.group, r.window)
-            dups += key in recs
-            captured = max(c for c, p in zip(r.capture_time, r.present) if p)
-            recs[key] = [r.reconstructed_time - captured, float(all(r.present))]
+        if subscribe == "batches":
+            try:
+                async for batch in stub.SubscribeBatches(request):
+                    for r in batch.windows:
+                        take(r)
+                return
+            except grpc.aio.AioRpcError as e:  # a decoder from before SubscribeBatches (--baseline)
+                if e.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                used["subscribe"] = "single"
+        async for r in stub.Subscribe(request):
+            take(r)
 
     collector = asyncio.create_task(collect())
     await asyncio.sleep(0.5)
@@ -153,7 +176,7 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - t0
     rss1 = rss_bytes(decoder_pid) if decoder_pid else 0
-    sub.cancel()
+    collector.cancel()
     await asyncio.gather(collector, return_exceptions=True)
     await channel.close()
     lat = np.array([v[0] for v in recs.values()]) if recs else np.zeros(1)
@@ -172,7 +195,7 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
         # from the middle of the load to its end: ~0 when memory is bounded (no per-frame leak)
         "decoder_rss_growth_second_half_mib": round((rss1 - samples[len(samples) // 2]) / 2**20, 1) if samples else 0,
         "elapsed_s": round(elapsed, 2), "acked_elapsed_s": round(acked_elapsed, 2),
-        "scheduled_s": round(windows / rate, 2),
+        "scheduled_s": round(windows / rate, 2), "subscribe": used["subscribe"],
     }
 
 
@@ -286,6 +309,9 @@ def main(argv=None) -> int:
                     "(the rate counts as sustained when one try is)")
     ap.add_argument("--refine", type=int, default=2, help="runs that bisect between the last sustained rate and "
                     "the first that was not")
+    ap.add_argument("--subscribe", choices=("batches", "single"), default="batches",
+                    help="how the load reads reconstructions: SubscribeBatches (Subscribe on a decoder without it) "
+                    "or one Subscribe message per window")
     ap.add_argument("--baseline", metavar="REV", help="also search with the decoder of git revision REV, run for "
                     "run in lockstep with this one")
     args = ap.parse_args(argv)
@@ -295,7 +321,8 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             proc, address = start_decoder(bundle, tmp if args.journal else None, args.deadline, code)
             try:
-                return asyncio.run(run_load(bundle, address, args.groups, args.duration, rate, proc.pid))
+                return asyncio.run(run_load(bundle, address, args.groups, args.duration, rate, proc.pid,
+                                            args.subscribe))
             finally:
                 proc.terminate()
                 proc.wait(30)
@@ -325,6 +352,7 @@ def main(argv=None) -> int:
     for name, (best, runs) in found.items():
         h = half.get(name)
         report[name] = {"saturation_frames_per_s": best and round(best["nodes"] * best["rate_per_node"], 1),
+                        "subscribe": runs[0]["subscribe"],
                         "p99_at_saturation_s": best and best["latency_p99_s"],
                         "half_saturation": h and {k: h[k] for k in ("rate_per_node", "frames_per_s", "latency_p50_s",
                                                                   "latency_p99_s", "lost_frames")},

@@ -30,6 +30,26 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+#: a ReconstructionBatch's field 1 (windows), length-delimited
+_BATCH_FIELD_KEY = bytes([1 << 3 | 2])
+
+
+def pack_reconstruction_batch(messages: list[bytes], max_bytes: int) -> tuple[bytes, list[bytes]]:
+    """A serialized ReconstructionBatch of the leading ``messages`` (serialized Reconstructions)
+    that fit in ``max_bytes`` (at least one), and the messages left for the next batch.
+
+    Each message is appended as it is, under the batch's field key: nothing is parsed or
+    serialized again, whichever number of subscribers shares it."""
+    out, size = [], 0
+    for k, m in enumerate(messages):
+        part = _BATCH_FIELD_KEY + _varint(len(m)) + m
+        if out and size + len(part) > max_bytes:
+            return b"".join(out), messages[k:]
+        out.append(part)
+        size += len(part)
+    return b"".join(out), []
+
+
 @dataclass
 class Decoded:
     """One reconstructed window."""
@@ -76,6 +96,7 @@ class Broadcaster:
     def __init__(self, metrics: DecoderMetrics, queue_size: int = 4096, max_message_bytes: int = MAX_MESSAGE_BYTES):
         self.metrics = metrics
         self.queue_size = queue_size
+        self.max_message_bytes = max_message_bytes
         # float32 samples per message, leaving room for the metadata (4 bytes each)
         self.max_samples = max(1, (max_message_bytes - _REPLY_HEADROOM) // 4)
         self._subs: list[tuple[str, str, asyncio.Queue]] = []

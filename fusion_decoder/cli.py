@@ -97,7 +97,8 @@ def run_decoder(args: argparse.Namespace) -> int:
                                max_capture_lead=settings.max_capture_lead,
                                max_label_groups=settings.max_label_groups,
                                max_label_nodes=settings.max_label_nodes,
-                               refusal_log=(settings.log_burst, settings.log_interval))
+                               refusal_log=(settings.log_burst, settings.log_interval),
+                               ack_interval=settings.ack_interval)
         try:
             port = await server.start()
         except OSError as exc:

@@ -53,6 +53,9 @@ def add_servicer(servicer: pb_grpc.FusionDecoderServicer, server, max_bytes: int
         "Subscribe": grpc.unary_stream_rpc_method_handler(
             servicer.Subscribe, request_deserializer=des(pb.SubscribeRequest, "Subscribe"),
             response_serializer=_passthrough_or(pb.Reconstruction.SerializeToString)),
+        "SubscribeBatches": grpc.unary_stream_rpc_method_handler(
+            servicer.SubscribeBatches, request_deserializer=des(pb.SubscribeRequest, "SubscribeBatches"),
+            response_serializer=_passthrough_or(pb.ReconstructionBatch.SerializeToString)),
         "Audit": grpc.unary_unary_rpc_method_handler(
             servicer.Audit, request_deserializer=des(pb.AuditWindow, "Audit"),
             response_serializer=pb.AuditReply.SerializeToString),

@@ -92,11 +92,13 @@ class UplinkReceiver:
         if self.session is not None:
             self.session.active = False
 
-    def screen(self, message: pb.UplinkMessage, now: float) -> Screened:
+    def screen(self, message: pb.UplinkMessage, now: float, after: FrameData | None = None) -> Screened:
         """Check a later message's frames in order, without changing the session (see :meth:`commit`).
 
         Resends of frames already held are dropped and counted as ``duplicate`` (idempotent);
         everything else wrong refuses the stream. ``now``: the decoder's clock, Unix seconds.
+        ``after``: the last frame screened from earlier messages but not yet committed (several
+        messages checked, then made durable together): this message continues from it.
 
         Raises:
             StreamRefused: ``bad_header`` when the message is a second header.
@@ -105,6 +107,8 @@ class UplinkReceiver:
             raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_header", "StreamHeader sent twice in one stream")
         s, lim = self.session, self.limits
         last_seq, last_window, last_chunk, last_chunks = s.last_seq, s.last_window, s.last_chunk, s.last_chunks
+        if after is not None:
+            last_seq, last_window, last_chunk, last_chunks = after.seq, after.window, after.chunk, after.chunks
         out = Screened([])
         earliest, latest = (now - lim.max_capture_age) * 1e6, (now + lim.max_capture_lead) * 1e6
 

@@ -79,6 +79,7 @@ class DecoderServer:
         max_streams: uplink streams open at once (beyond: RESOURCE_EXHAUSTED ``too_many_streams``).
         group_idle: seconds a group without open streams or held windows is kept before eviction.
         stream_idle: seconds an uplink may stay silent before it is ended (DEADLINE_EXCEEDED).
+        ack_interval: seconds between one stream's Acks at least (a faster node's Acks coalesce).
         keepalive: seconds between the server's HTTP/2 pings on a connection (dead peers are cut).
         max_capture_age, max_capture_lead: the sane capture-time window around the decoder's
             clock; a frame's capture time outside it becomes unknown (0) and is counted.
@@ -97,7 +98,7 @@ class DecoderServer:
                  max_groups: int = 256, max_streams: int = 1024, group_idle: float = 300.0,
                  stream_idle: float = 60.0, keepalive: float = 30.0, max_capture_age: float = 86400.0,
                  max_capture_lead: float = 60.0, max_label_groups: int = 128, max_label_nodes: int = 1024,
-                 refusal_log: tuple[int, float] = (5, 10.0)):
+                 refusal_log: tuple[int, float] = (5, 10.0), ack_interval: float = 0.01):
         self.bundle = bundle
         self.listen = listen
         self.grace = grace
@@ -115,6 +116,7 @@ class DecoderServer:
         self.stream_idle, self.keepalive = stream_idle, keepalive
         self.capture_window = (max_capture_age, max_capture_lead)
         self.refusal_log = refusal_log
+        self.ack_interval = ack_interval
         self._evictor: asyncio.Task | None = None
         self.pipeline: DecodePipeline | None = None
         self.servicer: FusionDecoderServicer | None = None
@@ -134,7 +136,8 @@ class DecoderServer:
                                               str(self.runtime.device), journal, limits=limits,
                                               max_frame_area=self.max_frame_area, max_groups=self.max_groups,
                                               max_streams=self.max_streams, stream_idle=self.stream_idle,
-                                              log_limiter=LogLimiter(*self.refusal_log))
+                                              log_limiter=LogLimiter(*self.refusal_log),
+                                              ack_interval=self.ack_interval)
         if journal.enabled:
             nodes = self.servicer.restore_sessions()
             held = await self.pipeline.restore()

@@ -18,6 +18,7 @@ from typing import Sequence
 import grpc
 import numpy as np
 
+from fusion_decoder.broadcast import pack_reconstruction_batch
 from fusion_decoder.grpc_handlers import BadRequest
 from fusion_decoder.journal import Journal, SessionRow, unsigned64
 from fusion_decoder.loglimit import LogLimiter
@@ -38,6 +39,10 @@ log = logging.getLogger("ndsc.decoder")
 INLINE_DECODE_BYTES = 16 * 1024
 
 
+#: the refusal that ends a stream because the decoder drains (not counted as a client's fault)
+_DRAINING = StreamRefused(grpc.StatusCode.UNAVAILABLE, "draining", "decoder is shutting down")
+
+
 def _message_size(message) -> int:
     """Serialized bytes of an uplink message (0 for a refused one: it holds nothing)."""
     return message.ByteSize() if isinstance(message, pb.UplinkMessage) else 0
@@ -54,7 +59,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
     def __init__(self, bundle: Bundle, pipeline: DecodePipeline, metrics: DecoderMetrics,
                  authorize: Authorizer | None = None, device: str = "cpu", journal: Journal | None = None, *,
                  limits: StreamLimits = StreamLimits(), max_frame_area: int = MAX_FRAME_AREA, max_groups: int = 256,
-                 max_streams: int = 1024, stream_idle: float = 60.0, log_limiter: LogLimiter | None = None):
+                 max_streams: int = 1024, stream_idle: float = 60.0, log_limiter: LogLimiter | None = None,
+                 ack_interval: float = 0.01):
         self.bundle = bundle
         self.pipeline = pipeline
         self.metrics = metrics
@@ -63,6 +69,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         self.limits = limits
         self.max_streams = max_streams
         self.stream_idle = stream_idle
+        self.ack_interval = ack_interval  # seconds between one stream's Acks at least (pacing)
         self.streams = 0  # open Uplink handlers, header read or not
         self.max_frame_area = max_frame_area
         self.device = device
@@ -208,6 +215,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         log.info("uplink open: group=%s node=%s source=%d quality=%s resume after seq %d", group, node, source,
                  session.quality or "-", session.last_seq)
         inbox = ReadAhead(messages, self.stream_idle, size=_message_size)
+        acked_at = time.monotonic()
         try:
             yield first_ack
             while True:
@@ -217,29 +225,64 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                     await self._refuse(context, self._idle_refusal())
                 if not batch:
                     break
-                for message in batch:  # every message already here, answered by one cumulative Ack
-                    await self._take_message(context, receiver, message, series)
+                # every message already here: held together (one journal commit), one cumulative Ack
+                await self._take_messages(context, receiver, batch, series)
+                # Ack pacing: at most one Ack per ack_interval per stream. A stream sending faster
+                # gets its later messages held meanwhile (frames reach the aligner at once; only
+                # the Ack waits), so a fast node costs one Ack write, on both ends, per interval
+                # instead of one per message. A node slower than that is answered at once.
+                wait = acked_at + self.ack_interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    if more := inbox.take_ready():
+                        await self._take_messages(context, receiver, more, series)
                 yield receiver.ack()
+                acked_at = time.monotonic()
         finally:
             await inbox.close()
             receiver.close()
             session.touched = time.monotonic()
             active.dec()
 
-    async def _take_message(self, context, receiver: UplinkReceiver, message, series: StreamSeries) -> None:
-        """Check one later message's frames, hold the good ones, and refuse the stream (abort) at
-        the first bad one: the frames before it stay held."""
+    async def _take_messages(self, context, receiver: UplinkReceiver, messages: Sequence,
+                             series: StreamSeries) -> None:
+        """Check messages' frames in order, hold the good ones together (one journal commit),
+        and refuse the stream (abort) at the first bad one: the frames before it stay held."""
+        frames: list[FrameData] = []
+        symbols: list[np.ndarray | None] = []
+        refusal = None
+        for message in messages:
+            refusal = await self._check_message(receiver, message, series, frames, symbols)
+            if refusal is not None:
+                break
+        if frames:
+            try:
+                await self._hold(receiver, frames, symbols, series)
+            except (sqlite3.Error, OverflowError) as exc:  # nothing was acked: the edge resends
+                log.exception("journaling frames of group %r failed", receiver.session.group)
+                refusal = StreamRefused(grpc.StatusCode.UNAVAILABLE, "journal_failed",
+                                        f"the decoder could not make frames durable ({exc}); retry")
+        if refusal is _DRAINING:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "decoder is shutting down")
+        if refusal is not None:
+            await self._refuse(context, refusal)
+
+    async def _check_message(self, receiver: UplinkReceiver, message, series: StreamSeries,
+                             frames: list[FrameData], symbols: list[np.ndarray | None]) -> StreamRefused | None:
+        """Check one later message; append its good frames (and their entropy-decoded symbols) to
+        ``frames``/``symbols``, which continue from earlier messages not yet held. Returns the
+        refusal of its first bad frame (or of the message), else None."""
         session = receiver.session
         if isinstance(message, BadRequest):
-            await self._refuse(context, message.refused)
+            return message.refused
         if self.draining:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "decoder is shutting down")
+            return _DRAINING
         session.touched = time.monotonic()
         series.messages.inc()
         try:
-            screened = receiver.screen(message, time.time())
+            screened = receiver.screen(message, time.time(), frames[-1] if frames else None)
         except StreamRefused as refused:
-            await self._refuse(context, refused)
+            return refused
         payload = payload_bytes(message.batch)
         series.payload_bytes.inc(payload)
         series.protocol_bytes.inc(message.ByteSize() - payload + GRPC_MESSAGE_PREFIX_BYTES)
@@ -255,9 +298,9 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         if new:
             check = (session.source_index, new, session.frame_shape, session.quality)
             if sum(len(f.payload) for f in new) <= INLINE_DECODE_BYTES:
-                symbols, bad = self._entropy_decode(*check)
+                decoded, bad = self._entropy_decode(*check)
             else:  # a large payload (an image frame) would stall every other stream
-                symbols, bad = await asyncio.get_running_loop().run_in_executor(
+                decoded, bad = await asyncio.get_running_loop().run_in_executor(
                     self._check_executor, self._entropy_decode, *check)
             if bad is not None:
                 k, error = bad
@@ -267,14 +310,9 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                     f"frame seq {new[k].seq} (window {new[k].window}): payload does not decode to "
                     f"source {session.source_index}'s latents ({error}); held up to seq {new[k].seq - 1}")
                 new = new[:k]
-            try:
-                await self._hold(receiver, new, symbols, series)
-            except (sqlite3.Error, OverflowError) as exc:  # nothing was acked: the edge resends
-                log.exception("journaling frames of group %r failed", session.group)
-                refusal = StreamRefused(grpc.StatusCode.UNAVAILABLE, "journal_failed",
-                                        f"the decoder could not make frames durable ({exc}); retry")
-        if refusal is not None:
-            await self._refuse(context, refusal)
+            frames.extend(new)
+            symbols.extend(decoded[:len(new)])
+        return refusal
 
     async def _hold(self, receiver: UplinkReceiver, frames: Sequence[FrameData],
                     symbols: Sequence[np.ndarray | None], series: StreamSeries) -> None:
@@ -340,12 +378,14 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             except StreamRefused as refused:
                 await self._refuse(context, refused, rpc)
 
-    async def Subscribe(self, request, context):
-        await self._check_call(request, context, "Subscribe", lambda a, md: a.check_reader(request.group, md))
+    async def _check_subscribe(self, request, context, rpc: str) -> None:
+        await self._check_call(request, context, rpc, lambda a, md: a.check_reader(request.group, md))
         problem = request.group and name_problem(request.group, "group")
         if problem:  # "" subscribes to every group
-            await self._refuse(context, StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_group", problem),
-                               "Subscribe")
+            await self._refuse(context, StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_group", problem), rpc)
+
+    async def Subscribe(self, request, context):
+        await self._check_subscribe(request, context, "Subscribe")
         queue = self.pipeline.broadcaster.add(request.group, request.include_samples, request.samples_f32le)
         try:
             while True:
@@ -356,6 +396,32 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                     yield message
         finally:
             self.pipeline.broadcaster.remove(queue)
+
+    async def SubscribeBatches(self, request, context):
+        """Subscribe, with every window queued while the previous message was sent joined into one
+        ReconstructionBatch (up to the message size limit)."""
+        await self._check_subscribe(request, context, "SubscribeBatches")
+        broadcaster = self.pipeline.broadcaster
+        queue = broadcaster.add(request.group, request.include_samples, request.samples_f32le)
+        waiting: list[bytes] = []  # serialized Reconstructions not sent yet, in order
+        ended = False
+        try:
+            while waiting or not ended:
+                if not waiting:
+                    item = await queue.get()
+                    if item is None:
+                        return
+                    waiting.extend(item)
+                while not ended and not queue.empty():
+                    item = queue.get_nowait()
+                    if item is None:
+                        ended = True
+                    else:
+                        waiting.extend(item)
+                message, waiting = pack_reconstruction_batch(waiting, broadcaster.max_message_bytes)
+                yield message
+        finally:
+            broadcaster.remove(queue)
 
     async def Audit(self, request, context):
         await self._check_call(request, context, "Audit", lambda a, md: a.check_node(

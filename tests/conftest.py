@@ -19,7 +19,7 @@ TIERS = {
     "loopback": (
         "device/test_shared_clock_pacing.py", "reliability/test_auth_tls.py", "reliability/test_bad_input.py",
         "reliability/test_bounded_metrics.py", "reliability/test_dropout_and_slow_consumer.py",
-        "reliability/test_hostile_clients.py", "serving/test_generic_client.py", "serving/test_inprocess.py",
+        "reliability/test_hostile_clients.py", "serving/test_ack_pacing.py", "serving/test_generic_client.py", "serving/test_inprocess.py",
         "serving/test_logic.py", "serving/test_off_the_loop.py", "stereo/test_serving.py",
         "stereo/test_whole_frames.py",
     ),
@@ -61,6 +61,14 @@ def gaussian_bundle(tmp_path_factory) -> Path:
 
     path, _ = train_and_export(tiny_gaussian_config(), tmp_path_factory.mktemp("bundles") / "gaussian")
     return path
+
+
+@pytest.fixture(scope="session")
+def gaussian_eval(gaussian_bundle) -> dict:
+    """Offline evaluation of :func:`gaussian_bundle` (payloads, reconstructions) to compare live runs with."""
+    from training.evaluate import evaluate_bundle
+
+    return evaluate_bundle(gaussian_bundle)
 
 
 @pytest.fixture(scope="session")

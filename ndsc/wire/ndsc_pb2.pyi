@@ -169,3 +169,9 @@ class ModelInfo(_message.Message):
     max_batch: int
     groups: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, bundle_id: _Optional[str] = ..., modality: _Optional[str] = ..., sample_rate: _Optional[float] = ..., sources: _Optional[_Iterable[_Union[SourceDescription, _Mapping]]] = ..., device: _Optional[str] = ..., deadline_s: _Optional[float] = ..., max_batch: _Optional[int] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReconstructionBatch(_message.Message):
+    __slots__ = ("windows",)
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    windows: _containers.RepeatedCompositeFieldContainer[Reconstruction]
+    def __init__(self, windows: _Optional[_Iterable[_Union[Reconstruction, _Mapping]]] = ...) -> None: ...

@@ -46,6 +46,11 @@ class FusionDecoderStub:
                 request_serializer=ndsc_dot_v1_dot_ndsc__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=ndsc_dot_v1_dot_ndsc__pb2.Reconstruction.FromString,
                 _registered_method=True)
+        self.SubscribeBatches = channel.unary_stream(
+                '/ndsc.v1.FusionDecoder/SubscribeBatches',
+                request_serializer=ndsc_dot_v1_dot_ndsc__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=ndsc_dot_v1_dot_ndsc__pb2.ReconstructionBatch.FromString,
+                _registered_method=True)
         self.Audit = channel.unary_unary(
                 '/ndsc.v1.FusionDecoder/Audit',
                 request_serializer=ndsc_dot_v1_dot_ndsc__pb2.AuditWindow.SerializeToString,
@@ -94,6 +99,16 @@ class FusionDecoderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubscribeBatches(self, request, context):
+        """Subscribe with several Reconstructions per message: every window decoded while the
+        previous message was being sent, up to the message size limit, in decode order. A
+        subscriber of many windows per second pays one message (one read, one write) per
+        batch instead of per window. Same request, checks and drop-oldest queue as Subscribe.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Audit(self, request, context):
         """A sampled raw window (1 in N per node) used only for distortion metrics; its
         bytes are counted apart from the rate.
@@ -121,6 +136,11 @@ def add_FusionDecoderServicer_to_server(servicer, server):
                     servicer.Subscribe,
                     request_deserializer=ndsc_dot_v1_dot_ndsc__pb2.SubscribeRequest.FromString,
                     response_serializer=ndsc_dot_v1_dot_ndsc__pb2.Reconstruction.SerializeToString,
+            ),
+            'SubscribeBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribeBatches,
+                    request_deserializer=ndsc_dot_v1_dot_ndsc__pb2.SubscribeRequest.FromString,
+                    response_serializer=ndsc_dot_v1_dot_ndsc__pb2.ReconstructionBatch.SerializeToString,
             ),
             'Audit': grpc.unary_unary_rpc_method_handler(
                     servicer.Audit,
@@ -189,6 +209,33 @@ class FusionDecoder:
             '/ndsc.v1.FusionDecoder/Subscribe',
             ndsc_dot_v1_dot_ndsc__pb2.SubscribeRequest.SerializeToString,
             ndsc_dot_v1_dot_ndsc__pb2.Reconstruction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ndsc.v1.FusionDecoder/SubscribeBatches',
+            ndsc_dot_v1_dot_ndsc__pb2.SubscribeRequest.SerializeToString,
+            ndsc_dot_v1_dot_ndsc__pb2.ReconstructionBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,19 +39,25 @@ def edge_node(bundle_path: Path, source_index: int, decoder: str, **settings):
 
 
 class Subscription:
-    """Collects every Reconstruction of a Subscribe stream in a background task."""
+    """Collects every Reconstruction of a Subscribe (or, with ``batches``, SubscribeBatches) stream
+    in a background task; ``batch_sizes`` lists the windows per message."""
 
-    def __init__(self, address: str, include_samples: bool = True, group: str = "", f32le: bool = False):
+    def __init__(self, address: str, include_samples: bool = True, group: str = "", f32le: bool = False,
+                 batches: bool = False):
         self.channel = grpc.aio.insecure_channel(address)
-        self.call = pb_grpc.FusionDecoderStub(self.channel).Subscribe(
+        stub = pb_grpc.FusionDecoderStub(self.channel)
+        self.call = (stub.SubscribeBatches if batches else stub.Subscribe)(
             pb.SubscribeRequest(group=group, include_samples=include_samples, samples_f32le=f32le))
         self.items: list[pb.Reconstruction] = []
+        self.batch_sizes: list[int] = []
         self._arrived = asyncio.Condition()
         self.task = asyncio.create_task(self._collect())
 
     async def _collect(self) -> None:
-        async for item in self.call:
-            self.items.append(item)
+        async for message in self.call:
+            got = list(message.windows) if isinstance(message, pb.ReconstructionBatch) else [message]
+            self.items.extend(got)
+            self.batch_sizes.append(len(got))
             async with self._arrived:
                 self._arrived.notify_all()
 

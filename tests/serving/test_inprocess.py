@@ -14,25 +14,20 @@ from tests.serving.conftest import (Subscription, edge_node, labels, raw_uplink,
                                    x_hat_by_window)
 
 
-@pytest.fixture(scope="module")
-def gaussian_eval(gaussian_bundle):
-    from training.evaluate import evaluate_bundle
-
-    return evaluate_bundle(gaussian_bundle)
-
-
 def test_two_nodes_reconstruct_every_window_once_as_eval_does(gaussian_bundle, gaussian_eval):
     start = replay_start(gaussian_bundle)
 
     async def scenario():
         async with running_decoder(gaussian_bundle) as (server, address, registry):
-            sub = Subscription(address)
-            await sub.wait_started(registry)
+            sub, batched = Subscription(address), Subscription(address, batches=True)
+            await sub.wait_started(registry, 2)
             nodes = [edge_node(gaussian_bundle, i, address, audit_every=7) for i in range(2)]
             counts = await asyncio.gather(*(n.run() for n in nodes))
-        return counts, await sub.finish(), registry, nodes
+        return counts, await sub.finish(), await batched.finish(), batched.batch_sizes, registry, nodes
 
-    counts, items, registry, nodes = asyncio.run(scenario())
+    counts, items, in_batches, batch_sizes, registry, nodes = asyncio.run(scenario())
+    # SubscribeBatches delivers the same Reconstructions, in the same order, fewer per message
+    assert in_batches == items and sum(batch_sizes) == len(items) and len(batch_sizes) <= len(items)
     n_windows = gaussian_eval["windows"]
     assert counts == [n_windows, n_windows]
     windows = [r.window for r in items]

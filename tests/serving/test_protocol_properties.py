@@ -1,6 +1,7 @@
 """The Uplink protocol without sockets: the edge's Sender against the decoder's UplinkReceiver.
 
 Hypothesis drives both state machines through lost messages, lost acks, broken streams,
+messages the decoder reads ahead and holds together (one commit, one cumulative ack),
 messages of a dead stream delivered late (after the node reconnected), node restarts and
 send-buffer overflow, and checks what the decoder holds against what the node coded.
 """
@@ -23,7 +24,8 @@ NOW = time.time()
 CAPTURE_US = int(NOW * 1e6)
 SHAPE = (1, 8)
 
-STEPS = ["produce"] * 4 + ["send"] * 4 + ["send_ack_lost", "send_lost", "send_late", "deliver_late", "restart"]
+STEPS = ["produce"] * 4 + ["send"] * 4 + ["send_together", "send_ack_lost", "send_lost", "send_late", "deliver_late",
+                                          "restart"]
 
 
 class Network:
@@ -75,12 +77,18 @@ class Network:
         self.tx.sent(frames[-1].seq)
         return pb.UplinkMessage(batch=pack_batch(frames))
 
-    def deliver(self, rx: UplinkReceiver, message: pb.UplinkMessage, incarnation: int) -> pb.Ack:
-        screened = rx.screen(message, NOW)
-        assert screened.refusal is None, screened.refusal.message  # a well-behaved node is never refused
-        self.duplicates += screened.counts.get("duplicate", 0)
-        held, lost = rx.commit(screened.frames)
-        assert held == screened.frames  # nothing interleaved between screen and commit here
+    def deliver(self, rx: UplinkReceiver, message: pb.UplinkMessage, incarnation: int,
+                *more: pb.UplinkMessage) -> pb.Ack:
+        """The decoder reads ``message`` (and ``more`` read ahead with it), holds their frames in one
+        commit and answers with one cumulative ack, as the servicer does."""
+        frames: list[FrameData] = []
+        for m in (message, *more):
+            screened = rx.screen(m, NOW, frames[-1] if frames else None)
+            assert screened.refusal is None, screened.refusal.message  # a well-behaved node is never refused
+            self.duplicates += screened.counts.get("duplicate", 0)
+            frames += screened.frames
+        held, lost = rx.commit(frames)
+        assert held == frames  # nothing interleaved between screen and commit here
         self.lost[incarnation] = self.lost.get(incarnation, 0) + lost
         self.accepted += [(incarnation, f) for f in held]
         return rx.ack()
@@ -107,6 +115,10 @@ class Network:
                 return
             if kind == "send":
                 self.tx.on_ack(self.deliver(self.rx, message, self.incarnation).last_seq)
+            elif kind == "send_together":  # a second message sent before the first was read: held together
+                second = self.send()
+                more = (second,) if second is not None else ()
+                self.tx.on_ack(self.deliver(self.rx, message, self.incarnation, *more).last_seq)
             elif kind == "send_ack_lost":  # delivered, then the stream broke before the ack came back
                 self.deliver(self.rx, message, self.incarnation)
                 self.break_stream()

@@ -41,3 +41,20 @@ def test_pack_refuses_non_consecutive_seqs():
     bad = [frames[0], FrameData(frames[1].seq + 1, 2, frames[1].capture_us, 0, b"")]
     with pytest.raises(ValueError):
         pack_batch(bad)
+
+
+def test_a_reconstruction_batch_is_its_serialized_windows_under_one_field_split_at_the_budget():
+    from fusion_decoder.broadcast import pack_reconstruction_batch
+
+    windows = [pb.Reconstruction(group="g", window=k, samples_f32le=bytes(4 * k)) for k in range(1, 40)]
+    serialized = [w.SerializeToString() for w in windows]
+    whole, rest = pack_reconstruction_batch(serialized, 1 << 20)
+    assert rest == [] and list(pb.ReconstructionBatch.FromString(whole).windows) == windows
+    got, todo, sizes = [], serialized, []
+    while todo:  # a 200-byte budget: several messages, each within it unless one window alone exceeds it
+        message, todo = pack_reconstruction_batch(todo, 200)
+        batch = list(pb.ReconstructionBatch.FromString(message).windows)
+        assert len(message) <= 200 or len(batch) == 1
+        got += batch
+        sizes.append(len(batch))
+    assert got == windows and len(sizes) > 1 and max(sizes) > 1

@@ -1,0 +1,92 @@
+"""Ack pacing and held-together messages: a fast node gets one cumulative Ack per interval, a
+slow one an Ack per message at once; messages taken together are held in one step and a bad
+one still leaves the frames before it held. Real grpc.aio decoder on loopback."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from ndsc.bundle import load_bundle
+from ndsc.wire import FrameData, crc32, pack_batch, pb, pb_grpc
+from tests.serving.conftest import labels, raw_uplink, running_decoder
+
+
+def _header(bundle, group: str, node: str = "raw") -> pb.UplinkMessage:
+    info = bundle.sources[0]
+    return pb.UplinkMessage(header=pb.StreamHeader(
+        group=group, node_id=node, source_index=0, bundle_id=bundle.bundle_id,
+        input_shape=list(info.input_shape), latent_shape=list(info.latent_shape), incarnation=1))
+
+
+def _one_frame(payload: bytes, seq: int, corrupt: bool = False) -> pb.UplinkMessage:
+    crc = crc32(payload) ^ (1 if corrupt else 0)
+    frame = FrameData(seq, seq - 1, int(time.time() * 1e6), crc, payload)
+    return pb.UplinkMessage(batch=pack_batch([frame]))
+
+
+def test_a_fast_node_gets_one_cumulative_ack_per_interval_and_everything_acked(gaussian_bundle, gaussian_eval):
+    bundle = load_bundle(gaussian_bundle)
+    payload = gaussian_eval["payloads"][0][0]
+    n = 60
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, ack_interval=0.25) as (server, address, registry):
+            t0 = time.monotonic()
+            acks, code, _ = await raw_uplink(address, [_header(bundle, "fast")]
+                                             + [_one_frame(payload, s) for s in range(1, n + 1)])
+            return acks, code, time.monotonic() - t0, registry
+
+    acks, code, elapsed, registry = asyncio.run(scenario())
+    assert code == grpc.StatusCode.OK
+    assert acks[0] == 0 and acks[-1] == n  # the header's resume point, then everything, cumulatively
+    assert acks == sorted(acks)
+    # one Ack per 0.25 s at most after the header's (+1: the stream's end is answered at once)
+    assert len(acks) - 1 <= elapsed / 0.25 + 2 < n / 4
+    assert registry.get_sample_value("ndsc_frames_total", labels("fast", node="raw", status="accepted")) == n
+
+
+def test_a_slow_node_gets_each_ack_at_once(gaussian_bundle, gaussian_eval):
+    """Messages further apart than the interval are each answered without waiting."""
+    bundle = load_bundle(gaussian_bundle)
+    payload = gaussian_eval["payloads"][0][0]
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, ack_interval=0.05) as (server, address, registry):
+            async with grpc.aio.insecure_channel(address) as channel:
+                call = pb_grpc.FusionDecoderStub(channel).Uplink()
+                await call.write(_header(bundle, "slow"))
+                assert (await call.read()).last_seq == 0
+                waits = []
+                for seq in range(1, 6):
+                    await asyncio.sleep(0.1)  # twice the interval
+                    t = time.monotonic()
+                    await call.write(_one_frame(payload, seq))
+                    ack = await call.read()
+                    waits.append((ack.last_seq, time.monotonic() - t))
+                await call.done_writing()
+                return waits
+
+    waits = asyncio.run(scenario())
+    assert [seq for seq, _ in waits] == [1, 2, 3, 4, 5]
+    assert all(wait < 0.05 for _, wait in waits), waits  # never held back by the pacing
+
+
+def test_messages_taken_together_hold_the_frames_before_a_bad_one(gaussian_bundle, gaussian_eval):
+    """Four messages sent at once (read ahead, held in one step); the third is corrupt: the stream is
+    refused with DATA_LOSS and a reconnect resumes after the second (its frames were held)."""
+    bundle = load_bundle(gaussian_bundle)
+    payload = gaussian_eval["payloads"][0][0]
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, ack_interval=0.25) as (server, address, registry):
+            first = await raw_uplink(address, [_header(bundle, "mixed")] + [
+                _one_frame(payload, s, corrupt=s == 3) for s in range(1, 5)])
+            again = await raw_uplink(address, [_header(bundle, "mixed")])
+            return first, again, registry
+
+    first, again, registry = asyncio.run(scenario())
+    assert first[1] == grpc.StatusCode.DATA_LOSS and "seq 3" in first[2]
+    assert again[0] == [2]
+    assert registry.get_sample_value("ndsc_frames_total", labels("mixed", node="raw", status="accepted")) == 2
