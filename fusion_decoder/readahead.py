@@ -57,26 +57,45 @@ class ReadAhead(Generic[T]):
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
-        self._task = asyncio.get_running_loop().create_task(self._read())
+        self._loop = asyncio.get_running_loop()
+        # idle detection: one re-arming timer per stream, not one per read (a timer per message
+        # cost the event loop more than the rest of reading it)
+        self._reading_since = self._loop.time()  # last message, or when reading resumed; None: not reading
+        self._idle_expired = False
+        self._task = self._loop.create_task(self._read())
+        self._watchdog = self._loop.call_later(idle, self._check_idle)
+
+    def _check_idle(self) -> None:
+        if self._task.done():
+            return
+        since = self._reading_since
+        now = self._loop.time()
+        if since is not None and now - since >= self._idle:
+            self._idle_expired = True
+            self._task.cancel()
+            return
+        self._watchdog = self._loop.call_later(self._idle if since is None else since + self._idle - now,
+                                               self._check_idle)
 
     async def _read(self) -> None:
+        loop = self._loop
         try:
             while True:
                 if len(self._buffer) >= self._limit or self._bytes >= self._max_bytes:
+                    self._reading_since = None  # full: the handler is behind, the stream is not idle
                     self._room.clear()
                     await self._room.wait()
-                try:
-                    async with asyncio.timeout(self._idle):  # one timer per read, no task
-                        message = await self._source.__anext__()
-                except TimeoutError:
-                    raise IdleStream() from None
+                    self._reading_since = loop.time()
+                message = await self._source.__anext__()
+                self._reading_since = loop.time()
                 self._buffer.append(message)
                 self._bytes += self._size(message)
                 self._arrived.set()
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - handed to the reader in order
-            self._end = exc
+            idle = isinstance(exc, asyncio.CancelledError) and self._idle_expired
+            self._end = IdleStream() if idle else exc
             self._arrived.set()
-            if isinstance(exc, asyncio.CancelledError):
+            if isinstance(exc, asyncio.CancelledError) and not idle:
                 raise
 
     async def take(self) -> list[T]:
@@ -111,5 +130,6 @@ class ReadAhead(Generic[T]):
 
     async def close(self) -> None:
         """Stop reading (the handler is done with the stream)."""
+        self._watchdog.cancel()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)

@@ -120,17 +120,29 @@ class JointDecoderRuntime:
         shape = self.latent_shape(0, frame_shape)
         symbols = np.zeros((b, n, *shape), dtype=np.float32)
         present = np.zeros((b, n), dtype=bool)
+        # per (source, operating point): the windows and their integer symbols, dequantised together
+        # (one division per group, not per window: this runs with the GIL the event loop needs)
+        groups: dict[tuple[int, str | None], tuple[list[int], list[np.ndarray]]] = {}
         for w, row in enumerate(payloads):
             if len(row) != n:
                 raise ValueError(f"window {w}: {len(row)} payloads for {n} sources")
             for i, payload in enumerate(row):
+                if payload is None:
+                    continue
                 quality = qualities[w][i] if qualities is not None else None
-                if isinstance(payload, np.ndarray):  # entropy-decoded at the uplink's check
-                    symbols[w, i] = self.dequantise(i, payload, quality)
-                    present[w, i] = True
-                elif payload is not None:
-                    symbols[w, i] = self.dequantise(i, self.entropy_decode(i, payload, frame_shape, quality), quality)
-                    present[w, i] = True
+                if not isinstance(payload, np.ndarray):  # else entropy-decoded at the uplink's check
+                    payload = self.entropy_decode(i, payload, frame_shape, quality)
+                windows, arrays = groups.setdefault((i, quality), ([], []))
+                windows.append(w)
+                arrays.append(payload)
+                present[w, i] = True
+        for (i, quality), (windows, arrays) in groups.items():
+            stacked = np.stack(arrays).astype(np.float32)  # (K, M, *L)
+            name = self.quality_name(i, quality)
+            if name:  # symbol / gain per channel, the float32 division training does
+                gain = self._gains[i, name].astype(np.float32)
+                stacked /= gain.reshape(-1, *([1] * (stacked.ndim - 2)))
+            symbols[windows, i] = stacked
         x_hat = self.synthesise(symbols, present)
         if frame_shape:  # the encoder saw the frame padded to the stride: crop the padding away
             x_hat = x_hat[(..., *(slice(0, int(d)) for d in frame_shape[1:]))]

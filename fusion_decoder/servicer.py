@@ -39,6 +39,24 @@ log = logging.getLogger("ndsc.decoder")
 INLINE_DECODE_BYTES = 16 * 1024
 
 
+class _Tally:
+    """A take's message counts, added to the stream's metric series once (not per message)."""
+
+    __slots__ = ("messages", "payload_bytes", "protocol_bytes", "frames")
+
+    def __init__(self) -> None:
+        self.messages = self.payload_bytes = self.protocol_bytes = 0
+        self.frames: dict[str, int] = {}  # per frame status (duplicate, crc_mismatch, ...)
+
+    def count(self, series: StreamSeries) -> None:
+        if self.messages:
+            series.messages.inc(self.messages)
+            series.payload_bytes.inc(self.payload_bytes)
+            series.protocol_bytes.inc(self.protocol_bytes)
+        for status, n in self.frames.items():
+            series.frames(status).inc(n)
+
+
 #: the refusal that ends a stream because the decoder drains (not counted as a client's fault)
 _DRAINING = StreamRefused(grpc.StatusCode.UNAVAILABLE, "draining", "decoder is shutting down")
 
@@ -250,11 +268,13 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         and refuse the stream (abort) at the first bad one: the frames before it stay held."""
         frames: list[FrameData] = []
         symbols: list[np.ndarray | None] = []
+        tally = _Tally()
         refusal = None
         for message in messages:
-            refusal = await self._check_message(receiver, message, series, frames, symbols)
+            refusal = await self._check_message(receiver, message, series, frames, symbols, tally)
             if refusal is not None:
                 break
+        tally.count(series)
         if frames:
             try:
                 await self._hold(receiver, frames, symbols, series)
@@ -268,32 +288,33 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             await self._refuse(context, refusal)
 
     async def _check_message(self, receiver: UplinkReceiver, message, series: StreamSeries,
-                             frames: list[FrameData], symbols: list[np.ndarray | None]) -> StreamRefused | None:
+                             frames: list[FrameData], symbols: list[np.ndarray | None],
+                             tally: "_Tally") -> StreamRefused | None:
         """Check one later message; append its good frames (and their entropy-decoded symbols) to
-        ``frames``/``symbols``, which continue from earlier messages not yet held. Returns the
-        refusal of its first bad frame (or of the message), else None."""
+        ``frames``/``symbols``, which continue from earlier messages not yet held, and its counts
+        to ``tally``. Returns the refusal of its first bad frame (or of the message), else None."""
         session = receiver.session
         if isinstance(message, BadRequest):
             return message.refused
         if self.draining:
             return _DRAINING
         session.touched = time.monotonic()
-        series.messages.inc()
+        tally.messages += 1
         try:
             screened = receiver.screen(message, time.time(), frames[-1] if frames else None)
         except StreamRefused as refused:
             return refused
         payload = payload_bytes(message.batch)
-        series.payload_bytes.inc(payload)
-        series.protocol_bytes.inc(message.ByteSize() - payload + GRPC_MESSAGE_PREFIX_BYTES)
+        tally.payload_bytes += payload
+        tally.protocol_bytes += message.ByteSize() - payload + GRPC_MESSAGE_PREFIX_BYTES
         series.frames_per_message.observe(len(message.batch.frames))
         for status, n in screened.counts.items():
-            series.frames(status).inc(n)
+            tally.frames[status] = tally.frames.get(status, 0) + n
         new, refusal = screened.frames, screened.refusal
         conflict = self._first_shape_conflict(session, new) if new else None
         if conflict is not None:
             frame, refusal = conflict
-            series.frames("frame_shape_mismatch").inc()
+            tally.frames["frame_shape_mismatch"] = tally.frames.get("frame_shape_mismatch", 0) + 1
             new = new[:new.index(frame)]
         if new:
             check = (session.source_index, new, session.frame_shape, session.quality)
@@ -304,7 +325,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                     self._check_executor, self._entropy_decode, *check)
             if bad is not None:
                 k, error = bad
-                series.frames("undecodable").inc()
+                tally.frames["undecodable"] = tally.frames.get("undecodable", 0) + 1
                 refusal = StreamRefused(
                     grpc.StatusCode.INVALID_ARGUMENT, "undecodable",
                     f"frame seq {new[k].seq} (window {new[k].window}): payload does not decode to "

@@ -229,16 +229,15 @@ class LatentCoder:
         if payload[-1:] == b"\x00":  # encoders trim zero bytes, so this is not a payload
             raise EntropyCodingError("payload ends in a zero byte")
         padded = payload + b"\x00" * (-len(payload) % 4)
-        words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
+        # a view, no copy, on little-endian machines (the coder copies the words it reads)
+        words = np.frombuffer(padded, dtype="<u4").astype(np.uint32, copy=False)
         try:
             ans = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
             # one decoder call per channel, then whole-array steps: this runs once per frame on
             # the decoder's event loop, where per-channel numpy calls cost more than the decoding
-            out = np.empty((self.channels, length), dtype=np.int64)
-            for c, model in enumerate(self._models):
-                out[c] = ans.decode(model, length)
-            escaped = out == self._escapes
-            out += self._offsets
+            indices = np.stack([ans.decode(model, length) for model in self._models])
+            escaped = indices == self._escapes
+            out = indices + self._offsets  # int64: the value of each index
             if escaped.any():
                 # escapes follow every channel's symbols, row-major (channel, then position)
                 for c, pos in zip(*np.nonzero(escaped)):
