@@ -118,16 +118,6 @@ class ReadAhead(Generic[T]):
             return []
         raise self._end
 
-    def take_ready(self) -> list[T]:
-        """Every message buffered right now, possibly none; never waits and never raises (the
-        end of the stream, or its error, is left for :meth:`take`)."""
-        out = list(self._buffer)
-        if out:
-            self._buffer.clear()
-            self._bytes = 0
-            self._room.set()
-        return out
-
     async def close(self) -> None:
         """Stop reading (the handler is done with the stream)."""
         self._watchdog.cancel()

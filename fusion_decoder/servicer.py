@@ -234,26 +234,29 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                  session.quality or "-", session.last_seq)
         inbox = ReadAhead(messages, self.stream_idle, size=_message_size)
         acked_at = time.monotonic()
+        ended = False
         try:
             yield first_ack
-            while True:
-                try:
-                    batch = await inbox.take()
-                except IdleStream:
-                    await self._refuse(context, self._idle_refusal())
+            while not ended:
+                batch = await self._take_or_refuse(context, inbox)
                 if not batch:
                     break
                 # every message already here: held together (one journal commit), one cumulative Ack
                 await self._take_messages(context, receiver, batch, series)
-                # Ack pacing: at most one Ack per ack_interval per stream. A stream sending faster
-                # gets its later messages held meanwhile (frames reach the aligner at once; only
-                # the Ack waits), so a fast node costs one Ack write, on both ends, per interval
-                # instead of one per message. A node slower than that is answered at once.
-                wait = acked_at + self.ack_interval - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    if more := inbox.take_ready():
-                        await self._take_messages(context, receiver, more, series)
+                # Ack pacing: at most one Ack per ack_interval per stream. Messages arriving before
+                # it is due are held as they come (their frames reach the aligner at once; only the
+                # Ack waits), so a fast node costs one Ack write, on both ends, per interval instead
+                # of one per message. A node slower than that is answered at once.
+                while (due := acked_at + self.ack_interval - time.monotonic()) > 0:
+                    try:
+                        async with asyncio.timeout(due):
+                            batch = await self._take_or_refuse(context, inbox)
+                    except TimeoutError:
+                        break
+                    if not batch:
+                        ended = True
+                        break
+                    await self._take_messages(context, receiver, batch, series)
                 yield receiver.ack()
                 acked_at = time.monotonic()
         finally:
@@ -261,6 +264,15 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             receiver.close()
             session.touched = time.monotonic()
             active.dec()
+
+    async def _take_or_refuse(self, context, inbox: ReadAhead) -> list:
+        """The stream's messages already here (waiting for one), ``[]`` at its end; a stream silent
+        for ``stream_idle`` seconds is refused."""
+        try:
+            return await inbox.take()
+        except IdleStream:
+            await self._refuse(context, self._idle_refusal())
+            raise  # unreachable: _refuse aborts
 
     async def _take_messages(self, context, receiver: UplinkReceiver, messages: Sequence,
                              series: StreamSeries) -> None:

@@ -10,7 +10,7 @@ import grpc
 
 from ndsc.bundle import load_bundle
 from ndsc.wire import FrameData, crc32, pack_batch, pb, pb_grpc
-from tests.serving.conftest import labels, raw_uplink, running_decoder
+from tests.serving.conftest import Subscription, labels, raw_uplink, running_decoder
 
 
 def _header(bundle, group: str, node: str = "raw") -> pb.UplinkMessage:
@@ -90,3 +90,46 @@ def test_messages_taken_together_hold_the_frames_before_a_bad_one(gaussian_bundl
     assert first[1] == grpc.StatusCode.DATA_LOSS and "seq 3" in first[2]
     assert again[0] == [2]
     assert registry.get_sample_value("ndsc_frames_total", labels("mixed", node="raw", status="accepted")) == 2
+
+
+def test_frames_reach_the_aligner_while_their_ack_waits(gaussian_bundle, gaussian_eval):
+    """Acks paced at 2 s: a window whose frames arrive while both streams wait to ack is still
+    reconstructed at once (pacing delays Acks, never decoding)."""
+    bundle = load_bundle(gaussian_bundle)
+    row = gaussian_eval["payloads"][0]
+
+    def header(source: int) -> pb.UplinkMessage:
+        info = bundle.sources[source]
+        return pb.UplinkMessage(header=pb.StreamHeader(
+            group="paced", node_id=f"n{source}", source_index=source, bundle_id=bundle.bundle_id,
+            input_shape=list(info.input_shape), latent_shape=list(info.latent_shape), incarnation=1))
+
+    def frame(source: int, window: int) -> pb.UplinkMessage:
+        p = row[source]
+        return pb.UplinkMessage(batch=pack_batch([FrameData(window + 1, window, int(time.time() * 1e6), crc32(p), p)]))
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, ack_interval=2.0) as (server, address, registry):
+            sub = Subscription(address, include_samples=False, batches=True)
+            await sub.wait_started(registry)
+            async with grpc.aio.insecure_channel(address) as channel:
+                calls = [pb_grpc.FusionDecoderStub(channel).Uplink() for _ in range(2)]
+                for source, call in enumerate(calls):
+                    await call.write(header(source))
+                    await call.read()
+                for source, call in enumerate(calls):  # window 0: taken at once, then each stream waits to ack
+                    await call.write(frame(source, 0))
+                await sub.wait_for(1)
+                t = time.monotonic()
+                for source, call in enumerate(calls):  # window 1 arrives while both Acks wait
+                    await call.write(frame(source, 1))
+                await sub.wait_for(2)
+                latency = time.monotonic() - t
+                acks = [(await call.read()).last_seq for call in calls]
+                for call in calls:
+                    await call.done_writing()
+            return latency, acks, [r.window for r in sub.items]
+
+    latency, acks, windows = asyncio.run(scenario())
+    assert windows == [0, 1] and acks == [2, 2]
+    assert latency < 1.0  # not held back until the 2 s Ack

@@ -82,19 +82,3 @@ def test_a_read_error_comes_after_the_messages_read_before_it():
 
     assert asyncio.run(scenario()) == [1, 2]
 
-
-def test_take_ready_never_waits_and_leaves_the_end_to_take():
-    async def scenario():
-        gate = asyncio.Event()
-        source = Source([1, 2], gate=gate)
-        inbox = ReadAhead(source, idle=5.0)
-        nothing_yet = inbox.take_ready()  # nothing read: returns at once
-        gate.set()
-        await asyncio.sleep(0.01)
-        ready = inbox.take_ready()
-        after_end = inbox.take_ready()  # the stream ended: still [], no exception
-        end = await inbox.take()
-        await inbox.close()
-        return nothing_yet, ready, after_end, end
-
-    assert asyncio.run(scenario()) == ([], [1, 2], [], [])
