@@ -133,3 +133,22 @@ def test_frames_reach_the_aligner_while_their_ack_waits(gaussian_bundle, gaussia
     latency, acks, windows = asyncio.run(scenario())
     assert windows == [0, 1] and acks == [2, 2]
     assert latency < 1.0  # not held back until the 2 s Ack
+
+
+def test_messages_that_arrive_together_share_one_journal_commit(gaussian_bundle, gaussian_eval, tmp_path):
+    """With a state directory, frames are durable before their Ack; messages that queue up while a
+    commit runs are committed together, so a burst costs far fewer commits than messages."""
+    bundle = load_bundle(gaussian_bundle)
+    payload = gaussian_eval["payloads"][0][0]
+    n = 200
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, state_dir=str(tmp_path)) as (server, address, registry):
+            acks, code, _ = await raw_uplink(address, [_header(bundle, "burst")]
+                                             + [_one_frame(payload, s) for s in range(1, n + 1)])
+            commits = registry.get_sample_value("ndsc_journal_commit_seconds_count", {"kind": "frames"})
+            return acks, code, commits
+
+    acks, code, commits = asyncio.run(scenario())
+    assert code == grpc.StatusCode.OK and acks[-1] == n
+    assert 1 <= commits < n / 2, commits
