@@ -57,6 +57,8 @@ class DecoderSettings:
                                  "ended (DEADLINE_EXCEEDED) and its source released", 60.0)
     ack_interval: float = setting("NDSC_ACK_INTERVAL", "seconds between one stream's Acks at least: a node "
                                   "sending faster gets one cumulative Ack per interval (0: one per read)", 0.01)
+    event_loop: str = setting("NDSC_EVENT_LOOP", "event loop serving gRPC: uvloop (faster; asyncio's own where "
+                              "uvloop is not installed) or asyncio", "uvloop")
     keepalive: float = setting("NDSC_KEEPALIVE", "seconds between HTTP/2 keepalive pings on each connection "
                                "(a peer silent 10 s after a ping is cut)", 30.0)
     max_capture_age: float = setting("NDSC_MAX_CAPTURE_AGE", "capture times older than this many seconds "
@@ -99,6 +101,8 @@ class DecoderSettings:
                self.max_capture_lead, self.log_interval) <= 0:
             raise ValueError("group_idle, stream_idle, keepalive, max_capture_age, max_capture_lead and "
                              "log_interval must be > 0")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise ValueError("event_loop must be uvloop or asyncio")
         if not 0 <= self.ack_interval <= 1:
             raise ValueError("ack_interval must be between 0 and 1 s")
         if self.log_burst < 1:

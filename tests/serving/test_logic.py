@@ -111,3 +111,15 @@ def test_decoder_asked_for_cuda_without_a_gpu_decodes_on_cpu(gaussian_bundle):
 
     server = DecoderServer(load_bundle(gaussian_bundle), registry=CollectorRegistry(), device="cuda")
     assert server.runtime.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_the_decoder_serves_on_uvloop_and_on_asyncio_when_asked():
+    import asyncio
+
+    from fusion_decoder.cli import run_event_loop
+
+    async def loop_module() -> int:
+        return 1 if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else 0
+
+    assert run_event_loop(loop_module(), "uvloop") == 1
+    assert run_event_loop(loop_module(), "asyncio") == 0
