@@ -292,6 +292,7 @@ def start_decoder(bundle: Path, state_dir: str | None, deadline: float,
 
 
 def main(argv=None) -> int:
+    from fusion_decoder.cli import run_event_loop
     from ndsc.bundles import default_bundle
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -323,8 +324,9 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             proc, address = start_decoder(bundle, tmp if args.journal else None, args.deadline, code)
             try:
-                return asyncio.run(run_load(bundle, address, args.groups, args.duration, rate, proc.pid,
-                                            args.subscribe))
+                # the load generator shares the cores with the decoder: the cheaper loop leaves it more
+                return run_event_loop(run_load(bundle, address, args.groups, args.duration, rate, proc.pid,
+                                               args.subscribe))
             finally:
                 proc.terminate()
                 proc.wait(30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
+from typing import Sequence
 
 import grpc
 import numpy as np
@@ -43,8 +44,8 @@ class Subscription:
     in a background task; ``batch_sizes`` lists the windows per message."""
 
     def __init__(self, address: str, include_samples: bool = True, group: str = "", f32le: bool = False,
-                 batches: bool = False):
-        self.channel = grpc.aio.insecure_channel(address)
+                 batches: bool = False, channel_options: Sequence[tuple[str, int]] = ()):
+        self.channel = grpc.aio.insecure_channel(address, options=list(channel_options))
         stub = pb_grpc.FusionDecoderStub(self.channel)
         self.call = (stub.SubscribeBatches if batches else stub.Subscribe)(
             pb.SubscribeRequest(group=group, include_samples=include_samples, samples_f32le=f32le))

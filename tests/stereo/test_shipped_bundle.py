@@ -12,14 +12,12 @@ import re
 import subprocess
 import sys
 
-import grpc
 import numpy as np
 import pytest
 
 from ndsc.bundle import load_bundle
 from ndsc.bundles import STEREO_BUNDLE, default_bundle
 from app.demo_stereo import MAX_MESSAGE
-from ndsc.wire import pb, pb_grpc
 from tests.conftest import REPO
 from tests.serving.conftest import Subscription, edge_node, running_decoder, samples
 
@@ -42,12 +40,8 @@ class WholeFrameSubscription(Subscription):
     may exceed gRPC's 4 MB default)."""
 
     def __init__(self, address: str):
-        self.channel = grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
-        self.call = pb_grpc.FusionDecoderStub(self.channel).Subscribe(
-            pb.SubscribeRequest(include_samples=True, samples_f32le=True))
-        self.items = []
-        self._arrived = asyncio.Condition()
-        self.task = asyncio.create_task(self._collect())
+        super().__init__(address, include_samples=True, f32le=True,
+                         channel_options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
 
 
 def _served(bundle_path, quality: str) -> list:
