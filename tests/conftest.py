@@ -21,7 +21,7 @@ TIERS = {
         "reliability/test_bounded_metrics.py", "reliability/test_dropout_and_slow_consumer.py",
         "reliability/test_hostile_clients.py", "serving/test_ack_pacing.py", "serving/test_generic_client.py", "serving/test_inprocess.py",
         "serving/test_logic.py", "serving/test_off_the_loop.py", "stereo/test_serving.py",
-        "stereo/test_whole_frames.py",
+        "stereo/test_whole_frames.py", "binning/test_live.py",
     ),
     "process": (
         "ecg/test_live_edge.py", "ecg/test_quality_points.py", "ecg/test_stream.py", "reliability/test_fuzz.py",

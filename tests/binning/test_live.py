@@ -1,0 +1,149 @@
+"""Binning live on loopback: real gRPC, real onnxruntime, real bytes; live equals offline."""
+from __future__ import annotations
+
+import asyncio
+import zlib
+
+import grpc
+import numpy as np
+import pytest
+
+from ndsc.bundle import load_bundle
+from ndsc.wire import pb, pb_grpc
+from tests.binning.conftest import test_windows
+from tests.serving.conftest import Subscription, edge_node, labels, running_decoder, x_hat_by_window
+
+
+def _stream(bundle_path, timeout: float = 60.0):
+    """Two real edge nodes stream the bundle's test windows to a real decoder; returns what both ends saw."""
+
+    async def scenario():
+        async with running_decoder(bundle_path, deadline=5.0) as (server, address, registry):
+            sub = Subscription(address)
+            await sub.wait_started(registry)
+            nodes = [edge_node(bundle_path, i, address, source="bundle") for i in range(2)]
+            counts = await asyncio.wait_for(asyncio.gather(*(n.run() for n in nodes)), timeout)
+        return counts, await sub.finish(), registry, nodes
+
+    return asyncio.run(scenario())
+
+
+def _check_live_equals_offline(bundle_path, counts, items, registry, nodes):
+    from training.binning import measure_offline
+
+    start, windows = test_windows(bundle_path)
+    offline = measure_offline(bundle_path, windows)
+    n = len(windows)
+    assert counts == [n, n]
+    assert sorted(r.window for r in items) == list(range(start, start + n))  # every window once, none undecoded
+    by_window = x_hat_by_window(items)
+    for r in items:
+        assert list(r.present) == [True, True]
+        np.testing.assert_allclose(by_window[r.window], offline["x_hat"][r.window - start], rtol=0, atol=1e-6)
+    for i in range(2):  # the rate: every byte that crossed the wire, initial and requested, equals offline
+        offline_bits = sum(row["bits"][i] for row in offline["windows"])
+        assert 8 * registry.get_sample_value("ndsc_uplink_payload_bytes_total", labels(node=f"node{i}", source=i)) \
+            == offline_bits
+        assert 8 * nodes[i].metrics.payload_bytes._value.get() == offline_bits
+    requests = sum(row["requests"][1] for row in offline["windows"])
+    sent = sum(registry.get_sample_value("ndsc_syndrome_requests_total", labels(source=1, kind=k)) or 0
+               for k in ("more", "direct"))
+    assert sent == requests
+    return offline
+
+
+def test_feedback_round_trip_live_equals_offline(binning_bundle):
+    counts, items, registry, nodes = _stream(binning_bundle)
+    offline = _check_live_equals_offline(binning_bundle, counts, items, registry, nodes)
+    assert offline["requests_per_window"] > 0  # the initial blocks alone did not decode: feedback did
+    n = len(items)
+    assert registry.get_sample_value("ndsc_syndrome_windows_total", labels(source=1, outcome="decoded")) == n
+    assert registry.get_sample_value("ndsc_bp_iterations_total", labels(source=1)) > 0
+    assert registry.get_sample_value("ndsc_syndrome_bits_total", labels(source=1, kind="requested")) > 0
+    assert nodes[1].syndrome.settled  # the edge forgot every window once the decoder settled them
+
+
+def test_window_failing_past_the_bound_falls_back_and_is_decoded(fallback_bundle):
+    counts, items, registry, nodes = _stream(fallback_bundle)
+    offline = _check_live_equals_offline(fallback_bundle, counts, items, registry, nodes)
+    n = len(items)
+    assert all(row["requests"][1] == 1 for row in offline["windows"])  # the one request is the fallback
+    assert registry.get_sample_value("ndsc_syndrome_windows_total", labels(source=1, outcome="fallback")) == n
+    assert registry.get_sample_value("ndsc_syndrome_requests_total", labels(source=1, kind="direct")) == n
+    assert registry.get_sample_value("ndsc_syndrome_bits_total", labels(source=1, kind="direct")) > 0
+
+
+def _header(bundle, source: int, node: str, group: str = "forge") -> pb.UplinkMessage:
+    info = bundle.sources[source]
+    return pb.UplinkMessage(header=pb.StreamHeader(
+        group=group, node_id=node, source_index=source, bundle_id=bundle.bundle_id,
+        input_shape=list(info.input_shape), latent_shape=list(info.latent_shape), incarnation=7))
+
+
+def _frame(payload: bytes, window: int = 1) -> pb.UplinkMessage:
+    import time
+
+    return pb.UplinkMessage(batch=pb.FrameBatch(first_seq=1, first_window=window,
+                                                first_capture_us=int(time.time() * 1e6),
+                                                frames=[pb.Frame(crc32=zlib.crc32(payload), payload=payload)]))
+
+
+async def _refusal(address: str, messages: list[pb.UplinkMessage]) -> tuple[grpc.StatusCode, str]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = pb_grpc.FusionDecoderStub(channel).Uplink(iter(messages))
+        try:
+            async for _ in call:
+                pass
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+def test_forged_syndromes_get_a_precise_status_and_leave_other_groups_alone(binning_bundle):
+    bundle = load_bundle(binning_bundle)
+    spec = bundle.sources[1].binning
+    good = bytes(spec.payload_bytes)
+
+    async def scenario():
+        async with running_decoder(binning_bundle, deadline=5.0) as (server, address, registry):
+            short = await _refusal(address, [_header(bundle, 1, "short"), _frame(good[:-1])])
+            padded = bytearray(good)
+            padded[-1] |= 1 if spec.initial_bits % 8 else 0
+            bad_pad = await _refusal(address, [_header(bundle, 1, "pad", "forge2"), _frame(bytes(padded))]) \
+                if spec.initial_bits % 8 else (grpc.StatusCode.INVALID_ARGUMENT, "bad_syndrome")
+            block = pb.SyndromeBlock(window=1, plane=1, first_bit=0, end_bit=8, bits=b"\x01", crc32=zlib.crc32(b"\x01"))
+            unasked = await _refusal(address, [_header(bundle, 1, "unasked", "forge3"),
+                                               pb.UplinkMessage(syndrome=pb.SyndromeReply(blocks=[block]))])
+            on_direct = await _refusal(address, [_header(bundle, 0, "direct", "forge4"),
+                                                 pb.UplinkMessage(syndrome=pb.SyndromeReply(blocks=[block]))])
+            # meanwhile a real group streams and decodes every window
+            sub = Subscription(address, group="default")
+            await sub.wait_started(registry)
+            nodes = [edge_node(binning_bundle, i, address, source="bundle") for i in range(2)]
+            counts = await asyncio.wait_for(asyncio.gather(*(n.run() for n in nodes)), 60)
+        return short, bad_pad, unasked, on_direct, counts, await sub.finish(), registry
+
+    short, bad_pad, unasked, on_direct, counts, items, registry = asyncio.run(scenario())
+    assert short[0] == grpc.StatusCode.INVALID_ARGUMENT and "syndrome payload" in short[1]
+    assert bad_pad[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert unasked[0] == grpc.StatusCode.INVALID_ARGUMENT and "answers no pending request" in unasked[1]
+    assert on_direct[0] == grpc.StatusCode.INVALID_ARGUMENT and "direct-coded source" in on_direct[1]
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bad_syndrome"}) >= 1
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "unrequested_syndrome"}) == 2
+    assert len(items) == counts[0] and all(list(r.present) == [True, True] for r in items)
+
+
+@pytest.mark.parametrize("source", [0])
+def test_old_direct_only_edge_streams_to_the_new_decoder(gaussian_bundle, source):
+    """A direct-only bundle's edges (which never read Ack.requests) stream as before: no request, every window."""
+    async def scenario():
+        async with running_decoder(gaussian_bundle, deadline=5.0) as (server, address, registry):
+            sub = Subscription(address)
+            await sub.wait_started(registry)
+            nodes = [edge_node(gaussian_bundle, i, address, source="bundle", max_windows=5) for i in range(2)]
+            counts = await asyncio.wait_for(asyncio.gather(*(n.run() for n in nodes)), 60)
+        return counts, await sub.finish(), registry
+
+    counts, items, registry = asyncio.run(scenario())
+    assert counts == [5, 5] and len(items) == 5 and all(list(r.present) == [True, True] for r in items)
+    assert registry.get_sample_value("ndsc_syndrome_requests_total", labels(source=source, kind="more")) is None
