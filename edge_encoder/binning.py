@@ -35,12 +35,16 @@ class SyndromeEdgeMetrics:
     def __init__(self, registry: CollectorRegistry, group: str, node: str, source: int):
         labels = {"group": group, "node": node, "source": str(source)}
         self.bits = Counter(
-            "ndsc_edge_syndrome_bits", "Syndrome bits sent, by kind: initial, requested, direct (fallback)",
-            [*labels, "kind"], registry=registry,
+            "ndsc_edge_syndrome_bits",
+            "Syndrome bits sent, by kind: initial, requested, direct (fallback)",
+            [*labels, "kind"],
+            registry=registry,
         )
         self.requests = Counter(
-            "ndsc_edge_syndrome_requests", "Decoder requests answered, by kind: more, direct, forgotten "
-            "(the window was no longer kept)", [*labels, "kind"], registry=registry,
+            "ndsc_edge_syndrome_requests",
+            "Decoder requests answered, by kind: more, direct, forgotten (the window was no longer kept)",
+            [*labels, "kind"],
+            registry=registry,
         )
         self._labels = labels
 
@@ -119,8 +123,13 @@ class SyndromeResponder:
             self.metrics.request(kind).inc()
             self.metrics.bit("direct" if r.direct else "requested").inc(8 * len(bits))
         return pb.SyndromeBlock(
-            window=r.window, plane=0 if r.direct else r.plane, first_bit=0 if r.direct else r.first_bit,
-            end_bit=0 if r.direct else r.end_bit, direct=r.direct, bits=bits, crc32=crc32(bits),
+            window=r.window,
+            plane=0 if r.direct else r.plane,
+            first_bit=0 if r.direct else r.first_bit,
+            end_bit=0 if r.direct else r.end_bit,
+            direct=r.direct,
+            bits=bits,
+            crc32=crc32(bits),
         )
 
     def reply_message(self) -> pb.UplinkMessage | None:

@@ -100,8 +100,11 @@ class PlanePlan:
     initial_bits: int = 0
 
     def to_json(self) -> dict:
-        return {"plane": self.plane, "mode": self.mode, **({"initial_bits": self.initial_bits}
-                                                            if self.mode == SYNDROME else {})}
+        return {
+            "plane": self.plane,
+            "mode": self.mode,
+            **({"initial_bits": self.initial_bits} if self.mode == SYNDROME else {}),
+        }
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,7 @@ class SyndromeSpec:
         for p in self.planes:
             count = self.n if p.mode == RAW else p.initial_bits if p.mode == SYNDROME else 0
             if count:
-                out[p.plane] = bits[pos:pos + count]
+                out[p.plane] = bits[pos : pos + count]
             pos += count
         return out
 
@@ -266,17 +269,23 @@ class SyndromeSpec:
         if code.get("order", ORDER_RULE) != ORDER_RULE:
             raise SyndromeError(f"unknown transmission order {code.get('order')!r}")
         bits = int(obj["index_bits"])
-        planes = tuple(PlanePlan(int(p["plane"]), str(p["mode"]), int(p.get("initial_bits", 0)))
-                       for p in obj["planes"])
+        planes = tuple(PlanePlan(int(p["plane"]), str(p["mode"]), int(p.get("initial_bits", 0))) for p in obj["planes"])
         if [p.plane for p in planes] != list(range(bits)):
             raise SyndromeError("planes must list 0 .. index_bits-1 in order")
         for p in planes:
             if p.mode not in (RAW, SYNDROME, SKIP) or (p.mode == SYNDROME and not 1 <= p.initial_bits <= n):
                 raise SyndromeError(f"plane {p.plane}: bad mode {p.mode!r} or initial_bits {p.initial_bits}")
-        spec = cls(side_sources=tuple(int(s) for s in obj["side_sources"]), offset=int(obj["offset"]),
-                   index_bits=bits, planes=planes, checks=checks, step_bits=int(obj["step_bits"]),
-                   max_requests=int(obj["max_requests"]), bp_iterations=int(obj["bp_iterations"]),
-                   conditional=dict(obj["conditional"]))
+        spec = cls(
+            side_sources=tuple(int(s) for s in obj["side_sources"]),
+            offset=int(obj["offset"]),
+            index_bits=bits,
+            planes=planes,
+            checks=checks,
+            step_bits=int(obj["step_bits"]),
+            max_requests=int(obj["max_requests"]),
+            bp_iterations=int(obj["bp_iterations"]),
+            conditional=dict(obj["conditional"]),
+        )
         if spec.step_bits < 1 or spec.max_requests < 0 or spec.bp_iterations < 1:
             raise SyndromeError("step_bits and bp_iterations must be >= 1, max_requests >= 0")
         return spec

@@ -261,8 +261,10 @@ class SourceInfo:
             except (KeyError, TypeError, SyndromeError) as exc:
                 raise BundleError(f"source {info.name}: bad binning record ({exc})") from exc
             if spec.n != info.latent_shape[0] * info.latent_length or info.quality_points or info.frame_stride:
-                raise BundleError(f"source {info.name}: a syndrome source has one fixed point, no whole frames, "
-                                  f"and a code of M·L = {info.latent_shape[0] * info.latent_length} bits")
+                raise BundleError(
+                    f"source {info.name}: a syndrome source has one fixed point, no whole frames, "
+                    f"and a code of M·L = {info.latent_shape[0] * info.latent_length} bits"
+                )
             info = replace(info, binning=spec)
         if len(tables) != info.latent_shape[0]:
             raise BundleError(f"source {info.name}: {len(tables)} tables for {info.latent_shape[0]} channels")
@@ -302,8 +304,9 @@ class Bundle:
     @property
     def decode_order(self) -> list[int]:
         """Source indices in decode order: direct sources first, then syndrome sources after their sides."""
-        return decode_order([s.coding for s in self.sources],
-                            [s.binning.side_sources if s.binning else () for s in self.sources])
+        return decode_order(
+            [s.coding for s in self.sources], [s.binning.side_sources if s.binning else () for s in self.sources]
+        )
 
     @property
     def binning(self) -> bool:
@@ -480,8 +483,9 @@ def _check_binning(bundle: Bundle, manifest: dict, mpath: Path) -> None:
     if not bundle.binning:
         return
     for s in bundle.sources:
-        if s.binning and not all(0 <= j < bundle.n_sources and not bundle.sources[j].syndrome
-                                 for j in s.binning.side_sources):
+        if s.binning and not all(
+            0 <= j < bundle.n_sources and not bundle.sources[j].syndrome for j in s.binning.side_sources
+        ):
             raise BundleError(f"{mpath}: source {s.name}: side sources must be direct sources of the bundle")
     try:
         order = bundle.decode_order
