@@ -80,7 +80,8 @@ def bp_ldpc(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, s
     if not target.any():
         return y, True, 0
     probs = 1.0 / (1.0 + np.exp(np.abs(llr)))
-    dec = BpDecoder(h, error_channel=probs, max_iter=iterations, bp_method="product_sum", schedule="parallel")
+    dec = BpDecoder(h, error_channel=probs, max_iter=iterations, bp_method="product_sum", schedule="parallel",
+                    input_vector_type="syndrome")  # stated: ldpc cannot infer it for a square matrix
     e = np.asarray(dec.decode(target.astype(np.uint8)), dtype=np.uint8)
     return y ^ e, bool(dec.converge), int(dec.iter)
 

@@ -60,7 +60,8 @@ def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: fl
     """Fit ``method`` (``neural-sw`` or ``sq-syndrome``) with ``params`` and write a servable bundle to ``out``.
 
     ``initial_factor`` × n·H(plane | lower planes, q1) bits start each syndrome plane (no margin);
-    ``step_bits`` per request, ``max_requests`` before the direct fallback.
+    ``step_bits`` per request, ``max_requests`` before the direct fallback; the planes'
+    modes are the study's plan (``raw`` / ``syndrome`` / ``skip``).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,8 @@ def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: fl
     p2 = b.mass.sum(0)
     planes = []
     for p in b.plan:
+        # raw where the study found no syndrome shorter than the plane that decodes its fit windows
+        # (a plane near 1 bit per bit: BP at rate ~1 fails and the window would fall back whole)
         if p["mode"] == "raw":
             planes.append(PlanePlan(p["plane"], RAW))
         elif p["mode"] == "skip":
