@@ -147,3 +147,59 @@ def test_old_direct_only_edge_streams_to_the_new_decoder(gaussian_bundle, source
     counts, items, registry = asyncio.run(scenario())
     assert counts == [5, 5] and len(items) == 5 and all(list(r.present) == [True, True] for r in items)
     assert registry.get_sample_value("ndsc_syndrome_requests_total", labels(source=source, kind="more")) is None
+
+
+def test_an_edge_that_never_answers_gets_its_source_estimated_never_an_undecoded_window(binning_bundle):
+    """Source 1 sends a too-short initial block and goes silent: the window is still reconstructed,
+    that source marked estimated, and the timeout counted."""
+    from edge_encoder.encoder import EdgeEncoder
+
+    bundle = load_bundle(binning_bundle)
+    spec = bundle.sources[1].binning
+    start, windows = test_windows(binning_bundle)
+    payload = spec.initial_payload(spec.planes_of(EdgeEncoder(bundle, 1).symbols(windows[0][1])))
+
+    async def scenario():
+        async with running_decoder(binning_bundle, deadline=0.5) as (server, address, registry):
+            sub = Subscription(address)
+            await sub.wait_started(registry)
+            async with grpc.aio.insecure_channel(address) as channel:
+                call = pb_grpc.FusionDecoderStub(channel).Uplink()
+                await call.write(_header(bundle, 1, "silent", "default"))
+                await call.read()
+                await call.write(_frame(payload, window=start))
+                direct = edge_node(binning_bundle, 0, address, source="bundle", max_windows=1)
+                await asyncio.wait_for(direct.run(), 30)
+                acks = [await asyncio.wait_for(call.read(), 10) for _ in range(2)]  # its frame's Ack, then a request
+                await sub.wait_for(1, timeout=30)
+                call.cancel()
+        return acks, await sub.finish(), registry
+
+    acks, items, registry = asyncio.run(scenario())
+    assert any(a.requests and a.requests[0].window == start for a in acks)  # BP failed: more bits were asked for
+    assert [r.window for r in items] == [start] and list(items[0].present) == [True, False]
+    assert registry.get_sample_value("ndsc_syndrome_windows_total", labels(source=1, outcome="timeout")) == 1
+
+
+def test_acks_to_a_direct_source_carry_no_feedback(binning_bundle):
+    """What an edge that predates binning reads: Acks with last_seq only (the new fields stay at their defaults)."""
+    from edge_encoder.encoder import EdgeEncoder
+
+    bundle = load_bundle(binning_bundle)
+    start, windows = test_windows(binning_bundle)
+    payload = EdgeEncoder(bundle, 0).encode(windows[0][0])
+
+    async def scenario():
+        async with running_decoder(binning_bundle, deadline=0.5) as (server, address, registry):
+            async with grpc.aio.insecure_channel(address) as channel:
+                call = pb_grpc.FusionDecoderStub(channel).Uplink()
+                await call.write(_header(bundle, 0, "old", "old"))
+                first = await call.read()
+                await call.write(_frame(payload, window=start))
+                second = await call.read()
+                await call.done_writing()
+                return first, second
+
+    first, second = asyncio.run(scenario())
+    assert (first.last_seq, second.last_seq) == (0, 1)
+    assert not first.requests and not second.requests and first.settled_below == second.settled_below == 0
