@@ -107,10 +107,7 @@ def test_forged_syndromes_get_a_precise_status_and_leave_other_groups_alone(binn
     async def scenario():
         async with running_decoder(binning_bundle, deadline=5.0) as (server, address, registry):
             short = await _refusal(address, [_header(bundle, 1, "short"), _frame(good[:-1])])
-            padded = bytearray(good)
-            padded[-1] |= 1 if spec.initial_bits % 8 else 0
-            bad_pad = await _refusal(address, [_header(bundle, 1, "pad", "forge2"), _frame(bytes(padded))]) \
-                if spec.initial_bits % 8 else (grpc.StatusCode.INVALID_ARGUMENT, "bad_syndrome")
+            long = await _refusal(address, [_header(bundle, 1, "long", "forge2"), _frame(good + b"\x01")])
             block = pb.SyndromeBlock(window=1, plane=1, first_bit=0, end_bit=8, bits=b"\x01", crc32=zlib.crc32(b"\x01"))
             unasked = await _refusal(address, [_header(bundle, 1, "unasked", "forge3"),
                                                pb.UplinkMessage(syndrome=pb.SyndromeReply(blocks=[block]))])
@@ -121,14 +118,14 @@ def test_forged_syndromes_get_a_precise_status_and_leave_other_groups_alone(binn
             await sub.wait_started(registry)
             nodes = [edge_node(binning_bundle, i, address, source="bundle") for i in range(2)]
             counts = await asyncio.wait_for(asyncio.gather(*(n.run() for n in nodes)), 60)
-        return short, bad_pad, unasked, on_direct, counts, await sub.finish(), registry
+        return short, long, unasked, on_direct, counts, await sub.finish(), registry
 
-    short, bad_pad, unasked, on_direct, counts, items, registry = asyncio.run(scenario())
+    short, long, unasked, on_direct, counts, items, registry = asyncio.run(scenario())
     assert short[0] == grpc.StatusCode.INVALID_ARGUMENT and "syndrome payload" in short[1]
-    assert bad_pad[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert long[0] == grpc.StatusCode.INVALID_ARGUMENT and "syndrome payload" in long[1]
     assert unasked[0] == grpc.StatusCode.INVALID_ARGUMENT and "answers no pending request" in unasked[1]
     assert on_direct[0] == grpc.StatusCode.INVALID_ARGUMENT and "direct-coded source" in on_direct[1]
-    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bad_syndrome"}) >= 1
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bad_syndrome"}) == 2
     assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "unrequested_syndrome"}) == 2
     assert len(items) == counts[0] and all(list(r.present) == [True, True] for r in items)
 
@@ -203,3 +200,55 @@ def test_acks_to_a_direct_source_carry_no_feedback(binning_bundle):
     first, second = asyncio.run(scenario())
     assert (first.last_seq, second.last_seq) == (0, 1)
     assert not first.requests and not second.requests and first.settled_below == second.settled_below == 0
+
+
+def test_a_bad_answer_is_refused_precisely_and_the_request_comes_again_on_the_next_stream(binning_bundle):
+    """An answer with a wrong crc32: DATA_LOSS (the edge reconnects); the next stream's first Ack
+    carries the pending request again; an answer of the wrong length: INVALID_ARGUMENT bad_syndrome."""
+    from edge_encoder.encoder import EdgeEncoder
+
+    bundle = load_bundle(binning_bundle)
+    spec = bundle.sources[1].binning
+    start, windows = test_windows(binning_bundle)
+    payload = spec.initial_payload(spec.planes_of(EdgeEncoder(bundle, 1).symbols(windows[0][1])))
+
+    async def request_of(call) -> pb.SyndromeRequest:
+        while True:
+            ack = await asyncio.wait_for(call.read(), 10)
+            if ack.requests:
+                return ack.requests[0]
+
+    async def scenario():
+        async with running_decoder(binning_bundle, deadline=5.0) as (server, address, registry):
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = pb_grpc.FusionDecoderStub(channel)
+                call = stub.Uplink()
+                await call.write(_header(bundle, 1, "flaky", "default"))
+                await call.read()
+                await call.write(_frame(payload, window=start))
+                direct = edge_node(binning_bundle, 0, address, source="bundle", max_windows=1)
+                await asyncio.wait_for(direct.run(), 30)
+                r = await request_of(call)
+                bits = bytes((r.end_bit - r.first_bit + 7) // 8)
+                await call.write(pb.UplinkMessage(syndrome=pb.SyndromeReply(blocks=[pb.SyndromeBlock(
+                    window=r.window, plane=r.plane, first_bit=r.first_bit, end_bit=r.end_bit, bits=bits,
+                    crc32=zlib.crc32(bits) ^ 1)])))
+                with pytest.raises(grpc.aio.AioRpcError) as crc:
+                    await request_of(call)
+                again = stub.Uplink()
+                await again.write(_header(bundle, 1, "flaky", "default"))  # same incarnation: a reconnect
+                first = await asyncio.wait_for(again.read(), 10)
+                wrong = bits + b"\x00"
+                await again.write(pb.UplinkMessage(syndrome=pb.SyndromeReply(blocks=[pb.SyndromeBlock(
+                    window=r.window, plane=r.plane, first_bit=r.first_bit, end_bit=r.end_bit, bits=wrong,
+                    crc32=zlib.crc32(wrong))])))
+                with pytest.raises(grpc.aio.AioRpcError) as length:
+                    await request_of(again)
+        return r, crc.value, first, length.value, registry
+
+    r, crc, first, length, registry = asyncio.run(scenario())
+    assert crc.code() == grpc.StatusCode.DATA_LOSS and "crc32" in crc.details()
+    assert list(first.requests) == [r] and first.last_seq == 1
+    assert length.code() == grpc.StatusCode.INVALID_ARGUMENT and "bytes for" in length.details()
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "crc_mismatch"}) == 1
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bad_syndrome"}) == 1
