@@ -509,7 +509,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             sources=[pb.SourceDescription(name=s.name, channel_names=list(s.channel_names),
                                           input_shape=list(s.input_shape), latent_shape=list(s.latent_shape),
                                           frame_stride=s.frame_stride if s.whole_frames else 0,
-                                          quality_points=list(s.quality_names), default_quality=s.default_quality or "")
+                                          quality_points=list(s.quality_names), default_quality=s.default_quality or "",
+                                          coding=s.coding)
                      for s in b.sources],
             device=self.device, deadline_s=self.pipeline.deadline, max_batch=self.pipeline.max_batch,
             groups=sorted(set(self.sessions.groups()) | set(self.pipeline.aligners)))

@@ -177,7 +177,7 @@ class ModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SourceDescription(_message.Message):
-    __slots__ = ("name", "channel_names", "input_shape", "latent_shape", "frame_stride", "quality_points", "default_quality")
+    __slots__ = ("name", "channel_names", "input_shape", "latent_shape", "frame_stride", "quality_points", "default_quality", "coding")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_NAMES_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +185,7 @@ class SourceDescription(_message.Message):
     FRAME_STRIDE_FIELD_NUMBER: _ClassVar[int]
     QUALITY_POINTS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    CODING_FIELD_NUMBER: _ClassVar[int]
     name: str
     channel_names: _containers.RepeatedScalarFieldContainer[str]
     input_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -192,7 +193,8 @@ class SourceDescription(_message.Message):
     frame_stride: int
     quality_points: _containers.RepeatedScalarFieldContainer[str]
     default_quality: str
-    def __init__(self, name: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., frame_stride: _Optional[int] = ..., quality_points: _Optional[_Iterable[str]] = ..., default_quality: _Optional[str] = ...) -> None: ...
+    coding: str
+    def __init__(self, name: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., frame_stride: _Optional[int] = ..., quality_points: _Optional[_Iterable[str]] = ..., default_quality: _Optional[str] = ..., coding: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("bundle_id", "modality", "sample_rate", "sources", "device", "deadline_s", "max_batch", "groups")

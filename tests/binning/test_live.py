@@ -195,11 +195,13 @@ def test_acks_to_a_direct_source_carry_no_feedback(binning_bundle):
                 await call.write(_frame(payload, window=start))
                 second = await call.read()
                 await call.done_writing()
-                return first, second
+                info = await pb_grpc.FusionDecoderStub(channel).GetModelInfo(pb.ModelInfoRequest())
+                return first, second, info
 
-    first, second = asyncio.run(scenario())
+    first, second, info = asyncio.run(scenario())
     assert (first.last_seq, second.last_seq) == (0, 1)
     assert not first.requests and not second.requests and first.settled_below == second.settled_below == 0
+    assert [s.coding for s in info.sources] == ["direct", "syndrome"]
 
 
 def test_a_bad_answer_is_refused_precisely_and_the_request_comes_again_on_the_next_stream(binning_bundle):
