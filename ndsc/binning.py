@@ -288,7 +288,19 @@ class SyndromeSpec:
         )
         if spec.step_bits < 1 or spec.max_requests < 0 or spec.bp_iterations < 1:
             raise SyndromeError("step_bits and bp_iterations must be >= 1, max_requests >= 0")
+        _check_conditional(spec.conditional, 1 << bits)
         return spec
+
+
+def _check_conditional(cond: dict[str, Any], indices: int) -> None:
+    """The decoder's model: a table with a row of ``indices`` non-negative probabilities per side symbol."""
+    if cond.get("kind") != "table" or not isinstance(cond.get("side_offset"), int):
+        raise SyndromeError("conditional must be {'kind': 'table', 'side_offset': int, 'probs': rows}")
+    probs = np.asarray(cond.get("probs"), dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != indices or len(probs) < 1:
+        raise SyndromeError(f"conditional probs must be rows of {indices} values (one per index)")
+    if not np.isfinite(probs).all() or (probs < 0).any() or (probs.sum(1) <= 0).any():
+        raise SyndromeError("conditional probs must be finite, non-negative, every row with some mass")
 
 
 def random_checks(n: int, degree: int = 3, seed: int = 0) -> tuple[tuple[int, ...], ...]:

@@ -76,6 +76,20 @@ def test_payload_split_refuses_a_wrong_length_or_padding():
     assert unpack_bits(b"\xa0", 3).tolist() == [1, 0, 1]
 
 
+def test_a_binning_record_that_does_not_fit_is_refused():
+    good = reference_spec().to_json()
+    SyndromeSpec.from_json(good)
+    for change in ({"conditional": {"kind": "table", "side_offset": 0, "probs": [[1] * 7]}},
+                   {"conditional": {"kind": "table", "side_offset": 0, "probs": [[-1] + [1] * 7]}},
+                   {"conditional": {"kind": "mlp"}},
+                   {"planes": good["planes"][:2]},
+                   {"code": {**good["code"], "checks": [[0, 16]] + good["code"]["checks"][1:]}},
+                   {"code": {**good["code"], "order": "random"}},
+                   {"step_bits": 0}):
+        with pytest.raises(SyndromeError):
+            SyndromeSpec.from_json({**good, **change})
+
+
 def test_decode_order_puts_side_sources_first_and_refuses_cycles():
     assert decode_order(["syndrome", "direct", "syndrome"], [(1,), (), (1,)]) == [1, 0, 2]
     with pytest.raises(SyndromeError):
