@@ -6,6 +6,7 @@ time, twice:
 
 * ``feedback``: the bundle as exported: each syndrome plane starts with n·H(plane | q1) bits
   and the decoder asks for more when belief propagation fails;
+* ``fb x1.25``: the same with initial blocks 1.25 × n·H (``--head-start``): fewer round trips;
 * ``margin`` (baseline): the same bundle with the initial blocks made long enough (the study's
   fixed syndrome lengths, fitted on training windows plus its margin) that feedback is rarely
   needed.
@@ -36,8 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def margin_variant(bundle_dir: Path, out: Path) -> Path:
-    """``bundle_dir`` with every syndrome plane's initial block set to the study's fitted length."""
+def variant(bundle_dir: Path, out: Path, initial_bits) -> Path:
+    """``bundle_dir`` with every syndrome plane's initial block set to ``initial_bits(plane, fitted)``
+    (``fitted``: the study's syndrome length for that plane, fitted on training windows plus its margin)."""
     from ndsc.binning import SYNDROME
     from ndsc.bundle import load_bundle, write_manifest
 
@@ -47,7 +49,8 @@ def margin_variant(bundle_dir: Path, out: Path) -> Path:
     sources = []
     for s in b.sources:
         if s.binning is not None:
-            planes = tuple(dataclasses.replace(p, initial_bits=min(s.binning.n, max(p.initial_bits, fitted[p.plane])))
+            n = s.binning.n
+            planes = tuple(dataclasses.replace(p, initial_bits=max(1, min(n, initial_bits(p, fitted.get(p.plane, n)))))
                            if p.mode == SYNDROME else p for p in s.binning.planes)
             s = dataclasses.replace(s, binning=dataclasses.replace(s.binning, planes=planes))
         sources.append(s)
@@ -137,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--windows", type=int, default=200, help="export: windows generated (10 %% are the test split)")
     ap.add_argument("--bp-iterations", type=int, default=60, help="export: BP iterations per attempt")
     ap.add_argument("--period", type=float, default=0.25, help="seconds per window at the edges (real-time pacing)")
+    ap.add_argument("--head-start", type=float, default=1.25,
+                    help="a third mode: initial blocks this many times n·H, still with feedback (fewer round trips)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -150,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     bundle_dir = args.bundle or export_binning_bundle(
         tmp / "feedback", "neural-sw", samples=args.samples, n_windows=args.windows, lmbda=args.lmbda,
         steps=args.steps, batch=8192, step_bits=max(16, args.samples // 64), bp_iterations=args.bp_iterations)
-    variants = {"feedback": Path(bundle_dir), "margin": margin_variant(Path(bundle_dir), tmp / "margin")}
+    variants = {
+        "feedback": Path(bundle_dir),
+        f"fb x{args.head_start:g}": variant(Path(bundle_dir), tmp / "head", lambda p, fit: round(p.initial_bits * args.head_start)),
+        "margin": variant(Path(bundle_dir), tmp / "margin", lambda p, fit: max(p.initial_bits, fit)),
+    }
     b = load_bundle(bundle_dir)
     kv = parse_kv(b.extra["edge_source"].split(":", 1)[1])
     gen = GaussianSources(n_sources=2, rho=float(kv["rho"]), samples=b.sources[0].input_shape[1], seed=int(kv["seed"]))
