@@ -72,7 +72,8 @@ class SyndromeResponder:
         self.coder = info.coder()
         self.keep = keep
         self.metrics = metrics
-        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()  # window → (B, n) bit planes
+        # window → its (B, n) bit planes, packed 8 to a byte (a kept window costs B·n/8 bytes)
+        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # encode runs in the producer's worker thread
         self.replies: list[pb.SyndromeBlock] = []
 
@@ -81,7 +82,7 @@ class SyndromeResponder:
         planes = self.spec.planes_of(symbols)
         payload = self.spec.initial_payload(planes)
         with self._lock:
-            self._kept[window] = planes
+            self._kept[window] = np.packbits(planes, axis=1)
             while len(self._kept) > self.keep:
                 self._kept.popitem(last=False)
         if self.metrics:
@@ -107,7 +108,8 @@ class SyndromeResponder:
         """The block that answers ``r``, or None for a window no longer kept or a request that
         does not fit the code (a decoder bug: nothing sensible to send)."""
         with self._lock:
-            planes = self._kept.get(r.window)
+            packed = self._kept.get(r.window)
+        planes = None if packed is None else np.unpackbits(packed, axis=1, count=self.spec.n)
         kind = "direct" if r.direct else "more"
         spec = self.spec
         if planes is None or (not r.direct and not (r.plane < spec.index_bits and r.first_bit < r.end_bit <= spec.n)):
