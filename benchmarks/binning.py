@@ -17,7 +17,7 @@ fallbacks, capture→reconstruction latency p50/p99 and the extra over ``margin`
 in bits per sample pair, against separate coding by the same encoders (source 1 ANS-coded
 with its own table) and the Gaussian bounds of ``ndsc.bounds`` at the measured distortion.
 
-    python benchmarks/binning.py [--bundle DIR] [--samples 4096] [--lmbda 0.14] [--period 0.25] [--json OUT]
+    python benchmarks/binning.py [--bundle DIR] [--samples 4096] [--lmbda 0.16] [--period 0.25] [--json OUT]
 """
 from __future__ import annotations
 
@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", type=Path, help="a binning bundle (default: export neural-sw now)")
     ap.add_argument("--samples", type=int, default=4096, help="export: samples per window (the LDPC block length)")
-    ap.add_argument("--lmbda", type=float, default=0.15, help="export: neural-sw rate weight")
+    ap.add_argument("--lmbda", type=float, default=0.16, help="export: neural-sw rate weight")
     ap.add_argument("--steps", type=int, default=3000, help="export: training steps")
+    ap.add_argument("--batch", type=int, default=4096, help="export: sample pairs per training step")
     ap.add_argument("--windows", type=int, default=200, help="export: windows generated (10 %% are the test split)")
     ap.add_argument("--bp-iterations", type=int, default=60, help="export: BP iterations per attempt")
     ap.add_argument("--period", type=float, default=0.25, help="seconds per window at the edges (real-time pacing)")
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ndsc-binning-"))
     bundle_dir = args.bundle or export_binning_bundle(
         tmp / "feedback", "neural-sw", samples=args.samples, n_windows=args.windows, lmbda=args.lmbda,
-        steps=args.steps, batch=8192, step_bits=max(16, args.samples // 64), bp_iterations=args.bp_iterations)
+        steps=args.steps, batch=args.batch, step_bits=max(16, args.samples // 64), bp_iterations=args.bp_iterations)
     variants = {
         "feedback": Path(bundle_dir),
         f"fb x{args.head_start:g}": variant(Path(bundle_dir), tmp / "head", lambda p, fit: round(p.initial_bits * args.head_start)),
