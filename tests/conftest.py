@@ -29,6 +29,7 @@ TIERS = {
         "serving/test_processes.py", "serving/test_wire.py", "stereo/test_readers_and_sources.py",
         "test_cli_mistakes.py", "test_dev_script.py", "test_edge_never_imports_torch.py",
         "test_generated_docs.py", "test_models.py", "test_static_checks.py", "test_truthful_messages.py",
+        "binning/test_processes.py",
     ),
 }
 
