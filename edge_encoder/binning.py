@@ -94,11 +94,15 @@ class SyndromeResponder:
         """No window is kept any more (the decoder needs nothing else from this node)."""
         return not self._kept
 
+    def forget_below(self, window: int) -> None:
+        """Forget every kept window below ``window`` (no request can come for them)."""
+        with self._lock:
+            for w in [w for w in self._kept if w < window]:
+                del self._kept[w]
+
     def on_ack(self, ack: pb.Ack) -> None:
         """Forget settled windows; answer the Ack's requests into :attr:`replies`."""
-        with self._lock:
-            for w in [w for w in self._kept if w < ack.settled_below]:
-                del self._kept[w]
+        self.forget_below(ack.settled_below)
         for r in ack.requests:
             block = self.answer(r)
             if block is not None:

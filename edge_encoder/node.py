@@ -417,8 +417,14 @@ class EdgeNode:
         first = await call.read()
         if first is grpc.aio.EOF:
             raise ConnectionError("decoder closed the stream before acknowledging the header")
+        lost_state = first.last_seq < self.sender.acked  # a decoder that restarted without its journal
         resent = self.sender.resume(first.last_seq)
         self._on_ack(first.last_seq)
+        if self.syndrome is not None:
+            if lost_state:  # it holds none of the windows acked before: it can never ask for them
+                buffered = self.sender.buffer
+                self.syndrome.forget_below(buffered[0].frame.window if buffered else self.sender.last_window + 1)
+            self.syndrome.on_ack(first)
         if resent:
             self.metrics.resent_frames.inc(resent)
             log.info("resuming after seq %d: resending %d frames", self.sender.acked, resent)
