@@ -31,6 +31,7 @@ import grpc
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from edge_encoder.binning import SyndromeEdgeMetrics, SyndromeResponder
 from edge_encoder.encoder import EdgeEncoder
 from edge_encoder.settings import EdgeSettings
 from ndsc.bundle import Bundle, load_bundle
@@ -149,6 +150,16 @@ class EdgeNode:
         self.windows_read = 0
         self.skipped_before_start = 0  # windows due before this node started (joined after the shared epoch)
         self.sender = Sender(settings.buffer_frames, self.chunk_bytes)
+        # a syndrome-coded source (binning): payloads are syndromes, windows kept for the decoder's requests
+        self.syndrome = (
+            SyndromeResponder(
+                self.info,
+                keep=settings.buffer_frames,
+                metrics=SyndromeEdgeMetrics(registry, settings.group, settings.node_name, settings.source_index),
+            )
+            if self.info.syndrome
+            else None
+        )
         self._source_done = False
         self._stopping = False
         self._wake = asyncio.Event()
@@ -191,7 +202,10 @@ class EdgeNode:
             log.warning("node %s: window %d skipped (bad_window): %s", self.settings.node_name, w.index, exc)
             return "bad_window", w, b"", 0.0
         t0 = time.perf_counter()
-        payload = self.encoder.encode_frame(data) if self.whole_frames else self.encoder.encode(data)
+        if self.syndrome is not None:
+            payload = self.syndrome.encode(w.index, self.encoder.symbols(data))
+        else:
+            payload = self.encoder.encode_frame(data) if self.whole_frames else self.encoder.encode(data)
         return "ok", Window(w.index, data, w.t_capture), payload, time.perf_counter() - t0
 
     async def _produce(self) -> None:
@@ -287,8 +301,25 @@ class EdgeNode:
 
     @property
     def finished(self) -> bool:
-        """Source ended and every frame is acknowledged."""
-        return self._source_done and not self.sender.unacknowledged
+        """Source ended, every frame is acknowledged and (syndrome source) every window settled."""
+        return self._source_done and not self.sender.unacknowledged and self._settled
+
+    @property
+    def _settled(self) -> bool:
+        """The decoder will send no more requests (always, for a direct source)."""
+        return self.syndrome is None or self.syndrome.settled
+
+    async def _send_replies(self, call) -> None:
+        """Write the answers to the decoder's syndrome requests (they go before new frames)."""
+        assert self.syndrome is not None
+        message = self.syndrome.reply_message()
+        if message is None:
+            return
+        await call.write(message)
+        nbytes = sum(len(b.bits) for b in message.syndrome.blocks)
+        self.metrics.messages.inc()
+        self.metrics.payload_bytes.inc(nbytes)
+        self.metrics.protocol_bytes.inc(protocol_bytes(message) - nbytes)
 
     def _unsent_of(self, shape: tuple[int, ...]) -> tuple[list[Pending], bool]:
         """Unsent frames of ``shape`` up to the first of another shape, and whether one follows."""
@@ -300,11 +331,13 @@ class EdgeNode:
         s = self.settings
         while True:
             self._wake.clear()
+            if self.syndrome is not None and self.syndrome.replies:
+                await self._send_replies(call)
             pending, boundary = self._unsent_of(shape)
             if not pending:
                 if boundary:
                     return True
-                if self._source_done:
+                if self._source_done and self._settled:
                     return False
                 await self._wake.wait()
                 continue
@@ -338,6 +371,9 @@ class EdgeNode:
             if ack is grpc.aio.EOF:
                 return
             self._on_ack(ack.last_seq)
+            if self.syndrome is not None:
+                self.syndrome.on_ack(ack)  # requests become replies; settled windows are forgotten
+                self._wake.set()
 
     async def _stream_shape(self) -> tuple[int, ...] | None:
         """The input shape the next stream's header announces (None: nothing left to send).
@@ -381,8 +417,14 @@ class EdgeNode:
         first = await call.read()
         if first is grpc.aio.EOF:
             raise ConnectionError("decoder closed the stream before acknowledging the header")
+        lost_state = first.last_seq < self.sender.acked  # a decoder that restarted without its journal
         resent = self.sender.resume(first.last_seq)
         self._on_ack(first.last_seq)
+        if self.syndrome is not None:
+            if lost_state:  # it holds none of the windows acked before: it can never ask for them
+                buffered = self.sender.buffer
+                self.syndrome.forget_below(buffered[0].frame.window if buffered else self.sender.last_window + 1)
+            self.syndrome.on_ack(first)
         if resent:
             self.metrics.resent_frames.inc(resent)
             log.info("resuming after seq %d: resending %d frames", self.sender.acked, resent)

@@ -97,6 +97,11 @@ class Aligner:
     def pending(self) -> int:
         return len(self._pending)
 
+    def held_windows(self, source: int) -> list[int]:
+        """Windows still pending here that hold (some of) ``source``'s frame."""
+        return [w for w, slot in self._pending.items()
+                if slot.payloads[source] is not None or (slot.parts and slot.parts[source])]
+
     def shape_conflict(self, window: int, source: int, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
         """The frame shape ``window`` holds from another source if it differs from ``shape``, else None."""
         slot = self._pending.get(window)

@@ -225,6 +225,26 @@ class DecoderMetrics:
                                ["group", "source"],
                                registry=registry)
 
+        # binning (syndrome-coded sources): what decoding them cost, per source
+        self.syndrome_bits = Counter(
+            "ndsc_syndrome_bits", "Bits a syndrome-coded source sent, by kind: initial (its frames), requested "
+            "(answers to feedback requests), direct (fallback payloads); all count in the rate",
+            ["group", "source", "kind"], registry=registry)
+        self.syndrome_requests = Counter(
+            "ndsc_syndrome_requests", "Feedback requests sent to edges, by kind: more (syndrome bits), direct "
+            "(fallback past the request bound)", ["group", "source", "kind"], registry=registry)
+        self.bp_iterations = Counter(
+            "ndsc_bp_iterations", "Belief-propagation iterations spent decoding syndrome-coded sources",
+            ["group", "source"], registry=registry)
+        self.syndrome_windows = Counter(
+            "ndsc_syndrome_windows", "Windows of syndrome-coded sources by outcome: decoded (by BP), fallback "
+            "(by the direct payload), timeout (no answer in time: the source is estimated)",
+            ["group", "source", "outcome"], registry=registry)
+        self.feedback_seconds = Histogram(
+            "ndsc_feedback_seconds", "Extra time windows of syndrome-coded sources spent in feedback, from their "
+            "release by the aligner to their decoding (0 requests: BP time only)", ["group"],
+            buckets=LATENCY_BUCKETS, registry=registry)
+
         # every metric labelled by group (and node) goes through the budget
         for name, metric in list(vars(self).items()):
             names = getattr(metric, "_labelnames", ())

@@ -16,6 +16,7 @@ import numpy as np
 
 from fusion_decoder.aligner import AlignedWindow, Aligner
 from fusion_decoder.audit import AuditBook
+from fusion_decoder.binning import BinningStage
 from fusion_decoder.broadcast import Broadcaster, Decoded
 from fusion_decoder.journal import Journal
 from fusion_decoder.metrics import DecoderMetrics, GroupSeries
@@ -44,6 +45,12 @@ class DecodePipeline:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-decode")
         self._tasks: list[asyncio.Task] = []
         self._group_series: dict[str, GroupSeries] = {}
+        # bundles with syndrome-coded sources: windows wait for belief propagation (and feedback) there
+        self.binning: BinningStage | None = None
+        if runtime.bundle.binning:
+            self.binning = BinningStage(runtime.bundle, metrics, self._queue.put,
+                                        lambda j, payload: runtime.entropy_decode(j, payload),
+                                        timeout=max(2.0 * deadline, 1.0))
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._decode_loop()), asyncio.create_task(self._expiry_loop())]
@@ -66,6 +73,8 @@ class DecodePipeline:
         self.aligners.pop(group, None)
         self._group_series.pop(group, None)
         self.audits.forget(group)
+        if self.binning is not None:
+            self.binning.forget(group)
 
     async def restore(self) -> int:
         """Re-hold the journal's frames of not-yet-decoded windows; returns how many."""
@@ -101,6 +110,9 @@ class DecodePipeline:
             self.metrics.aligner_missing.labels(w.group, str(i)).inc()
         for i in w.incomplete:
             self.metrics.incomplete_chunks.labels(w.group, str(i)).inc()
+        if self.binning is not None and self.binning.needs(w):
+            await self.binning.hold(w)  # on to the queue once its syndrome sources are decoded
+            return
         await self._queue.put(w)
 
     async def _expiry_loop(self) -> None:
@@ -111,6 +123,8 @@ class DecodePipeline:
             for aligner in list(self.aligners.values()):
                 for w in aligner.expire(now):
                     await self._enqueue(w)
+            if self.binning is not None:
+                await self.binning.expire(now)
 
     async def _decode_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -236,6 +250,8 @@ class DecodePipeline:
         for aligner in list(self.aligners.values()):
             for w in aligner.drain(now):
                 await self._enqueue(w)
+        if self.binning is not None:
+            await self.binning.drain()
         await self._queue.join()
         self.broadcaster.close()
 
@@ -243,5 +259,7 @@ class DecodePipeline:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.binning is not None:
+            await self.binning.close()
         self._executor.shutdown(wait=True)
         self.journal.close()

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from ndsc.bundle import Bundle
-from ndsc.entropy import LatentCoder, dequantise
+from ndsc.binning import SyndromeError
+from ndsc.entropy import EntropyCodingError, LatentCoder, dequantise
 from models.decoders import build_decoder
 from models.device import resolve_device
 
@@ -68,7 +69,18 @@ class JointDecoderRuntime:
         """Symbols of one source's payload, reshaped to its latent shape (M, *L) for ``frame_shape``.
 
         ``quality``: the stream's operating point (variable-rate bundles; None: the default).
+        A syndrome-coded source's payload is not entropy-coded: it is split into its bit planes'
+        bits (``SyndromeSpec.split_payload``, a dict), which the binning stage decodes.
+
+        Raises:
+            EntropyCodingError: a payload that does not decode (or, syndrome source, does not fit).
         """
+        binning = self.bundle.sources[source_index].binning
+        if binning is not None:
+            try:
+                return binning.split_payload(payload)  # type: ignore[return-value]
+            except SyndromeError as exc:
+                raise EntropyCodingError(f"syndrome payload: {exc}") from exc
         key = (source_index, quality, tuple(frame_shape) if frame_shape else None)
         plan = self._plans.get(key)
         if plan is None:  # resolved once per (source, point, frame shape): this runs once per frame

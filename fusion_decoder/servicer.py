@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 
 from fusion_decoder.broadcast import pack_reconstruction_batch
+from fusion_decoder.feedback import SyndromeFeedback, split_replies
 from fusion_decoder.grpc_handlers import BadRequest
 from fusion_decoder.journal import Journal, SessionRow, unsigned64
 from fusion_decoder.loglimit import LogLimiter
@@ -234,15 +235,20 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                  session.quality or "-", session.last_seq)
         inbox = ReadAhead(messages, self.stream_idle, size=_message_size)
         acked_at = time.monotonic()
+        feedback = SyndromeFeedback.open(self.pipeline, session, series, self._count_accepted)
         ended = False
         try:
-            yield first_ack
+            yield feedback.ack(first_ack) if feedback else first_ack
             while not ended:
-                batch = await self._take_or_refuse(context, inbox)
+                batch = await self._take_or_refuse(context, inbox, feedback)
+                if batch is None:  # requests for the edge and no message: an Ack carries them at once
+                    yield feedback.ack(receiver.ack())
+                    continue
                 if not batch:
                     break
                 # every message already here: held together (one journal commit), one cumulative Ack
-                await self._take_messages(context, receiver, batch, series)
+                await self._take_messages(context, receiver, await split_replies(feedback, context, batch,
+                                                                                 self._refuse), series)
                 # Ack pacing: at most one Ack per ack_interval per stream. Messages arriving before
                 # it is due are held as they come (their frames reach the aligner at once; only the
                 # Ack waits), so a fast node costs one Ack write, on both ends, per interval instead
@@ -250,26 +256,32 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                 while (due := acked_at + self.ack_interval - time.monotonic()) > 0:
                     try:
                         async with asyncio.timeout(due):
-                            batch = await self._take_or_refuse(context, inbox)
+                            batch = await self._take_or_refuse(context, inbox, feedback)
                     except TimeoutError:
+                        break
+                    if batch is None:  # binning requests never wait for the pace
                         break
                     if not batch:
                         ended = True
                         break
-                    await self._take_messages(context, receiver, batch, series)
-                yield receiver.ack()
+                    await self._take_messages(context, receiver, await split_replies(feedback, context, batch,
+                                                                                     self._refuse), series)
+                yield feedback.ack(receiver.ack()) if feedback else receiver.ack()
                 acked_at = time.monotonic()
         finally:
             await inbox.close()
+            if feedback:
+                feedback.close()
             receiver.close()
             session.touched = time.monotonic()
             active.dec()
 
-    async def _take_or_refuse(self, context, inbox: ReadAhead) -> list:
+    async def _take_or_refuse(self, context, inbox: ReadAhead, feedback: SyndromeFeedback | None = None) -> list | None:
         """The stream's messages already here (waiting for one), ``[]`` at its end; a stream silent
-        for ``stream_idle`` seconds is refused."""
+        for ``stream_idle`` seconds is refused. A syndrome source's stream (``feedback``): None
+        when binning requests wait to be sent before any message came."""
         try:
-            return await inbox.take()
+            return await (feedback.take(inbox) if feedback else inbox.take())
         except IdleStream:
             await self._refuse(context, self._idle_refusal())
             raise  # unreachable: _refuse aborts
@@ -337,9 +349,11 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                     self._check_executor, self._entropy_decode, *check)
             if bad is not None:
                 k, error = bad
-                tally.frames["undecodable"] = tally.frames.get("undecodable", 0) + 1
+                # a syndrome source's payload that does not fit its binning record: bad_syndrome
+                reason = "bad_syndrome" if self.bundle.sources[session.source_index].syndrome else "undecodable"
+                tally.frames[reason] = tally.frames.get(reason, 0) + 1
                 refusal = StreamRefused(
-                    grpc.StatusCode.INVALID_ARGUMENT, "undecodable",
+                    grpc.StatusCode.INVALID_ARGUMENT, reason,
                     f"frame seq {new[k].seq} (window {new[k].window}): payload does not decode to "
                     f"source {session.source_index}'s latents ({error}); held up to seq {new[k].seq - 1}")
                 new = new[:k]
@@ -495,7 +509,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             sources=[pb.SourceDescription(name=s.name, channel_names=list(s.channel_names),
                                           input_shape=list(s.input_shape), latent_shape=list(s.latent_shape),
                                           frame_stride=s.frame_stride if s.whole_frames else 0,
-                                          quality_points=list(s.quality_names), default_quality=s.default_quality or "")
+                                          quality_points=list(s.quality_names), default_quality=s.default_quality or "",
+                                          coding=s.coding)
                      for s in b.sources],
             device=self.device, deadline_s=self.pipeline.deadline, max_batch=self.pipeline.max_batch,
             groups=sorted(set(self.sessions.groups()) | set(self.pipeline.aligners)))

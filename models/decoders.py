@@ -23,7 +23,8 @@ from ndsc.registry import Registry
 
 #: modality modules register on import
 DECODERS: Registry[Callable[..., nn.Module]] = Registry(
-    "decoder architecture", "models.decoders_ecg", "models.decoders_image", "models.decoders_cam")
+    "decoder architecture", "models.decoders_ecg", "models.decoders_image", "models.decoders_cam",
+    "models.decoders_table")
 register_decoder = DECODERS.register
 
 

@@ -18,23 +18,35 @@ Format ``ndsc-bundle/2`` records the payload format under ``"bitstream"``
 ``ndsc-bundle/1`` has no such record and is read as bitstream version 1. Code that
 predates format 2 refuses a format-2 bundle instead of writing bytes the decoder would
 misread.
+
+Format ``ndsc-bundle/3`` adds binning: a source may declare ``"coding": "syndrome"`` with a
+``"binning"`` record (``ndsc.binning.SyndromeSpec``: side sources, bit planes, the frozen
+parity-check matrix, the decoder's conditional model), and the manifest a
+``"decode_order"`` (side-information sources first). It is written only for bundles with a
+syndrome source, so every direct-only bundle keeps format 2 and its id; a source without
+``coding`` is ``direct``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ndsc.binning import SYNDROME, SyndromeError, SyndromeSpec, decode_order
 from ndsc.entropy import BITSTREAM_VERSION, LEGACY_BITSTREAM, ChannelTable, LatentCoder
 from ndsc.sources.base import is_frame_shape
 
 BUNDLE_FORMAT = "ndsc-bundle/2"
+#: Bundles with a syndrome-coded source (binning); direct-only bundles stay format 2.
+BINNING_BUNDLE_FORMAT = "ndsc-bundle/3"
+#: coding modes of a source
+DIRECT = "direct"
 #: Bundles without a bitstream record (bitstream version 1); still read and rewritten as such.
 LEGACY_BUNDLE_FORMAT = "ndsc-bundle/1"
 MANIFEST = "manifest.json"
@@ -103,6 +115,9 @@ class SourceInfo:
             encoders): windows are exactly ``input_shape`` (image frames travel as tiles).
         bitstream: payload format version of the tables, from the bundle's manifest (not
             part of the per-source JSON).
+        coding: ``direct`` (symbols ANS-coded with ``tables``) or ``syndrome`` (bit planes as
+            syndromes, ``binning``; ``tables`` then code the fallback direct payload).
+        binning: the syndrome source's binning record (None for a direct source).
     """
 
     name: str
@@ -116,6 +131,13 @@ class SourceInfo:
     quality_points: tuple[QualityPoint, ...] = ()
     default_quality: str | None = None
     bitstream: int = BITSTREAM_VERSION
+    coding: str = DIRECT
+    binning: SyndromeSpec | None = None
+
+    @property
+    def syndrome(self) -> bool:
+        """Whether the source is syndrome-coded (binning)."""
+        return self.coding == SYNDROME
 
     @property
     def quality_names(self) -> tuple[str, ...]:
@@ -211,6 +233,7 @@ class SourceInfo:
                 if self.quality_points
                 else {}
             ),
+            **({"coding": self.coding, "binning": self.binning.to_json()} if self.binning is not None else {}),
         }
 
     @classmethod
@@ -228,7 +251,21 @@ class SourceInfo:
             quality_points=tuple(QualityPoint.from_json(q) for q in obj.get("quality_points", ())),
             default_quality=str(obj["default_quality"]) if obj.get("default_quality") is not None else None,
             bitstream=bitstream,
+            coding=str(obj.get("coding", DIRECT)),
         )
+        if info.coding not in (DIRECT, SYNDROME):
+            raise BundleError(f"source {info.name}: unknown coding {info.coding!r} (direct or syndrome)")
+        if info.syndrome:
+            try:
+                spec = SyndromeSpec.from_json(obj["binning"])
+            except (KeyError, TypeError, SyndromeError) as exc:
+                raise BundleError(f"source {info.name}: bad binning record ({exc})") from exc
+            if spec.n != info.latent_shape[0] * info.latent_length or info.quality_points or info.frame_stride:
+                raise BundleError(
+                    f"source {info.name}: a syndrome source has one fixed point, no whole frames, "
+                    f"and a code of M·L = {info.latent_shape[0] * info.latent_length} bits"
+                )
+            info = replace(info, binning=spec)
         if len(tables) != info.latent_shape[0]:
             raise BundleError(f"source {info.name}: {len(tables)} tables for {info.latent_shape[0]} channels")
         for q in info.quality_points:
@@ -263,6 +300,18 @@ class Bundle:
     @property
     def n_sources(self) -> int:
         return len(self.sources)
+
+    @property
+    def decode_order(self) -> list[int]:
+        """Source indices in decode order: direct sources first, then syndrome sources after their sides."""
+        return decode_order(
+            [s.coding for s in self.sources], [s.binning.side_sources if s.binning else () for s in self.sources]
+        )
+
+    @property
+    def binning(self) -> bool:
+        """Whether any source is syndrome-coded."""
+        return any(s.syndrome for s in self.sources)
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -351,8 +400,13 @@ def write_manifest(
         if not (root / name).is_file():
             raise BundleError(f"bundle file {name} missing in {root}")
         hashes[name] = _sha256_file(root / name)
+    binning = any(s.syndrome for s in sources)
+    if binning and legacy:
+        raise BundleError("syndrome sources need bitstream version 2")
+    order = decode_order([s.coding for s in sources], [s.binning.side_sources if s.binning else () for s in sources])
     manifest = {
-        "format": LEGACY_BUNDLE_FORMAT if legacy else BUNDLE_FORMAT,
+        "format": BINNING_BUNDLE_FORMAT if binning else LEGACY_BUNDLE_FORMAT if legacy else BUNDLE_FORMAT,
+        **({"decode_order": order} if binning else {}),
         **({} if legacy else {"bitstream": {"version": BITSTREAM_VERSION, "coder": _coder_name()}}),
         "modality": modality,
         "sample_rate": sample_rate,
@@ -386,7 +440,7 @@ def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: 
         manifest = json.loads(mpath.read_text())
     except json.JSONDecodeError as exc:
         raise BundleModified(f"{mpath}: not valid JSON ({exc})") from exc
-    if manifest.get("format") not in (BUNDLE_FORMAT, LEGACY_BUNDLE_FORMAT):
+    if manifest.get("format") not in (BUNDLE_FORMAT, LEGACY_BUNDLE_FORMAT, BINNING_BUNDLE_FORMAT):
         raise BundleError(f"{mpath}: unknown bundle format {manifest.get('format')!r}")
     bitstream = _bitstream_of(manifest, mpath)
     recomputed = _content_id(manifest)
@@ -405,7 +459,7 @@ def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: 
                 )
     if expected_id is not None and manifest["bundle_id"] != expected_id:
         raise BundleError(f"bundle id {manifest['bundle_id']} does not match expected {expected_id}")
-    return Bundle(
+    bundle = Bundle(
         path=root,
         bundle_id=manifest["bundle_id"],
         modality=manifest["modality"],
@@ -417,3 +471,25 @@ def load_bundle(path: str | Path, expected_id: str | None = None, verify_files: 
         extra=manifest.get("extra", {}),
         bitstream=bitstream,
     )
+    _check_binning(bundle, manifest, mpath)
+    return bundle
+
+
+def _check_binning(bundle: Bundle, manifest: dict, mpath: Path) -> None:
+    """Syndrome sources only in format 3, side sources that exist, the declared decode order the real one."""
+    fmt = manifest.get("format")
+    if bundle.binning != (fmt == BINNING_BUNDLE_FORMAT):
+        raise BundleError(f"{mpath}: format {fmt} {'with' if bundle.binning else 'without'} syndrome sources")
+    if not bundle.binning:
+        return
+    for s in bundle.sources:
+        if s.binning and not all(
+            0 <= j < bundle.n_sources and not bundle.sources[j].syndrome for j in s.binning.side_sources
+        ):
+            raise BundleError(f"{mpath}: source {s.name}: side sources must be direct sources of the bundle")
+    try:
+        order = bundle.decode_order
+    except SyndromeError as exc:
+        raise BundleError(f"{mpath}: {exc}") from exc
+    if manifest.get("decode_order") != order:
+        raise BundleError(f"{mpath}: decode_order {manifest.get('decode_order')} is not {order}")

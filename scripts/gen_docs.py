@@ -5,7 +5,7 @@
 
 The environment variables come from the settings dataclasses that also make the CLI flags
 (``DecoderSettings``, ``EdgeSettings``); the metrics from the collectors the decoder and an
-edge node register (``DecoderMetrics``, ``EdgeMetrics``) in a fresh registry. Nothing here
+edge node register (``DecoderMetrics``, ``EdgeMetrics``, ``SyndromeEdgeMetrics``) in a fresh registry. Nothing here
 is written by hand, so the pages cannot drift from the code.
 """
 from __future__ import annotations
@@ -75,12 +75,14 @@ def metrics_page() -> str:
     """docs/metrics.md: every Prometheus metric the decoder and an edge node export."""
     from prometheus_client import CollectorRegistry
 
+    from edge_encoder.binning import SyndromeEdgeMetrics
     from edge_encoder.node import EdgeMetrics
     from fusion_decoder.metrics import DecoderMetrics
 
     decoder, edge = CollectorRegistry(), CollectorRegistry()
     DecoderMetrics(decoder)
     EdgeMetrics(edge, group="g", node="n", source=0)
+    SyndromeEdgeMetrics(edge, group="g", node="n", source=0)  # syndrome-coded sources only
     out = [HEADER, "# Metrics\n",
            "Prometheus metrics of the fusion decoder (`--metrics-port`, default 9100) and of each edge node "
            "(its own `--metrics-port`). Rates are what the coder wrote: payload bytes × 8; protocol overhead "

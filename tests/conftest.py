@@ -21,7 +21,7 @@ TIERS = {
         "reliability/test_bounded_metrics.py", "reliability/test_dropout_and_slow_consumer.py",
         "reliability/test_hostile_clients.py", "serving/test_ack_pacing.py", "serving/test_generic_client.py", "serving/test_inprocess.py",
         "serving/test_logic.py", "serving/test_off_the_loop.py", "stereo/test_serving.py",
-        "stereo/test_whole_frames.py",
+        "stereo/test_whole_frames.py", "binning/test_live.py",
     ),
     "process": (
         "ecg/test_live_edge.py", "ecg/test_quality_points.py", "ecg/test_stream.py", "reliability/test_fuzz.py",
@@ -29,6 +29,7 @@ TIERS = {
         "serving/test_processes.py", "serving/test_wire.py", "stereo/test_readers_and_sources.py",
         "test_cli_mistakes.py", "test_dev_script.py", "test_edge_never_imports_torch.py",
         "test_generated_docs.py", "test_models.py", "test_static_checks.py", "test_truthful_messages.py",
+        "binning/test_processes.py",
     ),
 }
 

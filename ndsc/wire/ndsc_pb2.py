@@ -24,39 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12ndsc/v1/ndsc.proto\x12\x07ndsc.v1\"f\n\rUplinkMessage\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.ndsc.v1.StreamHeaderH\x00\x12$\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x13.ndsc.v1.FrameBatchH\x00\x42\x06\n\x04kind\"\xc2\x01\n\x0cStreamHeader\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0csource_index\x18\x03 \x01(\r\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x13\n\x0binput_shape\x18\x05 \x03(\r\x12\x14\n\x0clatent_shape\x18\x06 \x03(\r\x12\x18\n\x10\x66lush_interval_s\x18\x07 \x01(\x01\x12\x13\n\x0bincarnation\x18\x08 \x01(\x06\x12\x0f\n\x07quality\x18\t \x01(\t\"o\n\nFrameBatch\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x14\n\x0c\x66irst_window\x18\x02 \x01(\x04\x12\x18\n\x10\x66irst_capture_us\x18\x03 \x01(\x12\x12\x1e\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x0e.ndsc.v1.Frame\"u\n\x05\x46rame\x12\x13\n\x0bwindow_skip\x18\x01 \x01(\x04\x12\x18\n\x10\x63\x61pture_delta_us\x18\x02 \x01(\x12\x12\r\n\x05\x63rc32\x18\x03 \x01(\x07\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\r\"\x17\n\x03\x41\x63k\x12\x10\n\x08last_seq\x18\x01 \x01(\x04\"Q\n\x10SubscribeRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x17\n\x0finclude_samples\x18\x02 \x01(\x08\x12\x15\n\rsamples_f32le\x18\x03 \x01(\x08\"\xd7\x01\n\x0eReconstruction\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\x04\x12\r\n\x05shape\x18\x03 \x03(\r\x12\x0f\n\x07samples\x18\x04 \x03(\x02\x12\x0f\n\x07present\x18\x05 \x03(\x08\x12\x15\n\rpayload_bytes\x18\x06 \x03(\r\x12\x14\n\x0c\x63\x61pture_time\x18\x07 \x03(\x01\x12\x1a\n\x12reconstructed_time\x18\x08 \x01(\x01\x12\x15\n\rsample_offset\x18\t \x01(\x04\x12\x15\n\rsamples_f32le\x18\n \x01(\x0c\"\x8c\x01\n\x0b\x41uditWindow\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0csource_index\x18\x03 \x01(\r\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x0e\n\x06window\x18\x05 \x01(\x04\x12\r\n\x05shape\x18\x06 \x03(\r\x12\x15\n\rsamples_f32le\x18\x07 \x01(\x0c\"\x1d\n\nAuditReply\x12\x0f\n\x07matched\x18\x01 \x01(\x08\"\x12\n\x10ModelInfoRequest\"\xaa\x01\n\x11SourceDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rchannel_names\x18\x02 \x03(\t\x12\x13\n\x0binput_shape\x18\x03 \x03(\r\x12\x14\n\x0clatent_shape\x18\x04 \x03(\r\x12\x14\n\x0c\x66rame_stride\x18\x05 \x01(\r\x12\x16\n\x0equality_points\x18\x06 \x03(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_quality\x18\x07 \x01(\t\"\xb9\x01\n\tModelInfo\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x01\x12+\n\x07sources\x18\x04 \x03(\x0b\x32\x1a.ndsc.v1.SourceDescription\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x12\n\ndeadline_s\x18\x06 \x01(\x01\x12\x11\n\tmax_batch\x18\x07 \x01(\r\x12\x0e\n\x06groups\x18\x08 \x03(\t\"?\n\x13ReconstructionBatch\x12(\n\x07windows\x18\x01 \x03(\x0b\x32\x17.ndsc.v1.Reconstruction2\xc8\x02\n\rFusionDecoder\x12\x32\n\x06Uplink\x12\x16.ndsc.v1.UplinkMessage\x1a\x0c.ndsc.v1.Ack(\x01\x30\x01\x12\x41\n\tSubscribe\x12\x19.ndsc.v1.SubscribeRequest\x1a\x17.ndsc.v1.Reconstruction0\x01\x12M\n\x10SubscribeBatches\x12\x19.ndsc.v1.SubscribeRequest\x1a\x1c.ndsc.v1.ReconstructionBatch0\x01\x12\x32\n\x05\x41udit\x12\x14.ndsc.v1.AuditWindow\x1a\x13.ndsc.v1.AuditReply\x12=\n\x0cGetModelInfo\x12\x19.ndsc.v1.ModelInfoRequest\x1a\x12.ndsc.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12ndsc/v1/ndsc.proto\x12\x07ndsc.v1\"\x92\x01\n\rUplinkMessage\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.ndsc.v1.StreamHeaderH\x00\x12$\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x13.ndsc.v1.FrameBatchH\x00\x12*\n\x08syndrome\x18\x03 \x01(\x0b\x32\x16.ndsc.v1.SyndromeReplyH\x00\x42\x06\n\x04kind\"\xc2\x01\n\x0cStreamHeader\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0csource_index\x18\x03 \x01(\r\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x13\n\x0binput_shape\x18\x05 \x03(\r\x12\x14\n\x0clatent_shape\x18\x06 \x03(\r\x12\x18\n\x10\x66lush_interval_s\x18\x07 \x01(\x01\x12\x13\n\x0bincarnation\x18\x08 \x01(\x06\x12\x0f\n\x07quality\x18\t \x01(\t\"o\n\nFrameBatch\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x14\n\x0c\x66irst_window\x18\x02 \x01(\x04\x12\x18\n\x10\x66irst_capture_us\x18\x03 \x01(\x12\x12\x1e\n\x06\x66rames\x18\x04 \x03(\x0b\x32\x0e.ndsc.v1.Frame\"u\n\x05\x46rame\x12\x13\n\x0bwindow_skip\x18\x01 \x01(\x04\x12\x18\n\x10\x63\x61pture_delta_us\x18\x02 \x01(\x12\x12\r\n\x05\x63rc32\x18\x03 \x01(\x07\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\r\"Z\n\x03\x41\x63k\x12\x10\n\x08last_seq\x18\x01 \x01(\x04\x12*\n\x08requests\x18\x02 \x03(\x0b\x32\x18.ndsc.v1.SyndromeRequest\x12\x15\n\rsettled_below\x18\x03 \x01(\x04\"d\n\x0fSyndromeRequest\x12\x0e\n\x06window\x18\x01 \x01(\x04\x12\r\n\x05plane\x18\x02 \x01(\r\x12\x11\n\tfirst_bit\x18\x03 \x01(\r\x12\x0f\n\x07\x65nd_bit\x18\x04 \x01(\r\x12\x0e\n\x06\x64irect\x18\x05 \x01(\x08\"7\n\rSyndromeReply\x12&\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x16.ndsc.v1.SyndromeBlock\"\x7f\n\rSyndromeBlock\x12\x0e\n\x06window\x18\x01 \x01(\x04\x12\r\n\x05plane\x18\x02 \x01(\r\x12\x11\n\tfirst_bit\x18\x03 \x01(\r\x12\x0f\n\x07\x65nd_bit\x18\x04 \x01(\r\x12\x0e\n\x06\x64irect\x18\x05 \x01(\x08\x12\x0c\n\x04\x62its\x18\x06 \x01(\x0c\x12\r\n\x05\x63rc32\x18\x07 \x01(\x07\"Q\n\x10SubscribeRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x17\n\x0finclude_samples\x18\x02 \x01(\x08\x12\x15\n\rsamples_f32le\x18\x03 \x01(\x08\"\xd7\x01\n\x0eReconstruction\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\x04\x12\r\n\x05shape\x18\x03 \x03(\r\x12\x0f\n\x07samples\x18\x04 \x03(\x02\x12\x0f\n\x07present\x18\x05 \x03(\x08\x12\x15\n\rpayload_bytes\x18\x06 \x03(\r\x12\x14\n\x0c\x63\x61pture_time\x18\x07 \x03(\x01\x12\x1a\n\x12reconstructed_time\x18\x08 \x01(\x01\x12\x15\n\rsample_offset\x18\t \x01(\x04\x12\x15\n\rsamples_f32le\x18\n \x01(\x0c\"\x8c\x01\n\x0b\x41uditWindow\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0csource_index\x18\x03 \x01(\r\x12\x11\n\tbundle_id\x18\x04 \x01(\t\x12\x0e\n\x06window\x18\x05 \x01(\x04\x12\r\n\x05shape\x18\x06 \x03(\r\x12\x15\n\rsamples_f32le\x18\x07 \x01(\x0c\"\x1d\n\nAuditReply\x12\x0f\n\x07matched\x18\x01 \x01(\x08\"\x12\n\x10ModelInfoRequest\"\xba\x01\n\x11SourceDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rchannel_names\x18\x02 \x03(\t\x12\x13\n\x0binput_shape\x18\x03 \x03(\r\x12\x14\n\x0clatent_shape\x18\x04 \x03(\r\x12\x14\n\x0c\x66rame_stride\x18\x05 \x01(\r\x12\x16\n\x0equality_points\x18\x06 \x03(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_quality\x18\x07 \x01(\t\x12\x0e\n\x06\x63oding\x18\x08 \x01(\t\"\xb9\x01\n\tModelInfo\x12\x11\n\tbundle_id\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x01\x12+\n\x07sources\x18\x04 \x03(\x0b\x32\x1a.ndsc.v1.SourceDescription\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x12\n\ndeadline_s\x18\x06 \x01(\x01\x12\x11\n\tmax_batch\x18\x07 \x01(\r\x12\x0e\n\x06groups\x18\x08 \x03(\t\"?\n\x13ReconstructionBatch\x12(\n\x07windows\x18\x01 \x03(\x0b\x32\x17.ndsc.v1.Reconstruction2\xc8\x02\n\rFusionDecoder\x12\x32\n\x06Uplink\x12\x16.ndsc.v1.UplinkMessage\x1a\x0c.ndsc.v1.Ack(\x01\x30\x01\x12\x41\n\tSubscribe\x12\x19.ndsc.v1.SubscribeRequest\x1a\x17.ndsc.v1.Reconstruction0\x01\x12M\n\x10SubscribeBatches\x12\x19.ndsc.v1.SubscribeRequest\x1a\x1c.ndsc.v1.ReconstructionBatch0\x01\x12\x32\n\x05\x41udit\x12\x14.ndsc.v1.AuditWindow\x1a\x13.ndsc.v1.AuditReply\x12=\n\x0cGetModelInfo\x12\x19.ndsc.v1.ModelInfoRequest\x1a\x12.ndsc.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ndsc.v1.ndsc_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_UPLINKMESSAGE']._serialized_start=31
-  _globals['_UPLINKMESSAGE']._serialized_end=133
-  _globals['_STREAMHEADER']._serialized_start=136
-  _globals['_STREAMHEADER']._serialized_end=330
-  _globals['_FRAMEBATCH']._serialized_start=332
-  _globals['_FRAMEBATCH']._serialized_end=443
-  _globals['_FRAME']._serialized_start=445
-  _globals['_FRAME']._serialized_end=562
-  _globals['_ACK']._serialized_start=564
-  _globals['_ACK']._serialized_end=587
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=589
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=670
-  _globals['_RECONSTRUCTION']._serialized_start=673
-  _globals['_RECONSTRUCTION']._serialized_end=888
-  _globals['_AUDITWINDOW']._serialized_start=891
-  _globals['_AUDITWINDOW']._serialized_end=1031
-  _globals['_AUDITREPLY']._serialized_start=1033
-  _globals['_AUDITREPLY']._serialized_end=1062
-  _globals['_MODELINFOREQUEST']._serialized_start=1064
-  _globals['_MODELINFOREQUEST']._serialized_end=1082
-  _globals['_SOURCEDESCRIPTION']._serialized_start=1085
-  _globals['_SOURCEDESCRIPTION']._serialized_end=1255
-  _globals['_MODELINFO']._serialized_start=1258
-  _globals['_MODELINFO']._serialized_end=1443
-  _globals['_RECONSTRUCTIONBATCH']._serialized_start=1445
-  _globals['_RECONSTRUCTIONBATCH']._serialized_end=1508
-  _globals['_FUSIONDECODER']._serialized_start=1511
-  _globals['_FUSIONDECODER']._serialized_end=1839
+  _globals['_UPLINKMESSAGE']._serialized_start=32
+  _globals['_UPLINKMESSAGE']._serialized_end=178
+  _globals['_STREAMHEADER']._serialized_start=181
+  _globals['_STREAMHEADER']._serialized_end=375
+  _globals['_FRAMEBATCH']._serialized_start=377
+  _globals['_FRAMEBATCH']._serialized_end=488
+  _globals['_FRAME']._serialized_start=490
+  _globals['_FRAME']._serialized_end=607
+  _globals['_ACK']._serialized_start=609
+  _globals['_ACK']._serialized_end=699
+  _globals['_SYNDROMEREQUEST']._serialized_start=701
+  _globals['_SYNDROMEREQUEST']._serialized_end=801
+  _globals['_SYNDROMEREPLY']._serialized_start=803
+  _globals['_SYNDROMEREPLY']._serialized_end=858
+  _globals['_SYNDROMEBLOCK']._serialized_start=860
+  _globals['_SYNDROMEBLOCK']._serialized_end=987
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=989
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1070
+  _globals['_RECONSTRUCTION']._serialized_start=1073
+  _globals['_RECONSTRUCTION']._serialized_end=1288
+  _globals['_AUDITWINDOW']._serialized_start=1291
+  _globals['_AUDITWINDOW']._serialized_end=1431
+  _globals['_AUDITREPLY']._serialized_start=1433
+  _globals['_AUDITREPLY']._serialized_end=1462
+  _globals['_MODELINFOREQUEST']._serialized_start=1464
+  _globals['_MODELINFOREQUEST']._serialized_end=1482
+  _globals['_SOURCEDESCRIPTION']._serialized_start=1485
+  _globals['_SOURCEDESCRIPTION']._serialized_end=1671
+  _globals['_MODELINFO']._serialized_start=1674
+  _globals['_MODELINFO']._serialized_end=1859
+  _globals['_RECONSTRUCTIONBATCH']._serialized_start=1861
+  _globals['_RECONSTRUCTIONBATCH']._serialized_end=1924
+  _globals['_FUSIONDECODER']._serialized_start=1927
+  _globals['_FUSIONDECODER']._serialized_end=2255
 # @@protoc_insertion_point(module_scope)

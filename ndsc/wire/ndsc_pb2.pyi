@@ -7,12 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UplinkMessage(_message.Message):
-    __slots__ = ("header", "batch")
+    __slots__ = ("header", "batch", "syndrome")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    SYNDROME_FIELD_NUMBER: _ClassVar[int]
     header: StreamHeader
     batch: FrameBatch
-    def __init__(self, header: _Optional[_Union[StreamHeader, _Mapping]] = ..., batch: _Optional[_Union[FrameBatch, _Mapping]] = ...) -> None: ...
+    syndrome: SyndromeReply
+    def __init__(self, header: _Optional[_Union[StreamHeader, _Mapping]] = ..., batch: _Optional[_Union[FrameBatch, _Mapping]] = ..., syndrome: _Optional[_Union[SyndromeReply, _Mapping]] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
     __slots__ = ("group", "node_id", "source_index", "bundle_id", "input_shape", "latent_shape", "flush_interval_s", "incarnation", "quality")
@@ -65,10 +67,52 @@ class Frame(_message.Message):
     def __init__(self, window_skip: _Optional[int] = ..., capture_delta_us: _Optional[int] = ..., crc32: _Optional[int] = ..., payload: _Optional[bytes] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("last_seq",)
+    __slots__ = ("last_seq", "requests", "settled_below")
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_BELOW_FIELD_NUMBER: _ClassVar[int]
     last_seq: int
-    def __init__(self, last_seq: _Optional[int] = ...) -> None: ...
+    requests: _containers.RepeatedCompositeFieldContainer[SyndromeRequest]
+    settled_below: int
+    def __init__(self, last_seq: _Optional[int] = ..., requests: _Optional[_Iterable[_Union[SyndromeRequest, _Mapping]]] = ..., settled_below: _Optional[int] = ...) -> None: ...
+
+class SyndromeRequest(_message.Message):
+    __slots__ = ("window", "plane", "first_bit", "end_bit", "direct")
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    PLANE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BIT_FIELD_NUMBER: _ClassVar[int]
+    END_BIT_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_FIELD_NUMBER: _ClassVar[int]
+    window: int
+    plane: int
+    first_bit: int
+    end_bit: int
+    direct: bool
+    def __init__(self, window: _Optional[int] = ..., plane: _Optional[int] = ..., first_bit: _Optional[int] = ..., end_bit: _Optional[int] = ..., direct: _Optional[bool] = ...) -> None: ...
+
+class SyndromeReply(_message.Message):
+    __slots__ = ("blocks",)
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    blocks: _containers.RepeatedCompositeFieldContainer[SyndromeBlock]
+    def __init__(self, blocks: _Optional[_Iterable[_Union[SyndromeBlock, _Mapping]]] = ...) -> None: ...
+
+class SyndromeBlock(_message.Message):
+    __slots__ = ("window", "plane", "first_bit", "end_bit", "direct", "bits", "crc32")
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    PLANE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BIT_FIELD_NUMBER: _ClassVar[int]
+    END_BIT_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    CRC32_FIELD_NUMBER: _ClassVar[int]
+    window: int
+    plane: int
+    first_bit: int
+    end_bit: int
+    direct: bool
+    bits: bytes
+    crc32: int
+    def __init__(self, window: _Optional[int] = ..., plane: _Optional[int] = ..., first_bit: _Optional[int] = ..., end_bit: _Optional[int] = ..., direct: _Optional[bool] = ..., bits: _Optional[bytes] = ..., crc32: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("group", "include_samples", "samples_f32le")
@@ -133,7 +177,7 @@ class ModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SourceDescription(_message.Message):
-    __slots__ = ("name", "channel_names", "input_shape", "latent_shape", "frame_stride", "quality_points", "default_quality")
+    __slots__ = ("name", "channel_names", "input_shape", "latent_shape", "frame_stride", "quality_points", "default_quality", "coding")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_NAMES_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +185,7 @@ class SourceDescription(_message.Message):
     FRAME_STRIDE_FIELD_NUMBER: _ClassVar[int]
     QUALITY_POINTS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    CODING_FIELD_NUMBER: _ClassVar[int]
     name: str
     channel_names: _containers.RepeatedScalarFieldContainer[str]
     input_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -148,7 +193,8 @@ class SourceDescription(_message.Message):
     frame_stride: int
     quality_points: _containers.RepeatedScalarFieldContainer[str]
     default_quality: str
-    def __init__(self, name: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., frame_stride: _Optional[int] = ..., quality_points: _Optional[_Iterable[str]] = ..., default_quality: _Optional[str] = ...) -> None: ...
+    coding: str
+    def __init__(self, name: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., input_shape: _Optional[_Iterable[int]] = ..., latent_shape: _Optional[_Iterable[int]] = ..., frame_stride: _Optional[int] = ..., quality_points: _Optional[_Iterable[str]] = ..., default_quality: _Optional[str] = ..., coding: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("bundle_id", "modality", "sample_rate", "sources", "device", "deadline_s", "max_batch", "groups")

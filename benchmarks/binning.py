@@ -1,0 +1,208 @@
+"""Binning live: bits, requests and latency of a syndrome-coded Gaussian source, with and without feedback.
+
+One binning bundle (``scripts/export_binning_bundle.py``; exported here when ``--bundle`` is
+not given) is streamed by two real edge nodes to a real decoder over loopback, paced in real
+time, twice:
+
+* ``feedback``: the bundle as exported: each syndrome plane starts with n·H(plane | q1) bits
+  and the decoder asks for more when belief propagation fails;
+* ``fb x1.25``: the same with initial blocks 1.25 × n·H (``--head-start``): fewer round trips;
+* ``margin`` (baseline): the same bundle with the initial blocks made long enough (the study's
+  fixed syndrome lengths, fitted on training windows plus its margin) that feedback is rarely
+  needed.
+
+Printed per mode, measured in this one run: live bits vs the offline measurement of the same
+windows (``training.binning.measure_offline``, must be equal), feedback requests per window,
+fallbacks, capture→reconstruction latency p50/p99 and the extra over ``margin``, the sum rate
+in bits per sample pair, against separate coding by the same encoders (source 1 ANS-coded
+with its own table) and the Gaussian bounds of ``ndsc.bounds`` at the measured distortion.
+
+    python benchmarks/binning.py [--bundle DIR] [--samples 4096] [--lmbda 0.16] [--period 0.25] [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def variant(bundle_dir: Path, out: Path, initial_bits) -> Path:
+    """``bundle_dir`` with every syndrome plane's initial block set to ``initial_bits(plane, fitted)``
+    (``fitted``: the study's syndrome length for that plane, fitted on training windows plus its margin)."""
+    from ndsc.binning import SYNDROME
+    from ndsc.bundle import load_bundle, write_manifest
+
+    shutil.copytree(bundle_dir, out)
+    b = load_bundle(out)
+    fitted = {p["plane"]: p["bits"] for p in b.evaluation["study_plan"] if p["mode"] == "syndrome"}
+    sources = []
+    for s in b.sources:
+        if s.binning is not None:
+            n = s.binning.n
+            planes = tuple(dataclasses.replace(p, initial_bits=max(1, min(n, initial_bits(p, fitted.get(p.plane, n)))))
+                           if p.mode == SYNDROME else p for p in s.binning.planes)
+            s = dataclasses.replace(s, binning=dataclasses.replace(s.binning, planes=planes))
+        sources.append(s)
+    (out / "manifest.json").unlink()
+    write_manifest(out, modality=b.modality, sources=sources, decoder=b.decoder, sample_rate=b.sample_rate,
+                   training_config=b.training_config, evaluation=b.evaluation, extra=b.extra)
+    return out
+
+
+async def live(bundle_dir: Path, period: float) -> dict:
+    """Stream the bundle's test windows in real time; per-window latency and the decoder's counters."""
+    from prometheus_client import CollectorRegistry
+
+    from edge_encoder.node import EdgeNode
+    from edge_encoder.settings import EdgeSettings
+    from fusion_decoder.server import DecoderServer
+    from ndsc.bundle import load_bundle
+    from ndsc.wire import pb, pb_grpc
+    import grpc
+
+    bundle = load_bundle(bundle_dir)
+    samples = bundle.sources[0].input_shape[1]
+    spec = f"{bundle.extra['edge_source']},rate={samples / period:g}"
+    registry = CollectorRegistry()
+    server = DecoderServer(bundle, "127.0.0.1:0", registry=registry, deadline=2.0)
+    port = await server.start()
+    address = f"127.0.0.1:{port}"
+    items: list = []
+    channel = grpc.aio.insecure_channel(address)
+    call = pb_grpc.FusionDecoderStub(channel).Subscribe(pb.SubscribeRequest(group="", include_samples=False))
+
+    async def collect():
+        async for r in call:
+            items.append((r, time.time()))
+
+    task = asyncio.create_task(collect())
+    while (registry.get_sample_value("ndsc_subscribers") or 0) < 1:
+        await asyncio.sleep(0.01)
+    nodes = [EdgeNode(EdgeSettings(bundle=str(bundle_dir), source_index=i, decoder=address, source=spec,
+                                   audit_every=0, flush_interval=0.0), CollectorRegistry()) for i in range(2)]
+    await asyncio.gather(*(n.run() for n in nodes))
+    await server.stop()
+    await asyncio.wait_for(task, 10)
+    await channel.close()
+    latency = [r.reconstructed_time - max(r.capture_time) for r, _ in items if min(r.capture_time) > 0]
+
+    def value(name, **labels):
+        return registry.get_sample_value(name, {"group": "default", **labels}) or 0.0
+
+    return {
+        "windows": len(items),
+        "present": bool(all(all(r.present) for r, _ in items)),
+        "payload_bits": [8 * value("ndsc_uplink_payload_bytes_total", node=f"node{i}", source=str(i)) for i in (0, 1)],
+        "requests": sum(value("ndsc_syndrome_requests_total", source="1", kind=k) for k in ("more", "direct")),
+        "fallbacks": value("ndsc_syndrome_windows_total", source="1", outcome="fallback"),
+        "timeouts": value("ndsc_syndrome_windows_total", source="1", outcome="timeout"),
+        "latency_p50_ms": 1e3 * float(np.percentile(latency, 50)),
+        "latency_p99_ms": 1e3 * float(np.percentile(latency, 99)),
+    }
+
+
+def separate_bits(bundle_dir: Path, windows: np.ndarray) -> float:
+    """Sum rate (bits per pair) of separate coding by the same encoders: both sources ANS-coded with their tables."""
+    from edge_encoder.encoder import EdgeEncoder
+    from ndsc.bundle import load_bundle
+
+    b = load_bundle(bundle_dir)
+    total = 0
+    for i in range(2):
+        enc = EdgeEncoder(b, i)
+        coder = b.sources[i].coder()
+        spec = b.sources[i].binning
+        for x in windows:
+            sym = enc.symbols(x[i])
+            if spec is not None:  # the clipped symbols the syndrome path reconstructs
+                sym = spec.symbols_of(spec.indices(sym)).reshape(sym.shape)
+            total += 8 * len(coder.encode(sym))
+    return total / (len(windows) * windows.shape[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", type=Path, help="a binning bundle (default: export neural-sw now)")
+    ap.add_argument("--samples", type=int, default=4096, help="export: samples per window (the LDPC block length)")
+    ap.add_argument("--lmbda", type=float, default=0.16, help="export: neural-sw rate weight")
+    ap.add_argument("--steps", type=int, default=3000, help="export: training steps")
+    ap.add_argument("--batch", type=int, default=4096, help="export: sample pairs per training step")
+    ap.add_argument("--windows", type=int, default=200, help="export: windows generated (10 %% are the test split)")
+    ap.add_argument("--bp-iterations", type=int, default=60, help="export: BP iterations per attempt")
+    ap.add_argument("--period", type=float, default=0.25, help="seconds per window at the edges (real-time pacing)")
+    ap.add_argument("--head-start", type=float, default=1.25,
+                    help="a third mode: initial blocks this many times n·H, still with feedback (fewer round trips)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+
+    from ndsc.bounds import all_bounds
+    from ndsc.bundle import load_bundle
+    from ndsc.sources import parse_kv
+    from ndsc.sources.synthetic import GaussianSources
+    from training.binning import export_binning_bundle, measure_offline
+
+    tmp = Path(tempfile.mkdtemp(prefix="ndsc-binning-"))
+    bundle_dir = args.bundle or export_binning_bundle(
+        tmp / "feedback", "neural-sw", samples=args.samples, n_windows=args.windows, lmbda=args.lmbda,
+        steps=args.steps, batch=args.batch, step_bits=max(16, args.samples // 64), bp_iterations=args.bp_iterations)
+    variants = {
+        "feedback": Path(bundle_dir),
+        f"fb x{args.head_start:g}": variant(Path(bundle_dir), tmp / "head", lambda p, fit: round(p.initial_bits * args.head_start)),
+        "margin": variant(Path(bundle_dir), tmp / "margin", lambda p, fit: max(p.initial_bits, fit)),
+    }
+    b = load_bundle(bundle_dir)
+    kv = parse_kv(b.extra["edge_source"].split(":", 1)[1])
+    gen = GaussianSources(n_sources=2, rho=float(kv["rho"]), samples=b.sources[0].input_shape[1], seed=int(kv["seed"]))
+    windows = gen.windows_array(int(kv["start"]), int(kv["count"]))
+    n, samples = len(windows), windows.shape[-1]
+    report: dict = {"bundle": str(bundle_dir), "windows": n, "samples_per_window": samples,
+                    "rho": float(kv["rho"]), "modes": {}}
+    for mode, path in variants.items():
+        offline = measure_offline(path, windows)
+        got = asyncio.run(live(path, args.period))
+        offline_bits = [sum(r["bits"][i] for r in offline["windows"]) for i in (0, 1)]
+        d = float(np.mean(offline["mse_per_source"]))
+        report["modes"][mode] = {
+            **got,
+            "offline_bits": offline_bits,
+            "live_equals_offline": got["payload_bits"] == offline_bits,
+            "requests_per_window": got["requests"] / max(got["windows"], 1),
+            "sum_rate_bits_per_pair": sum(got["payload_bits"]) / (n * samples),
+            "mse_per_source": offline["mse_per_source"],
+            "bounds_at_measured_d": all_bounds(float(kv["rho"]), d),
+        }
+    report["separate_same_encoders_bits_per_pair"] = separate_bits(Path(bundle_dir), windows)
+    base = report["modes"]["margin"]
+    for mode, m in report["modes"].items():
+        m["extra_latency_p50_ms"] = m["latency_p50_ms"] - base["latency_p50_ms"]
+        m["extra_latency_p99_ms"] = m["latency_p99_ms"] - base["latency_p99_ms"]
+    print(f"binning benchmark: {n} windows of {samples} sample pairs, rho={report['rho']}, bundle {bundle_dir}")
+    print(f"{'mode':9} {'live=offline':>12} {'bits/pair':>9} {'req/win':>7} {'fallbk':>6} {'p50 ms':>7} "
+          f"{'p99 ms':>7} {'+p50':>6} {'+p99':>6} {'D':>6} {'no-bin':>6} {'BT':>5} {'sep.':>5}")
+    for mode, m in report["modes"].items():
+        bd = m["bounds_at_measured_d"]
+        print(f"{mode:9} {str(m['live_equals_offline']):>12} {m['sum_rate_bits_per_pair']:9.4f} "
+              f"{m['requests_per_window']:7.2f} {m['fallbacks']:6.0f} {m['latency_p50_ms']:7.1f} "
+              f"{m['latency_p99_ms']:7.1f} {m['extra_latency_p50_ms']:6.1f} {m['extra_latency_p99_ms']:6.1f} "
+              f"{np.mean(m['mse_per_source']):6.4f} {bd['no_binning']:6.3f} {bd['berger_tung']:5.2f} "
+              f"{bd['separate']:5.2f}")
+    print(f"separate coding by the same encoders: {report['separate_same_encoders_bits_per_pair']:.4f} bits/pair")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    ok = all(m["live_equals_offline"] and m["present"] and m["windows"] == n for m in report["modes"].values())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

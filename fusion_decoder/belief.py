@@ -1,0 +1,248 @@
+"""Decoding a syndrome source: LLRs from the conditional model, belief propagation, requests.
+
+Pure logic (no sockets, no clock): :class:`SyndromeDecoder` turns what the decoder holds of
+one window of a syndrome source (its initial payload, the accumulated-syndrome bits it
+requested since, the side sources' symbols) into either the source's symbols or the next
+request: "plane k: send accumulated bits [a, b)", or, past ``max_requests``, "send the
+direct payload". The serving stage (:mod:`fusion_decoder.binning`) and the offline
+measurement (``training.binning``) both drive it, so live bits equal offline bits.
+
+Belief propagation: the ``ldpc`` package's sum-product decoder (C++, maintained) by default;
+:func:`bp_numpy`, a plain NumPy sum-product, is kept as the cross-check
+(``tests/binning/test_belief.py``) and as the fallback where ``ldpc`` is not installed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ndsc.binning import RAW, SKIP, SyndromeSpec
+from ndsc.entropy import LatentCoder
+
+#: LLRs are clipped here: a model probability of exactly 0 must not make BP unable to move
+_LLR_CLIP = 30.0
+_TANH_CLIP = 1.0 - 1e-12
+
+BP = Callable[[np.ndarray, np.ndarray, int, int, np.ndarray, np.ndarray, int], tuple[np.ndarray, bool, int]]
+
+
+def bp_numpy(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, syndrome: np.ndarray,
+             iterations: int) -> tuple[np.ndarray, bool, int]:
+    """Sum-product BP on the coset {b : H·b = syndrome} (H given as edges ``chk``, ``var``).
+
+    ``llr``: log P(b=0)/P(b=1) per bit. Returns (bits, whether they satisfy the syndrome, iterations run).
+    """
+    llr = np.clip(np.asarray(llr, np.float64), -_LLR_CLIP, _LLR_CLIP)
+    syndrome = np.asarray(syndrome, np.uint8)
+    bits = (llr < 0).astype(np.uint8)
+
+    def satisfied(b: np.ndarray) -> bool:
+        return bool(np.array_equal(np.bincount(chk, weights=b[var], minlength=m).astype(np.int64) & 1, syndrome))
+
+    if satisfied(bits):
+        return bits, True, 0
+    flip = (1.0 - 2.0 * syndrome.astype(np.float64))[chk]
+    msg_vc = llr[var]
+    for it in range(1, iterations + 1):
+        t = np.tanh(np.clip(msg_vc / 2, -19, 19))
+        mag = np.log(np.maximum(np.abs(t), 1e-300))
+        neg = (t < 0).astype(np.float64)
+        mag_sum = np.bincount(chk, weights=mag, minlength=m)
+        neg_sum = np.bincount(chk, weights=neg, minlength=m)
+        sign = np.where(((neg_sum[chk] - neg) % 2) > 0.5, -1.0, 1.0) * flip
+        val = np.clip(sign * np.exp(mag_sum[chk] - mag), -_TANH_CLIP, _TANH_CLIP)
+        msg_cv = 2.0 * np.arctanh(val)
+        total = llr + np.bincount(var, weights=msg_cv, minlength=n)
+        bits = (total < 0).astype(np.uint8)
+        if satisfied(bits):
+            return bits, True, it
+        msg_vc = total[var] - msg_cv
+    return bits, False, iterations
+
+
+def bp_ldpc(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, syndrome: np.ndarray,
+            iterations: int) -> tuple[np.ndarray, bool, int]:
+    """The same decoding with the ``ldpc`` package's product-sum BpDecoder.
+
+    ldpc decodes an error pattern e from its syndrome under independent flip probabilities,
+    so the side information's hard decision y = [llr < 0] is the "received word", the bits are
+    y ⊕ e, e's syndrome is syndrome ⊕ H·y and bit i flips with probability 1 / (1 + e^|llr_i|).
+    """
+    import scipy.sparse as sp
+    from ldpc import BpDecoder
+
+    llr = np.clip(np.asarray(llr, np.float64), -_LLR_CLIP, _LLR_CLIP)
+    y = (llr < 0).astype(np.uint8)
+    h = sp.csr_matrix((np.ones(len(chk), np.uint8), (chk, var)), shape=(m, n))
+    target = (np.asarray(syndrome, np.int64) ^ (np.bincount(chk, weights=y[var], minlength=m).astype(np.int64) & 1))
+    if not target.any():
+        return y, True, 0
+    probs = 1.0 / (1.0 + np.exp(np.abs(llr)))
+    dec = BpDecoder(h, error_channel=probs, max_iter=iterations, bp_method="product_sum", schedule="parallel",
+                    input_vector_type="syndrome")  # stated: ldpc cannot infer it for a square matrix
+    e = np.asarray(dec.decode(target.astype(np.uint8)), dtype=np.uint8)
+    return y ^ e, bool(dec.converge), int(dec.iter)
+
+
+def default_bp() -> BP:
+    """:func:`bp_ldpc` when the ``ldpc`` package is installed, else :func:`bp_numpy`."""
+    try:
+        import ldpc  # noqa: F401
+    except ImportError:
+        return bp_numpy
+    return bp_ldpc
+
+
+def plane_llr(rows: np.ndarray, low: np.ndarray, k: int) -> np.ndarray:
+    """log P(bit k = 0)/P(bit k = 1) per position given the lower planes' bits ``low``.
+
+    ``rows`` (n, K): per position the model's p(index | side information).
+    """
+    j = np.arange(rows.shape[1])
+    consistent = (j[None, :] & ((1 << k) - 1)) == low[:, None]
+    bit = ((j >> k) & 1)[None, :]
+    p0 = (rows * (consistent & (bit == 0))).sum(1)
+    p1 = (rows * (consistent & (bit == 1))).sum(1)
+    return np.log(np.maximum(p0, 1e-300)) - np.log(np.maximum(p1, 1e-300))
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the decoder asks the edge for: accumulated bits [first, end) of ``plane``, or the
+    window's direct payload (``direct``)."""
+
+    plane: int = 0
+    first: int = 0
+    end: int = 0
+    direct: bool = False
+
+
+@dataclass
+class WindowSyndrome:
+    """What the decoder holds of one window of one syndrome source.
+
+    Attributes:
+        payload: per raw / syndrome plane its bits from the window's payload.
+        extra: per syndrome plane the accumulated bits received since, in transmission order.
+        decoded: planes decoded so far (their bits), lowest first.
+        requests: requests sent for this window.
+        direct: the direct payload once it arrived (fallback).
+        iterations: BP iterations spent, every attempt.
+        pending: the request awaiting an answer.
+    """
+
+    payload: dict[int, np.ndarray]
+    extra: dict[int, np.ndarray] = field(default_factory=dict)
+    decoded: list[np.ndarray] = field(default_factory=list)
+    requests: int = 0
+    direct: bytes | None = None
+    iterations: int = 0
+    pending: Request | None = None
+
+    def received(self, plane: int) -> np.ndarray:
+        """Every accumulated bit of ``plane`` held, in transmission order."""
+        got = self.payload[plane]
+        more = self.extra.get(plane)
+        return got if more is None else np.concatenate([got, more])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One decoding attempt: ``symbols`` (M·L) when done, else the ``request`` to send."""
+
+    symbols: np.ndarray | None
+    request: Request | None
+    iterations: int
+
+
+class SyndromeDecoder:
+    """Decodes one syndrome source of a bundle.
+
+    Args:
+        spec: the source's binning record.
+        coder: the source's entropy coder (the direct fallback payload).
+        bp: the belief-propagation function (:func:`default_bp`).
+    """
+
+    def __init__(self, spec: SyndromeSpec, coder: LatentCoder, latent_shape: tuple[int, ...], bp: BP | None = None):
+        self.spec = spec
+        self.coder = coder
+        self.latent_shape = latent_shape
+        self.bp = bp or default_bp()
+        cond = spec.conditional
+        if cond.get("kind") != "table":
+            raise ValueError(f"unknown conditional model {cond.get('kind')!r}")
+        probs = np.asarray(cond["probs"], dtype=np.float64)
+        self.side_offset = int(cond["side_offset"])
+        self.cond = probs / np.maximum(probs.sum(1, keepdims=True), 1e-300)
+        self._codes: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # received → merged code
+
+    def start(self, payload_bits: dict[int, np.ndarray]) -> WindowSyndrome:
+        return WindowSyndrome(payload_bits)
+
+    def rows(self, side: np.ndarray) -> np.ndarray:
+        """(n, K) model rows for the side source's symbols (flattened like this source's)."""
+        i = np.clip(np.asarray(side, np.int64).reshape(-1) - self.side_offset, 0, self.cond.shape[0] - 1)
+        return self.cond[i]
+
+    def _merged(self, received: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        code = self._codes.get(received)
+        if code is None:
+            if len(self._codes) > 256:
+                self._codes.clear()
+            code = self._codes[received] = self.spec.merged_code(received)
+        return code
+
+    def attempt(self, state: WindowSyndrome, side: np.ndarray | None) -> Outcome:
+        """Decode as many planes as the bits held allow; the symbols, or the request that comes next.
+
+        ``side``: the side source's symbols, None when it is missing (then only the direct
+        payload can decode the window).
+        """
+        spec = self.spec
+        if state.direct is not None:
+            symbols = self.coder.decode(state.direct, spec.n // self.latent_shape[0]).reshape(-1)
+            return Outcome(symbols, None, 0)
+        if side is None:
+            return Outcome(None, Request(direct=True), 0)
+        rows = self.rows(side)
+        low = np.zeros(spec.n, dtype=np.int64)
+        for k, bits in enumerate(state.decoded):
+            low |= bits.astype(np.int64) << k
+        spent = 0
+        while len(state.decoded) < spec.index_bits:
+            k = len(state.decoded)
+            plan = spec.plane(k)
+            if plan.mode == RAW:
+                bits = state.payload[k]
+            elif plan.mode == SKIP:
+                bits = (plane_llr(rows, low, k) < 0).astype(np.uint8)
+            else:
+                sent = state.received(k)
+                positions, chk, var = self._merged(len(sent))
+                syndrome = spec.merged_syndrome(sent, len(sent))
+                bits, ok, its = self.bp(chk, var, spec.n, len(positions), plane_llr(rows, low, k), syndrome,
+                                        spec.bp_iterations)
+                spent += its
+                state.iterations += its
+                if not ok:
+                    return Outcome(None, self._next_request(state, k, len(sent)), spent)
+            state.decoded.append(bits)
+            low |= bits.astype(np.int64) << k
+        return Outcome(spec.symbols_of(low), None, spent)
+
+    def _next_request(self, state: WindowSyndrome, plane: int, held: int) -> Request:
+        if state.requests >= self.spec.max_requests or held >= self.spec.n:
+            return Request(direct=True)
+        return Request(plane, held, min(held + self.spec.step_bits, self.spec.n))
+
+    def take(self, state: WindowSyndrome, request: Request, bits_or_payload: bytes | np.ndarray) -> None:
+        """Record the answer to ``request`` (accumulated bits, or the direct payload)."""
+        if request.direct:
+            state.direct = bytes(bits_or_payload)  # type: ignore[arg-type]
+            return
+        more = np.asarray(bits_or_payload, np.uint8)
+        old = state.extra.get(request.plane)
+        state.extra[request.plane] = more if old is None else np.concatenate([old, more])

@@ -1,0 +1,189 @@
+"""Servable binning bundles from the study's Slepian–Wolf methods, and their offline measurement.
+
+:func:`export_binning_bundle` fits the study's ``neural-sw`` (learned encoders, prior,
+conditional model and decoder) or ``sq-syndrome`` (uniform quantisers, Gaussian tables) on
+two Gaussian sources and writes a bundle of format ``ndsc-bundle/3``: source 0 direct (ANS
+with its learned prior), source 1 syndrome-coded (its bit planes' modes from the study's plan,
+an LDPC-accumulate code, the conditional table p(q2 | q1) for the decoder's LLRs, no margin:
+feedback supplies what the initial block lacks), the joint decoder as a lookup table
+(``models.decoders_table``).
+
+:func:`measure_offline` codes windows through the very code the live path runs (the ONNX
+encoders, ``edge_encoder.binning.SyndromeResponder``, ``fusion_decoder.belief.SyndromeDecoder``
+and the joint decoder runtime), answering requests in-process instead of over gRPC: its bits
+are what the live stream must send, to the bit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_encoder.binning import SyndromeResponder
+from edge_encoder.encoder import EdgeEncoder
+from fusion_decoder.belief import BP, SyndromeDecoder
+from fusion_decoder.runtime import JointDecoderRuntime
+from ndsc.binning import RAW, SKIP, SYNDROME, PlanePlan, SyndromeSpec, random_checks
+from ndsc.bounds import all_bounds
+from ndsc.bundle import Bundle, SourceInfo, load_bundle, write_manifest
+from ndsc.entropy import ChannelTable, quantise_pmf
+from ndsc.wire import pb
+from models.decoders_table import TableJointDecoder
+from training.baselines.base import build_baseline
+from training.data import build_dataset
+from training.export import export_encoder_onnx
+from models.config import DataConfig
+
+
+class _FloorQuantiser(torch.nn.Module):
+    """y = ⌊x / step⌋ (the sq-syndrome quantiser: the edge's rounding leaves it unchanged)."""
+
+    def __init__(self, step: float):
+        super().__init__()
+        self.step = float(step)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.floor(x / self.step)
+
+
+def _table(pmf: np.ndarray, offset: int) -> ChannelTable:
+    return ChannelTable(offset=offset, freqs=quantise_pmf(np.maximum(pmf, 1e-12), escape_mass=1e-9))
+
+
+def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: float = 0.9, samples: int = 1024,
+                          n_windows: int = 60, seed: int = 0, initial_factor: float = 1.0, step_bits: int = 32,
+                          max_requests: int = 16, bp_iterations: int = 100, **params: Any) -> Path:
+    """Fit ``method`` (``neural-sw`` or ``sq-syndrome``) with ``params`` and write a servable bundle to ``out``.
+
+    ``initial_factor`` × n·H(plane | lower planes, q1) bits start each syndrome plane (no margin);
+    ``step_bits`` per request, ``max_requests`` before the direct fallback; the planes'
+    modes are the study's plan (``raw`` / ``syndrome`` / ``skip``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = build_dataset(DataConfig(kind="gaussian", n_windows=n_windows,
+                                    params={"n": 2, "rho": rho, "samples": samples, "seed": seed}))
+    base = build_baseline(method, **{"fit_windows": 6, "profiles": ["reg3"], **params})
+    fit = base.fit(data)
+    b = base  # the study's fitted tables: cond, mass, mean1, mean2, half1, half, plan
+    k1, k2 = 2 * b.half1, 2 * b.half
+    bits = int(math.ceil(math.log2(k2)))
+    if method == "neural-sw":
+        encoders = [b.net.enc[0], b.net.enc[1]]
+    else:
+        encoders = [_FloorQuantiser(b.step1), _FloorQuantiser(b.step)]
+    for i, enc in enumerate(encoders):
+        export_encoder_onnx(enc, (1, samples), out / f"encoder_{i}.onnx")
+    p1 = b.mass.sum(1)
+    p2 = b.mass.sum(0)
+    planes = []
+    for p in b.plan:
+        # raw where the study found no syndrome shorter than the plane that decodes its fit windows
+        # (a plane near 1 bit per bit: BP at rate ~1 fails and the window would fall back whole)
+        if p["mode"] == "raw":
+            planes.append(PlanePlan(p["plane"], RAW))
+        elif p["mode"] == "skip":
+            planes.append(PlanePlan(p["plane"], SKIP))
+        else:
+            planes.append(PlanePlan(p["plane"], SYNDROME,
+                                    max(1, min(samples, int(math.ceil(samples * p["entropy"] * initial_factor))))))
+    cond = np.zeros((k1, 1 << bits))
+    cond[:, :k2] = b.cond
+    spec = SyndromeSpec(side_sources=(0,), offset=-b.half, index_bits=bits, planes=tuple(planes),
+                        checks=random_checks(samples, 3, seed), step_bits=step_bits, max_requests=max_requests,
+                        bp_iterations=bp_iterations,
+                        conditional={"kind": "table", "side_offset": -b.half1, "probs": cond.tolist()})
+    sources = [
+        SourceInfo(name=f"s{i}", channel_names=(f"s{i}.0",), input_shape=(1, samples), latent_shape=(1, samples),
+                   encoder_file=f"encoder_{i}.onnx", tables=(_table(pm, -half),))
+        for i, (pm, half) in enumerate(((p1, b.half1), (p2, b.half)))
+    ]
+    sources[1] = replace(sources[1], coding=SYNDROME, binning=spec)
+    dec = TableJointDecoder([-b.half1, -b.half], [k1, k2])
+    mass = np.maximum(b.mass, 0.0)
+    joint = np.stack([b.mean1, b.mean2], -1)
+    solo0 = (mass[:, :, None] * joint).sum(1) / np.maximum(mass.sum(1), 1e-300)[:, None]
+    solo1 = (mass[:, :, None] * joint).sum(0) / np.maximum(mass.sum(0), 1e-300)[:, None]
+    with torch.no_grad():
+        dec.joint.copy_(torch.from_numpy(joint))
+        dec.solo0.copy_(torch.from_numpy(solo0))
+        dec.solo1.copy_(torch.from_numpy(solo1))
+    torch.save(dec.state_dict(), out / "decoder.pt")
+    test = data.test
+    write_manifest(
+        out, modality="gaussian", sources=sources, sample_rate=None,
+        decoder={"arch": "table2", "args": {"offsets": [-b.half1, -b.half], "sizes": [k1, k2]},
+                 "weights": "decoder.pt", "output_scale": 1.0},
+        training_config={"method": method, "rho": rho, "samples": samples, "n_windows": n_windows, "seed": seed,
+                         "params": params, "initial_factor": initial_factor},
+        evaluation={"study_plan": fit.get("planes")},
+        extra={"edge_source": data.edge_source, "test_windows": int(len(test))},
+    )
+    return out
+
+
+def measure_offline(bundle: Bundle | str | Path, windows: np.ndarray, bp: BP | None = None) -> dict[str, Any]:
+    """Code ``windows`` (n, 2, 1, T) as the live path does, with requests answered in-process.
+
+    Returns per window the bits each source sent (initial + requested + direct), the requests,
+    the BP iterations, and the sum rate (bits per sample pair) and MSE per source.
+    """
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    runtime = JointDecoderRuntime(bundle, "cpu")
+    encoders = [EdgeEncoder(bundle, i) for i in range(bundle.n_sources)]
+    order = bundle.decode_order
+    rows, x_hats = [], []
+    for w, x in enumerate(windows):
+        bits = [0] * bundle.n_sources
+        requests = [0] * bundle.n_sources
+        symbols: list[np.ndarray | None] = [None] * bundle.n_sources
+        iterations = 0
+        for i in order:
+            info = bundle.sources[i]
+            if info.binning is None:
+                payload = encoders[i].encode(x[i])
+                bits[i] += 8 * len(payload)
+                symbols[i] = runtime.entropy_decode(i, payload)
+                continue
+            responder = SyndromeResponder(info)
+            payload = responder.encode(w, encoders[i].symbols(x[i]))
+            bits[i] += 8 * len(payload)
+            dec = SyndromeDecoder(info.binning, info.coder(), info.latent_shape, bp)
+            state = dec.start(info.binning.split_payload(payload))
+            side = symbols[info.binning.side_sources[0]]
+            while True:
+                outcome = dec.attempt(state, side)
+                iterations += outcome.iterations
+                if outcome.symbols is not None:
+                    symbols[i] = outcome.symbols.reshape(info.latent_shape)
+                    break
+                r = outcome.request
+                assert r is not None
+                state.requests += 1
+                requests[i] += 1
+                block = responder.answer(pb.SyndromeRequest(window=w, plane=r.plane, first_bit=r.first,
+                                                            end_bit=r.end, direct=r.direct))
+                assert block is not None
+                bits[i] += 8 * len(block.bits)
+                dec.take(state, r, block.bits if r.direct else
+                         np.unpackbits(np.frombuffer(block.bits, np.uint8))[: r.end - r.first])
+        x_hat, _ = runtime.decode_batch([symbols])
+        x_hats.append(x_hat[0])
+        rows.append({"window": w, "bits": bits, "requests": requests, "bp_iterations": iterations,
+                     "fallback": [int(bool(bundle.sources[i].binning) and requests[i] > 0 and
+                                      requests[i] > bundle.sources[i].binning.max_requests) for i in
+                                  range(bundle.n_sources)]})
+    x_hat = np.stack(x_hats)
+    samples = windows.shape[-1] * len(windows)
+    mse = ((x_hat - windows) ** 2).reshape(len(windows), bundle.n_sources, -1).mean((0, 2))
+    sum_rate = sum(sum(r["bits"]) for r in rows) / samples
+    rho = float(bundle.training_config.get("rho", 0.9))
+    d = float(mse.mean())
+    return {"windows": rows, "sum_rate_bits_per_pair": sum_rate, "mse_per_source": mse.tolist(),
+            "bits_per_source": [sum(r["bits"][i] for r in rows) / samples for i in range(bundle.n_sources)],
+            "requests_per_window": float(np.mean([sum(r["requests"]) for r in rows])),
+            "bounds": all_bounds(rho, d) if 0 < d < 1 else None, "x_hat": x_hat}
