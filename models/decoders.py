@@ -40,6 +40,8 @@ def decoder_args(arch: str, model: ModelConfig, n_sources: int, out_channels: in
     ``joint``; a class adds its own as ``config_args = {constructor arg: ModelConfig field}``.
     """
     cls = DECODERS.get(arch)
+    if not getattr(cls, "from_model_config", True):
+        raise ValueError(f"decoder {arch!r} is fitted, not built from a model configuration")
     args: dict[str, Any] = {"n_sources": n_sources, "latent_channels": model.latent_channels,
                             "out_channels": out_channels, "hidden": model.hidden, "joint": model.joint_decoder}
     for arg, field in getattr(cls, "config_args", {}).items():
@@ -47,8 +49,9 @@ def decoder_args(arch: str, model: ModelConfig, n_sources: int, out_channels: in
     return args
 
 
-def known_decoders() -> list[str]:
-    return DECODERS.names()
+def known_decoders(from_model_config: bool = False) -> list[str]:
+    """Registered decoder names; ``from_model_config``: only those a ModelConfig can build (trainable)."""
+    return [n for n in DECODERS.names() if not from_model_config or getattr(DECODERS.get(n), "from_model_config", True)]
 
 
 def _presence(y_hat: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:

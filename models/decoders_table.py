@@ -24,6 +24,9 @@ class TableJointDecoder(nn.Module):
         sizes: per source, the number of table indices (symbols beyond are clamped).
     """
 
+    #: fitted from a trained codec's symbols (scripts/export_binning_bundle.py), never built from a ModelConfig
+    from_model_config = False
+
     def __init__(self, offsets: Sequence[int], sizes: Sequence[int]):
         super().__init__()
         self.offsets = [int(o) for o in offsets]

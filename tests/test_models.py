@@ -19,7 +19,7 @@ def test_serving_knows_every_decoder_without_importing_training():
     assert out[1] == "", "serving imported training"
 
 
-@pytest.mark.parametrize("arch", known_decoders())
+@pytest.mark.parametrize("arch", known_decoders(from_model_config=True))
 def test_every_decoder_takes_the_arguments_it_declares(arch):
     model = ModelConfig(decoder=arch, latent_channels=16, stride=16)
     args = decoder_args(arch, model, n_sources=2, out_channels=1)
@@ -34,6 +34,12 @@ def test_a_decoder_gets_only_the_settings_it_declares():
     assert "upsample" not in args and "layers" not in args  # keeps its own stride-16 default
     assert decoder_args("pointwise", model, 2, 1)["layers"] == 5
     assert decoder_args("conv1d", model, 2, 1)["upsample"] == 8
+
+
+def test_a_fitted_decoder_is_not_built_from_a_model_config():
+    assert "table2" in known_decoders() and "table2" not in known_decoders(from_model_config=True)
+    with pytest.raises(ValueError, match="fitted"):
+        decoder_args("table2", ModelConfig(), 2, 1)
 
 
 def test_an_unknown_decoder_is_named_with_the_known_ones():
