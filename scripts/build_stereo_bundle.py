@@ -9,7 +9,7 @@ Usage::
 Trains preset ``stereo-small`` on the Middlebury scenes under ``../shared/data/stereo`` (split by
 scene; the held-out scenes are named in the manifest) and exports it with its five quality points.
 ``--separate`` trains the baseline with the same encoders, the same synthesis without cross-view
-attention, and β_MI = 0. One torch thread by default (the 2-core budget: ≤ 60 min); the GPU when
+attention or side information, and β_MI = 0. One torch thread by default (the 2-core budget: ≤ 60 min); the GPU when
 one is present. The data are only read here, never copied into the repository.
 ``python benchmarks/stereo.py`` then measures both on whole held-out images (docs/report/stereo_bench.md).
 """
@@ -40,7 +40,7 @@ def build(data: Path, out: Path, separate: bool, steps: int | None, threads: int
     if steps:
         cfg.steps = steps
     if separate:
-        cfg.model.joint_decoder, cfg.beta_mi = False, 0.0
+        cfg.model.joint_decoder, cfg.model.side_information, cfg.beta_mi = False, False, 0.0
     # Relative to the repository (../shared/data/...), so the manifest names no home folder.
     cfg.data.params = {**cfg.data.params, "root": os.path.relpath(data, REPO),
                        "edge_source": "stereo-skimage:#repeat=100000"}

@@ -1,0 +1,151 @@
+"""Decoder-side Wyner–Ziv refinement of a rectified stereo pair coded by block transforms.
+
+Each camera's bits say only which quantisation cell each transform coefficient lies in:
+``y ∈ [ŷ − Δ/2, ŷ + Δ/2]`` (Δ = 1/gain of the operating point). At low rate many cells are
+wide (the zero cell above all), and whatever the decoder puts there is a guess. The other
+camera saw the same scene: its reconstruction, moved by the disparity between the views,
+is a second, independent estimate. :func:`refine_views` blends it into each view where the
+two agree locally, weighted by how coarse each view's quantiser is, and then projects the
+result back onto the view's own cells (clamps every coefficient into its cell), so that
+the bits the view sent are honoured exactly and a wrong match (an occlusion, a specular
+patch) can move a coefficient by at most its cell. No training: disparity is found by
+block matching on the two reconstructions, so it adds nothing to the rate and nothing to
+the bundle but the analysis transforms the encoders already use.
+
+Typical use (inside a decoder, on (B, 2, 3, H, W) reconstructions in model units)::
+
+    x = refine_views(x, y_hat, step, analysis, present)
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: the search covers disparities up to this fraction of the image width (Middlebury: ≤ ¼ of it) ...
+MAX_DISPARITY_FRACTION = 0.25
+#: ... and never more than this many pixels (bounds the decoder's work on wide frames)
+MAX_DISPARITY = 256
+#: side of the square window whose mean absolute difference scores a candidate disparity
+MATCH_WINDOW = 9
+#: a match counts where the other view's match points back to within this many pixels
+CONSISTENCY_PIXELS = 1
+#: side of the window of the local disagreement that down-weights the other view
+AGREEMENT_WINDOW = 5
+#: the other view's weight falls as exp(−disagreement / this), in (model units)²: 300 on 8-bit values
+AGREEMENT_SCALE = 300.0 / 255.0 ** 2
+
+
+def row_disparity(own: torch.Tensor, other: torch.Tensor, direction: int, max_disparity: int,
+                  window: int = MATCH_WINDOW) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel disparity d ≥ 0 along rows: ``own(y, x) ≈ other(y, x − direction·d)``.
+
+    Block matching (mean absolute difference over a ``window``² box) of grey images
+    (B, H, W); integer winner plus a parabola through its neighbours' costs for sub-pixel
+    precision. Streams over d, so memory is a few images, not a cost volume.
+
+    Returns:
+        (integer disparity (B, H, W) long, sub-pixel disparity (B, H, W) float).
+    """
+    inf = torch.finfo(own.dtype).max
+    best = torch.full_like(own, inf)
+    left, right = torch.full_like(own, inf), torch.full_like(own, inf)  # costs at best − 1, best + 1
+    arg = torch.zeros(own.shape, dtype=torch.long, device=own.device)
+    prev = None
+    for d in range(max_disparity + 1):
+        # other(y, x − direction·d); the columns that wrap around are out of view and score badly anyway
+        shifted = torch.roll(other, shifts=direction * d, dims=-1)
+        cost = F.avg_pool2d((own - shifted).abs().unsqueeze(1), window, stride=1, padding=window // 2,
+                            count_include_pad=False).squeeze(1)
+        right = torch.where(arg == d - 1, cost, right)  # the previous winner's right neighbour
+        better = cost < best
+        left = torch.where(better, prev if prev is not None else cost, left)
+        right = torch.where(better, torch.full_like(cost, inf), right)
+        best = torch.where(better, cost, best)
+        arg = torch.where(better, torch.full_like(arg, d), arg)
+        prev = cost
+    curvature = left - 2 * best + right
+    inner = (arg > 0) & (arg < max_disparity) & (curvature > 0) & (right < inf)
+    offset = torch.where(inner, 0.5 * (left - right) / curvature.clamp_min(1e-12), torch.zeros_like(best))
+    return arg, arg.to(own.dtype) + offset.clamp(-0.5, 0.5)
+
+
+def warp_rows(image: torch.Tensor, disparity: torch.Tensor, direction: int) -> torch.Tensor:
+    """``image(y, x − direction·d(y, x))`` by bilinear sampling: (B, C, H, W), d (B, H, W)."""
+    b, _, h, w = image.shape
+    xs = torch.arange(w, dtype=image.dtype, device=image.device).view(1, 1, w) - direction * disparity
+    ys = torch.arange(h, dtype=image.dtype, device=image.device).view(1, h, 1).expand(b, h, w)
+    grid = torch.stack([2 * xs / max(w - 1, 1) - 1, 2 * ys / max(h - 1, 1) - 1], dim=-1)  # (B, H, W, 2)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def consistent(disparity: torch.Tensor, back: torch.Tensor, direction: int,
+               tolerance: int = CONSISTENCY_PIXELS) -> torch.Tensor:
+    """Left–right check: where the other view's disparity at the matched pixel points back here.
+
+    ``disparity``/``back`` (B, H, W) long, this view's and the other view's (opposite direction).
+    """
+    w = disparity.shape[-1]
+    xs = torch.arange(w, device=disparity.device).view(1, 1, w)
+    target = (xs - direction * disparity).clamp(0, w - 1)
+    inside = (xs - direction * disparity >= 0) & (xs - direction * disparity < w)
+    return inside & ((disparity - back.gather(-1, target)).abs() <= tolerance)
+
+
+def block_analysis(x: torch.Tensor, analysis: torch.Tensor) -> torch.Tensor:
+    """The encoder's transform of images in model units: (B, 3, H, W) → (B, K, H/s, W/s).
+
+    The encoder codes x/scale − ½ (``block-dct``); model units are x/scale.
+    """
+    return F.conv2d(x - 0.5, analysis, stride=analysis.shape[-1])
+
+
+def block_synthesis(c: torch.Tensor, inverse: torch.Tensor, stride: int) -> torch.Tensor:
+    """Exact inverse of :func:`block_analysis`: (B, K, h, w) → (B, 3, s·h, s·w); ``inverse`` (3·s², K)."""
+    return F.pixel_shuffle(F.conv2d(c, inverse[:, :, None, None]), stride) + 0.5
+
+
+def project_onto_cells(x: torch.Tensor, y_hat: torch.Tensor, step: torch.Tensor, analysis: torch.Tensor,
+                       inverse: torch.Tensor) -> torch.Tensor:
+    """The image nearest to ``x`` (in the transform's metric) whose coefficients lie in their cells.
+
+    x (B, 3, H, W); y_hat (B, K, h, w) dequantised coefficients; step (B, K) cell widths.
+    """
+    c = block_analysis(x, analysis)
+    half = 0.5 * step[:, :, None, None]
+    clamped = torch.maximum(torch.minimum(c, y_hat + half), y_hat - half)
+    return x + block_synthesis(clamped - c, inverse, analysis.shape[-1]) - 0.5
+
+
+def refine_views(x: torch.Tensor, y_hat: torch.Tensor, step: torch.Tensor, analysis: torch.Tensor,
+                 inverse: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Each view of a rectified pair refined with the other as side information (module docstring).
+
+    Args:
+        x: (B, 2, 3, H, W) the decoder's reconstructions, model units; view 0 is the left camera.
+        y_hat: (B, 2, K, H/s, W/s) the dequantised coefficients the views sent.
+        step: (B, 2, K) each coefficient's cell width (1 / the operating point's gain).
+        analysis: (2, K, 3, s, s) each view's encoder transform; inverse: (2, 3·s², K) its inverse.
+        present: (B, 2) which views arrived; a view refines only from a view that did.
+
+    Returns:
+        (B, 2, 3, H, W) refined reconstructions.
+    """
+    grey = x.mean(dim=2)  # (B, 2, H, W)
+    max_d = max(1, min(MAX_DISPARITY, int(x.shape[-1] * MAX_DISPARITY_FRACTION)))
+    # left(y, x) matches right(y, x − d); right(y, x) matches left(y, x + d)
+    d_left, sub_left = row_disparity(grey[:, 0], grey[:, 1], +1, max_d)
+    d_right, sub_right = row_disparity(grey[:, 1], grey[:, 0], -1, max_d)
+    matches = [(sub_left, consistent(d_left, d_right, +1), +1), (sub_right, consistent(d_right, d_left, -1), -1)]
+    # a coarser quantiser trusts the other view more: weights of two noisy estimates, noise ∝ mean Δ²
+    noise = step.pow(2).mean(dim=-1)  # (B, 2)
+    out = []
+    for i, (disparity, ok, direction) in enumerate(matches):
+        j = 1 - i
+        side = warp_rows(x[:, j], disparity, direction)  # (B, 3, H, W)
+        disagreement = F.avg_pool2d((x[:, i] - side).pow(2).mean(dim=1, keepdim=True), AGREEMENT_WINDOW,
+                                    stride=1, padding=AGREEMENT_WINDOW // 2, count_include_pad=False)
+        share = (noise[:, i] / (noise[:, i] + noise[:, j]) * present[:, j]).view(-1, 1, 1, 1)
+        weight = share * torch.exp(-disagreement / AGREEMENT_SCALE) * ok.unsqueeze(1).to(x.dtype)
+        fused = x[:, i] + weight * (side - x[:, i])
+        out.append(project_onto_cells(fused, y_hat[:, i], step[:, i], analysis[i], inverse[i]))
+    return torch.stack(out, dim=1)
