@@ -147,5 +147,7 @@ def refine_views(x: torch.Tensor, y_hat: torch.Tensor, step: torch.Tensor, analy
         share = (noise[:, i] / (noise[:, i] + noise[:, j]) * present[:, j]).view(-1, 1, 1, 1)
         weight = share * torch.exp(-disagreement / AGREEMENT_SCALE) * ok.unsqueeze(1).to(x.dtype)
         fused = x[:, i] + weight * (side - x[:, i])
-        out.append(project_onto_cells(fused, y_hat[:, i], step[:, i], analysis[i], inverse[i]))
+        refined = project_onto_cells(fused, y_hat[:, i], step[:, i], analysis[i], inverse[i])
+        # a view that did not arrive has no cells: the decoder's estimate of it stands
+        out.append(torch.where(present[:, i].view(-1, 1, 1, 1) > 0, refined, x[:, i]))
     return torch.stack(out, dim=1)

@@ -33,14 +33,14 @@ def build(data: Path, out: Path, separate: bool, steps: int | None, threads: int
     import torch
 
     from training.pipeline import train_and_export
-    from training.presets import get_preset
+    from training.presets import get_preset, separate_baseline
 
     torch.set_num_threads(threads)
     cfg = get_preset("stereo-small").replace(threads=threads, device=device)
     if steps:
         cfg.steps = steps
     if separate:
-        cfg.model.joint_decoder, cfg.model.side_information, cfg.beta_mi = False, False, 0.0
+        separate_baseline(cfg)
     # Relative to the repository (../shared/data/...), so the manifest names no home folder.
     cfg.data.params = {**cfg.data.params, "root": os.path.relpath(data, REPO),
                        "edge_source": "stereo-skimage:#repeat=100000"}

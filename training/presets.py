@@ -107,6 +107,14 @@ PRESETS = {
 }
 
 
+def separate_baseline(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` as the separate-coding baseline, in place: the same encoders and synthesis, but no
+    cross-view fusion, no side information at decoding, and β_MI = 0 (nothing could use shared
+    information)."""
+    cfg.model.joint_decoder, cfg.model.side_information, cfg.beta_mi = False, False, 0.0
+    return cfg
+
+
 def get_preset(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
