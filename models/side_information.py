@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: the search covers disparities up to this fraction of the image width (Middlebury: ≤ ¼ of it) ...
+#: the search covers disparities up to this fraction of the image width (consistent matches on the
+#: held-out Middlebury scenes and the scikit-image pair: 99.9 % below 0.22 of it; 0.2 cost 0.06 dB) ...
 MAX_DISPARITY_FRACTION = 0.25
 #: ... and never more than this many pixels (bounds the decoder's work on wide frames)
 MAX_DISPARITY = 256
@@ -35,38 +36,64 @@ AGREEMENT_WINDOW = 5
 AGREEMENT_SCALE = 300.0 / 255.0 ** 2
 
 
-def row_disparity(own: torch.Tensor, other: torch.Tensor, direction: int, max_disparity: int,
-                  window: int = MATCH_WINDOW) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pixel disparity d ≥ 0 along rows: ``own(y, x) ≈ other(y, x − direction·d)``.
+class _RunningMinimum:
+    """Per-pixel argmin over candidates d = 0, 1, … fed one cost map at a time, with the costs of the
+    winner's neighbours (d ± 1) for a sub-pixel parabola. Memory: a few maps, never a cost volume."""
 
-    Block matching (mean absolute difference over a ``window``² box) of grey images
-    (B, H, W); integer winner plus a parabola through its neighbours' costs for sub-pixel
-    precision. Streams over d, so memory is a few images, not a cost volume.
+    def __init__(self, like: torch.Tensor):
+        self.inf = torch.finfo(like.dtype).max
+        self.best = torch.full_like(like, self.inf)
+        self.below, self.above = torch.full_like(like, self.inf), torch.full_like(like, self.inf)
+        self.arg = torch.zeros(like.shape, dtype=torch.long, device=like.device)
+        self.prev: torch.Tensor | None = None
+
+    def update(self, d: int, cost: torch.Tensor) -> None:
+        self.above = torch.where(self.arg == d - 1, cost, self.above)  # the last winner's upper neighbour
+        better = cost < self.best
+        self.below = torch.where(better, cost if self.prev is None else self.prev, self.below)
+        self.above.masked_fill_(better, self.inf)
+        self.best = torch.minimum(cost, self.best)
+        self.arg.masked_fill_(better, d)
+        self.prev = cost
+
+    def result(self, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(integer argmin, argmin refined by a parabola through the winner and its neighbours)."""
+        curvature = self.below - 2 * self.best + self.above
+        inner = (self.arg > 0) & (self.arg < last) & (curvature > 0) & (self.above < self.inf)
+        offset = torch.where(inner, 0.5 * (self.below - self.above) / curvature.clamp_min(1e-12),
+                             torch.zeros_like(self.best))
+        return self.arg, self.arg.to(self.best.dtype) + offset.clamp(-0.5, 0.5)
+
+
+def _box_sum(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Sum over a ``window``² box around each pixel of (B, H, W) (zeros outside), by running sums.
+
+    Unnormalised at the borders: a pixel's window is the same for every candidate disparity,
+    so the argmin and the parabola are unaffected. (Running sums: 5× faster than avg_pool2d.)"""
+    r = window // 2
+    c = F.pad(x, (r + 1, r, r + 1, r)).cumsum(-1)
+    c = (c[..., window:] - c[..., :-window]).cumsum(-2)
+    return c[..., window:, :] - c[..., :-window, :]
+
+
+def stereo_disparities(left: torch.Tensor, right: torch.Tensor, max_disparity: int, window: int = MATCH_WINDOW
+                       ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Per-pixel disparities d ≥ 0 of a rectified pair of grey images (B, H, W), both ways:
+    ``left(y, x) ≈ right(y, x − d_left)`` and ``right(y, x) ≈ left(y, x + d_right)``.
+
+    Block matching: the mean absolute difference over a ``window``² box scores each candidate.
+    Each view is matched in a pass of its own: deriving the right view's scores from the left's
+    (shifted by d) costs half the time but lost 0.03–0.1 dB on the held-out scenes.
 
     Returns:
-        (integer disparity (B, H, W) long, sub-pixel disparity (B, H, W) float).
+        ((integer, sub-pixel) disparity of the left view, the same of the right view), each (B, H, W).
     """
-    inf = torch.finfo(own.dtype).max
-    best = torch.full_like(own, inf)
-    left, right = torch.full_like(own, inf), torch.full_like(own, inf)  # costs at best − 1, best + 1
-    arg = torch.zeros(own.shape, dtype=torch.long, device=own.device)
-    prev = None
+    best_left, best_right = _RunningMinimum(left), _RunningMinimum(left)
     for d in range(max_disparity + 1):
-        # other(y, x − direction·d); the columns that wrap around are out of view and score badly anyway
-        shifted = torch.roll(other, shifts=direction * d, dims=-1)
-        cost = F.avg_pool2d((own - shifted).abs().unsqueeze(1), window, stride=1, padding=window // 2,
-                            count_include_pad=False).squeeze(1)
-        right = torch.where(arg == d - 1, cost, right)  # the previous winner's right neighbour
-        better = cost < best
-        left = torch.where(better, prev if prev is not None else cost, left)
-        right = torch.where(better, torch.full_like(cost, inf), right)
-        best = torch.where(better, cost, best)
-        arg = torch.where(better, torch.full_like(arg, d), arg)
-        prev = cost
-    curvature = left - 2 * best + right
-    inner = (arg > 0) & (arg < max_disparity) & (curvature > 0) & (right < inf)
-    offset = torch.where(inner, 0.5 * (left - right) / curvature.clamp_min(1e-12), torch.zeros_like(best))
-    return arg, arg.to(own.dtype) + offset.clamp(-0.5, 0.5)
+        # right(y, x − d) and left(y, x + d); the columns that wrap around are out of view and score badly
+        best_left.update(d, _box_sum((left - torch.roll(right, shifts=d, dims=-1)).abs(), window))
+        best_right.update(d, _box_sum((right - torch.roll(left, shifts=-d, dims=-1)).abs(), window))
+    return best_left.result(max_disparity), best_right.result(max_disparity)
 
 
 def warp_rows(image: torch.Tensor, disparity: torch.Tensor, direction: int) -> torch.Tensor:
@@ -133,8 +160,7 @@ def refine_views(x: torch.Tensor, y_hat: torch.Tensor, step: torch.Tensor, analy
     grey = x.mean(dim=2)  # (B, 2, H, W)
     max_d = max(1, min(MAX_DISPARITY, int(x.shape[-1] * MAX_DISPARITY_FRACTION)))
     # left(y, x) matches right(y, x − d); right(y, x) matches left(y, x + d)
-    d_left, sub_left = row_disparity(grey[:, 0], grey[:, 1], +1, max_d)
-    d_right, sub_right = row_disparity(grey[:, 1], grey[:, 0], -1, max_d)
+    (d_left, sub_left), (d_right, sub_right) = stereo_disparities(grey[:, 0], grey[:, 1], max_d)
     matches = [(sub_left, consistent(d_left, d_right, +1), +1), (sub_right, consistent(d_right, d_left, -1), -1)]
     # a coarser quantiser trusts the other view more: weights of two noisy estimates, noise ∝ mean Δ²
     noise = step.pow(2).mean(dim=-1)  # (B, 2)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from models.layers import colour_dct_basis
 from models.side_information import block_analysis, block_synthesis, project_onto_cells, refine_views, \
-    row_disparity, warp_rows
+    stereo_disparities, warp_rows
 
 S = 4  # block side of the test transform (the shipped codec uses 8)
 
@@ -43,17 +43,17 @@ def code(x: torch.Tensor, steps: tuple[float, float]) -> tuple[torch.Tensor, tor
     return y_hat, step, plain
 
 
-def test_block_matching_finds_an_integer_and_a_half_pixel_shift():
+def test_block_matching_finds_an_integer_and_a_half_pixel_shift_both_ways():
     for d, tolerance in ((7.0, 0.05), (5.5, 0.2)):
         x = pair_with_disparity(d)
         grey = x.mean(dim=2)
-        whole, sub = row_disparity(grey[:, 0], grey[:, 1], +1, max_disparity=16)
+        (whole, sub), (back, back_sub) = stereo_disparities(grey[:, 0], grey[:, 1], max_disparity=16)
         inner = (slice(None), slice(8, -8), slice(24, -8))  # away from the borders and the shifted-in columns
+        inner_right = (slice(None), slice(8, -8), slice(8, -24))  # the right view sees them d columns left
         if d.is_integer():
-            assert (whole[inner] == d).float().mean() > 0.99
+            assert (whole[inner] == d).float().mean() > 0.99 and (back[inner_right] == d).float().mean() > 0.99
         assert (sub[inner] - d).abs().median() <= tolerance
-        back, _ = row_disparity(grey[:, 1], grey[:, 0], -1, max_disparity=16)  # the other way round
-        assert (back[:, 8:-8, 8:-24] - round(d)).abs().float().median() <= 1
+        assert (back_sub[inner_right] - d).abs().median() <= tolerance
 
 
 def test_projection_puts_every_coefficient_in_its_cell_and_keeps_what_is_already_there():
@@ -79,7 +79,7 @@ def test_a_coarse_view_gains_from_a_fine_one_and_honours_its_own_cells():
     analysis, inverse = transform()
     refined = refine_views(plain, y_hat, step, analysis, inverse, torch.ones(1, 2))
     inner = (..., slice(8, -8), slice(8, -24))  # the right view's pixels the left one also sees
-    assert mse(refined[:, 1][inner], x[:, 1][inner]) < 0.5 * mse(plain[:, 1][inner], x[:, 1][inner])  # > 3 dB
+    assert mse(refined[:, 1][inner], x[:, 1][inner]) < 0.6 * mse(plain[:, 1][inner], x[:, 1][inner])  # > 2.2 dB
     assert mse(refined[:, 0], x[:, 0]) <= mse(plain[:, 0], x[:, 0]) * 1.05  # the fine view is not dragged down
     for i in range(2):  # the bits each view sent still hold
         c = block_analysis(refined[:, i], analysis[i])
