@@ -28,6 +28,14 @@ MAX_DISPARITY_FRACTION = 0.25
 MAX_DISPARITY = 256
 #: side of the square window whose mean absolute difference scores a candidate disparity
 MATCH_WINDOW = 9
+#: searches wider than this run coarse to fine: every candidate at half resolution with a
+#: COARSE_WINDOW² box (13 beat 5, 7 and 9 there), then ± REFINE_RADIUS around twice the winner
+#: at full resolution. 7× faster than the full search (0.4 s against 2.8 s for the 741 × 500
+#: scikit-image pair, one thread), which the live decoder needs; it costs 0.01 dB when both views
+#: code at quality 1 and 0.14 dB on a right view at 1 beside a left view at 5 (held-out scenes).
+COARSE_ABOVE = 32
+COARSE_WINDOW = 13
+REFINE_RADIUS = 2
 #: a match counts where the other view's match points back to within this many pixels
 CONSISTENCY_PIXELS = 1
 #: side of the window of the local disagreement that down-weights the other view
@@ -82,18 +90,50 @@ def stereo_disparities(left: torch.Tensor, right: torch.Tensor, max_disparity: i
     ``left(y, x) ≈ right(y, x − d_left)`` and ``right(y, x) ≈ left(y, x + d_right)``.
 
     Block matching: the mean absolute difference over a ``window``² box scores each candidate.
-    Each view is matched in a pass of its own: deriving the right view's scores from the left's
-    (shifted by d) costs half the time but lost 0.03–0.1 dB on the held-out scenes.
+    Coarse to fine when the search is wide (:data:`COARSE_ABOVE`): every candidate on the
+    half-resolution pair, then five candidates around twice the coarse winner at full resolution.
 
     Returns:
         ((integer, sub-pixel) disparity of the left view, the same of the right view), each (B, H, W).
     """
+    if max_disparity <= COARSE_ABOVE or min(left.shape[-2:]) < 4 * window:
+        return _search(left, right, max_disparity, window)
+    half = lambda image: F.avg_pool2d(image.unsqueeze(1), 2, ceil_mode=True).squeeze(1)
+    (_, coarse_left), (_, coarse_right) = _search(half(left), half(right), (max_disparity + 1) // 2, COARSE_WINDOW)
+    # twice the sub-pixel coarse estimate, rounded: neighbours agree on their guess where the scene does
+    up = lambda d: torch.round(2 * F.interpolate(d.unsqueeze(1), scale_factor=2, mode="nearest").squeeze(1)).long()
+    return (_refine(left, right, up(coarse_left)[..., :left.shape[-2], :left.shape[-1]], +1, max_disparity, window),
+            _refine(right, left, up(coarse_right)[..., :left.shape[-2], :left.shape[-1]], -1, max_disparity, window))
+
+
+def _search(left: torch.Tensor, right: torch.Tensor, max_disparity: int, window: int
+            ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Every candidate 0 … max_disparity for every pixel (see :func:`stereo_disparities`).
+
+    Each view is matched in a pass of its own: deriving the right view's scores from the left's
+    (shifted by d) costs half the time but lost 0.03–0.1 dB on the held-out scenes."""
     best_left, best_right = _RunningMinimum(left), _RunningMinimum(left)
     for d in range(max_disparity + 1):
         # right(y, x − d) and left(y, x + d); the columns that wrap around are out of view and score badly
         best_left.update(d, _box_sum((left - torch.roll(right, shifts=d, dims=-1)).abs(), window))
         best_right.update(d, _box_sum((right - torch.roll(left, shifts=-d, dims=-1)).abs(), window))
     return best_left.result(max_disparity), best_right.result(max_disparity)
+
+
+def _refine(own: torch.Tensor, other: torch.Tensor, guess: torch.Tensor, direction: int, max_disparity: int,
+            window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-resolution disparity of ``own`` among the candidates guess − 2 … guess + 2 per pixel."""
+    w = own.shape[-1]
+    xs = torch.arange(w, device=own.device).view(1, 1, w)
+    best = _RunningMinimum(own)
+    span = range(-REFINE_RADIUS, REFINE_RADIUS + 1)
+    for k, offset in enumerate(span):
+        d = (guess + offset).clamp(0, max_disparity)
+        shifted = other.gather(-1, (xs - direction * d).clamp(0, w - 1))  # other(y, x − direction·d(y, x))
+        best.update(k, _box_sum((own - shifted).abs(), window))
+    k, sub = best.result(len(span) - 1)
+    base = guess - REFINE_RADIUS
+    return (base + k).clamp(0, max_disparity), (base.to(sub.dtype) + sub).clamp(0, max_disparity)
 
 
 def warp_rows(image: torch.Tensor, disparity: torch.Tensor, direction: int) -> torch.Tensor:

@@ -19,9 +19,9 @@ def texture(h: int = 48, w: int = 128, seed: int = 0) -> torch.Tensor:
     return (x - x.min()) / (x.max() - x.min())
 
 
-def pair_with_disparity(d: float) -> torch.Tensor:
+def pair_with_disparity(d: float, width: int = 128) -> torch.Tensor:
     """(1, 2, 3, H, W): the right view is a texture, the left sees it shifted: left(x) = right(x − d)."""
-    right = texture()
+    right = texture(w=width)
     left = warp_rows(right, torch.full(right.shape[-2:], d).unsqueeze(0), +1)
     return torch.stack([left, right], dim=1)
 
@@ -43,13 +43,15 @@ def code(x: torch.Tensor, steps: tuple[float, float]) -> tuple[torch.Tensor, tor
     return y_hat, step, plain
 
 
-def test_block_matching_finds_an_integer_and_a_half_pixel_shift_both_ways():
-    for d, tolerance in ((7.0, 0.05), (5.5, 0.2)):
-        x = pair_with_disparity(d)
+@pytest.mark.parametrize("shifts, max_disparity", [((7.0, 5.5), 16), ((41.0, 37.5), 64)])  # full search, coarse to fine
+def test_block_matching_finds_an_integer_and_a_half_pixel_shift_both_ways(shifts, max_disparity):
+    for d, tolerance in zip(shifts, (0.05, 0.2)):
+        x = pair_with_disparity(d, width=192)
         grey = x.mean(dim=2)
-        (whole, sub), (back, back_sub) = stereo_disparities(grey[:, 0], grey[:, 1], max_disparity=16)
-        inner = (slice(None), slice(8, -8), slice(24, -8))  # away from the borders and the shifted-in columns
-        inner_right = (slice(None), slice(8, -8), slice(8, -24))  # the right view sees them d columns left
+        (whole, sub), (back, back_sub) = stereo_disparities(grey[:, 0], grey[:, 1], max_disparity)
+        margin = int(d) + 16
+        inner = (slice(None), slice(8, -8), slice(margin, -8))  # away from the borders and the shifted-in columns
+        inner_right = (slice(None), slice(8, -8), slice(8, -margin))  # the right view sees them d columns left
         if d.is_integer():
             assert (whole[inner] == d).float().mean() > 0.99 and (back[inner_right] == d).float().mean() > 0.99
         assert (sub[inner] - d).abs().median() <= tolerance
