@@ -116,3 +116,27 @@ def test_stereo_dct_refines_only_when_given_cell_widths_and_needs_a_joint_pair()
         assert torch.equal(dec(y_hat), plain_dec(y_hat))  # training never passes step: unchanged
         refined = dec(y_hat, step=step)
     assert mse(refined[:, 1], x[:, 1]) < mse(plain_dec(y_hat)[:, 1].detach(), x[:, 1])
+
+
+def test_the_runtime_refines_each_view_inside_the_cells_of_its_own_point(stereo_bundle, motorcycle):
+    """Through the real parts (ONNX encoders, ANS bytes, JointDecoderRuntime): views at different points,
+    each reconstruction's coefficients (the edge's own encoder run on it) in the cells that view sent."""
+    import numpy as np
+
+    from ndsc.bundle import load_bundle
+    from training.stereo_eval import StereoCodec
+
+    bundle = load_bundle(stereo_bundle[0])
+    assert bundle.decoder["args"]["side_information"]  # stereo-quick turns it on, as stereo-small does
+    points = (bundle.quality_names[-1], bundle.quality_names[0])  # the left fine, the right coarse
+    pair = motorcycle[..., 100:164, 200:296]  # a multiple of the stride: nothing padded
+    codec = StereoCodec(stereo_bundle[0], quality=points)
+    payloads, _ = codec.encode(pair)
+    refined = codec.decode(payloads, pair.shape[-2:])
+    codec.runtime.model.side_information = False
+    plain = codec.decode(payloads, pair.shape[-2:])
+    assert not np.allclose(refined, plain, atol=1e-3)  # the other view was used
+    for i, encoder in enumerate(codec.encoders):
+        symbols = encoder.frame_symbols(pair[i]).reshape(-1, *bundle.sources[i].frame_latent_shape(pair[i].shape)[1:])
+        y = encoder.analysis(refined[i][None])[0] * encoder.gain.reshape(-1, 1, 1)
+        assert np.abs(y - symbols).max() <= 0.5 + 2e-3
