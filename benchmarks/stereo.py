@@ -7,7 +7,10 @@ bits / (H·W·3), PSNR of the pooled MSE of 8-bit reconstructions, mean MS-SSIM.
 per codec and camera: the neural codecs at each quality point of their bundle; JPEG and
 WebP (Pillow files, headers included) both at the distributed codec's bytes per view
 (matched bytes) and as quality sweeps for the BD-rates, which are given over PSNR 30–38 dB
-(clipped to the range both curves cover). Writes the markdown report and results.json.
+(clipped to the range both curves cover). Besides both views at one point, each neural
+codec codes the right view at every point while the left codes at the top point: the
+Wyner–Ziv setting, where the left view is side information the joint decoder can use.
+Writes the markdown report and results.json.
 
     python benchmarks/stereo.py --joint ndsc/bundles/stereo-middlebury --separate runs/stereo/separate \\
         --report docs/report/stereo_bench.md
@@ -28,6 +31,8 @@ sys.path.insert(0, str(REPO))
 SWEEP = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 VIEWS = ("left", "right")
 ALL = "both views"
+#: the curves of the right view coded at each point while the left codes at the top point
+WZ_JOINT, WZ_SEPARATE = "distributed, left at the top point", "separate, left at the top point"
 
 
 def neural_curve(bundle: Path, pairs: list) -> list[dict]:
@@ -39,6 +44,24 @@ def neural_curve(bundle: Path, pairs: list) -> list[dict]:
     for q in load_bundle(bundle).quality_names or ("",):
         r = evaluate_pairs(bundle, pairs, quality=q or None)
         points.append({"quality": q, ALL: r["total"], **{v["view"]: v for v in r["per_view"]},
+                       "pairs": r["pairs"]})
+    return points
+
+
+def side_information_curve(bundle: Path, pairs: list) -> list[dict]:
+    """The right view coded at each point of ``bundle`` while the left codes at the top point.
+
+    A Wyner–Ziv pair: the well-coded left view is side information for the right, which the
+    joint decoder (side information, fusion) may use and the separate one cannot. Points are
+    named ``"5/q"`` (left/right) and carry both views' figures."""
+    from ndsc.bundle import load_bundle
+    from training.stereo_eval import evaluate_pairs
+
+    names = load_bundle(bundle).quality_names
+    points = []
+    for q in names:
+        r = evaluate_pairs(bundle, pairs, quality=(names[-1], q))
+        points.append({"quality": f"{names[-1]}/{q}", ALL: r["total"], **{v["view"]: v for v in r["per_view"]},
                        "pairs": r["pairs"]})
     return points
 
@@ -92,10 +115,12 @@ def bd_table(curves: dict[str, list[dict]]) -> list[tuple[str, str, dict[str, st
         value = bd_psnr(*(_rd(anchor, view)), *(_rd(test, view)))
         return "n/a (no common rate range)" if math.isnan(value) else f"{value:+.2f} dB"
 
+    comparisons = [(test, anchor, (*VIEWS, ALL)) for test, anchor in (
+        ("distributed", "WebP"), ("separate", "WebP"), ("distributed", "JPEG"), ("distributed", "separate"))]
+    comparisons.append((WZ_JOINT, WZ_SEPARATE, ("right",)))  # only the right view's rate varies there
     rows = []
-    for test, anchor in (("distributed", "WebP"), ("separate", "WebP"), ("distributed", "JPEG"),
-                         ("distributed", "separate")):
-        for view in (*VIEWS, ALL):
+    for test, anchor, views in comparisons:
+        for view in views:
             a, t = curves[anchor], curves[test]
             rows.append((f"{test} vs {anchor}", view, {"30–38 dB": rate(a, t, view, 30.0, 38.0),
                                                        "common range": rate(a, t, view, None, None),
@@ -125,11 +150,26 @@ def summary(curves: dict[str, list[dict]], bds: list) -> list[str]:
     for view in VIEWS:
         vals = by[("distributed vs separate", view)]
         lines.append(f"- joint vs separate decoding, {view} view: BD-PSNR {vals['BD-PSNR']}, "
-                     f"BD-rate {vals['common range']} (common range).")
+                     f"BD-rate {vals['common range']} (common range); per point "
+                     f"{_per_point(curves['distributed'], curves['separate'], view)}.")
+    vals = by[(f"{WZ_JOINT} vs {WZ_SEPARATE}", "right")]
+    lines.append(f"- joint vs separate decoding, right view coded at each point while the left codes at the top "
+                 f"point (the left is side information): BD-PSNR {vals['BD-PSNR']}, BD-rate {vals['common range']} "
+                 f"(common range); per point {_per_point(curves[WZ_JOINT], curves[WZ_SEPARATE], 'right')}.")
+    gaps = [p["left"]["psnr_db"] - p["right"]["psnr_db"] for p in curves["distributed"]]
+    lines.append(f"- distributed, both views at one point: left − right PSNR from {min(gaps):+.2f} to "
+                 f"{max(gaps):+.2f} dB over the points.")
     for name in ("distributed", "separate"):
         vals = [by[(f"{name} vs WebP", view)]["30–38 dB"] for view in (*VIEWS, ALL)]
         lines.append(f"- {name} vs WebP, BD-rate over 30–38 dB: left {vals[0]}, right {vals[1]}, both {vals[2]}.")
     return lines
+
+
+def _per_point(joint: list[dict], separate: list[dict], view: str) -> str:
+    """``view``'s PSNR gain of ``joint`` over ``separate`` at each point, with both rates (equal encoders
+    give nearly equal rates, so this reads as the gain at equal rate)."""
+    return ", ".join(f"{j['quality']}: {j[view]['psnr_db'] - s[view]['psnr_db']:+.2f} dB at "
+                     f"{j[view]['bpd']:.3f} vs {s[view]['bpd']:.3f} bit/dim" for j, s in zip(joint, separate))
 
 
 def report(args: argparse.Namespace, scenes: str, curves: dict[str, list[dict]], matched: dict[str, list[dict]],
@@ -152,8 +192,9 @@ def report(args: argparse.Namespace, scenes: str, curves: dict[str, list[dict]],
         "reconstructions; MS-SSIM the mean over images.",
         "",
         f"Bundles: distributed `{meta['joint']}` ({meta['joint_id'][:19]}…, β_MI = {meta['joint_beta']}, "
+        f"side information at decoding: {meta['joint_side_information']}, "
         f"trained {meta['joint_seconds']:.0f} s on {meta['joint_device']}); separate `{meta['separate']}` "
-        f"(β_MI = {meta['separate_beta']}, same g_a and g_s without cross-view attention, trained "
+        f"(β_MI = {meta['separate_beta']}, same g_a and g_s without cross-view attention or side information, trained "
         f"{meta['separate_seconds']:.0f} s on {meta['separate_device']}).",
         "",
         "## Summary (computed from the tables below)",
@@ -206,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig.from_dict(joint.training_config)
     cfg.data.params["root"] = args.root
     pairs = [p for split in args.splits.split(",") for p in full_pairs(cfg.data, split)]
-    curves = {"distributed": neural_curve(joint.path, pairs), "separate": neural_curve(separate.path, pairs)}
+    curves = {"distributed": neural_curve(joint.path, pairs), "separate": neural_curve(separate.path, pairs),
+              WZ_JOINT: side_information_curve(joint.path, pairs), WZ_SEPARATE: side_information_curve(separate.path, pairs)}
     matched = {c.upper() if c == "jpeg" else "WebP": matched_bytes(pairs, curves["distributed"], c)
                for c in ("jpeg", "webp")}
     curves["JPEG"], curves["WebP"] = sweep_curve(pairs, "jpeg"), sweep_curve(pairs, "webp")
@@ -216,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     bds = bd_table(curves)
     sep_cfg = TrainConfig.from_dict(separate.training_config)
     meta = {"joint": args.joint, "joint_id": joint.bundle_id, "joint_beta": cfg.beta_mi,
+            "joint_side_information": bool(joint.decoder["args"].get("side_information", False)),
             "joint_seconds": joint.evaluation["test"]["train_seconds"],
             "joint_device": joint.evaluation["test"]["train_device"],
             "separate": args.separate, "separate_beta": sep_cfg.beta_mi,

@@ -100,16 +100,27 @@ class JointDecoderRuntime:
         name = self.quality_name(source_index, quality)
         return dequantise(symbols, self._gains[source_index, name] if name else None)
 
+    def cell_width(self, source_index: int, quality: str | None = None) -> np.ndarray:
+        """(M,) width of each latent's quantisation cell at ``quality``: 1 / gain (fixed rate: 1)."""
+        name = self.quality_name(source_index, quality)
+        m = self.bundle.sources[source_index].latent_shape[0]
+        return (1.0 / self._gains[source_index, name]).astype(np.float32) if name else np.ones(m, np.float32)
+
     @torch.inference_mode()
-    def synthesise(self, symbols: np.ndarray, present: np.ndarray) -> np.ndarray:
-        """Joint synthesis of (B, N, M, *L) symbols with a (B, N) presence mask.
+    def synthesise(self, symbols: np.ndarray, present: np.ndarray, steps: np.ndarray | None = None) -> np.ndarray:
+        """Joint synthesis of (B, N, M, *L) dequantised latents with a (B, N) presence mask; ``steps``
+        (B, N, M), each latent's cell width, goes to decoders that use it (``takes_quantiser_step``).
 
         On CPU a large batch runs in slices of :data:`CPU_SLICE` windows: their activations
         stay in cache (ecg-synth-quick: 160 µs/window in slices of 16–32, 210 µs at 64)."""
         y_hat = torch.from_numpy(np.asarray(symbols, dtype=np.float32)).to(self.device)
         mask = torch.from_numpy(np.asarray(present, dtype=np.float32)).to(self.device)
-        step = CPU_SLICE if self.device.type == "cpu" else len(y_hat)
-        out = [self.model(y_hat[k:k + step], mask[k:k + step]) for k in range(0, len(y_hat), max(step, 1))]
+        cells = None
+        if steps is not None and getattr(self.model, "takes_quantiser_step", False):
+            cells = torch.from_numpy(np.asarray(steps, dtype=np.float32)).to(self.device)
+        n = max(CPU_SLICE if self.device.type == "cpu" else len(y_hat), 1)
+        out = [self.model(y_hat[k:k + n], mask[k:k + n], **({} if cells is None else {"step": cells[k:k + n]}))
+               for k in range(0, len(y_hat), n)]
         x_hat = out[0] if len(out) == 1 else torch.cat(out)
         return (x_hat * self.output_scale).float().cpu().numpy()
 
@@ -131,6 +142,7 @@ class JointDecoderRuntime:
         b, n = len(payloads), self.n_sources
         shape = self.latent_shape(0, frame_shape)
         symbols = np.zeros((b, n, *shape), dtype=np.float32)
+        steps = np.ones((b, n, shape[0]), dtype=np.float32)
         present = np.zeros((b, n), dtype=bool)
         # per (source, operating point): the windows and their integer symbols, dequantised together
         # (one division per group, not per window: this runs with the GIL the event loop needs)
@@ -155,7 +167,8 @@ class JointDecoderRuntime:
                 gain = self._gains[i, name].astype(np.float32)
                 stacked /= gain.reshape(-1, *([1] * (stacked.ndim - 2)))
             symbols[windows, i] = stacked
-        x_hat = self.synthesise(symbols, present)
+            steps[windows, i] = self.cell_width(i, quality)
+        x_hat = self.synthesise(symbols, present, steps)
         if frame_shape:  # the encoder saw the frame padded to the stride: crop the padding away
             x_hat = x_hat[(..., *(slice(0, int(d)) for d in frame_shape[1:]))]
         return np.ascontiguousarray(x_hat), present

@@ -63,7 +63,11 @@ class DistributedCodec(nn.Module):
         """x (B, N, C, *S) → y (B, N, M, *L); encoder i sees only x[:, i]."""
         return torch.stack([g(x[:, i]) for i, g in enumerate(self.g_a)], dim=1)
 
-    def synthesis(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    def synthesis(self, y_hat: torch.Tensor, present: torch.Tensor | None = None,
+                  step: torch.Tensor | None = None) -> torch.Tensor:
+        """Joint decoding; ``step`` (B, N, M), each latent's cell width, reaches decoders that use it."""
+        if step is not None and getattr(self.g_s, "takes_quantiser_step", False):
+            return self.g_s(y_hat, present, step=step) * self.output_scale
         return self.g_s(y_hat, present) * self.output_scale
 
     @property
@@ -116,9 +120,12 @@ class DistributedCodec(nn.Module):
         else:
             y_tilde = y_hat = torch.round(y)
         likelihoods = self._likelihoods(y_tilde, quality)
+        step = None
         if gain is not None:
             y_hat = y_hat / gain
-        return {"x_hat": self.synthesis(y_hat, present), "y": y, "y_hat": y_hat, "likelihoods": likelihoods,
+            # decoding as the runtime does (side information needs each cell's width); never in training
+            step = None if self.training else (1.0 / gain).flatten(2)
+        return {"x_hat": self.synthesis(y_hat, present, step), "y": y, "y_hat": y_hat, "likelihoods": likelihoods,
                 "quality": quality}
 
     def _likelihoods(self, y_tilde: torch.Tensor, quality: torch.Tensor | None) -> torch.Tensor:
@@ -133,7 +140,10 @@ class DistributedCodec(nn.Module):
 
     # --- the frozen, real-bits path -------------------------------------------------
     def update(self) -> list[list[ChannelTable]]:
-        """Freeze every prior into static integer tables (required before compress/export)."""
+        """Freeze every prior into static integer tables (required before compress/export), and give a
+        decoder that re-runs the encoders' transforms (side information) their final weights."""
+        if getattr(self.g_s, "side_information", False):
+            self.g_s.attach_analysis([g.transform.weight.detach() for g in self.g_a])
         return [p.freeze() for p in self.priors]
 
     def tables(self, quality: str | None = None) -> list[list[ChannelTable]]:
@@ -167,7 +177,8 @@ class DistributedCodec(nn.Module):
                       for i, p in enumerate(row)])
             for row in payloads
         ])
-        return self.synthesis(torch.from_numpy(y))
+        step = None if gains is None else torch.from_numpy(1.0 / gains).unsqueeze(0).expand(len(y), -1, -1)
+        return self.synthesis(torch.from_numpy(y), step=step)
 
     def latent_shape(self) -> tuple[int, ...]:
         """Latent shape of one source (M, *L) for this model's input shape."""

@@ -34,6 +34,9 @@ class ModelConfig:
     quality_lambdas: list[float] = field(default_factory=list)
     default_quality: str | None = None  # the point a node uses when it names none (None: the middle one)
     gain_init: float = 2.4  # a point's quantiser gains start at input_scale · gain_init / sqrt(λ)
+    # stereo-dct: refine each view with the other inside its quantisation cells when decoding
+    # (models/side_information.py; no training, no rate)
+    side_information: bool = False
 
 
 @dataclass

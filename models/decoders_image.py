@@ -19,6 +19,7 @@ from torch import nn
 
 from models.decoders import _presence, _with_presence, register_decoder
 from models.layers import colour_dct_basis
+from models.side_information import refine_views
 
 
 def _up(c_in: int, c_out: int) -> nn.ConvTranspose2d:
@@ -191,18 +192,27 @@ class StereoTransformDecoder(nn.Module):
     from plain transform coding and learns deblocking, detail and what the other view adds.
     ``joint=False`` drops the attention: the separate-coding baseline with the same layers.
 
+    With ``side_information`` (a joint pair only) decoding ends with the Wyner–Ziv refinement of
+    :mod:`models.side_information`: each view borrows the other's reconstruction, moved by a
+    disparity found on the two reconstructions, inside its own quantisation cells. It needs the
+    encoders' transforms (:meth:`attach_analysis`, which the codec's ``update()`` calls, so every
+    exported bundle carries them) and each coefficient's cell width: the runtime passes ``step``.
+
     Args:
         n_sources: N views.
         latent_channels: 3·s² (the transform's coefficients per block).
         out_channels: 3 (RGB).
         hidden: feature width of g_s.
         joint: False drops cross-view fusion.
+        side_information: refine each view of a pair with the other at decoding (inference only).
     """
 
     FUSION_STAGES = 2
+    #: constructor argument ← ModelConfig field (models/decoders.decoder_args)
+    config_args = {"side_information": "side_information"}
 
     def __init__(self, n_sources: int, latent_channels: int, out_channels: int, hidden: int = 64,
-                 joint: bool = True):
+                 joint: bool = True, side_information: bool = False):
         super().__init__()
         s = round((latent_channels / out_channels) ** 0.5)
         if out_channels != 3 or 3 * s * s != latent_channels or s < 4 or s & (s - 1):
@@ -224,8 +234,32 @@ class StereoTransformDecoder(nn.Module):
         nn.init.zeros_(self.head[0].weight)
         nn.init.zeros_(self.head[0].bias)
         self.fusion = nn.ModuleList(EpipolarAttention(hidden) for _ in range(self.FUSION_STAGES)) if joint else None
+        if side_information and (not joint or n_sources != 2):
+            raise ValueError("side_information refines a jointly decoded pair: needs joint=True and 2 views")
+        self.side_information = side_information
+        if side_information:
+            # the encoders' analysis transforms and their inverses, filled by attach_analysis()
+            self.register_buffer("analysis", torch.zeros(n_sources, latent_channels, 3, s, s))
+            self.register_buffer("analysis_inverse", torch.zeros(n_sources, latent_channels, latent_channels))
 
-    def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def takes_quantiser_step(self) -> bool:
+        """True when forward() wants ``step``, each coefficient's cell width (the runtime checks this)."""
+        return self.side_information
+
+    @torch.no_grad()
+    def attach_analysis(self, weights: list[torch.Tensor]) -> None:
+        """Record each view's encoder transform (K, 3, s, s) and its exact inverse (3·s², K)."""
+        if not self.side_information:
+            return
+        for i, w in enumerate(weights):
+            self.analysis[i].copy_(w)
+            self.analysis_inverse[i].copy_(torch.linalg.inv(w.double().reshape(w.shape[0], -1)).float())
+
+    def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None,
+                step: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N, M, h, w) → (B, N, 3, s·h, s·w); ``step`` (B, N, M): cell widths, for side information
+        (decoding only: training never passes it)."""
         n, m = y_hat.shape[1:3]  # (B, N, M, h, w)
         present = _presence(y_hat, present)
         z = _with_presence(y_hat, present)  # (B, N, M + 1, h, w)
@@ -236,5 +270,8 @@ class StereoTransformDecoder(nn.Module):
                 feats = _fuse_views(self.fusion[stage], feats, present)
             feats = [F.gelu(up(block(f))) for f in feats]
         # + ½: the encoder codes x/scale − ½ (centred), so a zero latent is mid-grey
-        return torch.stack([self.shuffle(self.inverse(y_hat[:, i])) + self.head(f) + 0.5
-                            for i, f in enumerate(feats)], dim=1)  # (B, N, 3, s·h, s·w)
+        x = torch.stack([self.shuffle(self.inverse(y_hat[:, i])) + self.head(f) + 0.5
+                         for i, f in enumerate(feats)], dim=1)  # (B, N, 3, s·h, s·w)
+        if self.side_information and step is not None:
+            x = refine_views(x, y_hat, step, self.analysis, self.analysis_inverse, present)
+        return x

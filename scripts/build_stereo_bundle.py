@@ -9,7 +9,7 @@ Usage::
 Trains preset ``stereo-small`` on the Middlebury scenes under ``../shared/data/stereo`` (split by
 scene; the held-out scenes are named in the manifest) and exports it with its five quality points.
 ``--separate`` trains the baseline with the same encoders, the same synthesis without cross-view
-attention, and β_MI = 0. One torch thread by default (the 2-core budget: ≤ 60 min); the GPU when
+attention or side information, and β_MI = 0. One torch thread by default (the 2-core budget: ≤ 60 min); the GPU when
 one is present. The data are only read here, never copied into the repository.
 ``python benchmarks/stereo.py`` then measures both on whole held-out images (docs/report/stereo_bench.md).
 """
@@ -33,14 +33,14 @@ def build(data: Path, out: Path, separate: bool, steps: int | None, threads: int
     import torch
 
     from training.pipeline import train_and_export
-    from training.presets import get_preset
+    from training.presets import get_preset, separate_baseline
 
     torch.set_num_threads(threads)
     cfg = get_preset("stereo-small").replace(threads=threads, device=device)
     if steps:
         cfg.steps = steps
     if separate:
-        cfg.model.joint_decoder, cfg.beta_mi = False, 0.0
+        separate_baseline(cfg)
     # Relative to the repository (../shared/data/...), so the manifest names no home folder.
     cfg.data.params = {**cfg.data.params, "root": os.path.relpath(data, REPO),
                        "edge_source": "stereo-skimage:#repeat=100000"}

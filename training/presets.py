@@ -40,12 +40,14 @@ def _stereo_small() -> TrainConfig:
     # * five quality points in one bundle (one decoder serves all);
     # * 64×192 aligned crops: wide enough that a point's match in the other view is in the crop;
     # * β_MI = 0: the MI term bought nothing on stereo (DESIGN.md), so joint and separate differ
-    #   only in the decoder. Needs data.params.root.
+    #   only in the decoder. Needs data.params.root;
+    # * side information at decoding (models/side_information.py): each view refined with the other,
+    #   warped by a block-matched disparity, inside its own quantisation cells (no training, no rate).
     return TrainConfig(
         data=DataConfig(kind="stereo", n_windows=3000, params={"crop": 64, "crop_width": 192}),
         model=ModelConfig(encoder="block-dct", decoder="stereo-dct", latent_channels=192, hidden=64,
                           stride=8, input_scale=255.0, quality_lambdas=list(STEREO_QUALITY_LAMBDAS),
-                          default_quality="3", gain_init=0.5),
+                          default_quality="3", gain_init=0.5, side_information=True),
         lmbda=0.0, beta_mi=0.0, mi_monitor=False, optimisation="joint", steps=1200, batch_size=8, lr=1e-3,
         prior_lr=1e-2, mi_pairs="positions", threads=1,
     )
@@ -103,6 +105,14 @@ PRESETS = {
     "ecg-4x3": lambda: _ecg(3),
     "ecg-2x6": lambda: _ecg(6),
 }
+
+
+def separate_baseline(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` as the separate-coding baseline, in place: the same encoders and synthesis, but no
+    cross-view fusion, no side information at decoding, and β_MI = 0 (nothing could use shared
+    information)."""
+    cfg.model.joint_decoder, cfg.model.side_information, cfg.beta_mi = False, False, 0.0
+    return cfg
 
 
 def get_preset(name: str) -> TrainConfig:

@@ -39,7 +39,7 @@ def _train(args) -> int:
     import torch
 
     from training.pipeline import train_and_export
-    from training.presets import get_preset
+    from training.presets import get_preset, separate_baseline
 
     torch.set_num_threads(args.threads)
     cfg = get_preset(args.preset).replace(threads=args.threads)
@@ -47,9 +47,8 @@ def _train(args) -> int:
         raise SystemExit(f"preset {args.preset} is not a stereo preset")
     cfg.data.params["root"] = args.root
     cfg.data.fold = args.fold
-    cfg.model.joint_decoder = not args.separate
     if args.separate:
-        cfg.beta_mi = 0.0  # separate coding: no decoder that could use the views' shared information
+        separate_baseline(cfg)
     if args.steps is not None:
         cfg.steps = args.steps
     if args.lmbda is not None:

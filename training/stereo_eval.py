@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -49,18 +49,25 @@ class StereoCodec:
 
     Typical workflow::
 
-        codec = StereoCodec("ndsc/bundles/stereo-mb", quality="3")
+        codec = StereoCodec("ndsc/bundles/stereo-mb", quality="3")   # or ("5", "1"): a point per view
         payloads, seconds = codec.encode(pair)           # pair: (2, 3, H, W) in 0..255
         x_hat = codec.decode(payloads, pair.shape[-2:])  # (2, 3, H, W)
     """
 
-    def __init__(self, bundle_path: str | Path, device: str | None = "cpu", quality: str | None = None):
+    def __init__(self, bundle_path: str | Path, device: str | None = "cpu",
+                 quality: str | Sequence[str | None] | None = None):
         self.bundle = load_bundle(bundle_path)
         if self.bundle.modality != "stereo":
             raise ValueError(f"{bundle_path} is a {self.bundle.modality} bundle, not stereo")
-        self.encoders = [EdgeEncoder(self.bundle, i, quality=quality) for i in range(self.bundle.n_sources)]
-        #: the operating point's name ("" for a fixed-rate bundle)
-        self.quality = self.encoders[0].quality
+        n = self.bundle.n_sources
+        per_view = [quality] * n if quality is None or isinstance(quality, str) else list(quality)
+        if len(per_view) != n:
+            raise ValueError(f"{len(per_view)} quality points for {n} views")
+        self.encoders = [EdgeEncoder(self.bundle, i, quality=q) for i, q in enumerate(per_view)]
+        #: each view's operating point ("" for a fixed-rate bundle)
+        self.qualities = [e.quality for e in self.encoders]
+        #: the operating point's name; "5/1" when the views code at different points
+        self.quality = self.qualities[0] if len(set(self.qualities)) == 1 else "/".join(self.qualities)
         self.runtime = JointDecoderRuntime(self.bundle, device=device)
 
     def encode_view(self, i: int, view: np.ndarray) -> bytes:
@@ -79,14 +86,16 @@ class StereoCodec:
     def decode(self, payloads: list[bytes | None], hw: tuple[int, int]) -> np.ndarray:
         """Payloads (None: a missing view) → reconstructions (N, 3, H, W), unrounded floats."""
         channels = self.bundle.sources[0].input_shape[0]
-        qualities = [[self.quality or None] * len(payloads)]
+        qualities = [[q or None for q in self.qualities]]
         x_hat, _ = self.runtime.decode_batch([payloads], frame_shape=(channels, *hw), qualities=qualities)
         return x_hat[0]
 
 
 def evaluate_pairs(bundle_path: str | Path, pairs: list[tuple[str, np.ndarray]], out_dir: str | Path | None = None,
-                   inception_weights: str | Path | None = None, quality: str | None = None) -> dict[str, Any]:
-    """Whole-image figures per scene and view at operating point ``quality`` (None: the default),
+                   inception_weights: str | Path | None = None,
+                   quality: str | Sequence[str | None] | None = None) -> dict[str, Any]:
+    """Whole-image figures per scene and view at operating point ``quality`` (None: the default; one
+    point per view, e.g. ``("5", "1")``, codes each view at its own point),
     pooled totals (all views, and per camera), optional PNGs and FID.
 
     Returns ``{"pairs": [...], "total": {...}, "per_view": [...], "fid": {...}}``; each view row
