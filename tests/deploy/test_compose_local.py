@@ -220,7 +220,15 @@ def test_prometheus_scrapes_every_service_and_evaluates_every_dashboard_query(st
                 assert reply["status"] == "success", (title, promql, reply)
                 if not (title.startswith(all_series) or (k == 0 and title.startswith(first_series))):
                     continue
-                values = [float(r["value"][1]) for r in reply["data"]["result"]]
+                # a ratio of rates is 0/0 until the range holds an increase: windows come every ~2 s
+                # and Prometheus may have only a few 1 s scrapes yet, so give the data 20 s to show
+                until = time.monotonic() + 20
+                while True:
+                    values = [float(r["value"][1]) for r in reply["data"]["result"]]
+                    if (values and all(math.isfinite(v) and v >= 0 for v in values)) or time.monotonic() > until:
+                        break
+                    time.sleep(0.5)
+                    reply = _query(base, promql)
                 assert values and all(math.isfinite(v) and v >= 0 for v in values), (title, promql, reply)
         with urllib.request.urlopen(f"{base}/api/v1/label/group/values?match[]=ndsc_reconstructions_total",
                                     timeout=10) as reply:
