@@ -94,11 +94,12 @@ class JointDecoderRuntime:
         self.entropy_decodes += 1
         return coder.decode(payload, length).reshape(shape)
 
-    def dequantise(self, source_index: int, symbols: np.ndarray, quality: str | None = None) -> np.ndarray:
-        """Decoder-side latents (M, *L) of symbols: ``symbol / gain`` of the point, the division training
-        does (fixed rate: the symbols)."""
+    def dequantise(self, source_index: int, symbols: np.ndarray, quality: str | None = None,
+                   batch_axes: int = 0) -> np.ndarray:
+        """Decoder-side latents (M, *L) of symbols (``batch_axes`` leading axes before M): ``symbol / gain``
+        of the point, the division training does (fixed rate: the symbols)."""
         name = self.quality_name(source_index, quality)
-        return dequantise(symbols, self._gains[source_index, name] if name else None)
+        return dequantise(symbols, self._gains[source_index, name] if name else None, batch_axes)
 
     def cell_width(self, source_index: int, quality: str | None = None) -> np.ndarray:
         """(M,) width of each latent's quantisation cell at ``quality``: 1 / gain (fixed rate: 1)."""
@@ -161,12 +162,7 @@ class JointDecoderRuntime:
                 arrays.append(payload)
                 present[w, i] = True
         for (i, quality), (windows, arrays) in groups.items():
-            stacked = np.stack(arrays).astype(np.float32)  # (K, M, *L)
-            name = self.quality_name(i, quality)
-            if name:  # symbol / gain per channel, the float32 division training does
-                gain = self._gains[i, name].astype(np.float32)
-                stacked /= gain.reshape(-1, *([1] * (stacked.ndim - 2)))
-            symbols[windows, i] = stacked
+            symbols[windows, i] = self.dequantise(i, np.stack(arrays), quality, batch_axes=1)  # (K, M, *L)
             steps[windows, i] = self.cell_width(i, quality)
         x_hat = self.synthesise(symbols, present, steps)
         if frame_shape:  # the encoder saw the frame padded to the stride: crop the padding away

@@ -155,16 +155,17 @@ def _categorical(freqs: Sequence[int], bitstream: int):
     return constriction.stream.model.Categorical(f, perfect=False)
 
 
-def dequantise(symbols: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
+def dequantise(symbols: np.ndarray, gain: np.ndarray | None = None, batch_axes: int = 0) -> np.ndarray:
     """Decoder-side latents (M, *L) of one source's symbols: float32 ``symbols / gain`` per channel.
 
     The division training does (``y_hat = round(y · gain) / gain``), by the float32 gains a
     variable-rate bundle records; ``gain`` None (a fixed-rate source): the symbols themselves.
+    ``batch_axes``: leading axes before the channel axis (e.g. 1 for (K, M, *L), K windows at once).
     """
     y = np.asarray(symbols, dtype=np.float32)
     if gain is None:
         return y
-    return y / np.asarray(gain, dtype=np.float32).reshape(-1, *([1] * (y.ndim - 1)))
+    return y / np.asarray(gain, dtype=np.float32).reshape(-1, *([1] * (y.ndim - 1 - batch_axes)))
 
 
 class LatentCoder:
