@@ -236,19 +236,20 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         inbox = ReadAhead(messages, self.stream_idle, size=_message_size)
         acked_at = time.monotonic()
         feedback = SyndromeFeedback.open(self.pipeline, session, series, self._count_accepted)
+        # a syndrome source's Acks also carry the decoder's pending requests for more bits
+        answer = feedback.ack if feedback else (lambda ack: ack)
         ended = False
         try:
-            yield feedback.ack(first_ack) if feedback else first_ack
+            yield answer(first_ack)
             while not ended:
                 batch = await self._take_or_refuse(context, inbox, feedback)
                 if batch is None:  # requests for the edge and no message: an Ack carries them at once
-                    yield feedback.ack(receiver.ack())
+                    yield answer(receiver.ack())
                     continue
                 if not batch:
                     break
                 # every message already here: held together (one journal commit), one cumulative Ack
-                await self._take_messages(context, receiver, await split_replies(feedback, context, batch,
-                                                                                 self._refuse), series)
+                await self._take_batch(context, receiver, feedback, batch, series)
                 # Ack pacing: at most one Ack per ack_interval per stream. Messages arriving before
                 # it is due are held as they come (their frames reach the aligner at once; only the
                 # Ack waits), so a fast node costs one Ack write, on both ends, per interval instead
@@ -264,9 +265,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                     if not batch:
                         ended = True
                         break
-                    await self._take_messages(context, receiver, await split_replies(feedback, context, batch,
-                                                                                     self._refuse), series)
-                yield feedback.ack(receiver.ack()) if feedback else receiver.ack()
+                    await self._take_batch(context, receiver, feedback, batch, series)
+                yield answer(receiver.ack())
                 acked_at = time.monotonic()
         finally:
             await inbox.close()
@@ -285,6 +285,12 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         except IdleStream:
             await self._refuse(context, self._idle_refusal())
             raise  # unreachable: _refuse aborts
+
+    async def _take_batch(self, context, receiver: UplinkReceiver, feedback: SyndromeFeedback | None,
+                          batch: list, series: StreamSeries) -> None:
+        """Hand the batch's syndrome replies to ``feedback``, then check and hold its frames."""
+        await self._take_messages(context, receiver, await split_replies(feedback, context, batch, self._refuse),
+                                  series)
 
     async def _take_messages(self, context, receiver: UplinkReceiver, messages: Sequence,
                              series: StreamSeries) -> None:
