@@ -81,8 +81,14 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-async def _node(address, bundle, group, source, payloads, windows, rate, t0, ack_lat):
+_EDGE_MAX_BATCH_FRAMES = 64  # EdgeSettings.max_batch_frames' default
+
+
+async def _node(address, bundle, group, source, payloads, windows, rate, t0, ack_lat,
+                sender="single") -> tuple[int, int]:
+    """One simulated node's stream: returns (the last seq acknowledged, messages written)."""
     info = bundle.sources[source]
+    messages = 0
     sent: dict[int, float] = {}
     last_ack = 0
     async with grpc.aio.insecure_channel(address) as channel:
@@ -101,25 +107,39 @@ async def _node(address, bundle, group, source, payloads, windows, rate, t0, ack
                 last_ack = max(last_ack, ack.last_seq)
 
         task = asyncio.create_task(reader())
-        for k in range(windows):
+        wall_t0 = time.time() + (t0 - time.perf_counter())
+        k = 0
+        while k < windows:
             delay = t0 + k / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            p = payloads[k % len(payloads)][source]
-            sent[k + 1] = time.perf_counter()
-            await call.write(pb.UplinkMessage(batch=pack_batch(
-                [FrameData(k + 1, k, int(time.time() * 1e6), crc32(p), p)])))
+            # "single": one frame per message whatever the backlog (the worst case for overhead);
+            # "edge": every window already due in one message, as EdgeNode sends a backlog
+            due = 1 if sender == "single" else min(windows - k, _EDGE_MAX_BATCH_FRAMES,
+                                                    int((time.perf_counter() - t0) * rate) - k + 1)
+            frames = []
+            for j in range(k, k + max(1, due)):
+                p = payloads[j % len(payloads)][source]
+                sent[j + 1] = time.perf_counter()
+                # a backlog's windows carry the time they were due (their capture), not the send time
+                captured = time.time() if sender == "single" else wall_t0 + j / rate
+                frames.append(FrameData(j + 1, j, int(captured * 1e6), crc32(p), p))
+            k += len(frames)
+            await call.write(pb.UplinkMessage(batch=pack_batch(frames)))
+            messages += 1
         await call.done_writing()
         await task
-    return last_ack
+    return last_ack, messages
 
 
 async def run_load(bundle_path: Path, address: str, groups: int, duration: float, rate: float,
-                   decoder_pid: int | None = None, subscribe: str = "batches") -> dict:
+                   decoder_pid: int | None = None, subscribe: str = "batches", sender: str = "single") -> dict:
     """Drive ``groups`` × n_sources nodes against the decoder at ``address``; returns the figures.
 
     ``subscribe``: ``batches`` reads reconstructions with SubscribeBatches (falling back to
     Subscribe on a decoder without it, e.g. a ``--baseline`` revision), ``single`` with Subscribe.
+    ``sender``: ``single`` sends one frame per message always; ``edge`` sends every window
+    already due in one message (up to 64), as an ``EdgeNode`` sends a backlog.
     """
     bundle = load_bundle(bundle_path)
     payloads = coded_payloads(bundle_path)
@@ -166,8 +186,9 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
             await asyncio.sleep(1.0)
 
     sampler = asyncio.create_task(sample_rss())
-    acks = await asyncio.gather(*(_node(address, bundle, g, i, payloads, windows, rate, t0, ack_lat)
+    streams = await asyncio.gather(*(_node(address, bundle, g, i, payloads, windows, rate, t0, ack_lat, sender)
                                   for g in names for i in range(n_src)))
+    acked = sum(a for a, _ in streams)
     acked_elapsed = time.perf_counter() - t0  # the schedule ends at windows / rate
     sampler.cancel()
     sent_done = time.perf_counter()
@@ -183,10 +204,11 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
     frames = len(names) * n_src * windows
     return {
         "nodes": len(names) * n_src, "groups": groups, "windows_per_node": windows, "rate_per_node": rate,
-        "frames_sent": frames, "frames_acked": int(sum(acks)), "lost_frames": frames - int(sum(acks)),
+        "frames_sent": frames, "frames_acked": acked, "lost_frames": frames - acked,
+        "messages_sent": sum(m for _, m in streams), "sender": sender,
         "windows_reconstructed": len(recs), "windows_expected": want, "duplicate_windows": dups,
         "complete_windows": int(sum(v[1] for v in recs.values())),
-        "frames_per_s": round(sum(acks) / elapsed, 1), "reconstructions_per_s": round(len(recs) / elapsed, 1),
+        "frames_per_s": round(acked / elapsed, 1), "reconstructions_per_s": round(len(recs) / elapsed, 1),
         "latency_p50_s": round(float(np.percentile(lat, 50)), 4),
         "latency_p99_s": round(float(np.percentile(lat, 99)), 4),
         "ack_latency_p99_s": round(float(np.percentile(ack_lat or [0], 99)), 4),
@@ -315,6 +337,9 @@ def main(argv=None) -> int:
     ap.add_argument("--subscribe", choices=("batches", "single"), default="batches",
                     help="how the load reads reconstructions: SubscribeBatches (Subscribe on a decoder without it) "
                     "or one Subscribe message per window")
+    ap.add_argument("--sender", choices=("single", "edge"), default="single",
+                    help="single: one frame per message whatever the backlog (the worst case); edge: a node "
+                    "behind its schedule sends every due window in one message, as EdgeNode does")
     ap.add_argument("--baseline", metavar="REV", help="also search with the decoder of git revision REV, run for "
                     "run in lockstep with this one")
     args = ap.parse_args(argv)
@@ -326,7 +351,7 @@ def main(argv=None) -> int:
             try:
                 # the load generator shares the cores with the decoder: the cheaper loop leaves it more
                 return run_event_loop(run_load(bundle, address, args.groups, args.duration, rate, proc.pid,
-                                               args.subscribe))
+                                               args.subscribe, args.sender))
             finally:
                 proc.terminate()
                 proc.wait(30)
@@ -369,7 +394,7 @@ def main(argv=None) -> int:
     if args.baseline and all(report[n]["saturation_frames_per_s"] for n in report):
         base = report[f"baseline {args.baseline}"]["saturation_frames_per_s"]
         report["saturation_ratio"] = round(report["this"]["saturation_frames_per_s"] / base, 2)
-    print(json.dumps({"journal": args.journal, "groups": args.groups, **report}, indent=1))
+    print(json.dumps({"journal": args.journal, "groups": args.groups, "sender": args.sender, **report}, indent=1))
     return 0
 
 

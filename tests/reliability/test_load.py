@@ -63,3 +63,29 @@ def test_the_search_retries_a_stalled_run_bisects_to_the_limit_and_runs_codes_in
     assert [r["sustained"] for r in found["this"][1]][:3] == [True, False, True]  # 20 stalled once, retried
     assert found["base"][0]["rate_per_node"] == 20.0 * 2 ** 0.5
     assert calls[:4] == [("this", 10.0), ("base", 10.0), ("base", 20.0), ("this", 20.0)]  # order alternates
+
+
+def test_an_edge_like_node_behind_its_schedule_sends_its_backlog_in_fewer_messages(gaussian_bundle):
+    """``--sender edge``: windows already due go out together (as EdgeNode sends a backlog), every
+    one acknowledged; ``single`` writes one message per window whatever the backlog."""
+    import time
+
+    from ndsc.bundle import load_bundle
+
+    load = load_benchmark("load")
+    bundle = load_bundle(gaussian_bundle)
+    payloads = load.coded_payloads(gaussian_bundle, n=4)
+    proc, address = load.start_decoder(gaussian_bundle, None, deadline=5.0)
+    try:
+        got = {}
+        for sender in ("edge", "single"):
+            # a schedule that started 1 s ago at 20 windows/s: about 20 windows are due at once
+            acked, messages = asyncio.run(load._node(address, bundle, f"backlog-{sender}", 0, payloads, 30, 20.0,
+                                                     time.perf_counter() - 1.0, [], sender))
+            got[sender] = (acked, messages)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert got["single"] == (30, 30)
+    acked, messages = got["edge"]
+    assert acked == 30 and messages <= 15
