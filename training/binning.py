@@ -56,18 +56,19 @@ def _table(pmf: np.ndarray, offset: int) -> ChannelTable:
 
 def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: float = 0.9, samples: int = 1024,
                           n_windows: int = 60, seed: int = 0, initial_factor: float = 1.0, step_bits: int = 32,
-                          max_requests: int = 16, bp_iterations: int = 100, **params: Any) -> Path:
+                          max_requests: int = 16, bp_iterations: int = 100, train_seed: int = 0,
+                          **params: Any) -> Path:
     """Fit ``method`` (``neural-sw`` or ``sq-syndrome``) with ``params`` and write a servable bundle to ``out``.
 
-    ``initial_factor`` × n·H(plane | lower planes, q1) bits start each syndrome plane (no margin);
-    ``step_bits`` per request, ``max_requests`` before the direct fallback; the planes'
-    modes are the study's plan (``raw`` / ``syndrome`` / ``skip``).
+    ``seed`` draws the data (and the code), ``train_seed`` the network's initialisation and
+    batches; ``initial_factor`` × n·H(plane | lower planes, q1) bits start each syndrome plane
+    (no margin); ``step_bits`` per request, ``max_requests`` before the direct fallback; the
+    planes' modes are the study's plan (``raw`` / ``syndrome`` / ``skip``).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = build_dataset(DataConfig(kind="gaussian", n_windows=n_windows,
-                                    params={"n": 2, "rho": rho, "samples": samples, "seed": seed}))
-    base = build_baseline(method, **{"fit_windows": 6, "profiles": ["reg3"], **params})
+    data = _gaussian_data(rho, samples, n_windows, seed)
+    base = build_baseline(method, **{"fit_windows": 6, "profiles": ["reg3"], **params, "seed": train_seed})
     fit = base.fit(data)
     b = base  # the study's fitted tables: cond, mass, mean1, mean2, half1, half, plan
     k1, k2 = 2 * b.half1, 2 * b.half
@@ -119,11 +120,51 @@ def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: fl
         decoder={"arch": "table2", "args": {"offsets": [-b.half1, -b.half], "sizes": [k1, k2]},
                  "weights": "decoder.pt", "output_scale": 1.0},
         training_config={"method": method, "rho": rho, "samples": samples, "n_windows": n_windows, "seed": seed,
-                         "params": params, "initial_factor": initial_factor},
+                         "train_seed": train_seed, "params": params, "initial_factor": initial_factor},
         evaluation={"study_plan": fit.get("planes")},
         extra={"edge_source": data.edge_source, "test_windows": int(len(test))},
     )
     return out
+
+
+def _gaussian_data(rho: float, samples: int, n_windows: int, seed: int):
+    return build_dataset(DataConfig(kind="gaussian", n_windows=n_windows,
+                                    params={"n": 2, "rho": rho, "samples": samples, "seed": seed}))
+
+
+def export_best_of(out: str | Path, restarts: int, *, rho: float = 0.9, samples: int = 1024, n_windows: int = 60,
+                   seed: int = 0, **kwargs: Any) -> tuple[Path, list[dict[str, Any]]]:
+    """:func:`export_binning_bundle` with ``restarts`` training seeds; keep the one that lands furthest
+    below the no-binning bound on the *validation* windows (real coded bits, feedback answered
+    in-process), never the test windows the benchmark reports.
+
+    Why: ``neural-sw`` settles into different operating points from different seeds. With the
+    benchmark's recipe (λ = 0.16, 3000 steps of 4096 pairs, n = 4096) seeds 0–7 gave
+    2.86–3.01 bits/pair at D ≈ 0.1 on the test windows, five of eight below the bound and three
+    0.06–0.09 above it (those send a least significant plane of conditional entropy ≈ 0.81 raw,
+    at 1 bit per bit). Returns the bundle and one row per seed (bits, D, bound, margin).
+    """
+    import shutil
+    import tempfile
+
+    out = Path(out)
+    val = _gaussian_data(rho, samples, n_windows, seed).val
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="ndsc-restarts-") as tmp:
+        for k in range(restarts):
+            path = export_binning_bundle(Path(tmp) / str(k), rho=rho, samples=samples, n_windows=n_windows,
+                                         seed=seed, train_seed=k, **kwargs)
+            m = measure_offline(path, val)
+            d = float(np.mean(m["mse_per_source"]))
+            bound = all_bounds(rho, d)["no_binning"]
+            rows.append({"train_seed": k, "val_bits_per_pair": m["sum_rate_bits_per_pair"], "val_d": d,
+                         "no_binning_bound": bound, "margin": bound - m["sum_rate_bits_per_pair"]})
+        best = max(range(restarts), key=lambda k: rows[k]["margin"])
+        rows[best]["chosen"] = True
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(Path(tmp) / str(best), out)
+    return out, rows
 
 
 def measure_offline(bundle: Bundle | str | Path, windows: np.ndarray, bp: BP | None = None) -> dict[str, Any]:

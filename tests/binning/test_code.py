@@ -113,3 +113,20 @@ def test_binning_bundle_is_format_3_and_refuses_edits(binning_bundle, gaussian_b
         from ndsc.bundle import SourceInfo
 
         SourceInfo.from_json(manifest["sources"][1])
+
+
+def test_export_best_of_keeps_the_training_seed_furthest_below_the_bound_on_validation_windows(tmp_path):
+    """Restarts are judged on validation windows by real coded bits, and the bundle written is the kept one."""
+    from training.binning import export_best_of
+
+    out, rows = export_best_of(tmp_path / "best", 2, method="neural-sw", samples=512, n_windows=40, lmbda=0.14,
+                               steps=60, batch=1024)
+    assert [r["train_seed"] for r in rows] == [0, 1]
+    kept = [r for r in rows if r.get("chosen")]
+    assert len(kept) == 1 and kept[0]["margin"] == max(r["margin"] for r in rows)
+    for r in rows:
+        assert r["margin"] == pytest.approx(r["no_binning_bound"] - r["val_bits_per_pair"])
+        assert 0 < r["val_d"] < 1 and r["val_bits_per_pair"] > 0
+    b = load_bundle(out)
+    assert b.sources[1].coding == "syndrome"
+    assert json.loads((out / "manifest.json").read_text())["training_config"]["train_seed"] == kept[0]["train_seed"]
