@@ -44,6 +44,23 @@ def test_ndsc_decoder_and_edges_serve_a_binning_bundle_with_feedback(binning_bun
             r["bits"][i] for r in offline["windows"])
 
 
+async def _restart_until_done(bundle, port: int, state, streaming, timeout: float, deadline: float = 10):
+    """Start the decoder again on ``state``; once ``streaming`` (the edges' runs) ends, stop it (SIGTERM)."""
+    import asyncio
+
+    from tests.reliability.test_restart import _start_decoder
+
+    decoder = await asyncio.to_thread(_start_decoder, bundle, port, state, deadline)
+    try:
+        result = await asyncio.wait_for(streaming, timeout)
+        decoder.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(decoder.wait, 60)
+    finally:
+        if decoder.poll() is None:
+            decoder.kill()
+    return result
+
+
 def test_no_window_lost_or_left_undecoded_across_a_decoder_restart(binning_bundle, tmp_path):
     """SIGKILL mid-stream, restart on the same journal: the restored windows are asked for their
     syndromes again, the edge still keeps them, and every window is decoded once, both sources."""
@@ -70,14 +87,7 @@ def test_no_window_lost_or_left_undecoded_across_a_decoder_restart(binning_bundl
         first.wait()
         await sub1.task
         killed_at = len(sub1.items)
-        second = await asyncio.to_thread(_start_decoder, binning_bundle, port, state)
-        try:
-            counts = await asyncio.wait_for(streaming, 240)
-            second.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(second.wait, 60)
-        finally:
-            if second.poll() is None:
-                second.kill()
+        counts = await _restart_until_done(binning_bundle, port, state, streaming, 240)
         await sub1.channel.close()
         return counts, killed_at, nodes
 
@@ -135,14 +145,7 @@ def test_a_window_is_settled_only_once_its_decoding_is_journaled(binning_bundle,
         lock.execute("ROLLBACK")
         lock.close()
         assert journaled("SELECT COUNT(*) FROM decoded") == 0  # the kill landed in the gap
-        second = await asyncio.to_thread(_start_decoder, binning_bundle, port, state, deadline)
-        try:
-            count = await asyncio.wait_for(streaming, 120)
-            second.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(second.wait, 60)
-        finally:
-            if second.poll() is None:
-                second.kill()
+        count = await _restart_until_done(binning_bundle, port, state, streaming, 120, deadline)
         return count, kept_at_kill, node
 
     count, kept_at_kill, node = asyncio.run(scenario())
