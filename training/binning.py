@@ -67,7 +67,7 @@ def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: fl
     out.mkdir(parents=True, exist_ok=True)
     data = build_dataset(DataConfig(kind="gaussian", n_windows=n_windows,
                                     params={"n": 2, "rho": rho, "samples": samples, "seed": seed}))
-    base = build_baseline(method, **{"fit_windows": 6, "profiles": ["reg3"], **params})
+    base = build_baseline(method, **{"fit_windows": 6, "profiles": ["reg3"], "seed": seed, **params})  # seed: also training's
     fit = base.fit(data)
     b = base  # the study's fitted tables: cond, mass, mean1, mean2, half1, half, plan
     k1, k2 = 2 * b.half1, 2 * b.half
