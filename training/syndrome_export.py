@@ -49,8 +49,8 @@ def check_binning(cfg: TrainConfig, n_sources: int | None = None) -> None:
         raise ValueError(f"binning.syndrome must list [source, side source] pairs, each source once: {pairs}")
     for j, i in pairs:
         if j == i or i in coded or min(i, j) < 0 or (n_sources is not None and max(i, j) >= n_sources):
-            raise ValueError(f"binning.syndrome {[j, i]}: the side source must be another, direct source "
-                             f"of the {n_sources or 'bundle'}'s sources")
+            known = f" (sources 0 … {n_sources - 1})" if n_sources is not None else ""
+            raise ValueError(f"binning.syndrome {[j, i]}: the side source must be another source, coded directly{known}")
     if pairs and cfg.model.quality_lambdas:
         raise ValueError("binning: a syndrome source has one fixed operating point; "
                          "leave model.quality_lambdas empty")
@@ -71,9 +71,13 @@ def fit_conditional(side: np.ndarray, coded: np.ndarray, smoothing: float = 1.0)
     and the training entropies H(q) and H(q | side) under the table, in bits per symbol.
     """
     side, coded = np.asarray(side, np.int64).ravel(), np.asarray(coded, np.int64).ravel()
-    side_offset, offset = int(side.min()), int(coded.min())
+    side_offset = int(side.min())
     rows = int(side.max()) - side_offset + 1
-    size = 1 << max(1, math.ceil(math.log2(int(coded.max()) - offset + 1)))  # every index the planes can hold
+    span = int(coded.max()) - int(coded.min()) + 1
+    size = 1 << max(1, math.ceil(math.log2(span)))  # every index the planes can hold
+    # the training range centred in the 2^B indices: the spare ones hold symbols just outside it, which
+    # the edge would otherwise clip (the side rows clip at the decoder: only the LLRs suffer there)
+    offset = int(coded.min()) - (size - span) // 2
     s, j = side - side_offset, coded - offset
     counts = np.bincount(s * size + j, minlength=rows * size).reshape(rows, size).astype(np.float64)
     marginal = (counts.sum(0) + 1.0) / (counts.sum() + size)  # Laplace: no index has probability 0

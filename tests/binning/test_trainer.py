@@ -90,3 +90,17 @@ def test_trained_bundle_served_live_equals_offline(trained):
     counts, items, registry, nodes = _stream(path)
     _check_live_equals_offline(path, counts, items, registry, nodes)
     assert nodes[1].syndrome.settled
+
+
+@pytest.mark.parametrize("changes", [
+    {"binning": {"syndrome": [[1, 1]]}},  # its own side
+    {"binning": {"syndrome": [[1, 0], [0, 1]]}},  # a side source that is itself syndrome-coded
+    {"binning": {"syndrome": [[1, 0]]}, "model": {"quality_lambdas": [0.1, 0.01]}},  # variable rate
+])
+def test_a_binning_config_that_cannot_become_a_bundle_fails_before_training(changes, tmp_path):
+    from tests.conftest import tiny_gaussian_config
+    from training.pipeline import train_and_export
+
+    with pytest.raises(ValueError, match="binning"):
+        train_and_export(tiny_gaussian_config(**changes), tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
