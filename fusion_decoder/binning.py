@@ -7,8 +7,12 @@ the source's live Uplink stream (a :class:`FeedbackOutbox` the servicer drains i
 and the answer (:meth:`BinningStage.on_reply`) triggers the next attempt. Past the bundle's
 ``max_requests`` the request asks for the window's direct payload. A source whose edge does
 not answer within ``timeout`` seconds is estimated like a missing one, so no undecoded window
-reaches the joint decoder. Only this module and :mod:`fusion_decoder.belief` know binning;
-the servicer and the pipeline call :meth:`hold`, :meth:`attach` and :meth:`on_reply`.
+reaches the joint decoder. A window is *settled* (``Ack.settled_below`` lets the edges forget
+it) only once the pipeline has made its decoding durable (:meth:`settle`, after the journal's
+batched commit): a decoder killed before that restores the window's frames and asks again,
+and the edges still hold the answers. Only this module and :mod:`fusion_decoder.belief` know
+binning; the servicer and the pipeline call :meth:`hold`, :meth:`attach`, :meth:`on_reply`
+and :meth:`settle`.
 """
 from __future__ import annotations
 
@@ -96,6 +100,9 @@ class BinningStage:
         self._held: dict[tuple[str, int], _Held] = {}
         self._outboxes: dict[tuple[str, int], FeedbackOutbox] = {}
         self._pending: dict[tuple[str, int], dict[int, Request]] = {}  # (group, source) → window → request
+        # windows released from this stage whose decoding is not durable yet (journaled, or published
+        # without a journal): a restart would ask their syndromes again, so the edges must keep them
+        self._unsettled: dict[str, set[int]] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-bp")
         self._tasks: set[asyncio.Task] = set()
 
@@ -193,11 +200,24 @@ class BinningStage:
         if self._held.pop((w.group, w.window), None) is None:
             return
         self.metrics.feedback_seconds.labels(w.group).observe(time.monotonic() - held.released)
-        for i in self.decoders:  # the edges may forget this window now
-            outbox = self._outboxes.get((w.group, i))
-            if outbox is not None:
-                outbox.poke()
+        # not settled yet: only once its decoding is durable (:meth:`settle`, after the journal's batched commit)
+        self._unsettled.setdefault(w.group, set()).add(w.window)
         await self._enqueue(w)
+
+    def settle(self, windows: list[AlignedWindow]) -> None:
+        """``windows`` left the decoder for good (journaled and published, or dropped as failed):
+        the edges may forget them; each syndrome stream of their groups hears it in an Ack."""
+        groups = set()
+        for w in windows:
+            unsettled = self._unsettled.get(w.group)
+            if unsettled is not None and w.window in unsettled:
+                unsettled.discard(w.window)
+                groups.add(w.group)
+        for group in groups:
+            for i in self.decoders:
+                outbox = self._outboxes.get((group, i))
+                if outbox is not None:
+                    outbox.poke()
 
     async def _give_up(self, held: _Held, sources: list[int], outcome: str) -> None:
         """Estimate ``sources`` of the window (their edge did not answer) and release it."""
@@ -235,6 +255,7 @@ class BinningStage:
     def settled_below(self, group: str, source: int, last_window: int) -> int:
         """No request will come for a window below this index (the edge may forget them)."""
         waiting = [w for (g, w), h in self._held.items() if g == group and source in h.states]
+        waiting.extend(self._unsettled.get(group, ()))
         return min(waiting) if waiting else last_window + 1
 
     async def on_reply(self, group: str, source: int, block: pb.SyndromeBlock) -> StreamRefused | None:
@@ -285,6 +306,7 @@ class BinningStage:
         """An evicted group: drop what it still has pending (its windows were released)."""
         for key in [k for k in self._pending if k[0] == group]:
             del self._pending[key]
+        self._unsettled.pop(group, None)
 
     async def close(self) -> None:
         for t in list(self._tasks):

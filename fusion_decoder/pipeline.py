@@ -138,6 +138,8 @@ class DecodePipeline:
                 log.exception("decoding %d windows failed", len(batch))
                 self.metrics.window_failures.labels("decode").inc(len(batch))
             finally:
+                if self.binning is not None:  # journaled and published (or failed): the edges may forget them
+                    self.binning.settle(batch)
                 for _ in batch:
                     self._queue.task_done()
 

@@ -40,6 +40,26 @@ class ModelConfig:
 
 
 @dataclass
+class BinningConfig:
+    """Syndrome coding (binning) of sources, frozen at export (training/syndrome_export.py, docs/binning.md)."""
+
+    # [[source, side source], …]: each listed source is syndrome-coded, its decoder LLRs from a table
+    # p(index | side symbol) fitted on the training windows; empty: every source direct (no binning)
+    syndrome: list[list[int]] = field(default_factory=list)
+    smoothing: float = 1.0  # pseudo-count of each table row's prior (the marginal): unseen side symbols get it
+    raw_above: float = 0.8  # a bit plane with H(plane | lower planes, side) above this (bits/bit) is sent raw
+    initial_factor: float = 1.0  # a syndrome plane's first block is this × n·H bits (feedback adds the rest)
+    # at least this many bits in a syndrome plane's first block: BP stops at any word that satisfies the checks
+    # received, and with a handful of checks a wrong word often does (nothing downstream would notice)
+    min_initial_bits: int = 32
+    step_bits: int = 32  # accumulated-syndrome bits per feedback request
+    max_requests: int = 16  # requests per window before the direct fallback
+    bp_iterations: int = 100  # belief-propagation iterations per decoding attempt
+    check_degree: int = 3  # checks per bit of the frozen LDPC base matrix
+    code_seed: int = 0  # seed of that matrix (the bundle stores its rows)
+
+
+@dataclass
 class TrainConfig:
     """Everything that defines a training run. Loss: Σ D_i + λ·Σ R_i − β_MI·Σ_{i<j} I(Z_i;Z_j)."""
 
@@ -80,30 +100,35 @@ class TrainConfig:
     # logged warning). The trained model is returned on the CPU whatever trained it (models/device.py).
     device: str = "auto"
     progress: bool = True  # tqdm progress bar with the loss terms
+    binning: BinningConfig = field(default_factory=BinningConfig)  # syndrome-coded sources (export)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.binning.syndrome:  # written only when set, so direct-only configs (and bundle ids) stay as they were
+            del out["binning"]
+        return out
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> "TrainConfig":
         obj = dict(obj)
         data = DataConfig(**obj.pop("data", {}))
         model = ModelConfig(**obj.pop("model", {}))
+        binning = BinningConfig(**obj.pop("binning", {}))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(obj) - known
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}")
-        return cls(data=data, model=model, **obj)
+        return cls(data=data, model=model, binning=binning, **obj)
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def replace(self, **changes: Any) -> "TrainConfig":
-        """Copy with top-level changes; ``data``/``model`` may be dicts of field changes."""
+        """Copy with top-level changes; ``data``/``model``/``binning`` may be dicts of field changes."""
         new = TrainConfig.from_dict(self.to_dict())
         for key, value in changes.items():
-            if key in ("data", "model") and isinstance(value, dict):
+            if key in ("data", "model", "binning") and isinstance(value, dict):
                 setattr(new, key, dataclasses.replace(getattr(new, key), **value))
             else:
                 setattr(new, key, value)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -56,23 +56,23 @@ def _table(pmf: np.ndarray, offset: int) -> ChannelTable:
 
 def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: float = 0.9, samples: int = 1024,
                           n_windows: int = 60, seed: int = 0, initial_factor: float = 1.0, step_bits: int = 32,
-                          max_requests: int = 16, bp_iterations: int = 100, train_seed: int = 0,
+                          max_requests: int = 16, bp_iterations: int = 100, train_seed: int | None = None,
                           **params: Any) -> Path:
     """Fit ``method`` (``neural-sw`` or ``sq-syndrome``) with ``params`` and write a servable bundle to ``out``.
 
-    ``seed`` draws the data (and the code), ``train_seed`` the network's initialisation and
-    batches; ``initial_factor`` × n·H(plane | lower planes, q1) bits start each syndrome plane
+    ``seed`` draws the data and the code, ``train_seed`` (default: ``seed``) the network's
+    initialisation and batches; ``initial_factor`` × n·H(plane | lower planes, q1) bits start each syndrome plane
     (no margin); ``step_bits`` per request, ``max_requests`` before the direct fallback; the
     planes' modes are the study's plan (``raw`` / ``syndrome`` / ``skip``).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = _gaussian_data(rho, samples, n_windows, seed)
+    train_seed = seed if train_seed is None else train_seed
     base = build_baseline(method, **{"fit_windows": 6, "profiles": ["reg3"], **params, "seed": train_seed})
     fit = base.fit(data)
     b = base  # the study's fitted tables: cond, mass, mean1, mean2, half1, half, plan
     k1, k2 = 2 * b.half1, 2 * b.half
-    bits = int(math.ceil(math.log2(k2)))
     if method == "neural-sw":
         encoders = [b.net.enc[0], b.net.enc[1]]
     else:
@@ -81,23 +81,9 @@ def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: fl
         export_encoder_onnx(enc, (1, samples), out / f"encoder_{i}.onnx")
     p1 = b.mass.sum(1)
     p2 = b.mass.sum(0)
-    planes = []
-    for p in b.plan:
-        # raw where the study found no syndrome shorter than the plane that decodes its fit windows
-        # (a plane near 1 bit per bit: BP at rate ~1 fails and the window would fall back whole)
-        if p["mode"] == "raw":
-            planes.append(PlanePlan(p["plane"], RAW))
-        elif p["mode"] == "skip":
-            planes.append(PlanePlan(p["plane"], SKIP))
-        else:
-            planes.append(PlanePlan(p["plane"], SYNDROME,
-                                    max(1, min(samples, int(math.ceil(samples * p["entropy"] * initial_factor))))))
-    cond = np.zeros((k1, 1 << bits))
-    cond[:, :k2] = b.cond
-    spec = SyndromeSpec(side_sources=(0,), offset=-b.half, index_bits=bits, planes=tuple(planes),
-                        checks=random_checks(samples, 3, seed), step_bits=step_bits, max_requests=max_requests,
-                        bp_iterations=bp_iterations,
-                        conditional={"kind": "table", "side_offset": -b.half1, "probs": cond.tolist()})
+    spec = syndrome_spec(b.plan, b.cond, side=0, offset=-b.half, side_offset=-b.half1, n=samples,
+                         initial_factor=initial_factor, step_bits=step_bits, max_requests=max_requests,
+                         bp_iterations=bp_iterations, seed=seed)
     sources = [
         SourceInfo(name=f"s{i}", channel_names=(f"s{i}.0",), input_shape=(1, samples), latent_shape=(1, samples),
                    encoder_file=f"encoder_{i}.onnx", tables=(_table(pm, -half),))
@@ -125,6 +111,44 @@ def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: fl
         extra={"edge_source": data.edge_source, "test_windows": int(len(test))},
     )
     return out
+
+
+def syndrome_spec(plan: Sequence[dict[str, Any]], cond: np.ndarray, *, side: int, offset: int, side_offset: int,
+                  n: int, initial_factor: float = 1.0, step_bits: int = 32, max_requests: int = 16,
+                  bp_iterations: int = 100, degree: int = 3, seed: int = 0, min_bits: int = 1) -> SyndromeSpec:
+    """Freeze a syndrome source's binning record (what must be bit-exact on both sides).
+
+    Args:
+        plan: per bit plane, lowest first, ``{"plane": k, "mode": "raw" | "syndrome" | "skip",
+            "entropy": H(plane | lower planes, side) in bits per symbol}``.
+        cond: (K_side, K) p(index | side index): row r is side symbol ``side_offset + r``,
+            column j coded symbol ``offset + j``; padded with zeros to 2^B columns.
+        side: the side source; ``n``: bits per plane (symbols per window).
+        initial_factor: a syndrome plane's first block is this × n·H bits (no margin: feedback
+            supplies what it lacks).
+        degree, seed: the random base matrix (checks per bit); the record stores its rows.
+        min_bits: a syndrome plane's first block has at least this many bits. BP "succeeds" when
+            its word satisfies the checks received; with very few checks a wrong word does too
+            (one check passes any even number of errors), and nothing after BP would notice.
+    """
+    bits = max(1, int(math.ceil(math.log2(cond.shape[1]))))
+    planes = []
+    for p in plan:
+        # raw where a syndrome would be near the plane's own length (BP at rate ~1 fails and the
+        # window would fall back whole)
+        if p["mode"] == RAW:
+            planes.append(PlanePlan(p["plane"], RAW))
+        elif p["mode"] == SKIP:
+            planes.append(PlanePlan(p["plane"], SKIP))
+        else:
+            planes.append(PlanePlan(p["plane"], SYNDROME,
+                                    min(n, max(1, min_bits, int(math.ceil(n * p["entropy"] * initial_factor))))))
+    probs = np.zeros((cond.shape[0], 1 << bits))
+    probs[:, : cond.shape[1]] = cond
+    return SyndromeSpec(side_sources=(side,), offset=int(offset), index_bits=bits, planes=tuple(planes),
+                        checks=random_checks(n, degree, seed), step_bits=step_bits, max_requests=max_requests,
+                        bp_iterations=bp_iterations,
+                        conditional={"kind": "table", "side_offset": int(side_offset), "probs": probs.tolist()})
 
 
 def _gaussian_data(rho: float, samples: int, n_windows: int, seed: int):
@@ -168,10 +192,11 @@ def export_best_of(out: str | Path, restarts: int, *, rho: float = 0.9, samples:
 
 
 def measure_offline(bundle: Bundle | str | Path, windows: np.ndarray, bp: BP | None = None) -> dict[str, Any]:
-    """Code ``windows`` (n, 2, 1, T) as the live path does, with requests answered in-process.
+    """Code ``windows`` (n, N, C, *S) as the live path does, with requests answered in-process.
 
     Returns per window the bits each source sent (initial + requested + direct), the requests,
-    the BP iterations, and the sum rate (bits per sample pair) and MSE per source.
+    the BP iterations, and the sum rate (bits per sample of one source summed over sources: per
+    sample pair for two scalar sources) and MSE per source; the Gaussian bounds where ρ is known.
     """
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     runtime = JointDecoderRuntime(bundle, "cpu")
@@ -219,12 +244,13 @@ def measure_offline(bundle: Bundle | str | Path, windows: np.ndarray, bp: BP | N
                                       requests[i] > bundle.sources[i].binning.max_requests) for i in
                                   range(bundle.n_sources)]})
     x_hat = np.stack(x_hats)
-    samples = windows.shape[-1] * len(windows)
+    samples = int(np.prod(windows.shape[2:])) * len(windows)  # per source
     mse = ((x_hat - windows) ** 2).reshape(len(windows), bundle.n_sources, -1).mean((0, 2))
     sum_rate = sum(sum(r["bits"]) for r in rows) / samples
-    rho = float(bundle.training_config.get("rho", 0.9))
+    # ρ of the Gaussian sources: the study's export records it, the main trainer's data info
+    rho = bundle.training_config.get("rho", bundle.extra.get("data_info", {}).get("rho"))
     d = float(mse.mean())
     return {"windows": rows, "sum_rate_bits_per_pair": sum_rate, "mse_per_source": mse.tolist(),
             "bits_per_source": [sum(r["bits"][i] for r in rows) / samples for i in range(bundle.n_sources)],
             "requests_per_window": float(np.mean([sum(r["requests"]) for r in rows])),
-            "bounds": all_bounds(rho, d) if 0 < d < 1 else None, "x_hat": x_hat}
+            "bounds": all_bounds(float(rho), d) if rho is not None and 0 < d < 1 else None, "x_hat": x_hat}

@@ -10,7 +10,7 @@ import json
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -167,8 +167,16 @@ def attach_evaluation(bundle_dir: str | Path, evaluation: dict[str, Any]) -> str
     The id hashes the manifest, so the figures a bundle claims are covered by its id.
     """
     bundle = load_bundle(bundle_dir)
+    return rewrite_manifest(bundle_dir, evaluation={**bundle.evaluation, **evaluation})
+
+
+def rewrite_manifest(bundle_dir: str | Path, *, sources: Sequence[SourceInfo] | None = None,
+                     evaluation: dict[str, Any] | None = None) -> str:
+    """Write a bundle's manifest again with new ``sources`` and/or ``evaluation`` (the rest kept);
+    returns the new bundle id (the files are unchanged, their hashes too)."""
+    bundle = load_bundle(bundle_dir)
     return write_manifest(
-        bundle.path, modality=bundle.modality, sources=bundle.sources, sample_rate=bundle.sample_rate,
-        decoder=bundle.decoder, training_config=bundle.training_config,
-        evaluation={**bundle.evaluation, **evaluation}, extra=bundle.extra,
+        bundle.path, modality=bundle.modality, sources=bundle.sources if sources is None else sources,
+        sample_rate=bundle.sample_rate, decoder=bundle.decoder, training_config=bundle.training_config,
+        evaluation=bundle.evaluation if evaluation is None else evaluation, extra=bundle.extra,
     )

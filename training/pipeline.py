@@ -13,14 +13,38 @@ from training.train import train
 def train_and_export(cfg: TrainConfig, out_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Train ``cfg``, export a bundle to ``out_dir`` and attach its test-split figures.
 
-    Returns the bundle path and the evaluation summary (real bits from the coder).
+    Returns the bundle path and the evaluation summary (real bits from the coder). With
+    ``cfg.binning.syndrome`` set, the bundle is then made format 3 (those sources syndrome-coded,
+    ``training.syndrome_export``) and the summary's ``binning`` holds the fitted tables and the
+    test split coded as served (``training.binning.measure_offline``: every feedback bit
+    counted); the other figures stay those of direct coding by the same encoders.
     """
+    if cfg.binning.syndrome:
+        from training.syndrome_export import check_binning
+
+        check_binning(cfg)  # a config that cannot become a bundle fails before training, not after
     result = train(cfg, checkpoint=checkpoint)
     path = export_bundle(result.model, result.dataset, out_dir)
     report = summary(evaluate_bundle(path, windows=result.dataset.test))
     report["training_estimate_bits_per_sample_sum"] = training_estimate(result.model, result.dataset.test)
     report["train_seconds"] = result.seconds
     report["train_device"] = result.device
+    if cfg.binning.syndrome:
+        report["binning"] = _binning(path, result.dataset, cfg)
     # The figures are hashed into the manifest, so attaching them gives the bundle its final id.
     report["bundle_id"] = attach_evaluation(path, {"test": {k: v for k, v in report.items() if k != "bundle_id"}})
     return path, report
+
+
+def _binning(path: Path, dataset, cfg: TrainConfig) -> dict[str, Any]:
+    """Freeze the syndrome sources into the bundle at ``path``; their fit and the test split as served."""
+    from training.binning import measure_offline
+    from training.syndrome_export import check_binning, make_syndrome_bundle
+
+    check_binning(cfg, dataset.n_sources)
+    fitted = make_syndrome_bundle(path, dataset, cfg.binning)
+    served = measure_offline(path, dataset.test)
+    served.pop("x_hat")
+    rows = served.pop("windows")
+    return summary({"sources": fitted, **served, "fallbacks": sum(sum(r["fallback"]) for r in rows),
+                    "bp_iterations_per_window": sum(r["bp_iterations"] for r in rows) / max(len(rows), 1)})

@@ -14,6 +14,15 @@ def _gaussian_quick() -> TrainConfig:
     )
 
 
+def _gaussian_syndrome() -> TrainConfig:
+    # gaussian-quick with binning: source 1 syndrome-coded given source 0 (its table p(q1 | q0) fitted on the
+    # training symbols at export); 512 samples per window = the LDPC block (longer blocks: fewer wrong words)
+    cfg = _gaussian_quick()
+    cfg.data.n_windows, cfg.data.params["samples"] = 400, 512
+    cfg.binning.syndrome = [[1, 0]]
+    return cfg
+
+
 def _ecg_synth_quick() -> TrainConfig:
     # Four nodes of three synthetic leads each, conv encoders with stride 4.
     return TrainConfig(
@@ -97,6 +106,7 @@ def _ecg(group_size: int) -> TrainConfig:
 
 PRESETS = {
     "gaussian-quick": _gaussian_quick,
+    "gaussian-syndrome": _gaussian_syndrome,
     "ecg-synth-quick": _ecg_synth_quick,
     "stereo-small": _stereo_small,
     "stereo-quick": _stereo_quick,

@@ -44,6 +44,23 @@ def test_ndsc_decoder_and_edges_serve_a_binning_bundle_with_feedback(binning_bun
             r["bits"][i] for r in offline["windows"])
 
 
+async def _restart_until_done(bundle, port: int, state, streaming, timeout: float, deadline: float = 10):
+    """Start the decoder again on ``state``; once ``streaming`` (the edges' runs) ends, stop it (SIGTERM)."""
+    import asyncio
+
+    from tests.reliability.test_restart import _start_decoder
+
+    decoder = await asyncio.to_thread(_start_decoder, bundle, port, state, deadline)
+    try:
+        result = await asyncio.wait_for(streaming, timeout)
+        decoder.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(decoder.wait, 60)
+    finally:
+        if decoder.poll() is None:
+            decoder.kill()
+    return result
+
+
 def test_no_window_lost_or_left_undecoded_across_a_decoder_restart(binning_bundle, tmp_path):
     """SIGKILL mid-stream, restart on the same journal: the restored windows are asked for their
     syndromes again, the edge still keeps them, and every window is decoded once, both sources."""
@@ -70,14 +87,7 @@ def test_no_window_lost_or_left_undecoded_across_a_decoder_restart(binning_bundl
         first.wait()
         await sub1.task
         killed_at = len(sub1.items)
-        second = await asyncio.to_thread(_start_decoder, binning_bundle, port, state)
-        try:
-            counts = await asyncio.wait_for(streaming, 240)
-            second.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(second.wait, 60)
-        finally:
-            if second.poll() is None:
-                second.kill()
+        counts = await _restart_until_done(binning_bundle, port, state, streaming, 240)
         await sub1.channel.close()
         return counts, killed_at, nodes
 
@@ -89,3 +99,60 @@ def test_no_window_lost_or_left_undecoded_across_a_decoder_restart(binning_bundl
     decoded = db.execute("SELECT window, present FROM decoded ORDER BY window").fetchall()
     assert [w for w, _ in decoded] == list(range(n_windows))
     assert all(present == "11" for _, present in decoded)  # the syndrome source decoded, never estimated
+
+
+def test_a_window_is_settled_only_once_its_decoding_is_journaled(binning_bundle, tmp_path):
+    """SIGKILL while decoded windows wait for their journal commit (held up by another writer's lock
+    on the journal): the edge was not told to forget them, so the restarted decoder asks again and
+    decodes them (settling on leaving the binning stage lost them: that source was estimated)."""
+    import asyncio
+    import sqlite3
+
+    from tests.reliability.test_restart import _free_port, _start_decoder
+    from tests.serving.conftest import edge_node
+
+    n_windows, deadline = 5, 2.0
+    # source 1 alone: each window is released at the aligner deadline without its side source, so the
+    # decoder asks for the direct payload (one round trip, no BP) and decodes it
+    spec = f"gaussian:n=2,rho=0.9,seed=3,start=0,count={n_windows}"
+    port, state = _free_port(), tmp_path / "state"
+    journal = state / "journal.sqlite"
+
+    def journaled(sql: str) -> int:
+        with sqlite3.connect(journal) as db:
+            return db.execute(sql).fetchone()[0]
+
+    async def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+        end = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < end, f"timed out waiting for {what}"
+            await asyncio.sleep(0.02)
+
+    async def scenario():
+        first = await asyncio.to_thread(_start_decoder, binning_bundle, port, state, deadline)
+        node = edge_node(binning_bundle, 1, f"127.0.0.1:{port}", source=spec, backoff_initial=0.05, backoff_max=0.5)
+        streaming = asyncio.ensure_future(node.run())
+        await wait_for(lambda: journal.exists() and journaled("SELECT COUNT(*) FROM frames") == n_windows,
+                       "the frames in the journal")
+        lock = sqlite3.connect(journal, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the decoder's next commit (its decoded windows) waits for this
+        answered = node.syndrome.metrics.request("direct")
+        await wait_for(lambda: answered._value.get() == n_windows, "the direct answers")
+        await asyncio.sleep(0.5)  # time for any Ack that settles them to arrive
+        kept_at_kill = not node.syndrome.settled
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        lock.execute("ROLLBACK")
+        lock.close()
+        assert journaled("SELECT COUNT(*) FROM decoded") == 0  # the kill landed in the gap
+        count = await _restart_until_done(binning_bundle, port, state, streaming, 120, deadline)
+        return count, kept_at_kill, node
+
+    count, kept_at_kill, node = asyncio.run(scenario())
+    db = sqlite3.connect(journal)
+    decoded = db.execute("SELECT window, present FROM decoded ORDER BY window").fetchall()
+    assert count == n_windows
+    assert decoded == [(w, "01") for w in range(n_windows)]  # source 1 decoded (source 0 never sent), not estimated
+    assert kept_at_kill  # decoded but not yet journaled: not settled, so the edge still kept the windows
+    assert node.metrics.reconnects._value.get() >= 1 and node.syndrome.settled
+    assert node.syndrome.metrics.request("forgotten")._value.get() == 0

@@ -26,11 +26,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_decoder(bundle, port, state_dir):
+def _start_decoder(bundle, port, state_dir, deadline: float = 10):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ndsc", "decoder", "--bundle", str(bundle), "--listen", f"127.0.0.1:{port}",
-         "--metrics-port", "-1", "--deadline", "10", "--state-dir", str(state_dir)],
+         "--metrics-port", "-1", "--deadline", str(deadline), "--state-dir", str(state_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
     end = time.monotonic() + 180
     while time.monotonic() < end:

@@ -82,22 +82,7 @@ class SyndromeSQ(Baseline):
     # --- the plan: which plane is raw, syndrome (with its length) or not sent ------------
     def _plane_entropy(self, k: int) -> tuple[float, float]:
         """H(b_k | Q1, b_<k) in bits and the MAP error probability of b_k from the same."""
-        size = self.mass.shape[1]
-        j = np.arange(size)
-        low = j & ((1 << k) - 1)
-        bit = (j >> k) & 1
-        h = err = 0.0
-        for lv in np.unique(low):
-            p0 = self.mass[:, (low == lv) & (bit == 0)].sum(1)
-            p1 = self.mass[:, (low == lv) & (bit == 1)].sum(1)
-            tot = p0 + p1
-            ok = tot > 0
-            q = np.where(ok, p0 / np.where(ok, tot, 1), 0.5)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                hb = -(q * np.log2(np.where(q > 0, q, 1)) + (1 - q) * np.log2(np.where(q < 1, 1 - q, 1)))
-            h += float((tot * hb).sum())
-            err += float(np.minimum(p0, p1).sum())
-        return h, err
+        return plane_entropy(self.mass, k)
 
     def _plan(self, train: np.ndarray, fit_windows: int, raw_above: float) -> list[dict[str, Any]]:
         plan: list[dict[str, Any]] = []
@@ -238,3 +223,26 @@ class SyndromeSQ(Baseline):
     def analyse(self, windows: np.ndarray) -> dict[str, Any]:
         return {"planes": self.plan, "bp_failures": int(getattr(self, "failures", 0)),
                 "note": "asymmetric Slepian–Wolf corner point; source 1 entropy-coded, source 2 by syndromes"}
+
+
+def plane_entropy(mass: np.ndarray, k: int) -> tuple[float, float]:
+    """H(b_k | Q1, b_<k) in bits per sample and the MAP error probability of b_k from the same.
+
+    ``mass`` (K1, K2): the joint p(Q1, Q2) over side index and coded index; b_k is bit k of Q2.
+    """
+    size = mass.shape[1]
+    j = np.arange(size)
+    low = j & ((1 << k) - 1)
+    bit = (j >> k) & 1
+    h = err = 0.0
+    for lv in np.unique(low):
+        p0 = mass[:, (low == lv) & (bit == 0)].sum(1)
+        p1 = mass[:, (low == lv) & (bit == 1)].sum(1)
+        tot = p0 + p1
+        ok = tot > 0
+        q = np.where(ok, p0 / np.where(ok, tot, 1), 0.5)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hb = -(q * np.log2(np.where(q > 0, q, 1)) + (1 - q) * np.log2(np.where(q < 1, 1 - q, 1)))
+        h += float((tot * hb).sum())
+        err += float(np.minimum(p0, p1).sum())
+    return h, err
