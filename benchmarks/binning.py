@@ -50,7 +50,8 @@ def variant(bundle_dir: Path, out: Path, initial_bits) -> Path:
     """``bundle_dir`` with every syndrome plane's initial block set to ``initial_bits(plane, fitted)``
     (``fitted``: the study's syndrome length for that plane, fitted on training windows plus its margin)."""
     from ndsc.binning import SYNDROME
-    from ndsc.bundle import load_bundle, write_manifest
+    from ndsc.bundle import load_bundle
+    from training.export import rewrite_manifest
 
     shutil.copytree(bundle_dir, out)
     b = load_bundle(out)
@@ -63,9 +64,7 @@ def variant(bundle_dir: Path, out: Path, initial_bits) -> Path:
                            if p.mode == SYNDROME else p for p in s.binning.planes)
             s = dataclasses.replace(s, binning=dataclasses.replace(s.binning, planes=planes))
         sources.append(s)
-    (out / "manifest.json").unlink()
-    write_manifest(out, modality=b.modality, sources=sources, decoder=b.decoder, sample_rate=b.sample_rate,
-                   training_config=b.training_config, evaluation=b.evaluation, extra=b.extra)
+    rewrite_manifest(out, sources=sources)
     return out
 
 
