@@ -7,6 +7,12 @@ request: "plane k: send accumulated bits [a, b)", or, past ``max_requests``, "se
 direct payload". The serving stage (:mod:`fusion_decoder.binning`) and the offline
 measurement (``training.binning``) both drive it, so live bits equal offline bits.
 
+BP "converges" as soon as its word satisfies the checks received, and with few checks a
+wrong word often does. When the bundle's record carries plane checks (``check_bits`` > 0),
+a converged plane is accepted only if its check matches the payload's; otherwise the attempt
+counts as failed and asks for more bits exactly as a BP failure does (so past ``max_requests``
+the window falls back to its direct payload, never to a wrong word).
+
 Belief propagation: the ``ldpc`` package's sum-product decoder (C++, maintained) by default;
 :func:`bp_numpy`, a plain NumPy sum-product, is kept as the cross-check
 (``tests/binning/test_belief.py``) and as the fallback where ``ldpc`` is not installed.
@@ -18,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from ndsc.binning import RAW, SKIP, SyndromeSpec
+from ndsc.binning import RAW, SKIP, PayloadBits, SyndromeSpec
 from ndsc.entropy import LatentCoder
 
 #: LLRs are clipped here: a model probability of exactly 0 must not make BP unable to move
@@ -125,6 +131,7 @@ class WindowSyndrome:
 
     Attributes:
         payload: per raw / syndrome plane its bits from the window's payload.
+        checks: per syndrome plane the check value the payload carried (empty without checks).
         extra: per syndrome plane the accumulated bits received since, in transmission order.
         decoded: planes decoded so far (their bits), lowest first.
         requests: requests sent for this window.
@@ -134,6 +141,7 @@ class WindowSyndrome:
     """
 
     payload: dict[int, np.ndarray]
+    checks: dict[int, int] = field(default_factory=dict)
     extra: dict[int, np.ndarray] = field(default_factory=dict)
     decoded: list[np.ndarray] = field(default_factory=list)
     requests: int = 0
@@ -150,11 +158,13 @@ class WindowSyndrome:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One decoding attempt: ``symbols`` (M·L) when done, else the ``request`` to send."""
+    """One decoding attempt: ``symbols`` (M·L) when done, else the ``request`` to send;
+    ``check_failed``: BP converged on a plane whose check did not match (a wrong word caught)."""
 
     symbols: np.ndarray | None
     request: Request | None
     iterations: int
+    check_failed: bool = False
 
 
 class SyndromeDecoder:
@@ -179,8 +189,9 @@ class SyndromeDecoder:
         self.cond = probs / np.maximum(probs.sum(1, keepdims=True), 1e-300)
         self._codes: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # received → merged code
 
-    def start(self, payload_bits: dict[int, np.ndarray]) -> WindowSyndrome:
-        return WindowSyndrome(payload_bits)
+    def start(self, payload_bits: PayloadBits) -> WindowSyndrome:
+        """The state of a window from its split payload (``SyndromeSpec.split_payload``)."""
+        return WindowSyndrome(payload_bits, payload_bits.checks)
 
     def rows(self, side: np.ndarray) -> np.ndarray:
         """(n, K) model rows for the side source's symbols (flattened like this source's)."""
@@ -229,6 +240,8 @@ class SyndromeDecoder:
                 state.iterations += its
                 if not ok:
                     return Outcome(None, self._next_request(state, k, len(sent)), spent)
+                if not spec.check_matches(k, bits, state.checks):  # a wrong word that satisfies the checks held
+                    return Outcome(None, self._next_request(state, k, len(sent)), spent, check_failed=True)
             state.decoded.append(bits)
             low |= bits.astype(np.int64) << k
         return Outcome(spec.symbols_of(low), None, spent)

@@ -174,6 +174,8 @@ class BinningStage:
         group, src = w.group, str(source)
         if outcome.iterations:
             self.metrics.bp_iterations.labels(group, src).inc(outcome.iterations)
+        if outcome.check_failed:
+            self.metrics.syndrome_check_failures.labels(group, src).inc()
         if (group, w.window) not in self._held:  # given up meanwhile (timeout, eviction)
             return
         if outcome.symbols is not None:
@@ -260,7 +262,8 @@ class BinningStage:
 
     async def on_reply(self, group: str, source: int, block: pb.SyndromeBlock) -> StreamRefused | None:
         """Take one answer from the stream of (``group``, ``source``); a refusal for a block that
-        answers no pending request, fails its crc, or does not fit the request."""
+        answers no pending request, fails its crc, or does not fit the request (a direct payload
+        whose symbols contradict the window's plane checks included)."""
         where = f"syndrome block for window {block.window} (plane {block.plane}, bits [{block.first_bit}, " \
                 f"{block.end_bit}), direct {block.direct})"
         if crc32(block.bits) != block.crc32:
@@ -278,7 +281,13 @@ class BinningStage:
             return None  # given up meanwhile: a late answer is harmless
         try:
             if request.direct:
-                dec.coder.decode(block.bits, dec.spec.n // dec.latent_shape[0])
+                symbols = dec.coder.decode(block.bits, dec.spec.n // dec.latent_shape[0])
+                # the fallback is the edge's own symbols: planes whose check it contradicts mean a forged
+                # or corrupt check (or payload); refused rather than output either way
+                wrong = dec.spec.mismatched_planes(symbols, held.states[source].checks)
+                if wrong:
+                    raise SyndromeError(f"the direct payload contradicts the check of plane(s) {wrong} "
+                                        "in the window's payload")
                 answer: bytes | np.ndarray = bytes(block.bits)
             else:
                 answer = unpack_bits(block.bits, request.end - request.first)

@@ -233,6 +233,10 @@ class DecoderMetrics:
         self.syndrome_requests = Counter(
             "ndsc_syndrome_requests", "Feedback requests sent to edges, by kind: more (syndrome bits), direct "
             "(fallback past the request bound)", ["group", "source", "kind"], registry=registry)
+        self.syndrome_check_failures = Counter(
+            "ndsc_syndrome_check_failures", "Belief-propagation results refused because the plane's check did not "
+            "match (a wrong word that satisfied the syndrome bits received; more bits or the direct payload were "
+            "asked for instead)", ["group", "source"], registry=registry)
         self.bp_iterations = Counter(
             "ndsc_bp_iterations", "Belief-propagation iterations spent decoding syndrome-coded sources",
             ["group", "source"], registry=registry)

@@ -8,7 +8,9 @@ n = M·L bits (channel-major, then position, as the symbols). Each plane has a m
 * ``raw``: its n bits are sent as they are;
 * ``syndrome``: bits of its **accumulated syndrome** (LDPC-accumulate, Varodayan et al.
   2006) are sent, the first ``initial_bits`` in the window's payload and more on the
-  decoder's request (:func:`transmission_order` fixes which positions, and in what order);
+  decoder's request (:func:`transmission_order` fixes which positions, and in what order),
+  followed in the payload by the plane's ``check_bits``-bit check (:func:`plane_check`), so
+  the decoder can tell a right word from a wrong one that merely satisfies the checks received;
 * ``skip``: nothing is sent; the decoder takes its most likely value.
 
 The code is the bundle's n × n parity-check matrix H (``checks[r]``: the bit indices of
@@ -34,12 +36,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Sequence
 
+import zlib
+
 import numpy as np
 
 #: plane modes
 RAW, SYNDROME, SKIP = "raw", "syndrome", "skip"
 #: the only transmission order defined so far (docs/bitstream.md §7)
 ORDER_RULE = "vdc2"
+#: a plane's check is at most the whole CRC-32
+MAX_CHECK_BITS = 32
 
 
 class SyndromeError(ValueError):
@@ -91,6 +97,27 @@ def unpack_bits(data: bytes, count: int) -> np.ndarray:
     return bits[:count]
 
 
+def plane_check(bits: np.ndarray, check_bits: int) -> int:
+    """The check of a plane's n bits: the low ``check_bits`` bits of CRC-32 (zlib's, as the
+    frames' crc32) over the bits packed MSB first into ⌈n/8⌉ bytes, the last byte padded with 0."""
+    return zlib.crc32(pack_bits(bits)) & ((1 << check_bits) - 1)
+
+
+def check_to_bits(value: int, check_bits: int) -> np.ndarray:
+    """A check value as ``check_bits`` bits, most significant first."""
+    return ((value >> np.arange(check_bits - 1, -1, -1)) & 1).astype(np.uint8)
+
+
+class PayloadBits(dict):
+    """A split payload: plane → its bits (raw: the plane; syndrome: its first ``initial_bits``
+    accumulated bits), and in :attr:`checks` each syndrome plane's check value (none when the
+    record's ``check_bits`` is 0). A dict, so code that only needs the bits keeps working."""
+
+    def __init__(self, bits: dict[int, np.ndarray], checks: dict[int, int]):
+        super().__init__(bits)
+        self.checks = checks
+
+
 @dataclass(frozen=True)
 class PlanePlan:
     """One bit plane's mode and, for a syndrome plane, the accumulated bits the payload carries."""
@@ -123,6 +150,9 @@ class SyndromeSpec:
         bp_iterations: belief-propagation iterations per decoding attempt.
         conditional: the decoder's model p(index | side symbol), ``{"kind": "table",
             "side_offset": o, "probs": [[…] per side index]}`` (floats; only the decoder uses it).
+        check_bits: bits of each syndrome plane's check in the payload (:func:`plane_check`);
+            0: none (bundles exported before the check), the decoder then accepts any word BP
+            finds that satisfies the checks received.
     """
 
     side_sources: tuple[int, ...]
@@ -135,6 +165,7 @@ class SyndromeSpec:
     bp_iterations: int
     conditional: dict[str, Any]
     order_rule: str = ORDER_RULE
+    check_bits: int = 0
 
     @property
     def n(self) -> int:
@@ -152,10 +183,14 @@ class SyndromeSpec:
         cols = np.fromiter((b for c in self.checks for b in c), dtype=np.int64, count=len(rows))
         return rows, cols
 
+    def _payload_bits(self, p: PlanePlan) -> int:
+        """Bits plane ``p`` takes in the window's payload."""
+        return self.n if p.mode == RAW else p.initial_bits + self.check_bits if p.mode == SYNDROME else 0
+
     @property
     def initial_bits(self) -> int:
-        """Bits of the window's payload: n per raw plane, ``initial_bits`` per syndrome plane."""
-        return sum(self.n if p.mode == RAW else p.initial_bits for p in self.planes)
+        """Bits of the window's payload: n per raw plane, ``initial_bits`` + ``check_bits`` per syndrome plane."""
+        return sum(self._payload_bits(p) for p in self.planes)
 
     @property
     def payload_bytes(self) -> int:
@@ -192,31 +227,48 @@ class SyndromeSpec:
 
     def initial_payload(self, planes: np.ndarray) -> bytes:
         """The window's payload: per plane in order, raw bits or the first ``initial_bits``
-        accumulated bits, concatenated and packed (MSB first)."""
+        accumulated bits and the plane's check, concatenated and packed (MSB first)."""
         parts = []
         for p in self.planes:
             if p.mode == RAW:
                 parts.append(planes[p.plane])
             elif p.mode == SYNDROME:
                 parts.append(self.sent_bits(planes[p.plane], 0, p.initial_bits))
+                if self.check_bits:
+                    parts.append(check_to_bits(plane_check(planes[p.plane], self.check_bits), self.check_bits))
         return pack_bits(np.concatenate(parts) if parts else np.zeros(0, np.uint8))
 
     # --- decoder ----------------------------------------------------------------------
-    def split_payload(self, payload: bytes) -> dict[int, np.ndarray]:
+    def split_payload(self, payload: bytes) -> PayloadBits:
         """A payload → per raw or syndrome plane its bits (raw: the plane; syndrome: its first
-        ``initial_bits`` accumulated bits).
+        ``initial_bits`` accumulated bits) and each syndrome plane's check value.
 
         Raises:
             SyndromeError: a payload of another length, or non-zero padding.
         """
         bits = unpack_bits(payload, self.initial_bits)
-        out, pos = {}, 0
+        out, checks, pos = {}, {}, 0
         for p in self.planes:
-            count = self.n if p.mode == RAW else p.initial_bits if p.mode == SYNDROME else 0
+            count = self._payload_bits(p)
             if count:
-                out[p.plane] = bits[pos : pos + count]
+                out[p.plane] = bits[pos : pos + (self.n if p.mode == RAW else p.initial_bits)]
+            if p.mode == SYNDROME and self.check_bits:
+                check = bits[pos + p.initial_bits : pos + count]
+                checks[p.plane] = int(check.astype(np.int64) @ (1 << np.arange(self.check_bits - 1, -1, -1)))
             pos += count
-        return out
+        return PayloadBits(out, checks)
+
+    def check_matches(self, plane: int, bits: np.ndarray, checks: dict[int, int]) -> bool:
+        """Whether a decoded syndrome plane's ``bits`` match the check the payload carried
+        (always, without checks: ``check_bits`` 0)."""
+        return not self.check_bits or plane_check(bits, self.check_bits) == checks[plane]
+
+    def mismatched_planes(self, symbols: np.ndarray, checks: dict[int, int]) -> list[int]:
+        """Syndrome planes of ``symbols`` (a decoded window, e.g. from the direct payload) whose
+        check differs from the payload's: the edge sent bits that contradict each other."""
+        planes = self.planes_of(symbols)
+        return [p.plane for p in self.planes
+                if p.mode == SYNDROME and not self.check_matches(p.plane, planes[p.plane], checks)]
 
     def merged_code(self, received: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The code the first ``received`` transmitted positions define.
@@ -254,6 +306,8 @@ class SyndromeSpec:
             "max_requests": self.max_requests,
             "bp_iterations": self.bp_iterations,
             "conditional": self.conditional,
+            # absent when 0: bundles exported before the check keep their bytes (and their id)
+            **({"check_bits": self.check_bits} if self.check_bits else {}),
         }
 
     @classmethod
@@ -285,9 +339,12 @@ class SyndromeSpec:
             max_requests=int(obj["max_requests"]),
             bp_iterations=int(obj["bp_iterations"]),
             conditional=dict(obj["conditional"]),
+            check_bits=int(obj.get("check_bits", 0)),
         )
         if spec.step_bits < 1 or spec.max_requests < 0 or spec.bp_iterations < 1:
             raise SyndromeError("step_bits and bp_iterations must be >= 1, max_requests >= 0")
+        if not 0 <= spec.check_bits <= MAX_CHECK_BITS:
+            raise SyndromeError(f"check_bits must be 0 .. {MAX_CHECK_BITS}, got {spec.check_bits}")
         _check_conditional(spec.conditional, 1 << bits)
         return spec
 

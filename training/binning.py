@@ -54,16 +54,25 @@ def _table(pmf: np.ndarray, offset: int) -> ChannelTable:
     return ChannelTable(offset=offset, freqs=quantise_pmf(np.maximum(pmf, 1e-12), escape_mass=1e-9))
 
 
+#: check bits per syndrome plane in new exports: the whole CRC-32 of the plane. A wrong word BP
+#: converges to differs from the right one by a codeword of the merged code, often of low weight
+#: (2–4 bits in the measured cases); CRC-32 detects every difference of weight ≤ 3 in a plane of
+#: up to 91 607 bits (Koopman 2002) and any other with probability 1 − 2⁻³², for 32/n bits per
+#: plane (0.008 bits/sample at n = 4096). A truncated CRC keeps neither guarantee but the 2⁻ᵏ.
+DEFAULT_CHECK_BITS = 32
+
+
 def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: float = 0.9, samples: int = 1024,
                           n_windows: int = 60, seed: int = 0, initial_factor: float = 1.0, step_bits: int = 32,
                           max_requests: int = 16, bp_iterations: int = 100, train_seed: int | None = None,
-                          **params: Any) -> Path:
+                          check_bits: int = DEFAULT_CHECK_BITS, **params: Any) -> Path:
     """Fit ``method`` (``neural-sw`` or ``sq-syndrome``) with ``params`` and write a servable bundle to ``out``.
 
     ``seed`` draws the data and the code, ``train_seed`` (default: ``seed``) the network's
     initialisation and batches; ``initial_factor`` × n·H(plane | lower planes, q1) bits start each syndrome plane
     (no margin); ``step_bits`` per request, ``max_requests`` before the direct fallback; the
-    planes' modes are the study's plan (``raw`` / ``syndrome`` / ``skip``).
+    planes' modes are the study's plan (``raw`` / ``syndrome`` / ``skip``); ``check_bits`` per
+    syndrome plane check the decoded word (0: none, as bundles exported before the check).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +92,7 @@ def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: fl
     p2 = b.mass.sum(0)
     spec = syndrome_spec(b.plan, b.cond, side=0, offset=-b.half, side_offset=-b.half1, n=samples,
                          initial_factor=initial_factor, step_bits=step_bits, max_requests=max_requests,
-                         bp_iterations=bp_iterations, seed=seed)
+                         bp_iterations=bp_iterations, seed=seed, check_bits=check_bits)
     sources = [
         SourceInfo(name=f"s{i}", channel_names=(f"s{i}.0",), input_shape=(1, samples), latent_shape=(1, samples),
                    encoder_file=f"encoder_{i}.onnx", tables=(_table(pm, -half),))
@@ -106,7 +115,8 @@ def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: fl
         decoder={"arch": "table2", "args": {"offsets": [-b.half1, -b.half], "sizes": [k1, k2]},
                  "weights": "decoder.pt", "output_scale": 1.0},
         training_config={"method": method, "rho": rho, "samples": samples, "n_windows": n_windows, "seed": seed,
-                         "train_seed": train_seed, "params": params, "initial_factor": initial_factor},
+                         "train_seed": train_seed, "params": params, "initial_factor": initial_factor,
+                         "check_bits": check_bits},
         evaluation={"study_plan": fit.get("planes")},
         extra={"edge_source": data.edge_source, "test_windows": int(len(test))},
     )
@@ -115,7 +125,8 @@ def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: fl
 
 def syndrome_spec(plan: Sequence[dict[str, Any]], cond: np.ndarray, *, side: int, offset: int, side_offset: int,
                   n: int, initial_factor: float = 1.0, step_bits: int = 32, max_requests: int = 16,
-                  bp_iterations: int = 100, degree: int = 3, seed: int = 0, min_bits: int = 1) -> SyndromeSpec:
+                  bp_iterations: int = 100, degree: int = 3, seed: int = 0, min_bits: int = 1,
+                  check_bits: int = DEFAULT_CHECK_BITS) -> SyndromeSpec:
     """Freeze a syndrome source's binning record (what must be bit-exact on both sides).
 
     Args:
@@ -129,7 +140,10 @@ def syndrome_spec(plan: Sequence[dict[str, Any]], cond: np.ndarray, *, side: int
         degree, seed: the random base matrix (checks per bit); the record stores its rows.
         min_bits: a syndrome plane's first block has at least this many bits. BP "succeeds" when
             its word satisfies the checks received; with very few checks a wrong word does too
-            (one check passes any even number of errors), and nothing after BP would notice.
+            (one check passes any even number of errors). The plane check catches such a word
+            (the decoder then asks for more bits); the floor saves the round trips it would cost.
+        check_bits: bits of each syndrome plane's check in the payload (``DEFAULT_CHECK_BITS``;
+            0: no check, a wrong word that satisfies the checks received goes unnoticed).
     """
     bits = max(1, int(math.ceil(math.log2(cond.shape[1]))))
     planes = []
@@ -148,7 +162,8 @@ def syndrome_spec(plan: Sequence[dict[str, Any]], cond: np.ndarray, *, side: int
     return SyndromeSpec(side_sources=(side,), offset=int(offset), index_bits=bits, planes=tuple(planes),
                         checks=random_checks(n, degree, seed), step_bits=step_bits, max_requests=max_requests,
                         bp_iterations=bp_iterations,
-                        conditional={"kind": "table", "side_offset": int(side_offset), "probs": probs.tolist()})
+                        conditional={"kind": "table", "side_offset": int(side_offset), "probs": probs.tolist()},
+                        check_bits=check_bits)
 
 
 def _gaussian_data(rho: float, samples: int, n_windows: int, seed: int):
@@ -191,11 +206,42 @@ def export_best_of(out: str | Path, restarts: int, *, rho: float = 0.9, samples:
     return out, rows
 
 
+def decode_in_process(responder: SyndromeResponder, dec: SyndromeDecoder, window: int, symbols: np.ndarray,
+                      side: np.ndarray | None) -> dict[str, Any]:
+    """One window of a syndrome source as the live path codes it, requests answered in-process:
+    ``responder`` encodes the edge's ``symbols``, ``dec`` decodes with the ``side`` source's symbols.
+
+    Returns the decoded ``symbols`` (flat), the ``bits`` sent (initial + requested + direct), the
+    ``requests``, the BP ``iterations`` and the ``check_failures`` (BP words refused by the plane check).
+    """
+    spec = dec.spec
+    payload = responder.encode(window, symbols)
+    out = {"bits": 8 * len(payload), "requests": 0, "iterations": 0, "check_failures": 0}
+    state = dec.start(spec.split_payload(payload))
+    while True:
+        outcome = dec.attempt(state, side)
+        out["iterations"] += outcome.iterations
+        out["check_failures"] += int(outcome.check_failed)
+        if outcome.symbols is not None:
+            return {**out, "symbols": outcome.symbols}
+        r = outcome.request
+        assert r is not None
+        state.requests += 1
+        out["requests"] += 1
+        block = responder.answer(pb.SyndromeRequest(window=window, plane=r.plane, first_bit=r.first, end_bit=r.end,
+                                                    direct=r.direct))
+        assert block is not None
+        out["bits"] += 8 * len(block.bits)
+        dec.take(state, r, block.bits if r.direct else
+                 np.unpackbits(np.frombuffer(block.bits, np.uint8))[: r.end - r.first])
+
+
 def measure_offline(bundle: Bundle | str | Path, windows: np.ndarray, bp: BP | None = None) -> dict[str, Any]:
     """Code ``windows`` (n, N, C, *S) as the live path does, with requests answered in-process.
 
     Returns per window the bits each source sent (initial + requested + direct), the requests,
-    the BP iterations, and the sum rate (bits per sample of one source summed over sources: per
+    the BP iterations, the BP words the plane checks refused, the symbols decoded wrongly (vs the
+    edge's; ``wrong_windows`` counts windows with any), and the sum rate (bits per sample of one source summed over sources: per
     sample pair for two scalar sources) and MSE per source; the Gaussian bounds where ρ is known.
     """
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
@@ -207,6 +253,8 @@ def measure_offline(bundle: Bundle | str | Path, windows: np.ndarray, bp: BP | N
         bits = [0] * bundle.n_sources
         requests = [0] * bundle.n_sources
         symbols: list[np.ndarray | None] = [None] * bundle.n_sources
+        check_failures = [0] * bundle.n_sources
+        wrong = [0] * bundle.n_sources
         iterations = 0
         for i in order:
             info = bundle.sources[i]
@@ -215,31 +263,21 @@ def measure_offline(bundle: Bundle | str | Path, windows: np.ndarray, bp: BP | N
                 bits[i] += 8 * len(payload)
                 symbols[i] = runtime.entropy_decode(i, payload)
                 continue
-            responder = SyndromeResponder(info)
-            payload = responder.encode(w, encoders[i].symbols(x[i]))
-            bits[i] += 8 * len(payload)
-            dec = SyndromeDecoder(info.binning, info.coder(), info.latent_shape, bp)
-            state = dec.start(info.binning.split_payload(payload))
-            side = symbols[info.binning.side_sources[0]]
-            while True:
-                outcome = dec.attempt(state, side)
-                iterations += outcome.iterations
-                if outcome.symbols is not None:
-                    symbols[i] = outcome.symbols.reshape(info.latent_shape)
-                    break
-                r = outcome.request
-                assert r is not None
-                state.requests += 1
-                requests[i] += 1
-                block = responder.answer(pb.SyndromeRequest(window=w, plane=r.plane, first_bit=r.first,
-                                                            end_bit=r.end, direct=r.direct))
-                assert block is not None
-                bits[i] += 8 * len(block.bits)
-                dec.take(state, r, block.bits if r.direct else
-                         np.unpackbits(np.frombuffer(block.bits, np.uint8))[: r.end - r.first])
+            edge = encoders[i].symbols(x[i])
+            got = decode_in_process(SyndromeResponder(info), SyndromeDecoder(info.binning, info.coder(),
+                                                                             info.latent_shape, bp),
+                                    w, edge, symbols[info.binning.side_sources[0]])
+            symbols[i] = got["symbols"].reshape(info.latent_shape)
+            bits[i] += got["bits"]
+            requests[i] += got["requests"]
+            iterations += got["iterations"]
+            check_failures[i] += got["check_failures"]
+            # what a wrong word costs, measured: symbols that differ from the edge's (clipped) ones
+            wrong[i] = int((symbols[i].reshape(-1) != info.binning.symbols_of(info.binning.indices(edge))).sum())
         x_hat, _ = runtime.decode_batch([symbols])
         x_hats.append(x_hat[0])
         rows.append({"window": w, "bits": bits, "requests": requests, "bp_iterations": iterations,
+                     "check_failures": check_failures, "wrong_symbols": wrong,
                      "fallback": [int(bool(bundle.sources[i].binning) and requests[i] > 0 and
                                       requests[i] > bundle.sources[i].binning.max_requests) for i in
                                   range(bundle.n_sources)]})
@@ -251,6 +289,8 @@ def measure_offline(bundle: Bundle | str | Path, windows: np.ndarray, bp: BP | N
     rho = bundle.training_config.get("rho", bundle.extra.get("data_info", {}).get("rho"))
     d = float(mse.mean())
     return {"windows": rows, "sum_rate_bits_per_pair": sum_rate, "mse_per_source": mse.tolist(),
+            "wrong_windows": sum(any(r["wrong_symbols"]) for r in rows),
+            "check_failures": sum(sum(r["check_failures"]) for r in rows),
             "bits_per_source": [sum(r["bits"][i] for r in rows) / samples for i in range(bundle.n_sources)],
             "requests_per_window": float(np.mean([sum(r["requests"]) for r in rows])),
             "bounds": all_bounds(float(rho), d) if rho is not None and 0 < d < 1 else None, "x_hat": x_hat}

@@ -116,7 +116,7 @@ def make_syndrome_bundle(bundle_dir: str | Path, dataset: JointDataset, binning:
                              initial_factor=binning.initial_factor, step_bits=binning.step_bits,
                              max_requests=binning.max_requests, bp_iterations=binning.bp_iterations,
                              degree=binning.check_degree, seed=binning.code_seed + j,
-                             min_bits=binning.min_initial_bits)
+                             min_bits=binning.min_initial_bits, check_bits=binning.check_bits)
         sources[j] = replace(info, coding=SYNDROME, binning=spec)
         fitted[str(j)] = {"side_source": i, "training_windows": len(coded), "table_shape": list(fit["cond"].shape),
                           "h_bits_per_symbol": fit["h_bits"], "h_given_side_bits_per_symbol": fit["h_given_side_bits"],

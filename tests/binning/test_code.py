@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from ndsc.binning import (
     SyndromeSpec,
     decode_order,
     pack_bits,
+    plane_check,
     random_checks,
     transmission_order,
     unpack_bits,
@@ -38,6 +41,27 @@ def test_reference_vector_of_the_bitstream_doc():
     assert spec.initial_payload(planes).hex() == "8e1d10"
     assert pack_bits(spec.sent_bits(planes[1], 5, 9)).hex() == "80"
     assert random_checks(16, 3, 0) == REFERENCE_CHECKS  # the export's generator, for the record
+    assert "check_bits" not in spec.to_json()  # records without the check keep their bytes (and bundle ids)
+
+
+def test_reference_vector_with_a_plane_check():
+    """docs/bitstream.md §7's second vector: the first one with ``check_bits`` 12 (not a whole number of bytes,
+    so the check's bit order shows): plane 1 packs to 9996, CRC-32 f83615dd, its low 12 bits 5dd follow the
+    5 accumulated bits, MSB first."""
+    spec = replace(reference_spec(), check_bits=12)
+    planes = spec.planes_of(np.array(REFERENCE_SYMBOLS))
+    assert pack_bits(planes[1]).hex() == "9996" and zlib.crc32(pack_bits(planes[1])) == 0xF83615DD
+    assert plane_check(planes[1], 12) == 0x5DD
+    payload = spec.initial_payload(planes)
+    assert payload.hex() == "8e1d12ee80" and spec.initial_bits == 16 + 5 + 12
+    parts = spec.split_payload(payload)
+    assert parts.checks == {1: 0x5DD} and parts[1].tolist() == [0, 0, 0, 1, 0] and len(parts[0]) == 16
+    assert pack_bits(spec.sent_bits(planes[1], 5, 9)).hex() == "80"  # requested bits carry no check
+    assert spec.mismatched_planes(np.array(REFERENCE_SYMBOLS), parts.checks) == []
+    wrong = np.array(REFERENCE_SYMBOLS)
+    wrong[0] -= 2  # index 7 → 5: plane 1 flips
+    assert spec.mismatched_planes(wrong, parts.checks) == [1]
+    assert SyndromeSpec.from_json(spec.to_json()) == spec and spec.to_json()["check_bits"] == 12
 
 
 @pytest.mark.parametrize("n", [1, 2, 12, 16, 100, 1024])
@@ -85,7 +109,9 @@ def test_a_binning_record_that_does_not_fit_is_refused():
                    {"planes": good["planes"][:2]},
                    {"code": {**good["code"], "checks": [[0, 16]] + good["code"]["checks"][1:]}},
                    {"code": {**good["code"], "order": "random"}},
-                   {"step_bits": 0}):
+                   {"step_bits": 0},
+                   {"check_bits": 33},
+                   {"check_bits": -1}):
         with pytest.raises(SyndromeError):
             SyndromeSpec.from_json({**good, **change})
 
