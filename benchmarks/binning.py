@@ -18,7 +18,7 @@ in bits per sample pair, against separate coding by the same encoders (source 1 
 with its own table) and the Gaussian bounds of ``ndsc.bounds`` at the measured distortion.
 
     python benchmarks/binning.py [--bundle DIR] [--samples 4096] [--lmbda 0.16] [--restarts 4] [--seed 0]
-                                 [--period 0.25] [--json OUT]
+                                 [--check-bits 32] [--period 0.25] [--json OUT]
 
 The export trains ``--restarts`` training seeds and keeps the one furthest below the no-binning
 bound on the validation windows. ``--seeds N`` measures instead how reliable that is: it exports
@@ -114,6 +114,7 @@ async def live(bundle_dir: Path, period: float) -> dict:
         "payload_bits": [8 * value("ndsc_uplink_payload_bytes_total", node=f"node{i}", source=str(i)) for i in (0, 1)],
         "requests": sum(value("ndsc_syndrome_requests_total", source="1", kind=k) for k in ("more", "direct")),
         "fallbacks": value("ndsc_syndrome_windows_total", source="1", outcome="fallback"),
+        "check_failures": value("ndsc_syndrome_check_failures_total", source="1"),
         "timeouts": value("ndsc_syndrome_windows_total", source="1", outcome="timeout"),
         "latency_p50_ms": 1e3 * float(np.percentile(latency, 50)),
         "latency_p99_ms": 1e3 * float(np.percentile(latency, 99)),
@@ -184,7 +185,8 @@ def _export(args, out: Path, seed: int = 0) -> tuple[Path, list[dict]]:
     from training.binning import export_best_of, export_binning_bundle
 
     recipe = dict(samples=args.samples, n_windows=args.windows, lmbda=args.lmbda, steps=args.steps,
-                  batch=args.batch, step_bits=max(16, args.samples // 64), bp_iterations=args.bp_iterations, seed=seed)
+                  batch=args.batch, step_bits=max(16, args.samples // 64), bp_iterations=args.bp_iterations, seed=seed,
+                  check_bits=args.check_bits)
     if args.restarts > 1:
         return export_best_of(out, args.restarts, method="neural-sw", **recipe)
     return export_binning_bundle(out, "neural-sw", **recipe), []
@@ -222,16 +224,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--restarts", type=int, default=4, help="export: training seeds tried; the one furthest "
                     "below the no-binning bound on the validation windows is kept")
     ap.add_argument("--bp-iterations", type=int, default=60, help="export: BP iterations per attempt")
+    ap.add_argument("--check-bits", type=int, default=None, help="export: check bits per syndrome plane "
+                    "(default: training.binning.DEFAULT_CHECK_BITS; 0: no check, as bundles before it)")
     ap.add_argument("--period", type=float, default=0.25, help="seconds per window at the edges (real-time pacing)")
     ap.add_argument("--head-start", type=float, default=1.25,
                     help="a third mode: initial blocks this many times n·H, still with feedback (fewer round trips)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--seeds", type=int, help="instead: export the recipe with seeds 0 … N−1, offline figures per seed")
     args = ap.parse_args(argv)
+    if args.check_bits is None:
+        from training.binning import DEFAULT_CHECK_BITS
+
+        args.check_bits = DEFAULT_CHECK_BITS
     if args.seeds:
         return seeds(args, Path(tempfile.mkdtemp(prefix="ndsc-binning-seeds-")))
 
     from ndsc.bounds import all_bounds
+    from ndsc.bundle import load_bundle
     from training.binning import measure_offline
 
     tmp = Path(tempfile.mkdtemp(prefix="ndsc-binning-"))
@@ -251,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     windows = _test_windows(Path(bundle_dir))
     n, samples = len(windows), windows.shape[-1]
     report: dict = {"bundle": str(bundle_dir), "windows": n, "samples_per_window": samples,
-                    "rho": _rho(Path(bundle_dir)), "training_seeds": restarts, "modes": {}}
+                    "rho": _rho(Path(bundle_dir)), "training_seeds": restarts,
+                    "check_bits": load_bundle(bundle_dir).sources[1].binning.check_bits, "modes": {}}
     for mode, path in variants.items():
         offline = measure_offline(path, windows)
         got = asyncio.run(live(path, args.period))
@@ -261,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             **got,
             "offline_bits": offline_bits,
             "live_equals_offline": got["payload_bits"] == offline_bits,
+            "wrong_windows": offline["wrong_windows"],  # decoded to other symbols than the edge's
             "requests_per_window": got["requests"] / max(got["windows"], 1),
             "sum_rate_bits_per_pair": sum(got["payload_bits"]) / (n * samples),
             "mse_per_source": offline["mse_per_source"],
@@ -271,13 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     for mode, m in report["modes"].items():
         m["extra_latency_p50_ms"] = m["latency_p50_ms"] - base["latency_p50_ms"]
         m["extra_latency_p99_ms"] = m["latency_p99_ms"] - base["latency_p99_ms"]
-    print(f"binning benchmark: {n} windows of {samples} sample pairs, rho={report['rho']}, bundle {bundle_dir}")
-    print(f"{'mode':9} {'live=offline':>12} {'bits/pair':>9} {'req/win':>7} {'fallbk':>6} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'+p50':>6} {'+p99':>6} {'D':>6} {'no-bin':>6} {'BT':>5} {'sep.':>5}")
+    print(f"binning benchmark: {n} windows of {samples} sample pairs, rho={report['rho']}, "
+          f"{report['check_bits']} check bits per syndrome plane, bundle {bundle_dir}")
+    print(f"{'mode':9} {'live=offline':>12} {'bits/pair':>9} {'req/win':>7} {'fallbk':>6} {'caught':>6} {'wrong':>5} "
+          f"{'p50 ms':>7} {'p99 ms':>7} {'+p50':>6} {'+p99':>6} {'D':>6} {'no-bin':>6} {'BT':>5} {'sep.':>5}")
     for mode, m in report["modes"].items():
         bd = m["bounds_at_measured_d"]
         print(f"{mode:9} {str(m['live_equals_offline']):>12} {m['sum_rate_bits_per_pair']:9.4f} "
-              f"{m['requests_per_window']:7.2f} {m['fallbacks']:6.0f} {m['latency_p50_ms']:7.1f} "
+              f"{m['requests_per_window']:7.2f} {m['fallbacks']:6.0f} {m['check_failures']:6.0f} "
+              f"{m['wrong_windows']:5d} {m['latency_p50_ms']:7.1f} "
               f"{m['latency_p99_ms']:7.1f} {m['extra_latency_p50_ms']:6.1f} {m['extra_latency_p99_ms']:6.1f} "
               f"{np.mean(m['mse_per_source']):6.4f} {bd['no_binning']:6.3f} {bd['berger_tung']:5.2f} "
               f"{bd['separate']:5.2f}")

@@ -254,3 +254,49 @@ def test_a_bad_answer_is_refused_precisely_and_the_request_comes_again_on_the_ne
     assert length.code() == grpc.StatusCode.INVALID_ARGUMENT and "bytes for" in length.details()
     assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "crc_mismatch"}) == 1
     assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bad_syndrome"}) == 1
+
+
+def test_a_forged_plane_check_is_refused_with_bad_syndrome_and_the_window_never_output_wrong(fallback_bundle):
+    """A payload whose plane check was altered: the decoder refuses every BP word (it cannot tell a forged
+    check from a wrong word), asks for the direct payload (max_requests 0), finds the edge's own symbols
+    contradict the check, refuses that answer (INVALID_ARGUMENT bad_syndrome) and estimates the source."""
+    from edge_encoder.binning import SyndromeResponder
+    from edge_encoder.encoder import EdgeEncoder
+
+    bundle = load_bundle(fallback_bundle)
+    info = bundle.sources[1]
+    spec = info.binning
+    assert spec.check_bits and [p.mode for p in spec.planes if p.mode != "skip"][-1] == "syndrome"
+    start, windows = test_windows(fallback_bundle)
+    responder = SyndromeResponder(info)
+    payload = bytearray(responder.encode(start, EdgeEncoder(bundle, 1).symbols(windows[0][1])))
+    last = spec.initial_bits - 1  # the last check bit of the last syndrome plane
+    payload[last // 8] ^= 0x80 >> (last % 8)
+
+    async def scenario():
+        async with running_decoder(fallback_bundle, deadline=0.5) as (server, address, registry):
+            sub = Subscription(address)
+            await sub.wait_started(registry)
+            async with grpc.aio.insecure_channel(address) as channel:
+                call = pb_grpc.FusionDecoderStub(channel).Uplink()
+                await call.write(_header(bundle, 1, "forged", "default"))
+                await call.read()
+                await call.write(_frame(bytes(payload), window=start))
+                direct = edge_node(fallback_bundle, 0, address, source="bundle", max_windows=1)
+                await asyncio.wait_for(direct.run(), 30)
+                while True:
+                    ack = await asyncio.wait_for(call.read(), 10)
+                    if ack.requests:
+                        break
+                await call.write(pb.UplinkMessage(syndrome=pb.SyndromeReply(blocks=[responder.answer(ack.requests[0])])))
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await asyncio.wait_for(call.read(), 10)
+                await sub.wait_for(1, timeout=30)
+        return ack.requests[0], refused.value, await sub.finish(), registry
+
+    request, refused, items, registry = asyncio.run(scenario())
+    assert request.direct and request.window == start
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and "contradicts the check" in refused.details()
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bad_syndrome"}) == 1
+    assert [r.window for r in items] == [start] and list(items[0].present) == [True, False]  # estimated, not wrong
+    assert registry.get_sample_value("ndsc_syndrome_windows_total", labels(source=1, outcome="timeout")) == 1

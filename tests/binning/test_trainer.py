@@ -92,6 +92,53 @@ def test_trained_bundle_served_live_equals_offline(trained):
     assert nodes[1].syndrome.settled
 
 
+@pytest.fixture(scope="module")
+def short_blocks(tmp_path_factory) -> Path:
+    """The configuration where BP's first "success" is often a wrong word: 256-sample windows (= the LDPC
+    block) and syndrome planes starting with as few bits as n·H asks (no ``min_initial_bits`` floor)."""
+    from training.pipeline import train_and_export
+    from training.presets import get_preset
+
+    cfg = get_preset("gaussian-quick").replace(
+        steps=150, progress=False, threads=1, binning={"syndrome": [[1, 0]], "min_initial_bits": 1},
+        data={"n_windows": 100, "params": {"n": 2, "rho": 0.9, "samples": 256}})
+    return train_and_export(cfg, tmp_path_factory.mktemp("trained") / "short")[0]
+
+
+def test_short_blocks_decode_to_the_edge_symbols_only_with_the_plane_check(short_blocks):
+    """Without the check (bundles before it: ``check_bits`` 0) some test windows decode to wrong symbols,
+    silently; with the trainer's default check every window decodes to the edge's symbols, the wrong words
+    caught and more bits asked for, and the check's bits are in the rate."""
+    from dataclasses import replace
+
+    from training.binning import measure_offline
+    from training.evaluate import dataset_for_bundle
+
+    bundle = load_bundle(short_blocks)
+    info = bundle.sources[1]
+    assert info.binning.check_bits == 32
+    unchecked = replace(bundle, sources=[bundle.sources[0], replace(info, binning=replace(info.binning, check_bits=0))])
+    windows = dataset_for_bundle(bundle).test
+    before, after = measure_offline(unchecked, windows), measure_offline(bundle, windows)
+    assert before["wrong_windows"] >= 1 and before["check_failures"] == 0
+    assert after["wrong_windows"] == 0 and all(r["wrong_symbols"] == [0, 0] for r in after["windows"])
+    assert after["check_failures"] >= before["wrong_windows"]
+    # every payload carries 32 check bits per syndrome plane, counted in each window's bits
+    syndrome_planes = sum(p.mode == "syndrome" for p in info.binning.planes)
+    assert info.binning.initial_bits == unchecked.sources[1].binning.initial_bits + 32 * syndrome_planes
+    assert all(r["bits"][1] >= 8 * info.binning.payload_bytes for r in after["windows"])
+
+
+def test_short_blocks_served_live_equal_offline_with_the_caught_words_counted(short_blocks):
+    from tests.binning.test_live import _check_live_equals_offline, _stream
+    from tests.serving.conftest import labels
+
+    counts, items, registry, nodes = _stream(short_blocks)
+    offline = _check_live_equals_offline(short_blocks, counts, items, registry, nodes)
+    caught = registry.get_sample_value("ndsc_syndrome_check_failures_total", labels(source=1))
+    assert caught == offline["check_failures"] > 0 and offline["wrong_windows"] == 0
+
+
 @pytest.mark.parametrize("changes", [
     {"binning": {"syndrome": [[1, 1]]}},  # its own side
     {"binning": {"syndrome": [[1, 0], [0, 1]]}},  # a side source that is itself syndrome-coded
