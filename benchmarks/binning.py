@@ -18,7 +18,7 @@ in bits per sample pair, against separate coding by the same encoders (source 1 
 with its own table) and the Gaussian bounds of ``ndsc.bounds`` at the measured distortion.
 
     python benchmarks/binning.py [--bundle DIR] [--samples 4096] [--lmbda 0.16] [--restarts 4] [--seed 0]
-                                 [--check-bits 32] [--period 0.25] [--json OUT]
+                                 [--check-bits 16] [--period 0.25] [--json OUT]
 
 The export trains ``--restarts`` training seeds and keeps the one furthest below the no-binning
 bound on the validation windows. ``--seeds N`` measures instead how reliable that is: it exports
@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--restarts", type=int, default=4, help="export: training seeds tried; the one furthest "
                     "below the no-binning bound on the validation windows is kept")
     ap.add_argument("--bp-iterations", type=int, default=60, help="export: BP iterations per attempt")
-    ap.add_argument("--check-bits", type=int, default=None, help="export: check bits per syndrome plane "
-                    "(default: training.binning.DEFAULT_CHECK_BITS; 0: no check, as bundles before it)")
+    ap.add_argument("--check-bits", type=int, default=None, choices=(0, 16, 32), help="export: CRC bits per "
+                    "syndrome plane (default: ndsc.binning.DEFAULT_CHECK_BITS; 0: no check, as bundles before it)")
     ap.add_argument("--period", type=float, default=0.25, help="seconds per window at the edges (real-time pacing)")
     ap.add_argument("--head-start", type=float, default=1.25,
                     help="a third mode: initial blocks this many times n·H, still with feedback (fewer round trips)")
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, help="instead: export the recipe with seeds 0 … N−1, offline figures per seed")
     args = ap.parse_args(argv)
     if args.check_bits is None:
-        from training.binning import DEFAULT_CHECK_BITS
+        from ndsc.binning import DEFAULT_CHECK_BITS
 
         args.check_bits = DEFAULT_CHECK_BITS
     if args.seeds:

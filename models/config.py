@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ndsc.binning import DEFAULT_CHECK_BITS
+
 
 @dataclass
 class DataConfig:
@@ -52,9 +54,9 @@ class BinningConfig:
     # at least this many bits in a syndrome plane's first block: BP stops at any word that satisfies the checks
     # received, and with a handful of checks a wrong word often does (nothing downstream would notice)
     min_initial_bits: int = 32
-    # bits of each syndrome plane's check (low bits of the plane's CRC-32; docs/bitstream.md §7): the decoder
-    # accepts a BP word only when it matches, so a wrong word asks for more bits instead of reaching the output
-    check_bits: int = 32
+    # bits of each syndrome plane's CRC (0, 16 or 32; docs/bitstream.md §7): the decoder accepts a BP word only
+    # when it matches, so a wrong word asks for more bits instead of reaching the output
+    check_bits: int = DEFAULT_CHECK_BITS
     step_bits: int = 32  # accumulated-syndrome bits per feedback request
     max_requests: int = 16  # requests per window before the direct fallback
     bp_iterations: int = 100  # belief-propagation iterations per decoding attempt

@@ -27,7 +27,7 @@ from edge_encoder.binning import SyndromeResponder
 from edge_encoder.encoder import EdgeEncoder
 from fusion_decoder.belief import BP, SyndromeDecoder
 from fusion_decoder.runtime import JointDecoderRuntime
-from ndsc.binning import RAW, SKIP, SYNDROME, PlanePlan, SyndromeSpec, random_checks
+from ndsc.binning import DEFAULT_CHECK_BITS, RAW, SKIP, SYNDROME, PlanePlan, SyndromeSpec, random_checks
 from ndsc.bounds import all_bounds
 from ndsc.bundle import Bundle, SourceInfo, load_bundle, write_manifest
 from ndsc.entropy import ChannelTable, quantise_pmf
@@ -53,13 +53,6 @@ class _FloorQuantiser(torch.nn.Module):
 def _table(pmf: np.ndarray, offset: int) -> ChannelTable:
     return ChannelTable(offset=offset, freqs=quantise_pmf(np.maximum(pmf, 1e-12), escape_mass=1e-9))
 
-
-#: check bits per syndrome plane in new exports: the whole CRC-32 of the plane. A wrong word BP
-#: converges to differs from the right one by a codeword of the merged code, often of low weight
-#: (2–4 bits in the measured cases); CRC-32 detects every difference of weight ≤ 3 in a plane of
-#: up to 91 607 bits (Koopman 2002) and any other with probability 1 − 2⁻³², for 32/n bits per
-#: plane (0.008 bits/sample at n = 4096). A truncated CRC keeps neither guarantee but the 2⁻ᵏ.
-DEFAULT_CHECK_BITS = 32
 
 
 def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: float = 0.9, samples: int = 1024,

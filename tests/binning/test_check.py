@@ -41,22 +41,24 @@ def _decode_all(info: SourceInfo) -> list[dict]:
     return [decode_in_process(responder, dec, w, x, side) for w, (x, side) in enumerate(_windows())]
 
 
-def test_a_wrong_word_that_satisfies_the_checks_is_caught_and_the_window_decoded_right():
+@pytest.mark.parametrize("check_bits", [16, 32])
+def test_a_wrong_word_that_satisfies_the_checks_is_caught_and_the_window_decoded_right(check_bits):
     windows = _windows()
     unchecked = _decode_all(_source(check_bits=0))
     wrong = [w for w, got in enumerate(unchecked) if not np.array_equal(got["symbols"], windows[w][0])]
     assert len(wrong) >= 3  # the defect: without the check, BP's first "success" is taken as it is
-    checked = _decode_all(_source(check_bits=32))
+    checked = _decode_all(_source(check_bits))
     for w, got in enumerate(checked):  # every window: exactly the edge's symbols
         assert np.array_equal(got["symbols"], windows[w][0]), w
     assert sum(got["check_failures"] for got in checked) >= len(wrong)  # caught, then more bits asked for
-    # each check costs its 32 bits in the payload, once per window: counted in the rate
-    assert all(got["bits"] >= 8 * ((2 + 32 + 7) // 8) for got in checked)
+    # the check's bits are in each window's payload, so in its bits (the rate)
+    assert _source(check_bits).binning.initial_bits == 2 + check_bits
+    assert all(got["bits"] >= 8 * ((2 + check_bits + 7) // 8) for got in checked)
 
 
 def test_past_the_request_bound_a_caught_word_falls_back_to_the_direct_payload():
     windows = _windows()
-    got = _decode_all(_source(check_bits=32, max_requests=0))
+    got = _decode_all(_source(check_bits=16, max_requests=0))
     for w, g in enumerate(got):
         assert np.array_equal(g["symbols"], windows[w][0]), w
         assert g["requests"] == 1  # BP failed or its word was refused: the one request is the direct payload
@@ -66,11 +68,12 @@ def test_past_the_request_bound_a_caught_word_falls_back_to_the_direct_payload()
 def test_a_forged_check_never_accepts_a_word_and_the_direct_payload_exposes_it():
     """The decoder cannot tell a forged check from a wrong word: it asks for bits up to the bound, then for the
     direct payload, whose symbols contradict the check (the live stage refuses that answer: bad_syndrome)."""
-    info = _source(check_bits=32, max_requests=3)
+    info = _source(check_bits=16, max_requests=3)
     spec = info.binning
     x, side = _windows(1)[0]
     payload = bytearray(spec.initial_payload(spec.planes_of(x)))
-    payload[-1] ^= 0x80  # the check's last bit (2 + 32 bits: the 34th, in byte 4)
+    last = spec.initial_bits - 1  # the check's last bit
+    payload[last // 8] ^= 0x80 >> (last % 8)
     dec = SyndromeDecoder(spec, info.coder(), info.latent_shape)
     state = dec.start(spec.split_payload(bytes(payload)))
     responder = SyndromeResponder(info)

@@ -45,23 +45,26 @@ def test_reference_vector_of_the_bitstream_doc():
 
 
 def test_reference_vector_with_a_plane_check():
-    """docs/bitstream.md §7's second vector: the first one with ``check_bits`` 12 (not a whole number of bytes,
-    so the check's bit order shows): plane 1 packs to 9996, CRC-32 f83615dd, its low 12 bits 5dd follow the
-    5 accumulated bits, MSB first."""
-    spec = replace(reference_spec(), check_bits=12)
+    """docs/bitstream.md §7's second vector: the first one with ``check_bits`` 16: plane 1 packs to 9996,
+    whose CRC-16/XMODEM 410c follows the 5 accumulated bits, MSB first (so not byte-aligned); CRC-32 for 32."""
+    spec = replace(reference_spec(), check_bits=16)
     planes = spec.planes_of(np.array(REFERENCE_SYMBOLS))
-    assert pack_bits(planes[1]).hex() == "9996" and zlib.crc32(pack_bits(planes[1])) == 0xF83615DD
-    assert plane_check(planes[1], 12) == 0x5DD
+    assert pack_bits(planes[1]).hex() == "9996"
+    assert plane_check(planes[1], 16) == 0x410C and plane_check(planes[1], 32) == 0xF83615DD
+    assert plane_check(np.unpackbits(np.frombuffer(b"123456789", np.uint8)), 16) == 0x31C3  # the catalogue's check
+    assert plane_check(np.unpackbits(np.frombuffer(b"123456789", np.uint8)), 32) == zlib.crc32(b"123456789")
     payload = spec.initial_payload(planes)
-    assert payload.hex() == "8e1d12ee80" and spec.initial_bits == 16 + 5 + 12
+    assert payload.hex() == "8e1d120860" and spec.initial_bits == 16 + 5 + 16
     parts = spec.split_payload(payload)
-    assert parts.checks == {1: 0x5DD} and parts[1].tolist() == [0, 0, 0, 1, 0] and len(parts[0]) == 16
+    assert parts.checks == {1: 0x410C} and parts[1].tolist() == [0, 0, 0, 1, 0] and len(parts[0]) == 16
     assert pack_bits(spec.sent_bits(planes[1], 5, 9)).hex() == "80"  # requested bits carry no check
     assert spec.mismatched_planes(np.array(REFERENCE_SYMBOLS), parts.checks) == []
     wrong = np.array(REFERENCE_SYMBOLS)
     wrong[0] -= 2  # index 7 → 5: plane 1 flips
     assert spec.mismatched_planes(wrong, parts.checks) == [1]
-    assert SyndromeSpec.from_json(spec.to_json()) == spec and spec.to_json()["check_bits"] == 12
+    assert SyndromeSpec.from_json(spec.to_json()) == spec and spec.to_json()["check_bits"] == 16
+    with pytest.raises(SyndromeError):
+        plane_check(planes[1], 12)  # only the two CRCs are defined
 
 
 @pytest.mark.parametrize("n", [1, 2, 12, 16, 100, 1024])
@@ -110,8 +113,8 @@ def test_a_binning_record_that_does_not_fit_is_refused():
                    {"code": {**good["code"], "checks": [[0, 16]] + good["code"]["checks"][1:]}},
                    {"code": {**good["code"], "order": "random"}},
                    {"step_bits": 0},
-                   {"check_bits": 33},
-                   {"check_bits": -1}):
+                   {"check_bits": 12},
+                   {"check_bits": 64}):
         with pytest.raises(SyndromeError):
             SyndromeSpec.from_json({**good, **change})
 

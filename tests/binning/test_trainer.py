@@ -111,21 +111,22 @@ def test_short_blocks_decode_to_the_edge_symbols_only_with_the_plane_check(short
     caught and more bits asked for, and the check's bits are in the rate."""
     from dataclasses import replace
 
+    from ndsc.binning import DEFAULT_CHECK_BITS
     from training.binning import measure_offline
     from training.evaluate import dataset_for_bundle
 
     bundle = load_bundle(short_blocks)
     info = bundle.sources[1]
-    assert info.binning.check_bits == 32
+    assert info.binning.check_bits == DEFAULT_CHECK_BITS
     unchecked = replace(bundle, sources=[bundle.sources[0], replace(info, binning=replace(info.binning, check_bits=0))])
     windows = dataset_for_bundle(bundle).test
     before, after = measure_offline(unchecked, windows), measure_offline(bundle, windows)
     assert before["wrong_windows"] >= 1 and before["check_failures"] == 0
     assert after["wrong_windows"] == 0 and all(r["wrong_symbols"] == [0, 0] for r in after["windows"])
     assert after["check_failures"] >= before["wrong_windows"]
-    # every payload carries 32 check bits per syndrome plane, counted in each window's bits
+    # every payload carries the check's bits per syndrome plane, counted in each window's bits
     syndrome_planes = sum(p.mode == "syndrome" for p in info.binning.planes)
-    assert info.binning.initial_bits == unchecked.sources[1].binning.initial_bits + 32 * syndrome_planes
+    assert info.binning.initial_bits == unchecked.sources[1].binning.initial_bits + DEFAULT_CHECK_BITS * syndrome_planes
     assert all(r["bits"][1] >= 8 * info.binning.payload_bytes for r in after["windows"])
 
 
