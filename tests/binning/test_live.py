@@ -146,6 +146,18 @@ def test_old_direct_only_edge_streams_to_the_new_decoder(gaussian_bundle, source
     assert registry.get_sample_value("ndsc_syndrome_requests_total", labels(source=source, kind="more")) is None
 
 
+async def _one_syndrome_window(channel, address: str, bundle_path, node: str, payload: bytes, window: int):
+    """Source 1's stream (group ``default``) opened by hand, with one frame of ``payload``, and source 0's
+    same window from a real edge node, so the decoder attempts it; returns the open call."""
+    call = pb_grpc.FusionDecoderStub(channel).Uplink()
+    await call.write(_header(load_bundle(bundle_path), 1, node, "default"))
+    await call.read()
+    await call.write(_frame(payload, window=window))
+    direct = edge_node(bundle_path, 0, address, source="bundle", max_windows=1)
+    await asyncio.wait_for(direct.run(), 30)
+    return call
+
+
 def test_an_edge_that_never_answers_gets_its_source_estimated_never_an_undecoded_window(binning_bundle):
     """Source 1 sends a too-short initial block and goes silent: the window is still reconstructed,
     that source marked estimated, and the timeout counted."""
@@ -161,12 +173,7 @@ def test_an_edge_that_never_answers_gets_its_source_estimated_never_an_undecoded
             sub = Subscription(address)
             await sub.wait_started(registry)
             async with grpc.aio.insecure_channel(address) as channel:
-                call = pb_grpc.FusionDecoderStub(channel).Uplink()
-                await call.write(_header(bundle, 1, "silent", "default"))
-                await call.read()
-                await call.write(_frame(payload, window=start))
-                direct = edge_node(binning_bundle, 0, address, source="bundle", max_windows=1)
-                await asyncio.wait_for(direct.run(), 30)
+                call = await _one_syndrome_window(channel, address, binning_bundle, "silent", payload, start)
                 acks = [await asyncio.wait_for(call.read(), 10) for _ in range(2)]  # its frame's Ack, then a request
                 await sub.wait_for(1, timeout=30)
                 call.cancel()
@@ -278,12 +285,7 @@ def test_a_forged_plane_check_is_refused_with_bad_syndrome_and_the_window_never_
             sub = Subscription(address)
             await sub.wait_started(registry)
             async with grpc.aio.insecure_channel(address) as channel:
-                call = pb_grpc.FusionDecoderStub(channel).Uplink()
-                await call.write(_header(bundle, 1, "forged", "default"))
-                await call.read()
-                await call.write(_frame(bytes(payload), window=start))
-                direct = edge_node(fallback_bundle, 0, address, source="bundle", max_windows=1)
-                await asyncio.wait_for(direct.run(), 30)
+                call = await _one_syndrome_window(channel, address, fallback_bundle, "forged", bytes(payload), start)
                 while True:
                     ack = await asyncio.wait_for(call.read(), 10)
                     if ack.requests:
