@@ -2,9 +2,9 @@
 
 A syndrome source (the bundle's ``coding: syndrome``) sends, per window, the initial
 syndrome payload (``ndsc.binning.SyndromeSpec.initial_payload``: each syndrome plane's first
-accumulated bits and, when the record has ``check_bits``, the plane's CRC, which lets
-the decoder refuse a wrong word) instead of entropy-coded symbols, keeps the window's bit planes until the decoder says it is settled
-(``Ack.settled_below``), and answers each ``Ack.requests`` entry with a
+accumulated bits and, when the record has ``check_bits``, the plane's CRC, which lets the
+decoder refuse a wrong word) instead of entropy-coded symbols, keeps the window's bit planes
+until the decoder says it is settled (``Ack.settled_below``), and answers each ``Ack.requests`` entry with a
 :class:`~ndsc.wire.pb.SyndromeBlock`: the requested accumulated-syndrome bits, or the window's
 direct payload (the source's static tables) when the decoder asks for the fallback. NumPy
 only: the edge never imports torch.

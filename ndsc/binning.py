@@ -32,12 +32,11 @@ Typical workflow (edge)::
 
 from __future__ import annotations
 
+import binascii
+import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Sequence
-
-import binascii
-import zlib
 
 import numpy as np
 

@@ -54,7 +54,6 @@ def _table(pmf: np.ndarray, offset: int) -> ChannelTable:
     return ChannelTable(offset=offset, freqs=quantise_pmf(np.maximum(pmf, 1e-12), escape_mass=1e-9))
 
 
-
 def export_binning_bundle(out: str | Path, method: str = "neural-sw", *, rho: float = 0.9, samples: int = 1024,
                           n_windows: int = 60, seed: int = 0, initial_factor: float = 1.0, step_bits: int = 32,
                           max_requests: int = 16, bp_iterations: int = 100, train_seed: int | None = None,
@@ -234,8 +233,9 @@ def measure_offline(bundle: Bundle | str | Path, windows: np.ndarray, bp: BP | N
 
     Returns per window the bits each source sent (initial + requested + direct), the requests,
     the BP iterations, the BP words the plane checks refused, the symbols decoded wrongly (vs the
-    edge's; ``wrong_windows`` counts windows with any), and the sum rate (bits per sample of one source summed over sources: per
-    sample pair for two scalar sources) and MSE per source; the Gaussian bounds where ρ is known.
+    edge's; ``wrong_windows`` counts windows with any), and the sum rate (bits per sample of one
+    source summed over sources: per sample pair for two scalar sources) and MSE per source; the
+    Gaussian bounds where ρ is known.
     """
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     runtime = JointDecoderRuntime(bundle, "cpu")
