@@ -281,8 +281,11 @@ class SyndromeSpec:
         """Syndrome planes of ``symbols`` (a decoded window, e.g. from the direct payload) whose
         check differs from the payload's: the edge sent bits that contradict each other."""
         planes = self.planes_of(symbols)
-        return [p.plane for p in self.planes
-                if p.mode == SYNDROME and not self.check_matches(p.plane, planes[p.plane], checks)]
+        return [
+            p.plane
+            for p in self.planes
+            if p.mode == SYNDROME and not self.check_matches(p.plane, planes[p.plane], checks)
+        ]
 
     def merged_code(self, received: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The code the first ``received`` transmitted positions define.
