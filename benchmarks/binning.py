@@ -212,6 +212,8 @@ def _test_windows(bundle_dir: Path) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ndsc.binning import CHECK_BITS, DEFAULT_CHECK_BITS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", type=Path, help="a binning bundle (default: export neural-sw now)")
     ap.add_argument("--samples", type=int, default=4096, help="export: samples per window (the LDPC block length)")
@@ -224,18 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--restarts", type=int, default=4, help="export: training seeds tried; the one furthest "
                     "below the no-binning bound on the validation windows is kept")
     ap.add_argument("--bp-iterations", type=int, default=60, help="export: BP iterations per attempt")
-    ap.add_argument("--check-bits", type=int, default=None, choices=(0, 16, 32), help="export: CRC bits per "
-                    "syndrome plane (default: ndsc.binning.DEFAULT_CHECK_BITS; 0: no check, as bundles before it)")
+    ap.add_argument("--check-bits", type=int, default=DEFAULT_CHECK_BITS, choices=CHECK_BITS, help="export: CRC "
+                    "bits per syndrome plane (0: no check, as bundles before it)")
     ap.add_argument("--period", type=float, default=0.25, help="seconds per window at the edges (real-time pacing)")
     ap.add_argument("--head-start", type=float, default=1.25,
                     help="a third mode: initial blocks this many times n·H, still with feedback (fewer round trips)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--seeds", type=int, help="instead: export the recipe with seeds 0 … N−1, offline figures per seed")
     args = ap.parse_args(argv)
-    if args.check_bits is None:
-        from ndsc.binning import DEFAULT_CHECK_BITS
-
-        args.check_bits = DEFAULT_CHECK_BITS
     if args.seeds:
         return seeds(args, Path(tempfile.mkdtemp(prefix="ndsc-binning-seeds-")))
 

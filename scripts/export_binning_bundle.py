@@ -4,7 +4,7 @@
 Usage::
 
     python scripts/export_binning_bundle.py OUT [--method neural-sw|sq-syndrome] [--lmbda 0.14] [--step 0.5]
-        [--samples 1024] [--steps 600] [--restarts 4]
+        [--samples 1024] [--steps 600] [--restarts 4] [--check-bits 16]
 
 Prints the offline measurement of the bundle on its test windows (the figures a live stream
 must reproduce, bit for bit; ``benchmarks/binning.py`` compares them).
@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ndsc.binning import CHECK_BITS, DEFAULT_CHECK_BITS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
     ap.add_argument("--method", default="neural-sw", choices=["neural-sw", "sq-syndrome"])
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--initial-factor", type=float, default=1.0)
     ap.add_argument("--step-bits", type=int, default=32)
     ap.add_argument("--max-requests", type=int, default=16)
+    ap.add_argument("--check-bits", type=int, default=DEFAULT_CHECK_BITS, choices=CHECK_BITS,
+                    help="CRC bits per syndrome plane (0: none; docs/bitstream.md §7)")
     ap.add_argument("--restarts", type=int, default=1, help="neural-sw: training seeds tried; the one furthest below "
                     "the no-binning bound on the validation windows is kept (training lands at different points)")
     args = ap.parse_args(argv)
@@ -45,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     params = ({"lmbda": args.lmbda, "steps": args.steps, "batch": 4096} if args.method == "neural-sw"
               else {"step": args.step})
     common = dict(method=args.method, samples=args.samples, n_windows=args.windows,
-                  initial_factor=args.initial_factor, step_bits=args.step_bits, max_requests=args.max_requests, **params)
+                  initial_factor=args.initial_factor, step_bits=args.step_bits, max_requests=args.max_requests,
+                  check_bits=args.check_bits, **params)
     restarts: list[dict] = []
     if args.restarts > 1:
         path, restarts = export_best_of(args.out, args.restarts, **common)
