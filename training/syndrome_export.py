@@ -27,7 +27,7 @@ import numpy as np
 
 from edge_encoder.encoder import EdgeEncoder, quantise
 from models.config import BinningConfig, TrainConfig
-from ndsc.binning import RAW, SYNDROME
+from ndsc.binning import CHECK_BITS, RAW, SYNDROME
 from ndsc.bundle import load_bundle
 from training.baselines.syndrome import plane_entropy
 from training.binning import syndrome_spec
@@ -40,8 +40,8 @@ def check_binning(cfg: TrainConfig, n_sources: int | None = None) -> None:
 
     Raises:
         ValueError: a pair that is not [source, side], an index out of range, a side source
-            that is itself syndrome-coded, a source listed twice, or a variable-rate codec
-            (a syndrome source has one fixed operating point).
+            that is itself syndrome-coded, a source listed twice, a variable-rate codec
+            (a syndrome source has one fixed operating point), or a plane check of undefined size.
     """
     pairs = cfg.binning.syndrome
     coded = [p[0] for p in pairs if len(p) == 2]
@@ -54,6 +54,9 @@ def check_binning(cfg: TrainConfig, n_sources: int | None = None) -> None:
     if pairs and cfg.model.quality_lambdas:
         raise ValueError("binning: a syndrome source has one fixed operating point; "
                          "leave model.quality_lambdas empty")
+    if cfg.binning.check_bits not in CHECK_BITS:
+        raise ValueError(f"binning.check_bits must be one of {CHECK_BITS} (CRC bits per syndrome plane), "
+                         f"got {cfg.binning.check_bits}")
 
 
 def training_symbols(encoder: EdgeEncoder, windows: np.ndarray, chunk: int = 256) -> np.ndarray:

@@ -144,6 +144,7 @@ def test_short_blocks_served_live_equal_offline_with_the_caught_words_counted(sh
     {"binning": {"syndrome": [[1, 1]]}},  # its own side
     {"binning": {"syndrome": [[1, 0], [0, 1]]}},  # a side source that is itself syndrome-coded
     {"binning": {"syndrome": [[1, 0]]}, "model": {"quality_lambdas": [0.1, 0.01]}},  # variable rate
+    {"binning": {"syndrome": [[1, 0]], "check_bits": 12}},  # no such plane check
 ])
 def test_a_binning_config_that_cannot_become_a_bundle_fails_before_training(changes, tmp_path):
     from tests.conftest import tiny_gaussian_config
