@@ -21,6 +21,15 @@ def binning_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sq_syndrome_bundle(tmp_path_factory) -> Path:
+    """The study's sq-syndrome (uniform quantisers, Gaussian tables, no training) as a servable bundle."""
+    from training.binning import export_binning_bundle
+
+    return export_binning_bundle(tmp_path_factory.mktemp("binning") / "sq", "sq-syndrome", samples=512,
+                                 n_windows=40, step=0.5)
+
+
+@pytest.fixture(scope="session")
 def fallback_bundle(tmp_path_factory) -> Path:
     """Initial blocks far too short and no request allowed: every window falls back to direct."""
     return _export(tmp_path_factory, "fallback", initial_factor=0.2, max_requests=0)

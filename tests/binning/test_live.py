@@ -63,6 +63,21 @@ def test_feedback_round_trip_live_equals_offline(binning_bundle):
     assert nodes[1].syndrome.settled  # the edge forgot every window once the decoder settled them
 
 
+def test_the_sq_syndrome_method_is_a_servable_bundle_live_equals_offline(sq_syndrome_bundle):
+    b = load_bundle(sq_syndrome_bundle)
+    assert [s.coding for s in b.sources] == ["direct", "syndrome"]
+    counts, items, registry, nodes = _stream(sq_syndrome_bundle)
+    offline = _check_live_equals_offline(sq_syndrome_bundle, counts, items, registry, nodes)
+    assert offline["wrong_windows"] == 0
+    # binning pays: the syndrome source sends fewer bits than its own prior would need for the same symbols
+    from edge_encoder.encoder import EdgeEncoder
+
+    spec, coder, enc = b.sources[1].binning, b.sources[1].coder(), EdgeEncoder(b, 1)
+    direct = sum(8 * len(coder.encode(spec.symbols_of(spec.indices(enc.symbols(x[1]))).reshape(-1, 512)))
+                 for x in test_windows(sq_syndrome_bundle)[1])
+    assert sum(r["bits"][1] for r in offline["windows"]) < direct
+
+
 def test_window_failing_past_the_bound_falls_back_and_is_decoded(fallback_bundle):
     counts, items, registry, nodes = _stream(fallback_bundle)
     offline = _check_live_equals_offline(fallback_bundle, counts, items, registry, nodes)
