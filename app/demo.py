@@ -40,6 +40,9 @@ EDGE_START_MARGIN = 3.0
 #: seconds a process gets to print its ready line
 READY_TIMEOUT = 120.0
 
+#: seconds the demo waits for the decoder to drain and exit after SIGTERM (edges get 15)
+_DECODER_DRAIN_SECONDS = 60.0
+
 
 @dataclass
 class DemoPlan:
@@ -271,8 +274,9 @@ class Demo:
                 self.edges_ended = True
                 break
 
-    def _stop(self, group: list[tuple[str, subprocess.Popen]]) -> bool:
-        """SIGTERM each process of ``group`` and wait for all; False if one failed or had to be killed.
+    def _stop(self, group: list[tuple[str, subprocess.Popen]], timeout: float = 15.0) -> bool:
+        """SIGTERM each process of ``group`` and wait up to ``timeout`` s for all; False if one failed or
+        had to be killed.
 
         Failures are told once per distinct error, so four edges failing alike make one line.
         """
@@ -282,11 +286,11 @@ class Demo:
                 p.send_signal(signal.SIGTERM)
         for name, p in group:
             try:
-                rc = p.wait(timeout=15)
+                rc = p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 p.kill()
                 rc = p.wait()
-                failures.setdefault("did not stop within 15 s: killed", []).append(name)
+                failures.setdefault(f"did not stop within {timeout:g} s: killed", []).append(name)
             else:
                 if rc != 0:
                     why = _last_log_line(self.work_dir / f"{name}.log")
@@ -315,7 +319,9 @@ class Demo:
             if self.quality_monitor is not None:
                 totals += "\n" + self.quality_monitor.render()
             print(totals, file=self.out)
-        clean = self._stop(decoder) and clean
+        # the decoder drains what it holds before it exits: whole stereo frames take seconds each on a
+        # loaded CPU, so it gets longer than an edge
+        clean = self._stop(decoder, _DECODER_DRAIN_SECONDS) and clean
         print(f"stopped {len(self.procs)} processes" + (" cleanly" if clean else ""), file=self.out, flush=True)
         if clean and self.edges_ended and dashboard.scrapes and not dashboard.totals().windows:
             # The nodes ran out of input without one window decoded: say why instead of a clean exit.
