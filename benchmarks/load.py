@@ -81,7 +81,16 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-_EDGE_MAX_BATCH_FRAMES = 64  # EdgeSettings.max_batch_frames' default
+def _edge_max_batch_frames() -> int:
+    """EdgeSettings.max_batch_frames' default: the most frames an EdgeNode puts in one message."""
+    import dataclasses
+
+    from edge_encoder.settings import EdgeSettings
+
+    return next(f.default for f in dataclasses.fields(EdgeSettings) if f.name == "max_batch_frames")
+
+
+_EDGE_MAX_BATCH_FRAMES = _edge_max_batch_frames()
 
 
 async def _node(address, bundle, group, source, payloads, windows, rate, t0, ack_lat,
