@@ -308,14 +308,18 @@ def search_together(searches: dict[str, tuple]) -> dict[str, tuple[dict | None, 
 
 
 def start_decoder(bundle: Path, state_dir: str | None, deadline: float,
-                  code: Path = REPO) -> tuple[subprocess.Popen, str]:
-    """A real ``ndsc decoder`` process on a free loopback port, running the code in ``code``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(code)}
+                  code: Path = REPO, cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
+    """A real ``ndsc decoder`` process on a free loopback port, running the code in ``code``
+    (on the CPUs in ``cpus`` only, when given)."""
+    # ``code`` first; what PYTHONPATH already holds (packages installed beside, e.g. with --target) after it
+    path = os.pathsep.join([str(code), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     args = [sys.executable, "-m", "ndsc", "decoder", "--bundle", str(bundle), "--listen", "127.0.0.1:0",
             "--metrics-port", "-1", "--deadline", str(deadline)]
     if state_dir:
         args += ["--state-dir", state_dir]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env, cwd=code)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env, cwd=code, preexec_fn=pin)
     for line in proc.stdout:
         if line.startswith("NDSC_DECODER_READY"):
             return proc, dict(p.split("=", 1) for p in line.split()[1:])["grpc"]
@@ -349,14 +353,24 @@ def main(argv=None) -> int:
     ap.add_argument("--sender", choices=("single", "edge"), default="single",
                     help="single: one frame per message whatever the backlog (the worst case); edge: a node "
                     "behind its schedule sends every due window in one message, as EdgeNode does")
+    ap.add_argument("--decoder-cpus", metavar="LIST", help="pin the decoder to these CPUs (e.g. 0 or 0,1) and the "
+                    "load generator to the others, so the decoder's capacity is measured without the load "
+                    "generator taking its cores (default: both share every CPU this process may use)")
     ap.add_argument("--baseline", metavar="REV", help="also search with the decoder of git revision REV, run for "
-                    "run in lockstep with this one")
+                    "run in lockstep with this one (or a folder holding that revision's files, for a machine "
+                    "without the git history: `git archive REV | tar -x -C DIR`)")
     args = ap.parse_args(argv)
     bundle = args.bundle or default_bundle("ecg-synth-quick")
+    decoder_cpus = {int(c) for c in args.decoder_cpus.split(",")} if args.decoder_cpus else None
+    if decoder_cpus:
+        rest = os.sched_getaffinity(0) - decoder_cpus
+        if not rest:
+            ap.error(f"--decoder-cpus {args.decoder_cpus} leaves no CPU for the load generator")
+        os.sched_setaffinity(0, rest)
 
     def measure(code: Path, rate: float) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
-            proc, address = start_decoder(bundle, tmp if args.journal else None, args.deadline, code)
+            proc, address = start_decoder(bundle, tmp if args.journal else None, args.deadline, code, decoder_cpus)
             try:
                 # the load generator shares the cores with the decoder: the cheaper loop leaves it more
                 return run_event_loop(run_load(bundle, address, args.groups, args.duration, rate, proc.pid,
@@ -372,7 +386,9 @@ def main(argv=None) -> int:
         return 0 if result["lost_frames"] == 0 and result["duplicate_windows"] == 0 else 1
     codes = {"this": REPO}
     with tempfile.TemporaryDirectory() as old:
-        if args.baseline:
+        if args.baseline and Path(args.baseline).is_dir():
+            codes[f"baseline {args.baseline}"] = Path(args.baseline).resolve()
+        elif args.baseline:
             archive = subprocess.run(["git", "archive", args.baseline], cwd=REPO, check=True, capture_output=True)
             subprocess.run(["tar", "-x", "-C", old], input=archive.stdout, check=True)
             codes[f"baseline {args.baseline}"] = Path(old)
@@ -403,7 +419,8 @@ def main(argv=None) -> int:
     if args.baseline and all(report[n]["saturation_frames_per_s"] for n in report):
         base = report[f"baseline {args.baseline}"]["saturation_frames_per_s"]
         report["saturation_ratio"] = round(report["this"]["saturation_frames_per_s"] / base, 2)
-    print(json.dumps({"journal": args.journal, "groups": args.groups, "sender": args.sender, **report}, indent=1))
+    print(json.dumps({"journal": args.journal, "groups": args.groups, "sender": args.sender,
+                      "decoder_cpus": sorted(decoder_cpus) if decoder_cpus else "shared", **report}, indent=1))
     return 0
 
 

@@ -126,7 +126,9 @@ class DecoderServer:
         self.port = 0
 
     async def start(self) -> int:
-        """Restore journaled state, bind and start serving; returns the bound port."""
+        """Warm the joint decoder up, restore journaled state, bind and start serving; returns the bound port."""
+        seconds = await asyncio.get_running_loop().run_in_executor(None, self.runtime.warm_up)
+        log.info("joint decoder warmed up on %s in %.0f ms", self.runtime.device, 1e3 * seconds)
         journal = Journal(self.state_dir, self.journal_sync)
         self.pipeline = DecodePipeline(self.runtime, self.metrics, self._deadline, self._max_batch, journal,
                                        self.subscriber_queue, self.max_message_bytes)

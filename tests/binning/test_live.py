@@ -12,6 +12,7 @@ from ndsc.bundle import load_bundle
 from ndsc.wire import pb, pb_grpc
 from tests.binning.conftest import test_windows
 from tests.serving.conftest import Subscription, edge_node, labels, running_decoder, x_hat_by_window
+from tests.conftest import reconstruction_atol
 
 
 def _stream(bundle_path, timeout: float = 60.0):
@@ -39,7 +40,8 @@ def _check_live_equals_offline(bundle_path, counts, items, registry, nodes):
     by_window = x_hat_by_window(items)
     for r in items:
         assert list(r.present) == [True, True]
-        np.testing.assert_allclose(by_window[r.window], offline["x_hat"][r.window - start], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(by_window[r.window], offline["x_hat"][r.window - start], rtol=0,
+                                   atol=reconstruction_atol(1e-6))
     for i in range(2):  # the rate: every byte that crossed the wire, initial and requested, equals offline
         offline_bits = sum(row["bits"][i] for row in offline["windows"])
         assert 8 * registry.get_sample_value("ndsc_uplink_payload_bytes_total", labels(node=f"node{i}", source=i)) \

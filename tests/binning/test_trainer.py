@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ndsc.bundle import load_bundle
+from tests.conftest import reconstruction_atol
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_offline_decoding_returns_the_edge_symbols_with_fewer_bits_than_direct(t
     served = measure_offline(bundle, windows)
     # every syndrome-coded window decoded to exactly the edge's symbols: the same reconstruction (to float
     # noise of batching; one wrong symbol moves a sample by a quantiser step, ~0.1 here)
-    np.testing.assert_allclose(served["x_hat"], x_hat, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(served["x_hat"], x_hat, rtol=0, atol=reconstruction_atol(1e-5))
     direct_bits = next(s for s in report["sources"] if s["name"] == bundle.sources[1].name)["bits_per_sample"]
     assert served["bits_per_source"][1] < direct_bits
     assert report["binning"]["sum_rate_bits_per_pair"] == pytest.approx(served["sum_rate_bits_per_pair"], abs=1e-6)

@@ -12,6 +12,7 @@ from ndsc.bundle import load_bundle
 from ndsc.wire import FrameData, crc32, pack_batch, pb
 from tests.serving.conftest import (Subscription, edge_node, labels, raw_uplink, replay_start, running_decoder,
                                    x_hat_by_window)
+from tests.conftest import reconstruction_atol
 
 
 def test_two_nodes_reconstruct_every_window_once_as_eval_does(gaussian_bundle, gaussian_eval):
@@ -37,7 +38,8 @@ def test_two_nodes_reconstruct_every_window_once_as_eval_does(gaussian_bundle, g
         k = r.window - start
         assert list(r.present) == [True, True]
         assert list(r.payload_bytes) == [len(p) for p in gaussian_eval["payloads"][k]]
-        np.testing.assert_allclose(by_window[r.window], gaussian_eval["x_hat"][k], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(by_window[r.window], gaussian_eval["x_hat"][k], rtol=0,
+                                   atol=reconstruction_atol(1e-5))
 
     # Prometheus counters equal the bytes that crossed the wire, on both ends.
     for i, node in enumerate(nodes):

@@ -113,6 +113,34 @@ def test_decoder_asked_for_cuda_without_a_gpu_decodes_on_cpu(gaussian_bundle):
     assert server.runtime.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@pytest.mark.parametrize("bundle_name", ["gaussian", "ecg-synth-quick", "ecg-12lead", "stereo-middlebury"])
+def test_the_decoder_warms_its_joint_decoder_up_before_it_serves(bundle_name, gaussian_bundle):
+    """The first calls on a device (CUDA's cuDNN handles and kernels, oneDNN's primitives) are paid
+    before the port opens, not by the first windows' latency."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from fusion_decoder.server import DecoderServer
+    from ndsc.bundles import default_bundle
+
+    path = gaussian_bundle if bundle_name == "gaussian" else default_bundle(bundle_name)
+    server = DecoderServer(load_bundle(path), listen="127.0.0.1:0", registry=CollectorRegistry())
+    calls: list[int] = []
+    server.runtime.model.register_forward_hook(lambda _m, args, _out: calls.append(len(args[0])))
+
+    async def start_and_stop() -> None:
+        await server.start()
+        await server.stop()
+
+    asyncio.run(start_and_stop())
+    # batches of 1, 4, 16 and 64 zero windows (on CPU the 64 in slices of CPU_SLICE), none of them real;
+    # the bigger latents only as many as fit 2^16 values (a stereo patch: one window)
+    expected = {"gaussian": [1, 4, 16, 64], "ecg-synth-quick": [1, 4, 16, 64], "ecg-12lead": [1, 4, 16],
+                "stereo-middlebury": [1]}[bundle_name]
+    assert calls[0] == 1 and sum(calls) == sum(expected)
+
+
 def test_the_decoder_serves_on_uvloop_and_on_asyncio_when_asked():
     import asyncio
 
