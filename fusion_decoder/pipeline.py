@@ -40,7 +40,7 @@ class DecodePipeline:
         self.journal = journal or Journal(None)
         self.aligners: dict[str, Aligner] = {}
         self.broadcaster = Broadcaster(metrics, subscriber_queue, max_message_bytes)
-        self.audits = AuditBook(metrics)
+        self.audits = AuditBook(metrics, known=self.aligners.__contains__)
         self._queue: asyncio.Queue[AlignedWindow] = asyncio.Queue(max(8 * max_batch, 256))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-decode")
         self._tasks: list[asyncio.Task] = []
