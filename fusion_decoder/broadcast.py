@@ -88,24 +88,58 @@ class Decoded:
         return out
 
 
+class _SubscriberQueue(asyncio.Queue):
+    """A subscriber's queue that also knows the bytes it holds (``_put``/``_get`` are asyncio.Queue's
+    hooks, the ones its Lifo and Priority variants override). Entries: a window's serialized messages,
+    or None (the end)."""
+
+    def __init__(self, maxsize: int):
+        super().__init__(maxsize)
+        self.nbytes = 0
+
+    def _put(self, item) -> None:
+        super()._put(item)
+        self.nbytes += sum(map(len, item)) if item else 0
+
+    def _get(self):
+        item = super()._get()
+        self.nbytes -= sum(map(len, item)) if item else 0
+        return item
+
+
 class Broadcaster:
     """Subscribe streams: one bounded queue each; a slow subscriber loses its oldest windows
     (counted in ``ndsc_subscriber_dropped_total``), never stalls decoding or other subscribers.
-    Queue entries are serialized messages (the Subscribe serializer passes bytes through)."""
+    Queue entries are serialized messages (the Subscribe serializer passes bytes through).
 
-    def __init__(self, metrics: DecoderMetrics, queue_size: int = 4096, max_message_bytes: int = MAX_MESSAGE_BYTES):
+    Each queue holds at most ``queue_size`` windows and its share of ``max_queued_bytes`` (that
+    budget split evenly between the subscribers; one window always fits), so subscribers that stop
+    reading cannot hold more than the budget between them, whatever the frames' size (4 096 whole
+    stereo frames with samples would be 36 GB)."""
+
+    def __init__(self, metrics: DecoderMetrics, queue_size: int = 4096, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 max_queued_bytes: int = 512 << 20):
         self.metrics = metrics
         self.queue_size = queue_size
         self.max_message_bytes = max_message_bytes
+        self.max_queued_bytes = max_queued_bytes
         # float32 samples per message, leaving room for the metadata (4 bytes each)
         self.max_samples = max(1, (max_message_bytes - _REPLY_HEADROOM) // 4)
-        self._subs: list[tuple[str, str, asyncio.Queue]] = []
+        self._subs: list[tuple[str, str, _SubscriberQueue]] = []
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting in every subscriber's queue."""
+        return sum(q.nbytes for _, _, q in self._subs)
 
     def add(self, group: str, include_samples: bool, f32le: bool = False) -> asyncio.Queue:
-        q: asyncio.Queue = asyncio.Queue(self.queue_size)
+        q = _SubscriberQueue(self.queue_size)
         fmt = "none" if not include_samples else "f32le" if f32le else "floats"
         self._subs.append((group, fmt, q))
         self.metrics.subscribers.set(len(self._subs))
+        share = self._share()
+        for _, _, other in self._subs:  # the others' shares just shrank
+            self._make_room(other, 0, share)
         return q
 
     def remove(self, q: asyncio.Queue) -> None:
@@ -115,15 +149,23 @@ class Broadcaster:
     def publish(self, item: Decoded) -> None:
         # one queue entry per window (its messages): drop-oldest never tears a window apart
         cache: dict[str, list[bytes]] = {}
+        share = self._share()
         for group, fmt, q in self._subs:
             if group and group != item.window.group:
                 continue
             if fmt not in cache:
                 cache[fmt] = item.encode(fmt, self.max_samples)
-            if q.full():
-                q.get_nowait()  # drop-oldest: a late reader wants the newest windows
-                self.metrics.subscriber_dropped.inc()
+            self._make_room(q, sum(map(len, cache[fmt])), share)
             q.put_nowait(cache[fmt])
+
+    def _share(self) -> int:
+        return self.max_queued_bytes // max(1, len(self._subs))
+
+    def _make_room(self, q: _SubscriberQueue, nbytes: int, share: int) -> None:
+        """Drop-oldest until ``nbytes`` more fit: a late reader wants the newest windows."""
+        while q.full() or (q.nbytes + nbytes > share and not q.empty()):
+            q.get_nowait()
+            self.metrics.subscriber_dropped.inc()
 
     def close(self) -> None:
         """End every Subscribe stream (after the last drained window)."""
