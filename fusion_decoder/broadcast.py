@@ -128,6 +128,11 @@ class Broadcaster:
         self._subs: list[tuple[str, str, _SubscriberQueue]] = []
 
     @property
+    def subscribers(self) -> int:
+        """Subscribe streams open."""
+        return len(self._subs)
+
+    @property
     def queued_bytes(self) -> int:
         """Bytes waiting in every subscriber's queue."""
         return sum(q.nbytes for _, _, q in self._subs)

@@ -93,6 +93,7 @@ def run_decoder(args: argparse.Namespace) -> int:
                                subscriber_queue=settings.subscriber_queue,
                                max_frame_area=settings.max_frame_area, max_chunks=settings.max_chunks,
                                max_groups=settings.max_groups, max_streams=settings.max_streams,
+                               max_subscribers=settings.max_subscribers,
                                group_idle=settings.group_idle, stream_idle=settings.stream_idle,
                                keepalive=settings.keepalive, max_capture_age=settings.max_capture_age,
                                max_capture_lead=settings.max_capture_lead,

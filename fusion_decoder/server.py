@@ -77,6 +77,8 @@ class DecoderServer:
         max_chunks: most chunks one window's payload may be split into (RESOURCE_EXHAUSTED beyond).
         max_groups: groups served at once (a new one beyond: RESOURCE_EXHAUSTED ``too_many_groups``).
         max_streams: uplink streams open at once (beyond: RESOURCE_EXHAUSTED ``too_many_streams``).
+        max_subscribers: Subscribe/SubscribeBatches streams open at once (beyond: RESOURCE_EXHAUSTED
+            ``too_many_subscribers``): each costs work per decoded window.
         group_idle: seconds a group without open streams or held windows is kept before eviction.
         stream_idle: seconds an uplink may stay silent before it is ended (DEADLINE_EXCEEDED).
         ack_interval: seconds between one stream's Acks at least (a faster node's Acks coalesce).
@@ -95,7 +97,8 @@ class DecoderServer:
                  authorize: Authorizer | None = None, tls: tuple[str, str, str | None] | None = None,
                  state_dir: str | None = None, journal_sync: str = "normal", max_seq_gap: int = 1 << 20,
                  subscriber_queue: int = 4096, max_frame_area: int = MAX_FRAME_AREA, max_chunks: int = MAX_CHUNKS,
-                 max_groups: int = 256, max_streams: int = 1024, group_idle: float = 300.0,
+                 max_groups: int = 256, max_streams: int = 1024, max_subscribers: int = 64,
+                 group_idle: float = 300.0,
                  stream_idle: float = 60.0, keepalive: float = 30.0, max_capture_age: float = 86400.0,
                  max_capture_lead: float = 60.0, max_label_groups: int = 128, max_label_nodes: int = 1024,
                  refusal_log: tuple[int, float] = (5, 10.0), ack_interval: float = 0.01):
@@ -113,6 +116,7 @@ class DecoderServer:
         self.subscriber_queue = subscriber_queue
         self.max_frame_area, self.max_chunks = max_frame_area, max_chunks
         self.max_groups, self.max_streams, self.group_idle = max_groups, max_streams, group_idle
+        self.max_subscribers = max_subscribers
         self.stream_idle, self.keepalive = stream_idle, keepalive
         self.capture_window = (max_capture_age, max_capture_lead)
         self.refusal_log = refusal_log
@@ -137,7 +141,8 @@ class DecoderServer:
         self.servicer = FusionDecoderServicer(self.bundle, self.pipeline, self.metrics, self._authorize,
                                               str(self.runtime.device), journal, limits=limits,
                                               max_frame_area=self.max_frame_area, max_groups=self.max_groups,
-                                              max_streams=self.max_streams, stream_idle=self.stream_idle,
+                                              max_streams=self.max_streams, max_subscribers=self.max_subscribers,
+                                              stream_idle=self.stream_idle,
                                               log_limiter=LogLimiter(*self.refusal_log),
                                               ack_interval=self.ack_interval)
         if journal.enabled:

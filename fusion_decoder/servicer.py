@@ -78,7 +78,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
     def __init__(self, bundle: Bundle, pipeline: DecodePipeline, metrics: DecoderMetrics,
                  authorize: Authorizer | None = None, device: str = "cpu", journal: Journal | None = None, *,
                  limits: StreamLimits = StreamLimits(), max_frame_area: int = MAX_FRAME_AREA, max_groups: int = 256,
-                 max_streams: int = 1024, stream_idle: float = 60.0, log_limiter: LogLimiter | None = None,
+                 max_streams: int = 1024, max_subscribers: int = 64, stream_idle: float = 60.0,
+                 log_limiter: LogLimiter | None = None,
                  ack_interval: float = 0.01):
         self.bundle = bundle
         self.pipeline = pipeline
@@ -87,6 +88,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         self.sessions = SessionTable(bundle, authorize, max_frame_area, max_groups)
         self.limits = limits
         self.max_streams = max_streams
+        self.max_subscribers = max_subscribers
         self.stream_idle = stream_idle
         self.ack_interval = ack_interval  # seconds between one stream's Acks at least (pacing)
         self.streams = 0  # open Uplink handlers, header read or not
@@ -112,7 +114,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             self.metrics.streams_rejected.labels(refused.reason).inc()
         elif rpc == "Audit":
             self.metrics.audit_rejected.labels(refused.reason).inc()
-        elif refused.reason == "bad_group":  # Subscribe's group name
+        elif refused.reason in ("bad_group", "too_many_subscribers"):  # Subscribe's group name, or one too many
             self.metrics.bad_requests.labels(rpc, refused.reason).inc()
         allowed, suppressed = self.log_limiter.allow(refused.reason)
         if allowed:
@@ -436,6 +438,10 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         problem = request.group and name_problem(request.group, "group")
         if problem:  # "" subscribes to every group
             await self._refuse(context, StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_group", problem), rpc)
+        if self.pipeline.broadcaster.subscribers >= self.max_subscribers:  # each costs work per window
+            await self._refuse(context, StreamRefused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_subscribers",
+                f"the decoder serves at most {self.max_subscribers} Subscribe streams at once"), rpc)
 
     async def Subscribe(self, request, context):
         await self._check_subscribe(request, context, "Subscribe")

@@ -51,6 +51,8 @@ class DecoderSettings:
                               "(RESOURCE_EXHAUSTED)", 256)
     max_streams: int = setting("NDSC_MAX_STREAMS", "uplink streams open at once; beyond it a stream is refused "
                                "(RESOURCE_EXHAUSTED)", 1024)
+    max_subscribers: int = setting("NDSC_MAX_SUBSCRIBERS", "Subscribe/SubscribeBatches streams open at once; "
+                                   "beyond it one is refused (RESOURCE_EXHAUSTED)", 64)
     group_idle: float = setting("NDSC_GROUP_IDLE", "seconds a group with no open stream and no held window is "
                                 "kept before its state is evicted", 300.0)
     stream_idle: float = setting("NDSC_STREAM_IDLE", "seconds an uplink stream may send nothing before it is "
@@ -95,8 +97,10 @@ class DecoderSettings:
             raise ValueError("max_frame_area and max_chunks must be >= 1")
         if self.max_seq_gap < 1 or self.subscriber_queue < 1:
             raise ValueError("max_seq_gap and subscriber_queue must be >= 1")
-        if min(self.max_groups, self.max_streams, self.max_label_groups, self.max_label_nodes) < 1:
-            raise ValueError("max_groups, max_streams, max_label_groups and max_label_nodes must be >= 1")
+        if min(self.max_groups, self.max_streams, self.max_subscribers, self.max_label_groups,
+               self.max_label_nodes) < 1:
+            raise ValueError("max_groups, max_streams, max_subscribers, max_label_groups and max_label_nodes "
+                             "must be >= 1")
         if min(self.group_idle, self.stream_idle, self.keepalive, self.max_capture_age,
                self.max_capture_lead, self.log_interval) <= 0:
             raise ValueError("group_idle, stream_idle, keepalive, max_capture_age, max_capture_lead and "

@@ -337,3 +337,36 @@ def test_a_connection_whose_peer_stops_answering_pings_is_closed_by_keepalive(ga
     kinds = asyncio.run(scenario())
     assert 6 in kinds, kinds  # PING
     assert kinds[-1] == -1 or kinds[-1] == 7, kinds  # then GOAWAY and/or the connection closed
+
+
+def test_subscribers_beyond_the_limit_are_refused_counted_and_admitted_once_one_leaves(gaussian_bundle):
+    async def until(predicate, timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < end
+            await asyncio.sleep(0.01)
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, max_subscribers=2) as (server, address, registry):
+            broadcaster = server.pipeline.broadcaster
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = pb_grpc.FusionDecoderStub(channel)
+                held = [stub.Subscribe(pb.SubscribeRequest(group="g")),
+                        stub.SubscribeBatches(pb.SubscribeRequest(group=""))]
+                await until(lambda: broadcaster.subscribers == 2)
+                third = stub.Subscribe(pb.SubscribeRequest(group="g"))
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await third.read()
+                held[0].cancel()
+                await until(lambda: broadcaster.subscribers == 1)
+                admitted = stub.Subscribe(pb.SubscribeRequest(group="g"))
+                await until(lambda: broadcaster.subscribers == 2)
+                for call in (held[1], admitted):
+                    call.cancel()
+                counted = registry.get_sample_value(
+                    "ndsc_bad_requests_total", {"rpc": "Subscribe", "reason": "too_many_subscribers"})
+                return refused.value, counted
+
+    error, counted = asyncio.run(scenario())
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "at most 2 Subscribe streams" in error.details()
+    assert counted == 1
