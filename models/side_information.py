@@ -19,8 +19,6 @@ Typical use (inside a decoder, on (B, 2, 3, H, W) reconstructions in model units
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
@@ -50,8 +48,9 @@ AGREEMENT_SCALE = 300.0 / 255.0 ** 2
 #: 30 dB where the match was consistent (MSE ≈ 65 on 8-bit values). Without it a finely coded view
 #: averaged in a worse warped one and lost 0.16 dB at the top point; 30 and 150 did no better.
 WARP_NOISE = 65.0 / 255.0 ** 2
-#: interpolation of the warp
-WARP_MODE = os.environ.get("NDSC_WARP_MODE", "bicubic")
+#: interpolation of the sub-pixel warp: bicubic keeps more of the other view's detail than bilinear
+#: (+0.04–0.05 dB on a right view beside a left at the top point, cones and Pipes, every point)
+WARP_MODE = "bicubic"
 
 
 class _RunningMinimum:
@@ -147,7 +146,7 @@ def _refine(own: torch.Tensor, other: torch.Tensor, guess: torch.Tensor, directi
 
 
 def warp_rows(image: torch.Tensor, disparity: torch.Tensor, direction: int) -> torch.Tensor:
-    """``image(y, x − direction·d(y, x))`` by bilinear sampling: (B, C, H, W), d (B, H, W)."""
+    """``image(y, x − direction·d(y, x))`` by :data:`WARP_MODE` sampling: (B, C, H, W), d (B, H, W)."""
     b, _, h, w = image.shape
     xs = torch.arange(w, dtype=image.dtype, device=image.device).view(1, 1, w) - direction * disparity
     ys = torch.arange(h, dtype=image.dtype, device=image.device).view(1, h, 1).expand(b, h, w)

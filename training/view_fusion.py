@@ -165,7 +165,7 @@ def train_view_fusion(bundle_path: str | Path, pairs: list[tuple[str, np.ndarray
     report = {"config": asdict(cfg), "coding_seconds": round(coding_seconds, 1),
               "train_seconds": round(time.time() - t0 - coding_seconds, 1), "history": history,
               "scenes": [s for s, _ in pairs]}
-    _rewrite_manifest(path, {"view_fusion": report})
+    _rewrite_manifest(path, {"view_fusion": report}, steps=cfg.steps)
     return report
 
 
@@ -222,12 +222,16 @@ def _with_refiner(path: Path, hidden: int) -> None:
     _rewrite_manifest(path, {}, decoder={**bundle.decoder, "args": args})
 
 
-def _rewrite_manifest(path: Path, evaluation: dict[str, Any], decoder: dict[str, Any] | None = None) -> str:
-    """Rewrite the manifest over the bundle's current files (new hashes, new id)."""
+def _rewrite_manifest(path: Path, evaluation: dict[str, Any], decoder: dict[str, Any] | None = None,
+                      steps: int | None = None) -> str:
+    """Rewrite the manifest over the bundle's current files (new hashes, new id); the training config
+    records the fusion's width (``decoder``) and steps as a build with them would."""
     bundle = load_bundle(path, verify_files=False)
     config = dict(bundle.training_config)
     if decoder is not None and config.get("model"):
         config["model"] = {**config["model"], "refiner_hidden": decoder["args"]["refiner_hidden"]}
+    if steps is not None:
+        config["refiner_steps"] = steps
     return write_manifest(path, modality=bundle.modality, sources=bundle.sources, sample_rate=bundle.sample_rate,
                           decoder=decoder or bundle.decoder, training_config=config,
                           evaluation={**bundle.evaluation, **evaluation}, extra=bundle.extra)
