@@ -43,6 +43,8 @@ class ModelConfig:
     # trained after the codec with the codec frozen: with side_information it fuses the warped other
     # view in, without it is a post-filter of each view alone (the separate baseline's)
     refiner_hidden: int = 0
+    refiner_blocks: int = 3  # its residual blocks at half resolution ...
+    refiner_coarse_blocks: int = 2  # ... and at quarter resolution (a wider view: occlusions, exposure)
 
 
 @dataclass

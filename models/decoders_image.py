@@ -215,14 +215,17 @@ class StereoTransformDecoder(nn.Module):
         joint: False drops cross-view fusion.
         side_information: refine each view of a pair with the other at decoding (inference only).
         refiner_hidden: width of the learned refinement at decoding (0: none).
+        refiner_blocks, refiner_coarse_blocks: its residual blocks at 1/2 and 1/4 resolution.
     """
 
     FUSION_STAGES = 2
     #: constructor argument ← ModelConfig field (models/decoders.decoder_args)
-    config_args = {"side_information": "side_information", "refiner_hidden": "refiner_hidden"}
+    config_args = {"side_information": "side_information", "refiner_hidden": "refiner_hidden",
+                   "refiner_blocks": "refiner_blocks", "refiner_coarse_blocks": "refiner_coarse_blocks"}
 
     def __init__(self, n_sources: int, latent_channels: int, out_channels: int, hidden: int = 64,
-                 joint: bool = True, side_information: bool = False, refiner_hidden: int = 0):
+                 joint: bool = True, side_information: bool = False, refiner_hidden: int = 0,
+                 refiner_blocks: int = 3, refiner_coarse_blocks: int = 0):
         super().__init__()
         s = round((latent_channels / out_channels) ** 0.5)
         if out_channels != 3 or 3 * s * s != latent_channels or s < 4 or s & (s - 1):
@@ -253,7 +256,7 @@ class StereoTransformDecoder(nn.Module):
             # without a refiner, which is trained after it (training/view_fusion.py)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(REFINER_SEED)
-                self.refiner = ViewFusion(refiner_hidden, use_other_view=side_information)
+                self.refiner = ViewFusion(refiner_hidden, refiner_blocks, side_information, refiner_coarse_blocks)
         if self.takes_quantiser_step:
             # the encoders' analysis transforms and their inverses, filled by attach_analysis()
             self.register_buffer("analysis", torch.zeros(n_sources, latent_channels, 3, s, s))

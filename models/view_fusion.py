@@ -40,16 +40,21 @@ class ViewFusion(nn.Module):
         hidden: feature width.
         blocks: residual blocks at half resolution.
         use_other_view: False: a post-filter of the view alone (the separate baseline's).
+        coarse_blocks: residual blocks (width 2·hidden) at quarter resolution, added back at half (0: none).
     """
 
-    def __init__(self, hidden: int = 32, blocks: int = 3, use_other_view: bool = True):
+    def __init__(self, hidden: int = 32, blocks: int = 3, use_other_view: bool = True, coarse_blocks: int = 2):
         super().__init__()
         self.use_other_view = use_other_view
         c_in = OWN_CHANNELS + (SIDE_CHANNELS if use_other_view else 0)
+        block = lambda c: nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, c, 3, padding=1))
         self.stem = nn.Conv2d(4 * c_in, hidden, 3, padding=1)
-        self.body = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(), nn.Conv2d(hidden, hidden, 3, padding=1))
-            for _ in range(blocks))
+        self.body = nn.ModuleList(block(hidden) for _ in range(blocks))
+        # a quarter-resolution branch: a wider view (occlusions, exposure) for little compute
+        self.down = nn.Conv2d(hidden, 2 * hidden, 3, stride=2, padding=1) if coarse_blocks else None
+        self.coarse = nn.ModuleList(block(2 * hidden) for _ in range(coarse_blocks))
+        self.up = nn.Sequential(nn.Conv2d(2 * hidden, 4 * hidden, 3, padding=1), nn.PixelShuffle(2)) \
+            if coarse_blocks else None
         self.head = nn.Conv2d(hidden, 4 * 3, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -74,4 +79,9 @@ class ViewFusion(nn.Module):
         z = self.stem(z)
         for block in self.body:
             z = z + block(F.gelu(z))
+        if self.down is not None:
+            c = self.down(F.gelu(z))  # (B, 2F, ⌈H/4⌉, ⌈W/4⌉)
+            for block in self.coarse:
+                c = c + block(F.gelu(c))
+            z = z + self.up(F.gelu(c))[..., :z.shape[-2], :z.shape[-1]]
         return F.pixel_shuffle(self.head(F.gelu(z)), 2) * sigma  # (B, 3, H, W)

@@ -57,7 +57,8 @@ def build(data: Path, out: Path, separate: bool, steps: int | None, threads: int
         from training.view_fusion import FusionConfig, train_view_fusion
 
         fusion = train_view_fusion(out, full_pairs(cfg.data, "train"),
-                                   FusionConfig(hidden=cfg.model.refiner_hidden, steps=cfg.refiner_steps, seed=cfg.seed))
+                                   FusionConfig(hidden=cfg.model.refiner_hidden, blocks=cfg.model.refiner_blocks,
+                                                coarse_blocks=cfg.model.refiner_coarse_blocks, steps=cfg.refiner_steps, seed=cfg.seed))
         attach_evaluation(out, {})  # the manifest rewritten once more: the bundle's final id
         path, report = out, {"train_seconds": fusion["coding_seconds"] + fusion["train_seconds"], "train_device": "cpu"}
     else:

@@ -30,9 +30,9 @@ def train_and_export(cfg: TrainConfig, out_dir: str | Path, checkpoint: str | Pa
         from training.view_fusion import FusionConfig, train_view_fusion
 
         # after the codec, with it frozen: inputs are the training scenes' real decodes (training/view_fusion.py)
-        train_view_fusion(path, full_pairs(cfg.data, "train"),
-                                   FusionConfig(hidden=cfg.model.refiner_hidden, steps=cfg.refiner_steps,
-                                                seed=cfg.seed))
+        fusion = FusionConfig(hidden=cfg.model.refiner_hidden, blocks=cfg.model.refiner_blocks,
+                              coarse_blocks=cfg.model.refiner_coarse_blocks, steps=cfg.refiner_steps, seed=cfg.seed)
+        train_view_fusion(path, full_pairs(cfg.data, "train"), fusion)
     report = summary(evaluate_bundle(path, windows=result.dataset.test))
     report["training_estimate_bits_per_sample_sum"] = training_estimate(result.model, result.dataset.test)
     report["train_seconds"] = result.seconds  # the codec's; the fusion's are in evaluation["view_fusion"]

@@ -60,7 +60,7 @@ def _stereo_small() -> TrainConfig:
                           stride=8, input_scale=255.0, quality_lambdas=list(STEREO_QUALITY_LAMBDAS),
                           default_quality="3", gain_init=0.5, side_information=True, refiner_hidden=32),
         lmbda=0.0, beta_mi=0.0, mi_monitor=False, optimisation="joint", steps=1200, batch_size=8, lr=1e-3,
-        prior_lr=1e-2, mi_pairs="positions", threads=1, refiner_steps=1500,
+        prior_lr=1e-2, mi_pairs="positions", threads=1, refiner_steps=2500,
     )
 
 

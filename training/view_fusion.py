@@ -28,9 +28,15 @@ from models.side_information import blend_view, match_views, project_onto_cells,
 from ndsc.bundle import load_bundle, write_manifest
 
 
+#: the decoder arguments (and ModelConfig fields) that shape the fusion network
+REFINER_ARGS = ("refiner_hidden", "refiner_blocks", "refiner_coarse_blocks")
+
+
 @dataclass
 class FusionConfig:
     hidden: int = 32  # feature width of the network (0: no fusion)
+    blocks: int = 3  # its residual blocks at half resolution ...
+    coarse_blocks: int = 2  # ... and at quarter resolution
     steps: int = 1500  # Adam steps
     batch_size: int = 8  # crops per step
     crop: int = 96  # side of a training crop (a multiple of the transform's block)
@@ -154,7 +160,7 @@ def train_view_fusion(bundle_path: str | Path, pairs: list[tuple[str, np.ndarray
     and manifest; the bundle gets a new id). ``coded``: :func:`code_scenes` of these pairs, if already
     computed. Returns timings and the training loss."""
     path = Path(bundle_path)
-    _with_refiner(path, cfg.hidden)
+    _with_refiner(path, cfg.hidden, cfg.blocks, cfg.coarse_blocks)
     t0 = time.time()
     originals, coded_pairs = coded or code_scenes(path, pairs)
     coding_seconds = time.time() - t0
@@ -198,19 +204,23 @@ def fit_fusion(model: torch.nn.Module, originals: list[torch.Tensor], coded: lis
     return history
 
 
-def _with_refiner(path: Path, hidden: int) -> None:
-    """Give a bundle's decoder a (zero-initialised) fusion network of width ``hidden`` if it has none,
-    with the encoders' transforms that the projection into cells needs."""
+def _with_refiner(path: Path, hidden: int, blocks: int, coarse_blocks: int) -> None:
+    """Give a bundle's decoder a (zero-initialised) fusion network of this shape if it has none (or
+    another), with the encoders' transforms that the projection into cells needs."""
     bundle = load_bundle(path)
-    if bundle.decoder["args"].get("refiner_hidden") == hidden:
+    have = bundle.decoder["args"]
+    if (have.get("refiner_hidden"), have.get("refiner_blocks"), have.get("refiner_coarse_blocks")) == \
+            (hidden, blocks, coarse_blocks):
         return
     from onnx import load as load_onnx, numpy_helper
 
     from models.decoders import build_decoder
 
-    args = {**bundle.decoder["args"], "refiner_hidden": hidden}
+    args = {**bundle.decoder["args"], "refiner_hidden": hidden, "refiner_blocks": blocks,
+            "refiner_coarse_blocks": coarse_blocks}
     model = build_decoder(bundle.decoder["arch"], args)
     state = torch.load(bundle.file(bundle.decoder["weights"]), map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("refiner.")}  # a new network starts afresh
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not (k.startswith("refiner.") or k.startswith("analysis")) for k in missing):
         raise ValueError(f"{path}: decoder weights do not fit a refiner: missing {missing}, unexpected {unexpected}")
@@ -229,7 +239,7 @@ def _rewrite_manifest(path: Path, evaluation: dict[str, Any], decoder: dict[str,
     bundle = load_bundle(path, verify_files=False)
     config = dict(bundle.training_config)
     if decoder is not None and config.get("model"):
-        config["model"] = {**config["model"], "refiner_hidden": decoder["args"]["refiner_hidden"]}
+        config["model"] = {**config["model"], **{k: decoder["args"][k] for k in REFINER_ARGS}}
     if steps is not None:
         config["refiner_steps"] = steps
     return write_manifest(path, modality=bundle.modality, sources=bundle.sources, sample_rate=bundle.sample_rate,
