@@ -53,7 +53,7 @@ class ViewFusion(nn.Module):
         # a quarter-resolution branch: a wider view (occlusions, exposure) for little compute
         self.down = nn.Conv2d(hidden, 2 * hidden, 3, stride=2, padding=1) if coarse_blocks else None
         self.coarse = nn.ModuleList(block(2 * hidden) for _ in range(coarse_blocks))
-        self.up = nn.Sequential(nn.Conv2d(2 * hidden, 4 * hidden, 3, padding=1), nn.PixelShuffle(2)) \
+        self.up = nn.Sequential(nn.Conv2d(2 * hidden, 4 * hidden, 3, padding=1), _PixelShuffle2()) \
             if coarse_blocks else None
         self.head = nn.Conv2d(hidden, 4 * 3, 3, padding=1)
         nn.init.zeros_(self.head.weight)
@@ -77,11 +77,31 @@ class ViewFusion(nn.Module):
                                .clamp_min(1e-12).log())]
         z = F.pixel_unshuffle(torch.cat(feats, dim=1), 2)  # (B, 4·C, H/2, W/2)
         z = self.stem(z)
+        # decoding (no autograd): residuals added in place, which saves a whole-view allocation per block
+        add = _add_in_place if not torch.is_grad_enabled() else torch.add
         for block in self.body:
-            z = z + block(F.gelu(z))
+            z = add(z, block(F.gelu(z)))
         if self.down is not None:
             c = self.down(F.gelu(z))  # (B, 2F, ⌈H/4⌉, ⌈W/4⌉)
             for block in self.coarse:
-                c = c + block(F.gelu(c))
-            z = z + self.up(F.gelu(c))[..., :z.shape[-2], :z.shape[-1]]
-        return F.pixel_shuffle(self.head(F.gelu(z)), 2) * sigma  # (B, 3, H, W)
+                c = add(c, block(F.gelu(c)))
+            z = add(z, self.up(F.gelu(c))[..., :z.shape[-2], :z.shape[-1]])
+        return _pixel_shuffle(self.head(F.gelu(z))) * sigma  # (B, 3, H, W)
+
+
+def _add_in_place(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a.add_(b)
+
+
+def _pixel_shuffle(x: torch.Tensor) -> torch.Tensor:
+    """F.pixel_shuffle(x, 2) as a view and one copy: (B, 4C, h, w) → (B, C, 2h, 2w), the same values,
+    3× faster on CPU for a whole view's features (10 → 3 ms at 128 × 125 × 186, one thread)."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c // 4, 2 * h, 2 * w)
+
+
+class _PixelShuffle2(nn.Module):
+    """nn.PixelShuffle(2) by :func:`_pixel_shuffle` (no parameters: the state dict is unchanged)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _pixel_shuffle(x)
