@@ -42,6 +42,7 @@ class FusionConfig:
     crop: int = 96  # side of a training crop (a multiple of the transform's block)
     lr: float = 1e-3  # Adam learning rate (×0.1 for the last quarter of the steps)
     seed: int = 0  # crops and initialisation
+    device: str = "cpu"  # torch device of the scenes' synthesis and matching and of the training (cpu | cuda)
 
 
 def point_pairs(names: list[str]) -> list[tuple[str, str]]:
@@ -62,12 +63,13 @@ class _Coded:
     matches: list[tuple[torch.Tensor, torch.Tensor, int]]  # per view: disparity, consistent (Hp, Wp), direction
 
 
-def code_scenes(bundle_path: str | Path, pairs: list[tuple[str, np.ndarray]]) -> tuple[list[torch.Tensor], list[_Coded]]:
+def code_scenes(bundle_path: str | Path, pairs: list[tuple[str, np.ndarray]], device: str = "cpu"
+                ) -> tuple[list[torch.Tensor], list[_Coded]]:
     """Every scene coded at every pair of :func:`point_pairs`: originals (2, 3, H, W) in model units and
-    the decoder's state after synthesis and matching."""
+    the decoder's state after synthesis and matching, on ``device`` (the encoders run on the CPU: ONNX)."""
     bundle = load_bundle(bundle_path)
     names = list(bundle.quality_names)
-    runtime = JointDecoderRuntime(bundle, device="cpu")
+    runtime = JointDecoderRuntime(bundle, device=device)
     model = runtime.model
     encoders = {(i, q): EdgeEncoder(bundle, i, quality=q) for i in range(2) for q in names}
     scale = float(bundle.decoder.get("output_scale", 1.0))
@@ -78,13 +80,13 @@ def code_scenes(bundle_path: str | Path, pairs: list[tuple[str, np.ndarray]]) ->
             latents = {}
             for (i, q), enc in encoders.items():
                 symbols = runtime.entropy_decode(i, enc.encode_frame(np.asarray(pair[i], np.float32)), shape, q)
-                latents[i, q] = (torch.from_numpy(runtime.dequantise(i, symbols, q)),
-                                 torch.from_numpy(runtime.cell_width(i, q)))
-            originals.append(torch.from_numpy(np.asarray(pair, np.float32) / scale))
+                latents[i, q] = (torch.from_numpy(runtime.dequantise(i, symbols, q)).to(runtime.device),
+                                 torch.from_numpy(runtime.cell_width(i, q)).to(runtime.device))
+            originals.append(torch.from_numpy(np.asarray(pair, np.float32) / scale).to(runtime.device))
             for qa, qb in point_pairs(names):
                 y_hat = torch.stack([latents[0, qa][0], latents[1, qb][0]])
                 step = torch.stack([latents[0, qa][1], latents[1, qb][1]])
-                x = model.synthesis(y_hat[None], torch.ones(1, 2))[0]
+                x = model.synthesis(y_hat[None], torch.ones(1, 2, device=runtime.device))[0]
                 matches = [(d[0], ok[0], direction) for d, ok, direction in match_views(x[None])] \
                     if model.side_information else []
                 coded.append(_Coded(k, x, y_hat, step, matches))
@@ -124,7 +126,7 @@ def fusion_loss(model: torch.nn.Module, originals: list[torch.Tensor],
             disparity, consistent, direction = c.matches[i]
             band_blend, band_side, band_weight = blend_view(
                 c.x[None, i, :, rows], c.x[None, j, :, rows], disparity[None, rows], consistent[None, rows],
-                direction, n[i:i + 1], n[j:j + 1], torch.ones(1))
+                direction, n[i:i + 1], n[j:j + 1], torch.ones(1, device=c.x.device))
             estimate.append(band_blend[0, :, :, cols])
             side.append(band_side[0, :, :, cols])
             weight.append(band_weight[0, :, :, cols])
@@ -137,7 +139,7 @@ def fusion_loss(model: torch.nn.Module, originals: list[torch.Tensor],
     if model.side_information:
         base = _project(stack(estimate), y_hat, step, a, inv)
         correction = model.refiner(own, noise, base, stack(side), stack(weight), stack(ok), stack(noise_other),
-                                   torch.ones(len(picks)))
+                                   torch.ones(len(picks), device=own.device))
     else:
         base = own
         correction = model.refiner(own, noise)
@@ -153,21 +155,22 @@ def _project(x: torch.Tensor, y_hat: torch.Tensor, step: torch.Tensor, analysis:
 
 
 def train_view_fusion(bundle_path: str | Path, pairs: list[tuple[str, np.ndarray]], cfg: FusionConfig,
-                      log_every: int = 100, coded: tuple[list[torch.Tensor], list[_Coded]] | None = None
-                      ) -> dict[str, Any]:
+                      log_every: int = 100, coded: tuple[list[torch.Tensor], list[_Coded]] | None = None,
+                      restart: bool = False) -> dict[str, Any]:
     """Train the bundle's fusion network (its decoder must have ``refiner_hidden`` = ``cfg.hidden``, or
     none yet: it is added) on whole training ``pairs``, and write it into the bundle (decoder weights
     and manifest; the bundle gets a new id). ``coded``: :func:`code_scenes` of these pairs, if already
-    computed. Returns timings and the training loss."""
+    computed. ``restart``: a bundle's trained fusion starts again from the initialisation a build gives
+    it (else training goes on from its weights). Returns timings and the training loss."""
     path = Path(bundle_path)
-    _with_refiner(path, cfg.hidden, cfg.blocks, cfg.coarse_blocks)
+    _with_refiner(path, cfg.hidden, cfg.blocks, cfg.coarse_blocks, restart)
     t0 = time.time()
-    originals, coded_pairs = coded or code_scenes(path, pairs)
+    originals, coded_pairs = coded or code_scenes(path, pairs, cfg.device)
     coding_seconds = time.time() - t0
     bundle = load_bundle(path)
-    model = JointDecoderRuntime(bundle, device="cpu").model
+    model = JointDecoderRuntime(bundle, device=cfg.device).model
     history = fit_fusion(model, originals, coded_pairs, cfg, log_every)
-    torch.save(model.state_dict(), path / bundle.decoder["weights"])
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, path / bundle.decoder["weights"])
     report = {"config": asdict(cfg), "coding_seconds": round(coding_seconds, 1),
               "train_seconds": round(time.time() - t0 - coding_seconds, 1), "history": history,
               "scenes": [s for s, _ in pairs]}
@@ -204,13 +207,13 @@ def fit_fusion(model: torch.nn.Module, originals: list[torch.Tensor], coded: lis
     return history
 
 
-def _with_refiner(path: Path, hidden: int, blocks: int, coarse_blocks: int) -> None:
+def _with_refiner(path: Path, hidden: int, blocks: int, coarse_blocks: int, restart: bool = False) -> None:
     """Give a bundle's decoder a (zero-initialised) fusion network of this shape if it has none (or
-    another), with the encoders' transforms that the projection into cells needs."""
+    another, or ``restart``), with the encoders' transforms that the projection into cells needs."""
     bundle = load_bundle(path)
     have = bundle.decoder["args"]
     if (have.get("refiner_hidden"), have.get("refiner_blocks"), have.get("refiner_coarse_blocks")) == \
-            (hidden, blocks, coarse_blocks):
+            (hidden, blocks, coarse_blocks) and not restart:
         return
     from onnx import load as load_onnx, numpy_helper
 
