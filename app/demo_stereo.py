@@ -26,7 +26,8 @@ MAX_MESSAGE = 64 * 1024 * 1024
 def stereo_sources(bundle: Bundle, nodes: int | None = None) -> list[str]:
     """Source spec per camera node: its view of the Motorcycle pair, repeated (one frame every two seconds:
     decoding a whole pair with side information and the learned fusion takes 1–2 s on one loaded CPU
-    thread, and a faster camera would only queue frames the decoder must drain before it stops)."""
+    thread, and a faster camera would only queue frames behind the decoder: each shown later than the
+    last, and what the demo's drain budget leaves at stop never shown)."""
     if bundle.modality != "stereo" or bundle.n_sources != 2:
         raise UsageError(f"--stereo needs a two-view stereo bundle; {bundle.path} is {bundle.modality!r} "
                          f"with {bundle.n_sources} sources", "leave --bundle out (the shipped stereo bundle)")
