@@ -300,6 +300,8 @@ class DecodePipeline:
             decode_loop.cancel()
         await asyncio.gather(decode_loop, return_exceptions=True)
         left = self._queue.qsize() + (self._carried is not None)
+        if not left:  # the batch in flight was the last
+            return 0
         if self.journal.enabled:
             log.info("stop: %d windows not decoded within %g s stay in the journal (decoded at the next start)",
                      left, budget)
