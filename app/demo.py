@@ -40,7 +40,13 @@ EDGE_START_MARGIN = 3.0
 #: seconds a process gets to print its ready line
 READY_TIMEOUT = 120.0
 
-#: seconds the demo waits for the decoder to drain and exit after SIGTERM (edges get 15)
+#: seconds the demo's decoder may spend decoding its queue when stopped (``ndsc decoder --drain-timeout``):
+#: the totals are printed before it stops, so a backlog decoded then is never shown, and a backlog of
+#: whole stereo frames (seconds each on a loaded CPU) held the stop for minutes. The demo keeps no
+#: journal: what is left is dropped, counted and logged in decoder.log.
+DECODER_DRAIN_BUDGET = 5.0
+#: seconds the demo waits for the decoder to exit after SIGTERM (edges get 15): its drain budget, the
+#: batch in flight (one whole frame at most) and teardown
 _DECODER_DRAIN_SECONDS = 60.0
 
 
@@ -224,7 +230,8 @@ class Demo:
         """Start the decoder and every edge; returns the decoder's metrics URL."""
         o, out = self.options, self.out
         decoder = self._spawn("decoder", ["decoder", "--bundle", str(plan.bundle), "--listen", "127.0.0.1:0",
-                                          "--metrics-port", "0", "--deadline", str(o.deadline)])
+                                          "--metrics-port", "0", "--deadline", str(o.deadline),
+                                          "--drain-timeout", str(DECODER_DRAIN_BUDGET)])
         ready = self._read_ready("decoder", decoder, "NDSC_DECODER_READY")
         address, metrics = ready["grpc"], ready["metrics"]
         logs = "temporary, removed at the end" if self.temporary else "kept"
@@ -319,8 +326,7 @@ class Demo:
             if self.quality_monitor is not None:
                 totals += "\n" + self.quality_monitor.render()
             print(totals, file=self.out)
-        # the decoder drains what it holds before it exits: whole stereo frames take seconds each on a
-        # loaded CPU, so it gets longer than an edge
+        # the decoder decodes its queue for DECODER_DRAIN_BUDGET s, then finishes the frame in flight and exits
         clean = self._stop(decoder, _DECODER_DRAIN_SECONDS) and clean
         print(f"stopped {len(self.procs)} processes" + (" cleanly" if clean else ""), file=self.out, flush=True)
         if clean and self.edges_ended and dashboard.scrapes and not dashboard.totals().windows:

@@ -172,6 +172,15 @@ def _per_point(joint: list[dict], separate: list[dict], view: str) -> str:
                      f"{j[view]['bpd']:.3f} vs {s[view]['bpd']:.3f} bit/dim" for j, s in zip(joint, separate))
 
 
+def _fusion(meta: dict, name: str) -> str:
+    """A bundle's learned refinement in words: its width and what training it cost."""
+    f = meta[f"{name}_fusion"]
+    if not f:
+        return "none"
+    return (f"width {f['config']['hidden']}, {f['config']['steps']} steps, {f['coding_seconds'] + f['train_seconds']:.0f} s "
+            f"(coding the training scenes {f['coding_seconds']:.0f} s)")
+
+
 def report(args: argparse.Namespace, scenes: str, curves: dict[str, list[dict]], matched: dict[str, list[dict]],
            bds: list, meta: dict) -> str:
     """The markdown report."""
@@ -192,10 +201,11 @@ def report(args: argparse.Namespace, scenes: str, curves: dict[str, list[dict]],
         "reconstructions; MS-SSIM the mean over images.",
         "",
         f"Bundles: distributed `{meta['joint']}` ({meta['joint_id'][:19]}…, β_MI = {meta['joint_beta']}, "
-        f"side information at decoding: {meta['joint_side_information']}, "
-        f"trained {meta['joint_seconds']:.0f} s on {meta['joint_device']}); separate `{meta['separate']}` "
-        f"(β_MI = {meta['separate_beta']}, same g_a and g_s without cross-view attention or side information, trained "
-        f"{meta['separate_seconds']:.0f} s on {meta['separate_device']}).",
+        f"side information at decoding: {meta['joint_side_information']}, learned view fusion: "
+        f"{_fusion(meta, 'joint')}, codec trained {meta['joint_seconds']:.0f} s on {meta['joint_device']}); "
+        f"separate `{meta['separate']}` (β_MI = {meta['separate_beta']}, same g_a and g_s without cross-view "
+        f"attention or side information, post-filter of each view alone: {_fusion(meta, 'separate')}, "
+        f"codec trained {meta['separate_seconds']:.0f} s on {meta['separate_device']}).",
         "",
         "## Summary (computed from the tables below)",
         "",
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--joint", default=str(REPO / "ndsc" / "bundles" / "stereo-middlebury"),
                     help="the distributed (joint-decoder) bundle")
     ap.add_argument("--separate", default=str(REPO / "runs" / "stereo" / "separate"),
-                    help="the separate-coding bundle (same encoders, no fusion, β_MI = 0)")
+                    help="the separate-coding bundle (same encoders, no cross-view fusion, β_MI = 0)")
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "stereo" / "middlebury"))
     ap.add_argument("--splits", default="val,test", help="held-out splits to evaluate on")
     ap.add_argument("--report", help="write the markdown report here (default: print it)")
@@ -263,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             "joint_device": joint.evaluation["test"]["train_device"],
             "separate": args.separate, "separate_beta": sep_cfg.beta_mi,
             "separate_seconds": separate.evaluation["test"]["train_seconds"],
-            "separate_device": separate.evaluation["test"]["train_device"], "wall_s": time.time() - t0}
+            "separate_device": separate.evaluation["test"]["train_device"],
+            "joint_fusion": joint.evaluation.get("view_fusion"), "separate_fusion": separate.evaluation.get("view_fusion"),
+            "wall_s": time.time() - t0}
     scenes = ", ".join(f"{s} {p.shape[-1]}×{p.shape[-2]}" for s, p in pairs)
     text = report(args, scenes, curves, matched, bds, meta)
     if args.report:

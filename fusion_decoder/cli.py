@@ -87,7 +87,8 @@ def run_decoder(args: argparse.Namespace) -> int:
     async def main() -> int:
         server = DecoderServer(bundle, settings.listen, registry=registry,
                                device=settings.device, deadline=settings.deadline, max_batch=settings.max_batch,
-                               grace=settings.grace, max_message_bytes=settings.max_message_bytes,
+                               grace=settings.grace, drain_timeout=settings.drain_timeout,
+                               max_message_bytes=settings.max_message_bytes,
                                authorize=authorize, tls=settings.tls, state_dir=settings.state_dir,
                                journal_sync=settings.journal_sync, max_seq_gap=settings.max_seq_gap,
                                subscriber_queue=settings.subscriber_queue,

@@ -190,7 +190,8 @@ class DecoderMetrics:
             "ndsc_journal_restored_frames", "Held frames read back from the journal at start", registry=registry)
         self.window_failures = Counter(
             "ndsc_window_failures", "Windows dropped alone because a step failed for them: decode, journal "
-            "(frames stay held for a restart) or publish", ["stage"], registry=registry)
+            "(frames stay held for a restart) or publish; stop: left undecoded by a stop past its drain "
+            "budget without a journal", ["stage"], registry=registry)
         self.groups = Gauge("ndsc_groups", "Groups the decoder holds state for", registry=registry)
         self.groups_evicted = Counter(
             "ndsc_groups_evicted", "Groups forgotten after no stream, frame or held window for --group-idle seconds",

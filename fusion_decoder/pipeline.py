@@ -2,7 +2,9 @@
 
 Decoding runs in one worker thread so the event loop keeps serving streams. A window that
 fails to decode, journal or publish is dropped alone and counted
-(``ndsc_window_failures_total{stage}``), never with its batch.
+(``ndsc_window_failures_total{stage}``), never with its batch. Whole frames batch up to
+:data:`BATCH_SAMPLES` per source, so one batch (what a stop must wait for) stays one large
+frame's work; a stop decodes the queue within its budget (:meth:`DecodePipeline.drain`).
 """
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ from ndsc.wire import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("ndsc.decoder")
 
+#: samples per source a batch of whole frames grows to at most (a larger frame is decoded alone): a
+#: 741 × 500 stereo pair takes seconds on a CPU thread, and batching such frames gains nothing there
+#: while every frame added is time a stop or a late window waits for. Windows of the bundle's shape
+#: batch to ``max_batch`` as before.
+BATCH_SAMPLES = 1 << 20
+
 
 class DecodePipeline:
     """Aligners per group → bounded queue → batched decoding in a worker thread → sinks."""
@@ -44,6 +52,9 @@ class DecodePipeline:
         self._queue: asyncio.Queue[AlignedWindow] = asyncio.Queue(max(8 * max_batch, 256))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-decode")
         self._tasks: list[asyncio.Task] = []
+        self._decoding = False  # a batch is in the worker thread (a bounded drain lets it finish)
+        self._stopping = False  # the drain's budget is spent: the decode loop takes no further batch
+        self._carried: AlignedWindow | None = None  # taken from the queue, too large for the last batch
         self._group_series: dict[str, GroupSeries] = {}
         # bundles with syndrome-coded sources: windows wait for belief propagation (and feedback) there
         self.binning: BinningStage | None = None
@@ -128,16 +139,27 @@ class DecodePipeline:
 
     async def _decode_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
+        while not self._stopping:
+            if self._carried is None:
+                batch = [await self._queue.get()]
+            else:
+                batch, self._carried = [self._carried], None
+            samples = _frame_samples(batch[0])
             while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+                w = self._queue.get_nowait()
+                samples += _frame_samples(w)
+                if samples > BATCH_SAMPLES:
+                    self._carried = w  # the next batch's first (unfinished for the queue's join until then)
+                    break
+                batch.append(w)
+            self._decoding = True
             try:
                 await self._decode_and_publish(loop, batch)
             except Exception:  # a bug outside the per-window guards must not kill the service
                 log.exception("decoding %d windows failed", len(batch))
                 self.metrics.window_failures.labels("decode").inc(len(batch))
             finally:
+                self._decoding = False
                 if self.binning is not None:  # journaled and published (or failed): the edges may forget them
                     self.binning.settle(batch)
                 for _ in batch:
@@ -246,16 +268,48 @@ class DecodePipeline:
                 self.metrics.estimated_sources.labels(w.group, str(i)).inc()
             self.audits.add_reconstruction(w.group, w.window, x_hat[b], present[b])
 
-    async def drain(self) -> None:
-        """Release every held window, decode what is queued, end Subscribe streams."""
+    async def drain(self, budget: float | None = None) -> int:
+        """Release every held window, decode what is queued, end Subscribe streams; returns the
+        windows left undecoded.
+
+        ``budget``: seconds the queue may take to decode (None: every window, however long). Past it
+        the batch in flight finishes and the decoder takes no further one: with a journal the rest
+        stay held there (their frames were acknowledged, a restart decodes them); without one they
+        are dropped, counted in ``ndsc_window_failures_total{stage="stop"}`` and logged. A backlog of
+        whole frames (seconds each on a CPU) so no longer holds a stop for minutes.
+        """
         now = time.monotonic()
         for aligner in list(self.aligners.values()):
             for w in aligner.drain(now):
                 await self._enqueue(w)
         if self.binning is not None:
             await self.binning.drain()
-        await self._queue.join()
+        left = 0
+        try:
+            await asyncio.wait_for(self._queue.join(), budget)
+        except TimeoutError:
+            left = await self._stop_decoding(budget)
         self.broadcaster.close()
+        return left
+
+    async def _stop_decoding(self, budget: float) -> int:
+        """Let the batch in flight finish, stop the decode loop; returns the windows it left queued."""
+        self._stopping = True
+        decode_loop = self._tasks[0]
+        if not self._decoding:  # waiting for its next window: nothing of it to finish
+            decode_loop.cancel()
+        await asyncio.gather(decode_loop, return_exceptions=True)
+        left = self._queue.qsize() + (self._carried is not None)
+        if not left:  # the batch in flight was the last
+            return 0
+        if self.journal.enabled:
+            log.info("stop: %d windows not decoded within %g s stay in the journal (decoded at the next start)",
+                     left, budget)
+        else:
+            log.warning("stop: %d acknowledged windows not decoded within %g s are dropped (no --state-dir to "
+                        "keep them)", left, budget)
+            self.metrics.window_failures.labels("stop").inc(left)
+        return left
 
     async def close(self) -> None:
         for t in self._tasks:
@@ -265,3 +319,8 @@ class DecodePipeline:
             await self.binning.close()
         self._executor.shutdown(wait=True)
         self.journal.close()
+
+
+def _frame_samples(w: AlignedWindow) -> int:
+    """Samples per source of a whole-frame window (C·H·W); 0 for a window of the bundle's shape."""
+    return int(np.prod(w.shape)) if w.shape else 0

@@ -42,6 +42,9 @@ log = logging.getLogger("ndsc.decoder")
 
 #: default largest chunk count one window's payload may announce
 MAX_CHUNKS = 4096
+#: seconds a stop spends decoding queued windows by default when a journal keeps the rest for the next
+#: start (without a journal the default is every window: they exist nowhere else)
+JOURNALED_DRAIN_SECONDS = 10.0
 
 
 def server_keepalive_options(keepalive: float) -> list[tuple[str, int]]:
@@ -71,6 +74,9 @@ class DecoderServer:
         tls: (cert, key, client_ca or None) PEM paths: serve TLS, mutual when client_ca is given.
         state_dir: where :class:`fusion_decoder.journal.Journal` keeps sessions, held frames and
             decoded windows (None: in memory only; a restart loses held windows).
+        drain_timeout: seconds :meth:`stop` may spend decoding queued windows (see
+            :meth:`DecodePipeline.drain`); None: :data:`JOURNALED_DRAIN_SECONDS` with a journal,
+            every window without.
         max_seq_gap: a frame more than this many seqs ahead of the node's last held seq is refused.
         subscriber_queue: reconstructions queued per Subscribe stream before the oldest is dropped.
         max_frame_area: largest H·W a whole-frame stream may announce (RESOURCE_EXHAUSTED beyond).
@@ -93,6 +99,7 @@ class DecoderServer:
 
     def __init__(self, bundle: Bundle, listen: str = "127.0.0.1:0", *, registry: CollectorRegistry,
                  device: str | None = None, deadline: float = 2.0, max_batch: int = 64, grace: float = 5.0,
+                 drain_timeout: float | None = None,
                  max_message_bytes: int = MAX_MESSAGE_BYTES, interceptors: Sequence = (),
                  authorize: Authorizer | None = None, tls: tuple[str, str, str | None] | None = None,
                  state_dir: str | None = None, journal_sync: str = "normal", max_seq_gap: int = 1 << 20,
@@ -105,6 +112,7 @@ class DecoderServer:
         self.bundle = bundle
         self.listen = listen
         self.grace = grace
+        self.drain_timeout = drain_timeout
         self.metrics = DecoderMetrics(registry, max_label_groups, max_label_nodes)
         self.runtime = JointDecoderRuntime(bundle, device=device)
         self.max_message_bytes = max_message_bytes
@@ -192,7 +200,8 @@ class DecoderServer:
             self.servicer.evict_idle_groups(self.group_idle)
 
     async def stop(self) -> None:
-        """Graceful shutdown: refuse new frames, drain held windows to subscribers, stop."""
+        """Graceful shutdown: refuse new frames, drain held windows to subscribers (within the drain
+        budget), stop."""
         if self._server is None:
             return
         for name in ("", SERVICE_NAME):
@@ -200,7 +209,10 @@ class DecoderServer:
         self.servicer.draining = True
         self._evictor.cancel()
         await asyncio.gather(self._evictor, return_exceptions=True)
-        await self.pipeline.drain()
+        budget = self.drain_timeout
+        if budget is None and self.pipeline.journal.enabled:
+            budget = JOURNALED_DRAIN_SECONDS  # what a stop leaves undecoded stays in the journal
+        await self.pipeline.drain(budget)
         await self._server.stop(self.grace)
         await self.pipeline.close()
         self.servicer._check_executor.shutdown(wait=True)

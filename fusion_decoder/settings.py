@@ -22,6 +22,10 @@ class DecoderSettings:
     max_batch: int = setting("NDSC_MAX_BATCH", "windows per joint-decoder batch at most", 64)
     grace: float = setting("NDSC_GRACE", "seconds in-flight RPCs get at shutdown (held windows are drained first)",
                            5.0)
+    drain_timeout: float | None = setting(
+        "NDSC_DRAIN_TIMEOUT", "seconds a stop may spend decoding queued windows; past it the batch in flight "
+        "finishes and the rest stay in the journal (with --state-dir) or are dropped and counted (without); "
+        "unset: 10 with --state-dir, every window without")
     max_message_bytes: int = setting("NDSC_MAX_MESSAGE_BYTES", "gRPC max message size, both directions",
                                      16 * 1024 * 1024)
 
@@ -87,6 +91,8 @@ class DecoderSettings:
             raise ValueError("a bundle is required (--bundle or NDSC_BUNDLE)")
         if self.deadline <= 0 or self.max_batch < 1:
             raise ValueError("deadline must be > 0 and max_batch >= 1")
+        if self.drain_timeout is not None and self.drain_timeout < 0:
+            raise ValueError("drain_timeout must be >= 0")
         if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_client_ca and not self.tls_cert):
             raise ValueError("TLS needs --tls-cert and --tls-key together (and both for --tls-client-ca)")
         if self.tokens_generate and not self.tokens_file:

@@ -142,7 +142,7 @@ class DistributedCodec(nn.Module):
     def update(self) -> list[list[ChannelTable]]:
         """Freeze every prior into static integer tables (required before compress/export), and give a
         decoder that re-runs the encoders' transforms (side information) their final weights."""
-        if getattr(self.g_s, "side_information", False):
+        if getattr(self.g_s, "takes_quantiser_step", False):
             self.g_s.attach_analysis([g.transform.weight.detach() for g in self.g_a])
         return [p.freeze() for p in self.priors]
 

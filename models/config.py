@@ -39,6 +39,12 @@ class ModelConfig:
     # stereo-dct: refine each view with the other inside its quantisation cells when decoding
     # (models/side_information.py; no training, no rate)
     side_information: bool = False
+    # stereo-dct: width of a learned refinement of each decoded view (models/view_fusion.py; 0: none),
+    # trained after the codec with the codec frozen: with side_information it fuses the warped other
+    # view in, without it is a post-filter of each view alone (the separate baseline's)
+    refiner_hidden: int = 0
+    refiner_blocks: int = 3  # its residual blocks at half resolution ...
+    refiner_coarse_blocks: int = 2  # ... and at quarter resolution (a wider view: occlusions, exposure)
 
 
 @dataclass
@@ -99,6 +105,9 @@ class TrainConfig:
     # scales (an orthonormal transform's DC against its fine detail) within a short run
     prior_lr: float | None = None
     lr_decay_at: float = 0.75  # fraction of steps after which the lr drops ×0.1
+    # model.refiner_hidden > 0: Adam steps of the learned view fusion, trained after export with the codec
+    # frozen on the training scenes' real decodes (training/view_fusion.py)
+    refiner_steps: int = 0
     seed: int = 0  # torch / numpy seed
     threads: int = 0  # torch intra-op threads (0: torch default)
     # auto: CUDA when torch.cuda.is_available(), else CPU | cpu | cuda / cuda:N (without CUDA: CPU, with a

@@ -19,7 +19,12 @@ from torch import nn
 
 from models.decoders import _presence, _with_presence, register_decoder
 from models.layers import colour_dct_basis
-from models.side_information import refine_views
+from models.side_information import filter_views, refine_views
+from models.view_fusion import ViewFusion
+
+
+#: seed of the refiner's initialisation (drawn apart from the codec's random stream)
+REFINER_SEED = 16
 
 
 def _up(c_in: int, c_out: int) -> nn.ConvTranspose2d:
@@ -197,6 +202,10 @@ class StereoTransformDecoder(nn.Module):
     disparity found on the two reconstructions, inside its own quantisation cells. It needs the
     encoders' transforms (:meth:`attach_analysis`, which the codec's ``update()`` calls, so every
     exported bundle carries them) and each coefficient's cell width: the runtime passes ``step``.
+    With ``refiner_hidden`` > 0 a learned :class:`models.view_fusion.ViewFusion` corrects that
+    estimate before the last projection (with side information: from both views; without, a
+    post-filter of each view alone, the separate baseline's). It is trained after the codec
+    (``training.view_fusion``); untrained it changes nothing (its last layer is zero).
 
     Args:
         n_sources: N views.
@@ -205,14 +214,18 @@ class StereoTransformDecoder(nn.Module):
         hidden: feature width of g_s.
         joint: False drops cross-view fusion.
         side_information: refine each view of a pair with the other at decoding (inference only).
+        refiner_hidden: width of the learned refinement at decoding (0: none).
+        refiner_blocks, refiner_coarse_blocks: its residual blocks at 1/2 and 1/4 resolution.
     """
 
     FUSION_STAGES = 2
     #: constructor argument ← ModelConfig field (models/decoders.decoder_args)
-    config_args = {"side_information": "side_information"}
+    config_args = {"side_information": "side_information", "refiner_hidden": "refiner_hidden",
+                   "refiner_blocks": "refiner_blocks", "refiner_coarse_blocks": "refiner_coarse_blocks"}
 
     def __init__(self, n_sources: int, latent_channels: int, out_channels: int, hidden: int = 64,
-                 joint: bool = True, side_information: bool = False):
+                 joint: bool = True, side_information: bool = False, refiner_hidden: int = 0,
+                 refiner_blocks: int = 3, refiner_coarse_blocks: int = 0):
         super().__init__()
         s = round((latent_channels / out_channels) ** 0.5)
         if out_channels != 3 or 3 * s * s != latent_channels or s < 4 or s & (s - 1):
@@ -237,7 +250,14 @@ class StereoTransformDecoder(nn.Module):
         if side_information and (not joint or n_sources != 2):
             raise ValueError("side_information refines a jointly decoded pair: needs joint=True and 2 views")
         self.side_information = side_information
-        if side_information:
+        self.refiner = None
+        if refiner_hidden:
+            # its own random stream: the codec's initialisation (and so its training) is the same with or
+            # without a refiner, which is trained after it (training/view_fusion.py)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(REFINER_SEED)
+                self.refiner = ViewFusion(refiner_hidden, refiner_blocks, side_information, refiner_coarse_blocks)
+        if self.takes_quantiser_step:
             # the encoders' analysis transforms and their inverses, filled by attach_analysis()
             self.register_buffer("analysis", torch.zeros(n_sources, latent_channels, 3, s, s))
             self.register_buffer("analysis_inverse", torch.zeros(n_sources, latent_channels, latent_channels))
@@ -245,12 +265,12 @@ class StereoTransformDecoder(nn.Module):
     @property
     def takes_quantiser_step(self) -> bool:
         """True when forward() wants ``step``, each coefficient's cell width (the runtime checks this)."""
-        return self.side_information
+        return self.side_information or self.refiner is not None
 
     @torch.no_grad()
     def attach_analysis(self, weights: list[torch.Tensor]) -> None:
         """Record each view's encoder transform (K, 3, s, s) and its exact inverse (3·s², K)."""
-        if not self.side_information:
+        if not self.takes_quantiser_step:
             return
         for i, w in enumerate(weights):
             self.analysis[i].copy_(w)
@@ -259,7 +279,19 @@ class StereoTransformDecoder(nn.Module):
     def forward(self, y_hat: torch.Tensor, present: torch.Tensor | None = None,
                 step: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N, M, h, w) → (B, N, 3, s·h, s·w); ``step`` (B, N, M): cell widths, for side information
-        (decoding only: training never passes it)."""
+        and the refiner (decoding only: training never passes it)."""
+        present = _presence(y_hat, present)
+        x = self.synthesis(y_hat, present)
+        if step is None or not self.takes_quantiser_step:
+            return x
+        y_hat = y_hat * present.view(*present.shape, 1, 1, 1)  # missing views' latents zeroed
+        if self.side_information:
+            return refine_views(x, y_hat, step, self.analysis, self.analysis_inverse, present, self.refiner)
+        return filter_views(x, y_hat, step, self.analysis, self.analysis_inverse, present, self.refiner)
+
+    def synthesis(self, y_hat: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """The joint synthesis alone (what training optimises): (B, N, M, h, w), present (B, N) →
+        (B, N, 3, s·h, s·w)."""
         n, m = y_hat.shape[1:3]  # (B, N, M, h, w)
         present = _presence(y_hat, present)
         z = _with_presence(y_hat, present)  # (B, N, M + 1, h, w)
@@ -270,8 +302,5 @@ class StereoTransformDecoder(nn.Module):
                 feats = _fuse_views(self.fusion[stage], feats, present)
             feats = [F.gelu(up(block(f))) for f in feats]
         # + ½: the encoder codes x/scale − ½ (centred), so a zero latent is mid-grey
-        x = torch.stack([self.shuffle(self.inverse(y_hat[:, i])) + self.head(f) + 0.5
-                         for i, f in enumerate(feats)], dim=1)  # (B, N, 3, s·h, s·w)
-        if self.side_information and step is not None:
-            x = refine_views(x, y_hat, step, self.analysis, self.analysis_inverse, present)
-        return x
+        return torch.stack([self.shuffle(self.inverse(y_hat[:, i])) + self.head(f) + 0.5
+                            for i, f in enumerate(feats)], dim=1)  # (B, N, 3, s·h, s·w)

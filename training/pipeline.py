@@ -25,9 +25,17 @@ def train_and_export(cfg: TrainConfig, out_dir: str | Path, checkpoint: str | Pa
         check_binning(cfg)  # a config that cannot become a bundle fails before training, not after
     result = train(cfg, checkpoint=checkpoint)
     path = export_bundle(result.model, result.dataset, out_dir)
+    if cfg.model.refiner_hidden:
+        from training.datasets_stereo import full_pairs
+        from training.view_fusion import FusionConfig, train_view_fusion
+
+        # after the codec, with it frozen: inputs are the training scenes' real decodes (training/view_fusion.py)
+        fusion = FusionConfig(hidden=cfg.model.refiner_hidden, blocks=cfg.model.refiner_blocks,
+                              coarse_blocks=cfg.model.refiner_coarse_blocks, steps=cfg.refiner_steps, seed=cfg.seed)
+        train_view_fusion(path, full_pairs(cfg.data, "train"), fusion)
     report = summary(evaluate_bundle(path, windows=result.dataset.test))
     report["training_estimate_bits_per_sample_sum"] = training_estimate(result.model, result.dataset.test)
-    report["train_seconds"] = result.seconds
+    report["train_seconds"] = result.seconds  # the codec's; the fusion's are in evaluation["view_fusion"]
     report["train_device"] = result.device
     if cfg.binning.syndrome:
         report["binning"] = _binning(path, result.dataset, cfg)

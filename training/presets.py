@@ -51,21 +51,23 @@ def _stereo_small() -> TrainConfig:
     # * β_MI = 0: the MI term bought nothing on stereo (DESIGN.md), so joint and separate differ
     #   only in the decoder. Needs data.params.root;
     # * side information at decoding (models/side_information.py): each view refined with the other,
-    #   warped by a block-matched disparity, inside its own quantisation cells (no training, no rate).
+    #   warped by a block-matched disparity, inside its own quantisation cells (no rate), corrected by a
+    #   learned view fusion (refiner_hidden, models/view_fusion.py) trained after the codec, with the codec
+    #   frozen (refiner_steps); --separate keeps the same network as a post-filter of each view alone.
     return TrainConfig(
         data=DataConfig(kind="stereo", n_windows=3000, params={"crop": 64, "crop_width": 192}),
         model=ModelConfig(encoder="block-dct", decoder="stereo-dct", latent_channels=192, hidden=64,
                           stride=8, input_scale=255.0, quality_lambdas=list(STEREO_QUALITY_LAMBDAS),
-                          default_quality="3", gain_init=0.5, side_information=True),
+                          default_quality="3", gain_init=0.5, side_information=True, refiner_hidden=32),
         lmbda=0.0, beta_mi=0.0, mi_monitor=False, optimisation="joint", steps=1200, batch_size=8, lr=1e-3,
-        prior_lr=1e-2, mi_pairs="positions", threads=1,
+        prior_lr=1e-2, mi_pairs="positions", threads=1, refiner_steps=2500,
     )
 
 
 def _stereo_quick() -> TrainConfig:
     # A smoke-test size of stereo-small (tests and `ndsc stereo-train` demos): seconds, not quality.
     cfg = _stereo_small()
-    cfg.data.n_windows, cfg.steps = 64, 20
+    cfg.data.n_windows, cfg.steps, cfg.refiner_steps = 64, 20, 4
     cfg.data.params = {"crop": 64}
     cfg.model.stride, cfg.model.latent_channels, cfg.model.hidden = 4, 48, 16
     return cfg
@@ -120,7 +122,8 @@ PRESETS = {
 def separate_baseline(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` as the separate-coding baseline, in place: the same encoders and synthesis, but no
     cross-view fusion, no side information at decoding, and β_MI = 0 (nothing could use shared
-    information)."""
+    information). A learned refiner (``refiner_hidden``) stays, as a post-filter of each view alone:
+    the two then differ only in what the second view adds."""
     cfg.model.joint_decoder, cfg.model.side_information, cfg.beta_mi = False, False, 0.0
     return cfg
 

@@ -33,6 +33,11 @@ def test_shipped_stereo_bundle_is_intact_small_and_variable_rate(shipped):
     assert len(shipped.quality_names) >= 4  # one bundle gives the R–D curve
     assert all(s.frame_stride == 8 for s in shipped.sources)  # whole frames on the wire
     assert shipped.training_config["model"]["joint_decoder"] is True
+    # the learned view fusion ships trained, on the training scenes only
+    assert shipped.decoder["args"]["refiner_hidden"] > 0 and shipped.decoder["args"]["side_information"]
+    fusion = shipped.evaluation["view_fusion"]
+    assert fusion["scenes"] == shipped.extra["data_info"]["train_scenes"]
+    assert not set(fusion["scenes"]) & set(shipped.extra["data_info"]["test_scenes"])
 
 
 class WholeFrameSubscription(Subscription):

@@ -133,7 +133,7 @@ def test_the_runtime_refines_each_view_inside_the_cells_of_its_own_point(stereo_
     codec = StereoCodec(stereo_bundle[0], quality=points)
     payloads, _ = codec.encode(pair)
     refined = codec.decode(payloads, pair.shape[-2:])
-    codec.runtime.model.side_information = False
+    codec.runtime.model.side_information, codec.runtime.model.refiner = False, None
     plain = codec.decode(payloads, pair.shape[-2:])
     assert not np.allclose(refined, plain, atol=1e-3)  # the other view was used
     for i, encoder in enumerate(codec.encoders):
