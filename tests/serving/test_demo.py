@@ -66,9 +66,14 @@ def test_demo_figures_are_right_steady_and_end_with_the_runs_totals(tmp_path):
         assert payload == pytest.approx(sum(k for k, _ in nodes), abs=0.003)  # the line adds up the table
         assert ratio == round(raw / payload)
         silent.append(tuple(k == 0 for k, _ in nodes))
+        rates.append(payload)
+    # a screen may fall between a window's frames arriving and its decoding (a loaded machine): it reads
+    # "-" until then; from the first decoded window on, every screen has latency and PRDN
+    decoded = [k for k, (_, s) in enumerate(live) if re.search(r"p50 \d+ ms, p99 \d+ ms", s)]
+    assert decoded and live[decoded[0]][0] <= 12, text
+    for _, screen in live[decoded[0]:]:
         assert re.search(r"p50 \d+ ms, p99 \d+ ms", screen)
         assert re.search(r"PRDN per lead over \d+ decoded windows .*: I [\d.]+% II", screen)
-        rates.append(payload)
     assert max(rates) < 1.6 * min(rates), rates  # steady: a span of windows, not one refresh
     # Never flips to 0.000 between windows: a node is at 0 on every screen (ecg-12lead's aVR/aVL/aVF
     # node, whose leads the decoder derives from I and II, sends empty payloads) or on none.
