@@ -41,6 +41,20 @@ def _published(queue) -> list[int]:
     return out
 
 
+async def _add_and_stop(bundle_path, windows: int, journal_dir, registry, budget: float) -> tuple[int, list[int]]:
+    """Hand ``windows`` windows of every source to a slow pipeline, stop it within ``budget``; returns the
+    windows it left undecoded and those it published."""
+    pipeline = _slow_pipeline(bundle_path, journal_dir, registry)
+    pipeline.start()
+    queue = pipeline.broadcaster.add("", include_samples=False)
+    for k, (_, row) in enumerate(encoded_windows(bundle_path, windows)):
+        for i, p in enumerate(row):
+            await pipeline.add("g", k, i, p, 0)
+    left = await pipeline.drain(budget=budget)
+    await pipeline.close()
+    return left, _published(queue)
+
+
 def test_a_stop_past_its_drain_budget_leaves_the_rest_in_the_journal_and_the_restart_decodes_each_once(
         gaussian_bundle, tmp_path):
     rows = [row for _, row in encoded_windows(gaussian_bundle, 10)]
@@ -88,39 +102,14 @@ async def _hold(pipeline, window: int, source: int, payload: bytes) -> None:
 
 
 def test_without_a_journal_a_stop_past_its_budget_counts_the_windows_it_drops(gaussian_bundle):
-    rows = [row for _, row in encoded_windows(gaussian_bundle, 10)]
     registry = CollectorRegistry()
-
-    async def scenario():
-        pipeline = _slow_pipeline(gaussian_bundle, None, registry)
-        pipeline.start()
-        queue = pipeline.broadcaster.add("", include_samples=False)
-        for k, row in enumerate(rows):
-            for i, p in enumerate(row):
-                await pipeline.add("g", k, i, p, 0)
-        left = await pipeline.drain(budget=0.5)
-        await pipeline.close()
-        return left, _published(queue)
-
-    left, published = asyncio.run(scenario())
+    left, published = asyncio.run(_add_and_stop(gaussian_bundle, 10, None, registry, budget=0.5))
     assert left > 0 and len(published) == 10 - left
     assert registry.get_sample_value("ndsc_window_failures_total", {"stage": "stop"}) == left
 
 
 @pytest.mark.parametrize("journaled", [False, True], ids=["in memory", "journal"])
 def test_a_stop_within_its_budget_decodes_every_window(gaussian_bundle, tmp_path, journaled):
-    rows = [row for _, row in encoded_windows(gaussian_bundle, 3)]
-
-    async def scenario():
-        pipeline = _slow_pipeline(gaussian_bundle, tmp_path if journaled else None, CollectorRegistry())
-        pipeline.start()
-        queue = pipeline.broadcaster.add("", include_samples=False)
-        for k, row in enumerate(rows):
-            for i, p in enumerate(row):
-                await pipeline.add("g", k, i, p, 0)
-        left = await pipeline.drain(budget=30.0)
-        await pipeline.close()
-        return left, _published(queue)
-
-    left, published = asyncio.run(scenario())
+    left, published = asyncio.run(_add_and_stop(gaussian_bundle, 3, tmp_path if journaled else None,
+                                                CollectorRegistry(), budget=30.0))
     assert left == 0 and sorted(published) == [0, 1, 2]
