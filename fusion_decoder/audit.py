@@ -61,7 +61,7 @@ class AuditBook:
         recent[window] = (x_hat, present)
         self._account(group, x_hat.nbytes)
         while len(recent) > self.keep:
-            self._account(group, -recent.popitem(last=False)[1][0].nbytes)
+            self._drop_oldest_reconstruction(group)
         self._fit_bytes()
 
     def add_raw(self, group: str, window: int, source: int, raw: np.ndarray) -> bool:
@@ -79,8 +79,7 @@ class AuditBook:
             self._account(group, raw.nbytes)
             self._strangers += stranger
             while len(waiting) > self.keep:
-                self._pop_waiting(group, next(iter(waiting)))
-                self.metrics.audit_rejected.labels("unmatched").inc()
+                self._drop_oldest_audit(group)
             self._fit_bytes()
             return False
         x_hat, present = recent
@@ -111,14 +110,20 @@ class AuditBook:
         """Over ``max_bytes``: the group holding the most gives up its oldest audit, else reconstruction."""
         while self._total > self.max_bytes:
             group = max(self._bytes, key=self._bytes.__getitem__)
-            waiting, recent = self._waiting.get(group), self._recent.get(group)
-            if waiting:
-                self._pop_waiting(group, next(iter(waiting)))
-                self.metrics.audit_rejected.labels("unmatched").inc()
-            elif recent:
-                self._account(group, -recent.popitem(last=False)[1][0].nbytes)
+            if self._waiting.get(group):
+                self._drop_oldest_audit(group)
+            elif self._recent.get(group):
+                self._drop_oldest_reconstruction(group)
             else:  # cannot happen: a group's bytes are what it holds
                 return
+
+    def _drop_oldest_audit(self, group: str) -> None:
+        """An audit that will never be matched now: counted as unmatched."""
+        self._pop_waiting(group, next(iter(self._waiting[group])))
+        self.metrics.audit_rejected.labels("unmatched").inc()
+
+    def _drop_oldest_reconstruction(self, group: str) -> None:
+        self._account(group, -self._recent[group].popitem(last=False)[1][0].nbytes)
 
     def _score(self, group: str, source: int, x: np.ndarray, x_hat: np.ndarray, estimated: bool = False) -> None:
         """Distortion sums kept apart for decoded and for estimated (node missing) sources."""
