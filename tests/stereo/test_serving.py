@@ -11,6 +11,7 @@ from fusion_decoder.runtime import JointDecoderRuntime
 from ndsc.bundle import load_bundle
 from ndsc.sources import open_source
 from ndsc.sources.images import find_pairs, read_pair, stitch_tiles
+from tests.conftest import assert_images_match_offline
 from tests.serving.conftest import Subscription, edge_node, labels, running_decoder, x_hat_by_window
 
 
@@ -43,7 +44,7 @@ def test_a_stereo_frame_is_reconstructed_through_grpc_exactly_as_offline(tile_bu
         assert list(r.present) == [True, True]
         assert list(r.payload_bytes) == [len(p) for p in payloads[r.window]]
     served = np.stack([by_window[k] for k in range(4)])  # (tiles, 2, 3, 64, 64)
-    np.testing.assert_allclose(served, offline, rtol=0, atol=1e-3)
+    assert_images_match_offline(served, offline)
     for i in range(2):
         reconstruction = stitch_tiles(served[:, i], frame.shape[-2:])
         assert reconstruction.shape == frame[i].shape

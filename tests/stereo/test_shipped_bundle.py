@@ -18,7 +18,7 @@ import pytest
 from ndsc.bundle import load_bundle
 from ndsc.bundles import STEREO_BUNDLE, default_bundle
 from app.demo_stereo import MAX_MESSAGE
-from tests.conftest import REPO
+from tests.conftest import REPO, assert_images_match_offline
 from tests.serving.conftest import Subscription, edge_node, running_decoder, samples
 
 
@@ -76,7 +76,7 @@ def test_a_skimage_pair_through_live_grpc_equals_the_offline_evaluation(shipped,
     assert list(items[0].shape) == [2, *motorcycle.shape[1:]]  # the whole frame, cropped back
     assert list(items[0].payload_bytes) == [len(p) for p in payloads]  # the same bytes on the wire
     live = np.concatenate([samples(r) for r in items]).reshape(offline.shape)
-    np.testing.assert_allclose(live, offline, rtol=0, atol=1e-3)
+    assert_images_match_offline(live, offline)
 
 
 def test_stereo_eval_on_skimage_runs_from_the_shipped_bundle_and_its_lowest_point_meets_the_seed_target(capsys):
