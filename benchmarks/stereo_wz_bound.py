@@ -18,6 +18,13 @@ decoded alone (no right view, so nothing of the right leaks in):
     alike, the rest coded against the side;
   - ``scalable``: the right view at the lowest point sent as today, the disparity from its decoding,
     and the finer point's symbols coded given their base cell and the side (non-nested cells).
+  - ``learned``: no disparity at all before decoding. The decoder treats each region's disparity
+    (:data:`REGION_BLOCKS`² blocks) as a hidden variable, uniform over 0 … W/4 px in steps of
+    :data:`DISPARITY_STEP`: the region's ideal bits are −log2 Σ_d P(d) P(s_region | side warped by
+    d), at most the best candidate's bits + log2 |D|. That is the rate a syndrome decoder that learns
+    the disparity while it decodes (Varodayan et al., "Wyner–Ziv coding of stereo images with
+    unsupervised learning of disparity", 2007: EM between belief propagation and a disparity
+    posterior) approaches; the per-channel scales are the oracle's.
 
 Distortion is untouched by lossless binning, so a rate saving of X % at every point is a BD-rate of
 −X % on top of what the decoder's fusion gives. Usage::
@@ -38,6 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 #: coefficients per block of the right view's base in the ``base`` variant (3: the colour DC; 9: + first AC)
 BASE_CHANNELS = 9
+#: ``learned``: side of a region with one disparity, in transform blocks (4: 32 × 32 px), and the
+#: candidates' spacing in pixels; the bound is also computed for each size in LEARNED_REGIONS
+REGION_BLOCKS = 4
+LEARNED_REGIONS = (1, 2, 4, 8)
+DISPARITY_STEP = 0.5
+#: a symbol's bits are capped where its probability is below 1e-12 (as in :func:`laplace_bits`)
+MAX_SYMBOL_BITS = -np.log2(1e-12)
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "stereo" / "middlebury"
 
 
@@ -50,6 +64,51 @@ def laplace_bits(symbols: np.ndarray, centre: np.ndarray) -> float:
     scale = np.maximum(np.abs(residual).mean(axis=1, keepdims=True), 1e-3)
     p = laplace.cdf(residual + 0.5, scale=scale) - laplace.cdf(residual - 0.5, scale=scale)
     return float(-np.log2(np.maximum(p, 1e-12)).sum())
+
+
+def laplace_bit_map(symbols: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Per-symbol bits of integer ``symbols`` under a discretised Laplacian of ``scale`` (M, 1) centred
+    on ``centre`` (same shape as symbols): :func:`laplace_bits` without scipy, per symbol."""
+    a = np.abs(symbols - centre)
+    tail = np.log2(0.5) - (a - 0.5) / scale / np.log(2) + np.log2(-np.expm1(-1.0 / scale))
+    near = 1 - 0.5 * (np.exp(-(0.5 - a) / scale) + np.exp(-(0.5 + a) / scale))
+    bits = -np.where(a >= 0.5, tail, np.log2(np.maximum(near, 1e-300)))
+    return np.minimum(bits, MAX_SYMBOL_BITS)
+
+
+def learned_bits(symbols: np.ndarray, left_alone: np.ndarray, right_encoder, gain: np.ndarray,
+                 scale: np.ndarray, regions: tuple[int, ...] = LEARNED_REGIONS, step: float = DISPARITY_STEP,
+                 batch: int = 16) -> dict[int, float]:
+    """Ideal bits of the right view's ``symbols`` (M, h·w) when the decoder knows no disparity: per
+    region of r × r blocks (each r in ``regions``), −log2 of the mean over candidate disparities d of
+    P(region's symbols | the decoded left warped by d, transformed, scaled by ``gain``)."""
+    import torch
+
+    from models.side_information import warp_rows
+    from ndsc.sources.images import pad_to_multiple
+
+    stride = right_encoder.info.frame_stride
+    h, w = left_alone.shape[-2:]
+    hb, wb = -(-h // stride), -(-w // stride)
+    candidates = np.arange(0.0, w // 4 + step / 2, step)
+    image = torch.from_numpy(np.asarray(left_alone, np.float32))[None]
+    per_region: dict[int, list[np.ndarray]] = {r: [] for r in regions}
+    for start in range(0, len(candidates), batch):
+        ds = torch.tensor(candidates[start:start + batch], dtype=torch.float32)
+        sides = warp_rows(image.expand(len(ds), -1, -1, -1), ds.view(-1, 1, 1).expand(-1, h, w), -1).numpy()
+        y = right_encoder.analysis(np.stack([pad_to_multiple(v, (stride, stride)) for v in sides]))
+        for centre in y.reshape(len(ds), symbols.shape[0], -1).astype(np.float64) * gain:
+            block_bits = laplace_bit_map(symbols, centre, scale).sum(axis=0).reshape(hb, wb)
+            for r in regions:
+                padded = np.pad(block_bits, ((0, -hb % r), (0, -wb % r)))
+                per_region[r].append(padded.reshape(padded.shape[0] // r, r, -1, r).sum(axis=(1, 3)).ravel())
+    out = {}
+    for r, rows in per_region.items():
+        bits = np.stack(rows)  # (candidates, regions)
+        best = bits.min(axis=0)
+        # −log2 (1/|D| Σ_d 2^−bits_d), computed around the best candidate
+        out[r] = float((best - np.log2(np.exp2(best - bits).sum(axis=0)) + np.log2(len(candidates))).sum())
+    return out
 
 
 def prior_bits(symbols: np.ndarray, tables) -> float:
@@ -144,12 +203,21 @@ def bound(codec_of, pair: np.ndarray, top: str, point: str, base_point: str) -> 
         side = warp_rows(torch.from_numpy(np.asarray(left_alone, np.float32))[None], d, -1)[0].numpy()
         y = right_encoder.analysis(pad_to_multiple(side, (stride, stride))[None])[0]
         centre = (y.reshape(y.shape[0], -1) * gain)
+        if name == "oracle":  # the learned variant uses the oracle's per-channel scales
+            oracle_scale = np.maximum(np.abs(symbols - centre).mean(axis=1, keepdims=True), 1e-3)
+            oracle_centre = centre
         if name == "base":  # the base as today's coder codes it, the rest against the side
             out[f"{name}_bits"] = base_bits + laplace_bits(symbols[BASE_CHANNELS:], centre[BASE_CHANNELS:])
         else:
             out[f"{name}_bits"] = laplace_bits(symbols, centre)
         out[f"{name}_saving"] = 1 - out[f"{name}_bits"] / out["actual_bits"]
         out[f"{name}_saving_vs_unconditional"] = 1 - out[f"{name}_bits"] / out["unconditional_bits"]
+    # the fast per-symbol formula reproduces the scipy one (the oracle's bits, its own centre and scales)
+    assert np.isclose(laplace_bit_map(symbols, oracle_centre, oracle_scale).sum(), out["oracle_bits"], rtol=1e-6)
+    for r, bits in learned_bits(symbols, left_alone, right_encoder, gain, oracle_scale).items():
+        out[f"learned{r}_bits"] = bits
+        out[f"learned{r}_saving"] = 1 - bits / out["actual_bits"]
+    out["learned_bits"], out["learned_saving"] = out[f"learned{REGION_BLOCKS}_bits"], out[f"learned{REGION_BLOCKS}_saving"]
     return out
 
 
@@ -190,13 +258,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{scene} {r['point']}: right {r['actual_bits'] / r['dims']:.4f} bit/dim (per-scene Laplacian "
                   f"without side {r['unconditional_bits'] / r['dims']:.4f}); ideal conditional saving oracle "
                   f"{100 * r['oracle_saving']:.1f} %, decoded {100 * r['decoded_saving']:.1f} %, base "
-                  f"{100 * r['base_saving']:.1f} % "
+                  f"{100 * r['base_saving']:.1f} %, learned "
+                  + ", ".join(f"{100 * r[f'learned{k}_saving']:.1f} %" for k in LEARNED_REGIONS) + " "
                   f"({100 * r['decoded_saving_vs_unconditional']:.1f} % of the side-less Laplacian)", flush=True)
     for q in names:
         sel = [r for r in rows if r["point"].endswith(f"/{q}")]
         total, plain = (sum(r[k] for r in sel) for k in ("actual_bits", "unconditional_bits"))
         oracle, decoded, base, scalable = (sum(r[k] for r in sel) for k in ("oracle_bits", "decoded_bits",
                                                                               "base_bits", "scalable_bits"))
+        learned = {k: sum(r[f"learned{k}_bits"] for r in sel) for k in LEARNED_REGIONS}
+        print(f"all scenes {names[-1]}/{q}: learned disparity (regions of "
+              + ", ".join(f"{k}×{k} blocks {100 * (1 - b / total):.1f} %" for k, b in learned.items()) + ")")
         print(f"all scenes {names[-1]}/{q}: saving oracle {100 * (1 - oracle / total):.1f} %, decoded "
               f"{100 * (1 - decoded / total):.1f} %, base {100 * (1 - base / total):.1f} %, scalable "
               f"{100 * (1 - scalable / total):.1f} % of the payload; decoded "
