@@ -94,14 +94,16 @@ def oracle_scale(pair: np.ndarray, left_alone: np.ndarray, right_encoder, symbol
     return np.maximum(np.abs(symbols - centre).mean(axis=1), 1e-3)
 
 
-def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, progress: bool = True) -> dict:
+def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
+          progress: bool = True) -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc)."""
     from tqdm import tqdm
 
     from edge_encoder.encoder import quantise
     from ndsc.sources.images import pad_to_multiple
     from stereo_wz_bound import prior_bits
-    from training.stereo_binning import SCALE_BITS, decode_tile, encode_tile, mixture_bits, quantise_scale, tile_spec
+    from training.stereo_binning import (SCALE_BITS, IndexMap, decode_tile, encode_tile, mixture_bits, quantise_scale,
+                                         tile_spec)
 
     hw = pair.shape[-2:]
     payloads, _ = codec.encode(pair)
@@ -116,6 +118,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, progre
     scale = oracle_scale(pair, left_alone, enc, symbols, gain)
     sent_scale = quantise_scale(scale)
     spec = tile_spec(c * t * t, INDEX_BITS)
+    index_map = IndexMap(INDEX_BITS, mapping)
     full_rows = [r for r in range(hb // t) if (r + 1) * t * stride <= hw[0]]
     rows = sorted({full_rows[i] for i in np.linspace(0, len(full_rows) - 1, n_rows).round().astype(int)})
     cols = sorted({int(i) for i in np.linspace(0, wb // t - 1, n_cols).round()})
@@ -131,16 +134,17 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, progre
             sym = grid[:, r * t:(r + 1) * t, col * t:(col + 1) * t].reshape(c, -1).astype(np.int64)
             side = centres[:, i]
             start = time.perf_counter()
-            edge = encode_tile(spec, sym)
-            res = decode_tile(spec, edge, side, sent_scale)
+            edge = encode_tile(spec, sym, index_map)
+            res = decode_tile(spec, edge, side, sent_scale, index_map)
             assert np.array_equal(res.symbols, sym.reshape(-1)), "lossless round trip failed"
             tiles.append({"row": r, "col": col, "real_bits": res.bits, "syndrome_bits": res.syndrome_bits,
                           "check_bits": res.check_bits, "escape_bits": res.escape_bits, "raw_bits": res.raw_bits,
                           "wasted_bits": res.wasted_bits, "escapes": int(len(edge.escape_positions)),
                           "requests": res.requests, "llr_bits": res.llr_bits, "plane_bits": res.plane_bits,
+                          "plane_llr_bits": [round(b, 1) for b in res.plane_llr_bits],
                           "ans_bits": prior_bits(sym, enc.coder.tables),
                           "learned_bits": learned_tile_bits(sym.astype(np.float64), side, scale),
-                          "model_bits": mixture_bits(sym, side, sent_scale, spec),
+                          "model_bits": mixture_bits(sym, side, sent_scale, index_map),
                           "seconds": time.perf_counter() - start})
             bar.update()
     bar.close()
@@ -161,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=2, help="tile rows per scene (evenly spaced)")
     ap.add_argument("--cols", type=int, default=6, help="tiles per row (evenly spaced)")
     ap.add_argument("--step", type=float, default=0.5, help="candidate disparity spacing, px")
+    ap.add_argument("--mapping", default="zigzag", choices=("zigzag", "offset"), help="symbol → index map")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     for q in args.points.split(","):
         codec = StereoCodec(bundle, quality=(top, q))
         for name, pair in pairs:
-            r = {"scene": name, "point": f"{top}/{q}", **scene(codec, pair, args.rows, args.cols, args.step)}
+            r = {"scene": name, "point": f"{top}/{q}", **scene(codec, pair, args.rows, args.cols, args.step, args.mapping)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "

@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from ndsc.binning import SYNDROME, PlanePlan, SyndromeSpec, check_to_bits, plane_check, random_checks
+from ndsc.binning import SYNDROME, PlanePlan, SyndromeSpec, check_to_bits, plane_check
 
 #: bits of each plane's CRC (CRC-16/XMODEM, :func:`ndsc.binning.plane_check`)
 CHECK_BITS = 16
@@ -53,13 +53,40 @@ ESCAPE_COUNT_BITS, ESCAPE_VALUE_BITS = 16, 16
 SCALE_BITS, SCALE_LOG2_RANGE = 8, (-6.0, 10.0)
 
 
+def spread_checks(n: int, seed: int = 0) -> tuple[tuple[int, ...], ...]:
+    """A degree-3 n × n parity-check matrix (n divisible by 4) whose every bit has its three rows in
+    three different quarters of the rows, each row holding 3 bits.
+
+    Why not :func:`ndsc.binning.random_checks`: there a bit's rows can lie a few rows apart, and the
+    merged code of the accumulate (blocks of consecutive rows) then keeps both in one block, where they
+    cancel, until the block boundary falls between them, which can take a third of the plane's bits.
+    Two such bits in one block form a weight-2 codeword: BP converges to a word 2 bits off, the CRC
+    rejects it, and the decoder keeps requesting (measured on the skimage pair: 1224 bits for a plane
+    whose LLR cross-entropy was 318). The first four transmitted positions (n/4·k − 1) cut the rows
+    into the quarters, so from 4 bits on every bit has degree 3 in every merged code.
+    """
+    if n % 4:
+        raise ValueError("n must be divisible by 4")
+    rng = np.random.default_rng([seed, n, 4])
+    quarter = n // 4
+    # bit i skips quarter skip[i]; each quarter is skipped by n/4 bits, so it gets 3n/4 sockets, 3 a row
+    skip = rng.permutation(np.arange(n) % 4)
+    table: list[list[int]] = [[] for _ in range(n)]
+    for q in range(4):
+        bits = np.flatnonzero(skip != q)
+        rows = q * quarter + rng.permutation(np.arange(bits.size) % quarter)
+        for r, b in zip(rows.tolist(), bits.tolist()):
+            table[r].append(b)
+    return tuple(tuple(sorted(t)) for t in table)
+
+
 def tile_spec(n: int, index_bits: int, seed: int = 0) -> SyndromeSpec:
     """A syndrome record for tiles of ``n`` symbols: every plane syndrome coded with a CRC-16, the
-    code a random degree-3 n × n matrix (as :mod:`ndsc.binning` exports)."""
+    code :func:`spread_checks` (a degree-3 n × n matrix)."""
     return SyndromeSpec(
         side_sources=(0,), offset=-(1 << (index_bits - 1)), index_bits=index_bits,
         planes=tuple(PlanePlan(k, SYNDROME, 1) for k in range(index_bits)),
-        checks=random_checks(n, 3, seed), step_bits=STEP_BITS, max_requests=1 << 30,
+        checks=spread_checks(n, seed), step_bits=STEP_BITS, max_requests=1 << 30,
         bp_iterations=BP_ITERATIONS, conditional={"kind": "table", "side_offset": 0, "probs": [[1.0] * (1 << index_bits)]},
         check_bits=CHECK_BITS)
 
@@ -92,14 +119,14 @@ class TileBits:
         return ESCAPE_COUNT_BITS + len(self.escape_positions) * (int(np.ceil(np.log2(self.spec.n))) + ESCAPE_VALUE_BITS)
 
 
-def encode_tile(spec: SyndromeSpec, symbols: np.ndarray) -> TileBits:
+def encode_tile(spec: SyndromeSpec, symbols: np.ndarray, mapping: "IndexMap") -> TileBits:
     """The edge's side of one tile (``symbols``: (C, blocks) integers, flattened channel-major)."""
     q = np.asarray(symbols, np.int64).reshape(-1)
-    planes = spec.planes_of(q)
-    top = spec.offset + (1 << spec.index_bits) - 1
-    escaped = np.flatnonzero((q < spec.offset) | (q > top))
+    j = mapping.index(q)
+    planes = ((j[None, :] >> np.arange(mapping.bits)[:, None]) & 1).astype(np.uint8)
+    escaped = np.flatnonzero(mapping.escaped(q))
     return TileBits(spec, planes, np.stack([spec.accumulated(p) for p in planes]),
-                    {k: plane_check(planes[k], CHECK_BITS) for k in range(spec.index_bits)}, escaped, q[escaped])
+                    {k: plane_check(planes[k], CHECK_BITS) for k in range(mapping.bits)}, escaped, q[escaped])
 
 
 def _laplace_interval(a: np.ndarray, b: np.ndarray, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -115,6 +142,54 @@ def _laplace_interval(a: np.ndarray, b: np.ndarray, mu: np.ndarray, s: np.ndarra
     return np.nan_to_num(np.maximum(p, 0.0))
 
 
+@dataclass(frozen=True)
+class IndexMap:
+    """Symbols ↔ indices 0 … 2^B − 1, and the probability of an index interval [lo, hi] given d.
+
+    * ``offset``: j = q + 2^(B−1) (as :mod:`ndsc.binning`; the first tail in index 0, the last in
+      2^B − 1). Decoded most significant first, its first plane is the sign — for the many near-zero
+      symbols a coin flip, decoded while the disparity posterior is still uniform.
+    * ``zigzag``: j = 2q for q ≥ 0, −2q − 1 for q < 0. Its high planes are the magnitude of the large
+      coefficients (which tell the disparity apart), and an index interval is at most two symbol
+      intervals (one per sign). Escapes: |q| outside the range, sent raw.
+    """
+
+    bits: int
+    kind: str = "zigzag"
+
+    @property
+    def top(self) -> int:
+        return (1 << self.bits) - 1
+
+    def escaped(self, q: np.ndarray) -> np.ndarray:
+        half = 1 << (self.bits - 1)
+        return (q < -half) | (q > half - 1)
+
+    def index(self, q: np.ndarray) -> np.ndarray:
+        half = 1 << (self.bits - 1)
+        q = np.clip(np.asarray(q, np.int64), -half, half - 1)
+        return q + half if self.kind == "offset" else np.where(q >= 0, 2 * q, -2 * q - 1)
+
+    def value(self, j: np.ndarray) -> np.ndarray:
+        j = np.asarray(j, np.int64)
+        return j - (1 << (self.bits - 1)) if self.kind == "offset" else np.where(j % 2 == 0, j // 2, -(j + 1) // 2)
+
+    def prob(self, lo: np.ndarray, hi: np.ndarray, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """P_d(index in [lo, hi]) under a Laplacian (mu, s) of the symbol; 0 where hi < lo."""
+        if self.kind == "offset":
+            half = 1 << (self.bits - 1)
+            a = np.where(lo <= 0, -np.inf, lo - half - 0.5)
+            b = np.where(hi >= self.top, np.inf, hi - half + 0.5)
+            return _laplace_interval(a, b, mu, s) * (hi >= lo)
+        # non-negative symbols: 2q in [lo, hi]; negative ones: −2q − 1 in [lo, hi]
+        pa, pb = -((-lo) // 2), hi // 2
+        na, nb = -((hi + 1) // 2), -((lo + 2) // 2)  # ceil(−(hi+1)/2), floor(−(lo+1)/2)
+        nb = np.minimum(nb, -1)
+        pos = _laplace_interval(pa - 0.5, pb + 0.5, mu, s) * (pb >= pa)
+        neg = _laplace_interval(na - 0.5, nb + 0.5, mu, s) * (nb >= na)
+        return pos + neg
+
+
 @dataclass
 class TileResult:
     """One tile's decoding: the symbols and every bit the decoder received."""
@@ -128,79 +203,70 @@ class TileResult:
     requests: int = 0
     bp_attempts: int = 0
     llr_bits: float = 0.0  # Σ −log2 P(true bit) under the LLRs BP got: the SW rate of a per-bit model
-    plane_bits: list[int] = field(default_factory=list)
+    plane_bits: list[int] = field(default_factory=list)  # bits received per plane, most significant first
+    plane_llr_bits: list[float] = field(default_factory=list)  # their −log2 P(true bits) under the LLRs
 
     @property
     def bits(self) -> int:
         return self.syndrome_bits + self.check_bits + self.escape_bits + self.raw_bits + self.wasted_bits
 
 
-def _bit_llr_and_update(lo: np.ndarray, hi: np.ndarray, k: int, offset: int, centres: np.ndarray,
-                        scale: np.ndarray, index_bits: int, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """LLR of bit ``k`` of every symbol (C, N) given its interval [lo, hi] (of size 2^(k+1)) and the
-    mixture over candidates, and per block the log posterior of d (D, N) it used."""
-    top = (1 << index_bits) - 1
+def _bit_llr(lo: np.ndarray, hi: np.ndarray, k: int, mapping: IndexMap, centres: np.ndarray, scale: np.ndarray,
+             chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """LLR of bit ``k`` of every symbol (C, N) given its index interval [lo, hi] (of size 2^(k+1), or
+    one index for an escape) and the mixture over candidates; and per block the posterior of d (D, N)."""
     mid = lo + (1 << k)  # first index of the upper half
-    edge = lambda j, lower: np.where(j <= 0, -np.inf, offset + j - 0.5) if lower else \
-        np.where(j >= top, np.inf, offset + j + 0.5)
-    # an escape's interval is one index (lo = hi < mid): its upper half is empty
-    upper = mid <= hi
-    a, m_lo, m_hi, b = edge(lo, True), edge(np.minimum(mid - 1, hi), False), edge(mid, True), edge(hi, False)
     n0, n1 = np.minimum(mid, hi + 1) - lo, np.maximum(hi - mid + 1, 0)
-    size = 1.0 / (1 << index_bits)
+    size = 1.0 / (mapping.top + 1)
     s = scale.reshape(-1, 1)
     d_count = centres.shape[0]
-    # pass 1: log P_d(all intervals of the block) per candidate (D, N)
+    # pass 1: log P_d(every interval of the block) per candidate (D, N): the exact posterior of d
     loglik = np.empty((d_count, lo.shape[1]))
     halves = []
     for start in range(0, d_count, chunk):
         mu = centres[start:start + chunk]
-        p0 = (1 - UNIFORM_MIX) * _laplace_interval(a, m_lo, mu, s) + UNIFORM_MIX * size * n0
-        p1 = ((1 - UNIFORM_MIX) * _laplace_interval(m_hi, b, mu, s) + UNIFORM_MIX * size * n1) * upper
+        p0 = (1 - UNIFORM_MIX) * mapping.prob(lo, np.minimum(mid - 1, hi), mu, s) + UNIFORM_MIX * size * n0
+        p1 = (1 - UNIFORM_MIX) * mapping.prob(mid, hi, mu, s) + UNIFORM_MIX * size * n1
         loglik[start:start + chunk] = np.log(p0 + p1).sum(axis=1)
-        halves.append((p0, p1))
-    post = loglik - loglik.max(axis=0, keepdims=True)
-    post = np.exp(post)
+        halves.append(p0 / (p0 + p1))
+    post = np.exp(loglik - loglik.max(axis=0, keepdims=True))
     post /= post.sum(axis=0, keepdims=True)
-    # pass 2: P(bit = 0) = Σ_d π(d) P_d(lower) / P_d(interval)
+    # pass 2: P(bit = 0) = Σ_d π(d) P_d(lower half) / P_d(interval)
     q0 = np.zeros(lo.shape)
-    for i, (p0, p1) in enumerate(halves):
-        q0 += (post[i * chunk:(i + 1) * chunk, None, :] * (p0 / (p0 + p1))).sum(axis=0)
+    for i, h in enumerate(halves):
+        q0 += (post[i * chunk:(i + 1) * chunk, None, :] * h).sum(axis=0)
     q0 = np.clip(q0, 1e-15, 1 - 1e-15)
-    return np.log(q0) - np.log1p(-q0), np.log(np.maximum(post, 1e-300))
+    return np.log(q0) - np.log1p(-q0), post
 
 
-def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: np.ndarray,
+def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: np.ndarray, mapping: IndexMap,
                 bp: Callable | None = None) -> TileResult:
-    """Decode one tile from ``edge``'s bits (only asked through :meth:`TileBits.request`, its CRCs
+    """Decode one tile from ``edge``'s bits (asked only through :meth:`TileBits.request`, plus its CRCs
     and escapes) and the decoder's side: ``centres`` (D, C, N) and per-channel ``scale`` (C,)."""
     from fusion_decoder.belief import default_bp
 
     bp = bp or default_bp()
-    d_count, c, nb = centres.shape
+    _, c, nb = centres.shape
     n = spec.n
     assert c * nb == n
-    top = (1 << spec.index_bits) - 1
-    lo, hi = np.zeros((c, nb), np.int64), np.full((c, nb), top, np.int64)
-    # escapes are known exactly: their (clipped) index is the interval
-    known = np.clip(edge.escape_values - spec.offset, 0, top)
+    lo, hi = np.zeros((c, nb), np.int64), np.full((c, nb), mapping.top, np.int64)
+    # escapes are known exactly: their (clipped) index is their interval
+    known = mapping.index(edge.escape_values)
     lo.reshape(-1)[edge.escape_positions] = known
     hi.reshape(-1)[edge.escape_positions] = known
     out = TileResult(np.zeros(n, np.int64), escape_bits=edge.escape_bits)
     codes: dict[int, tuple] = {}
-    for k in range(spec.index_bits - 1, -1, -1):  # most significant plane first
-        llr, _ = _bit_llr_and_update(lo, hi, k, spec.offset, centres, scale, spec.index_bits)
+    for k in range(mapping.bits - 1, -1, -1):  # most significant plane first
+        llr, _ = _bit_llr(lo, hi, k, mapping, centres, scale)
         llr = llr.reshape(-1)
         fixed = (lo == hi).reshape(-1)  # escapes: their bit is known
         llr[fixed] = np.where(((lo.reshape(-1)[fixed] >> k) & 1) == 0, 30.0, -30.0)
         truth = edge.planes[k]  # only for the llr_bits statistic, never for decoding
         p_true = 1.0 / (1.0 + np.exp(-np.where(truth == 0, llr, -llr)))
-        out.llr_bits += float(-np.log2(np.maximum(p_true, 1e-300)).sum())
+        out.plane_llr_bits.append(float(-np.log2(np.maximum(p_true, 1e-300)).sum()))
+        out.llr_bits += out.plane_llr_bits[-1]
         entropy = float(_binary_entropy(1.0 / (1.0 + np.exp(-llr))).sum())
-        count = max(1, int(FIRST_REQUEST * entropy))
-        bits = None
-        if entropy >= RAW_FRACTION * n:
-            count = n + 1  # straight to raw
+        count = n + 1 if entropy >= RAW_FRACTION * n else max(1, int(FIRST_REQUEST * entropy))
         while True:
             if count > RAW_FRACTION * n:  # give up on syndromes: the plane goes raw
                 bits = edge.planes[k].copy()
@@ -223,12 +289,12 @@ def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: 
             out.wasted_bits += count if count + STEP_BITS > RAW_FRACTION * n else 0
             count += STEP_BITS
         bit = bits.reshape(c, nb).astype(np.int64)
-        # the decoded bit halves every interval (escapes keep theirs: their bit matches already)
+        # the decoded bit halves every interval (an escape keeps its single index)
         free = lo != hi
         lo = np.where(free & (bit == 1), lo + (1 << k), lo)
         hi = np.where(free & (bit == 0), lo + (1 << k) - 1, hi)
     assert (lo == hi).all()
-    q = lo.reshape(-1) + spec.offset
+    q = mapping.value(lo.reshape(-1))
     q[edge.escape_positions] = edge.escape_values
     out.symbols = q
     return out
@@ -239,21 +305,18 @@ def _binary_entropy(p: np.ndarray) -> np.ndarray:
     return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
 
 
-def mixture_bits(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarray, spec: SyndromeSpec) -> float:
+def mixture_bits(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarray, mapping: IndexMap) -> float:
     """Ideal bits of a tile's indices under the decoder's own model (per block, −log2 of the mean over
-    candidates of Π_c P_d(index), escapes' indices included): what an ideal Slepian–Wolf coder with
-    this model would need (:func:`decode_tile` approaches it from above, per-bit LLRs losing the rest)."""
-    top = (1 << spec.index_bits) - 1
-    j = np.clip(np.asarray(symbols, np.int64) - spec.offset, 0, top)
-    a = np.where(j <= 0, -np.inf, spec.offset + j - 0.5)
-    b = np.where(j >= top, np.inf, spec.offset + j + 0.5)
+    candidates of Π_c P_d(index)): what an ideal Slepian–Wolf coder with this model would need
+    (:func:`decode_tile` approaches it from above: per-bit LLRs and the code lose the rest)."""
+    j = mapping.index(symbols)
     s = scale.reshape(-1, 1)
-    loglik = np.stack([np.log((1 - UNIFORM_MIX) * _laplace_interval(a, b, mu, s) + UNIFORM_MIX / (top + 1)).sum(0)
+    loglik = np.stack([np.log((1 - UNIFORM_MIX) * mapping.prob(j, j, mu, s) + UNIFORM_MIX / (mapping.top + 1)).sum(0)
                        for mu in centres])  # (D, N)
     best = loglik.max(axis=0)
     log_mean = best + np.log(np.exp(loglik - best).mean(axis=0))
     return float(-log_mean.sum() / np.log(2))
 
 
-__all__ = ["TileBits", "TileResult", "decode_tile", "encode_tile", "mixture_bits", "quantise_scale", "tile_spec",
+__all__ = ["IndexMap", "TileBits", "TileResult", "decode_tile", "encode_tile", "mixture_bits", "quantise_scale", "tile_spec",
            "check_to_bits"]
