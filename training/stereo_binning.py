@@ -266,28 +266,59 @@ def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: 
         out.plane_llr_bits.append(float(-np.log2(np.maximum(p_true, 1e-300)).sum()))
         out.llr_bits += out.plane_llr_bits[-1]
         entropy = float(_binary_entropy(1.0 / (1.0 + np.exp(-llr))).sum())
-        count = n + 1 if entropy >= RAW_FRACTION * n else max(1, int(FIRST_REQUEST * entropy))
-        while True:
-            if count > RAW_FRACTION * n:  # give up on syndromes: the plane goes raw
-                bits = edge.planes[k].copy()
-                out.raw_bits += n
-                out.plane_bits.append(n)
-                break
-            out.requests += 1
-            sent = edge.request(k, count)
+        start = max(1, int(FIRST_REQUEST * entropy))
+        limit = int(RAW_FRACTION * n)
+
+        def attempt(count: int) -> np.ndarray | None:
+            """BP on the first ``count`` accumulated bits: the plane if it converges and its CRC matches."""
             if count not in codes:
                 codes[count] = spec.merged_code(count)
             positions, chk, var = codes[count]
-            word, ok, _ = bp(chk, var, n, len(positions), llr, spec.merged_syndrome(sent, count), spec.bp_iterations)
+            word, ok, _ = bp(chk, var, n, len(positions), llr, spec.merged_syndrome(edge.request(k, count), count),
+                             spec.bp_iterations)
             out.bp_attempts += 1
-            if ok and plane_check(word, CHECK_BITS) == edge.checks[k]:
-                bits = word
-                out.syndrome_bits += count
-                out.check_bits += CHECK_BITS
-                out.plane_bits.append(count + CHECK_BITS)
-                break
-            out.wasted_bits += count if count + STEP_BITS > RAW_FRACTION * n else 0
-            count += STEP_BITS
+            return word if ok and plane_check(word, CHECK_BITS) == edge.checks[k] else None
+
+        # The decoder asks for start, start + STEP_BITS, … until a word passes; offline, the grid is
+        # searched by galloping then bisection (fewer BP runs). BP success is nearly monotone in the bits
+        # held; where it is not, bisection lands at or above the first success of the ascending search,
+        # so the count is never below what the incremental requests would spend.
+        found = None
+        if entropy < RAW_FRACTION * n:
+            failed, step = -1, 1  # grid indices: count = start + i · STEP_BITS
+            i = 0
+            while start + i * STEP_BITS <= limit:
+                word = attempt(start + i * STEP_BITS)
+                if word is not None:
+                    found = (i, word)
+                    break
+                failed, i = i, i + step
+                step *= 2
+            if found is None and failed < (limit - start) // STEP_BITS:  # the last grid point below the limit
+                i = (limit - start) // STEP_BITS
+                word = attempt(start + i * STEP_BITS)
+                found = (i, word) if word is not None else None
+                failed = i if word is None else failed
+            while found is not None and found[0] - failed > 1:
+                m = (found[0] + failed) // 2
+                word = attempt(start + m * STEP_BITS)
+                if word is not None:
+                    found = (m, word)
+                else:
+                    failed = m
+        if found is None:  # too uncertain, or BP failed up to the limit: the plane goes raw
+            bits = edge.planes[k].copy()
+            out.raw_bits += n
+            out.plane_bits.append(n)
+            # the accumulated bits requested before giving up (ascending: every grid point to the limit)
+            out.wasted_bits += limit if entropy < RAW_FRACTION * n else 0
+        else:
+            count = start + found[0] * STEP_BITS
+            bits = found[1]
+            out.requests += found[0] + 1  # the ascending requests up to the first success
+            out.syndrome_bits += count
+            out.check_bits += CHECK_BITS
+            out.plane_bits.append(count + CHECK_BITS)
         bit = bits.reshape(c, nb).astype(np.int64)
         # the decoded bit halves every interval (an escape keeps its single index)
         free = lo != hi
