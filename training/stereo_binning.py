@@ -1,7 +1,7 @@
 """Syndrome coding of a right view's symbols against a disparity-mixture model of the decoded left.
 
 The edge (:func:`encode_tile`) sees only the right view: a tile's integer symbols (C, blocks) become
-indices ``j = clip(q − offset, 0, 2^B − 1)`` (B = ``index_bits``), split into bit planes; per plane it
+indices 0 … 2^B − 1 (:class:`IndexMap`: zigzag by default), split into bit planes; per plane it
 can send any prefix of the plane's accumulated syndrome (LDPC-accumulate, :mod:`ndsc.binning`, in its
 transmission order) and the plane's CRC-16. Symbols outside the index range are *escapes*: sent raw
 (position and value) up front, so the decoder knows them before it decodes a plane.
@@ -18,10 +18,12 @@ probability is a Laplacian CDF difference, with no alphabet dimension to sum ove
 2. per symbol, P(bit = 0) = Σ_d π_b(d) P_d(lower half) / P_d(interval) → LLRs for BP;
 3. rate-compatible requests: the decoder first asks for about half the plane's entropy under its own
    LLRs, then :data:`STEP_BITS` more at a time, until BP converges *and* the CRC matches (a plane
-   that still fails with every accumulated bit is sent raw, n bits);
+   whose entropy is near n, or that still fails at :data:`RAW_FRACTION` · n bits, is sent raw);
 4. the decoded plane halves every interval, and the next plane's π is sharper.
 
-Every bit the decoder receives is counted in :class:`TileResult`.
+Every bit the decoder receives is counted in :class:`TileResult`. The parity checks are
+:func:`spread_checks`, not :func:`ndsc.binning.random_checks` (see there why). Not done: Varodayan's
+inner EM (re-estimating π from BP's soft bits while a plane decodes).
 """
 from __future__ import annotations
 
