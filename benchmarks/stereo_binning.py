@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: tile side in transform blocks (8: 64 × 64 px, n = 192 · 64 = 12 288 symbols per plane)
 TILE_BLOCKS = 8
-#: index bits: symbols −64 … 63 (the bundle's right-view symbols measured within ±55 at point 3)
+#: index bits: symbols −64 … 63 (the bundle's right-view symbols measured within ±55 at point 3; at point
+#: 5, 8 bits: with 7, 20–64 escapes a tile at 30 bits each cost Pipes more than binning saved)
 INDEX_BITS = 7
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "stereo" / "middlebury"
 
@@ -95,7 +96,7 @@ def oracle_scale(pair: np.ndarray, left_alone: np.ndarray, right_encoder, symbol
 
 
 def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
-          progress: bool = True) -> dict:
+          progress: bool = True, index_bits: int = INDEX_BITS) -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc)."""
     from tqdm import tqdm
 
@@ -117,8 +118,8 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     gain = np.asarray(enc.gain, np.float64)
     scale = oracle_scale(pair, left_alone, enc, symbols, gain)
     sent_scale = quantise_scale(scale)
-    spec = tile_spec(c * t * t, INDEX_BITS)
-    index_map = IndexMap(INDEX_BITS, mapping)
+    spec = tile_spec(c * t * t, index_bits)
+    index_map = IndexMap(index_bits, mapping)
     full_rows = [r for r in range(hb // t) if (r + 1) * t * stride <= hw[0]]
     rows = sorted({full_rows[i] for i in np.linspace(0, len(full_rows) - 1, n_rows).round().astype(int)})
     cols = sorted({int(i) for i in np.linspace(0, wb // t - 1, n_cols).round()})
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cols", type=int, default=6, help="tiles per row (evenly spaced)")
     ap.add_argument("--step", type=float, default=0.5, help="candidate disparity spacing, px")
     ap.add_argument("--mapping", default="zigzag", choices=("zigzag", "offset"), help="symbol → index map")
+    ap.add_argument("--index-bits", type=int, default=INDEX_BITS, help="bit planes (symbols beyond: escapes)")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -193,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     for q in args.points.split(","):
         codec = StereoCodec(bundle, quality=(top, q))
         for name, pair in pairs:
-            r = {"scene": name, "point": f"{top}/{q}", **scene(codec, pair, args.rows, args.cols, args.step, args.mapping)}
+            r = {"scene": name, "point": f"{top}/{q}", **scene(codec, pair, args.rows, args.cols, args.step, args.mapping,
+                                                              index_bits=args.index_bits)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "
