@@ -1,0 +1,222 @@
+"""Real syndrome bits for a right view decoded beside its left view, with no disparity known beforehand.
+
+For each held-out scene (the scenes of ``benchmarks/stereo_wz_bound.py``) and right-view point, the
+left view coded at the top point and decoded alone: tiles of the right view's symbols are syndrome
+coded (:mod:`training.stereo_binning`: bit planes most significant first, LDPC-accumulate syndromes
+requested until BP converges and the plane's CRC-16 matches, escapes raw) and decoded from the
+decoded left view with a per-block disparity posterior learned from the decoded bits. Every tile's
+decoded symbols are asserted equal to the encoder's. Per tile it reports
+
+* ``real``: every bit the decoder received (syndrome + CRC + escapes + raw planes + wasted requests);
+* ``ans``: the tile's symbols' ideal bits under the bundle's static tables (what today's ANS payload
+  spends on them; pooled over the scene the table bits are compared with the actual payload bytes);
+* ``learned``: the ideal bound of stereo_wz_bound.py (1 × 1-block regions, the oracle's exact scales);
+* ``model``: the ideal bits under the decoder's own model (quantised scales, index clipping, uniform
+  mixture) — the gap real − model is the syndrome code's and the per-bit LLRs' loss.
+
+Per scene, the per-channel scales (8 bits × 192) are counted once as side bits. They are the
+*oracle's* scales (fitted against the left warped by the true disparity), which the edge cannot
+compute without the left view: a stated simplification. Tiles are a fixed subset (``--rows`` tile
+rows evenly spaced, ``--cols`` tiles per row evenly spaced) to bound the runtime. Usage::
+
+    python benchmarks/stereo_binning.py --points 3                  # held-out scenes (needs ../shared)
+    python benchmarks/stereo_binning.py --skimage --points 3        # scikit-image's pair
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: tile side in transform blocks (8: 64 × 64 px, n = 192 · 64 = 12 288 symbols per plane)
+TILE_BLOCKS = 8
+#: index bits: symbols −64 … 63 (the bundle's right-view symbols measured within ±55 at point 3; at point
+#: 5, 8 bits: with 7, 20–64 escapes a tile at 30 bits each cost Pipes more than binning saved)
+INDEX_BITS = 7
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "stereo" / "middlebury"
+
+
+def candidate_centres(left_alone: np.ndarray, y0: int, rows: int, cols: list[int], right_encoder, gain: np.ndarray,
+                      step: float, batch: int = 16) -> np.ndarray:
+    """(D, C, len(cols)·T²) side per candidate disparity for the tiles of one tile row: the strip
+    ``y0 … y0 + rows`` px of the decoded left, warped by d (rows are warped independently, so the
+    strip is exact), through the right encoder's analysis, times the gains."""
+    import torch
+
+    from models.side_information import warp_rows
+    from ndsc.sources.images import pad_to_multiple
+
+    stride = right_encoder.info.frame_stride
+    w = left_alone.shape[-1]
+    candidates = np.arange(0.0, w // 4 + step / 2, step)
+    strip = torch.from_numpy(np.asarray(left_alone, np.float32)[:, y0:y0 + rows])[None]
+    t = TILE_BLOCKS
+    out = []
+    for start in range(0, len(candidates), batch):
+        ds = torch.tensor(candidates[start:start + batch], dtype=torch.float32)
+        sides = warp_rows(strip.expand(len(ds), -1, -1, -1), ds.view(-1, 1, 1).expand(-1, rows, w), -1).numpy()
+        y = right_encoder.analysis(np.stack([pad_to_multiple(v, (stride, stride)) for v in sides]))
+        y = y * gain.reshape(1, -1, 1, 1)
+        out.append(np.stack([y[:, :, :, c * t:(c + 1) * t].reshape(len(ds), y.shape[1], -1) for c in cols], axis=1))
+    return np.concatenate(out).astype(np.float64)  # (D, tiles, C, T²)
+
+
+def learned_tile_bits(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarray) -> float:
+    """stereo_wz_bound's ``learned`` bound on one tile, 1 × 1-block regions: Σ_blocks −log2 mean_d 2^−bits_d."""
+    from stereo_wz_bound import laplace_bit_map
+
+    bits = np.stack([laplace_bit_map(symbols, c, scale.reshape(-1, 1)).sum(axis=0) for c in centres])  # (D, T²)
+    best = bits.min(axis=0)
+    return float((best - np.log2(np.exp2(best - bits).mean(axis=0))).sum())
+
+
+def oracle_scale(pair: np.ndarray, left_alone: np.ndarray, right_encoder, symbols: np.ndarray,
+                 gain: np.ndarray) -> np.ndarray:
+    """Per-channel Laplacian scale of the symbols around the side warped by the true disparity (as
+    stereo_wz_bound's ``learned``)."""
+    import torch
+
+    from models.side_information import warp_rows
+    from ndsc.sources.images import pad_to_multiple
+    from stereo_wz_bound import right_disparity
+
+    d = right_disparity(pair[0], pair[1])
+    side = warp_rows(torch.from_numpy(np.asarray(left_alone, np.float32))[None], d, -1)[0].numpy()
+    stride = right_encoder.info.frame_stride
+    y = right_encoder.analysis(pad_to_multiple(side, (stride, stride))[None])[0]
+    centre = y.reshape(y.shape[0], -1) * gain.reshape(-1, 1)
+    return np.maximum(np.abs(symbols - centre).mean(axis=1), 1e-3)
+
+
+def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
+          progress: bool = True, index_bits: int = INDEX_BITS) -> dict:
+    """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc)."""
+    from tqdm import tqdm
+
+    from edge_encoder.encoder import quantise
+    from ndsc.sources.images import pad_to_multiple
+    from stereo_wz_bound import prior_bits
+    from training.stereo_binning import (SCALE_BITS, IndexMap, decode_tile, encode_tile, mixture_bits, quantise_scale,
+                                         tile_spec)
+
+    hw = pair.shape[-2:]
+    payloads, _ = codec.encode(pair)
+    left_alone = codec.decode([payloads[0], None], hw)[0]
+    enc = codec.encoders[1]
+    stride, t = enc.info.frame_stride, TILE_BLOCKS
+    symbols = enc.frame_symbols(pair[1])
+    c = symbols.shape[0]
+    hb, wb = -(-hw[0] // stride), -(-hw[1] // stride)
+    grid = symbols.reshape(c, hb, wb)
+    gain = np.asarray(enc.gain, np.float64)
+    scale = oracle_scale(pair, left_alone, enc, symbols, gain)
+    sent_scale = quantise_scale(scale)
+    spec = tile_spec(c * t * t, index_bits)
+    index_map = IndexMap(index_bits, mapping)
+    full_rows = [r for r in range(hb // t) if (r + 1) * t * stride <= hw[0]]
+    rows = sorted({full_rows[i] for i in np.linspace(0, len(full_rows) - 1, n_rows).round().astype(int)})
+    cols = sorted({int(i) for i in np.linspace(0, wb // t - 1, n_cols).round()})
+    tiles = []
+    bar = tqdm(total=len(rows) * len(cols), desc="tiles", disable=not progress, leave=False)
+    for r in rows:
+        y0 = r * t * stride
+        # the strip's own analysis reproduces the frame's symbols (a block transform: no leak across tiles)
+        strip = pad_to_multiple(np.asarray(pair[1], np.float32)[:, y0:y0 + t * stride], (stride, stride))
+        assert np.array_equal(quantise(enc.analysis(strip[None])[0], enc.gain), grid[:, r * t:(r + 1) * t])
+        centres = candidate_centres(left_alone, y0, t * stride, cols, enc, gain, step)
+        for i, col in enumerate(cols):
+            sym = grid[:, r * t:(r + 1) * t, col * t:(col + 1) * t].reshape(c, -1).astype(np.int64)
+            side = centres[:, i]
+            start = time.perf_counter()
+            edge = encode_tile(spec, sym, index_map)
+            res = decode_tile(spec, edge, side, sent_scale, index_map)
+            assert np.array_equal(res.symbols, sym.reshape(-1)), "lossless round trip failed"
+            tiles.append({"row": r, "col": col, "real_bits": res.bits, "syndrome_bits": res.syndrome_bits,
+                          "check_bits": res.check_bits, "escape_bits": res.escape_bits, "raw_bits": res.raw_bits,
+                          "wasted_bits": res.wasted_bits, "escapes": int(len(edge.escape_positions)),
+                          "requests": res.requests, "llr_bits": res.llr_bits, "plane_bits": res.plane_bits,
+                          "plane_llr_bits": [round(b, 1) for b in res.plane_llr_bits],
+                          "ans_bits": prior_bits(sym, enc.coder.tables),
+                          "learned_bits": learned_tile_bits(sym.astype(np.float64), side, scale),
+                          "model_bits": mixture_bits(sym, side, sent_scale, index_map),
+                          "seconds": time.perf_counter() - start})
+            bar.update()
+    bar.close()
+    out = {"payload_bits": 8 * len(payloads[1]), "table_bits": prior_bits(symbols, enc.coder.tables),
+           "scale_bits": SCALE_BITS * c, "tiles": tiles, "dims_per_tile": 3 * (t * stride) ** 2}
+    for k in ("real", "ans", "learned", "model", "llr"):
+        out[f"{k}_bits"] = sum(x[f"{k}_bits"] for x in tiles)
+    out["real_bits_with_scales"] = out["real_bits"] + out["scale_bits"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", default=None, help="default: the shipped stereo-middlebury")
+    ap.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="Middlebury scenes (the preset's split)")
+    ap.add_argument("--skimage", action="store_true", help="scikit-image's pair instead of the held-out scenes")
+    ap.add_argument("--points", default="3", help="right-view points, comma separated (bundle quality names)")
+    ap.add_argument("--rows", type=int, default=2, help="tile rows per scene (evenly spaced)")
+    ap.add_argument("--cols", type=int, default=6, help="tiles per row (evenly spaced)")
+    ap.add_argument("--step", type=float, default=0.5, help="candidate disparity spacing, px")
+    ap.add_argument("--mapping", default="zigzag", choices=("zigzag", "offset"), help="symbol → index map")
+    ap.add_argument("--index-bits", type=int, default=INDEX_BITS, help="bit planes (symbols beyond: escapes)")
+    ap.add_argument("--json", type=Path, help="write the rows here")
+    args = ap.parse_args(argv)
+    import torch
+
+    from ndsc.bundle import load_bundle
+    from ndsc.bundles import default_bundle
+    from training.stereo_eval import StereoCodec
+
+    torch.set_num_threads(1)
+    bundle = args.bundle or str(default_bundle("stereo-middlebury"))
+    if args.skimage:
+        from ndsc.sources.images import skimage_pair
+
+        pairs = [("skimage-motorcycle", skimage_pair())]
+    else:
+        from training.datasets_stereo import full_pairs
+        from training.presets import get_preset
+
+        cfg = get_preset("stereo-small")
+        cfg.data.params["root"] = str(args.root)
+        pairs = [p for split in ("val", "test") for p in full_pairs(cfg.data, split)]
+    top = load_bundle(bundle).quality_names[-1]
+    rows = []
+    started = time.perf_counter()
+    for q in args.points.split(","):
+        codec = StereoCodec(bundle, quality=(top, q))
+        for name, pair in pairs:
+            r = {"scene": name, "point": f"{top}/{q}", **scene(codec, pair, args.rows, args.cols, args.step, args.mapping,
+                                                              index_bits=args.index_bits)}
+            rows.append(r)
+            real = r["real_bits_with_scales"]
+            print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "
+                  f"below ANS tables {r['ans_bits']:.0f}; {100 * (1 - r['real_bits'] / r['ans_bits']):.1f} % without the "
+                  f"{r['scale_bits']} scale bits), ideal learned {100 * (1 - r['learned_bits'] / r['ans_bits']):.1f} %, "
+                  f"decoder's model {100 * (1 - r['model_bits'] / r['ans_bits']):.1f} %, per-bit LLRs "
+                  f"{100 * (1 - r['llr_bits'] / r['ans_bits']):.1f} %; scene tables/payload "
+                  f"{r['table_bits'] / r['payload_bits']:.4f}", flush=True)
+        sel = [r for r in rows if r["point"] == f"{top}/{q}"]
+        ans = sum(r["ans_bits"] for r in sel)
+        pooled = {k: sum(r[k] for r in sel) for k in ("real_bits_with_scales", "real_bits", "learned_bits",
+                                                        "model_bits", "llr_bits")}
+        print(f"all scenes {top}/{q}: {sum(len(r['tiles']) for r in sel)} tiles, saving vs ANS tables: real "
+              + ", ".join(f"{k} {100 * (1 - v / ans):.1f} %" for k, v in pooled.items())
+              + f"; tables/payload {sum(r['table_bits'] for r in sel) / sum(r['payload_bits'] for r in sel):.4f}", flush=True)
+    print(f"{time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"bundle": bundle, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
