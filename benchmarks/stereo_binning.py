@@ -14,9 +14,11 @@ decoded symbols are asserted equal to the encoder's. Per tile it reports
 * ``model``: the ideal bits under the decoder's own model (quantised scales, index clipping, uniform
   mixture) — the gap real − model is the syndrome code's and the per-bit LLRs' loss.
 
-Per scene, the per-channel scales (8 bits × 192) are counted once as side bits. They are the
-*oracle's* scales (fitted against the left warped by the true disparity), which the edge cannot
-compute without the left view: a stated simplification. Tiles are a fixed subset (``--rows`` tile
+The per-channel Laplacian scales are the decoder's: ``--scales calibrated`` (the default) fits them
+once per point on scikit-image's Motorcycle pair (not a held-out scene) against its left view warped
+by the true disparity, and uses them on every scene, so nothing is sent for them. ``--scales oracle``
+fits them on each scene itself and counts them as 8 bits × 192 side bits — which the edge could not
+compute without the left view, so that is a bound on what better scales are worth, not a codec. Tiles are a fixed subset (``--rows`` tile
 rows evenly spaced, ``--cols`` tiles per row evenly spaced) to bound the runtime. Usage::
 
     python benchmarks/stereo_binning.py --points 3                  # held-out scenes (needs ../shared)
@@ -95,8 +97,19 @@ def oracle_scale(pair: np.ndarray, left_alone: np.ndarray, right_encoder, symbol
     return np.maximum(np.abs(symbols - centre).mean(axis=1), 1e-3)
 
 
+def calibrated_scale(codec) -> np.ndarray:
+    """The decoder's per-channel scales for ``codec``'s right-view point, fitted on scikit-image's pair
+    (as :func:`oracle_scale`), a scene outside the held-out ones."""
+    from ndsc.sources.images import skimage_pair
+
+    pair = skimage_pair()
+    left_alone = codec.decode([codec.encode(pair)[0][0], None], pair.shape[-2:])[0]
+    enc = codec.encoders[1]
+    return oracle_scale(pair, left_alone, enc, enc.frame_symbols(pair[1]), np.asarray(enc.gain, np.float64))
+
+
 def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
-          progress: bool = True, index_bits: int = INDEX_BITS) -> dict:
+          progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None) -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc)."""
     from tqdm import tqdm
 
@@ -116,7 +129,8 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     hb, wb = -(-hw[0] // stride), -(-hw[1] // stride)
     grid = symbols.reshape(c, hb, wb)
     gain = np.asarray(enc.gain, np.float64)
-    scale = oracle_scale(pair, left_alone, enc, symbols, gain)
+    # the decoder's scales (calibrated elsewhere, nothing sent) or the scene's own (sent: 8 bits each)
+    scale = fixed_scale if fixed_scale is not None else oracle_scale(pair, left_alone, enc, symbols, gain)
     sent_scale = quantise_scale(scale)
     spec = tile_spec(c * t * t, index_bits)
     index_map = IndexMap(index_bits, mapping)
@@ -150,7 +164,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
             bar.update()
     bar.close()
     out = {"payload_bits": 8 * len(payloads[1]), "table_bits": prior_bits(symbols, enc.coder.tables),
-           "scale_bits": SCALE_BITS * c, "tiles": tiles, "dims_per_tile": 3 * (t * stride) ** 2}
+           "scale_bits": 0 if fixed_scale is not None else SCALE_BITS * c, "tiles": tiles, "dims_per_tile": 3 * (t * stride) ** 2}
     for k in ("real", "ans", "learned", "model", "llr"):
         out[f"{k}_bits"] = sum(x[f"{k}_bits"] for x in tiles)
     out["real_bits_with_scales"] = out["real_bits"] + out["scale_bits"]
@@ -168,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=float, default=0.5, help="candidate disparity spacing, px")
     ap.add_argument("--mapping", default="zigzag", choices=("zigzag", "offset"), help="symbol → index map")
     ap.add_argument("--index-bits", type=int, default=INDEX_BITS, help="bit planes (symbols beyond: escapes)")
+    ap.add_argument("--scales", default="calibrated", choices=("calibrated", "oracle"),
+                    help="the decoder's per-channel scales: fitted on scikit-image's pair (nothing sent), or on "
+                         "each scene itself (counted as 8 bits each; the edge could not compute them)")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -194,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for q in args.points.split(","):
         codec = StereoCodec(bundle, quality=(top, q))
+        fixed = calibrated_scale(codec) if args.scales == "calibrated" else None
         for name, pair in pairs:
-            r = {"scene": name, "point": f"{top}/{q}", **scene(codec, pair, args.rows, args.cols, args.step, args.mapping,
-                                                              index_bits=args.index_bits)}
+            r = {"scene": name, "point": f"{top}/{q}", "scales": args.scales,
+                 **scene(codec, pair, args.rows, args.cols, args.step, args.mapping, index_bits=args.index_bits,
+                         fixed_scale=fixed)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "
