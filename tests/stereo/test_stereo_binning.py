@@ -3,13 +3,10 @@ benchmarks/stereo_binning.py): lossless, and cheaper than the ANS payload when t
 left shifted by a few pixels (a disparity the decoder has to learn from the decoded bits)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from tests.conftest import load_benchmark
 
 
 def test_index_map_round_trip_and_interval_probability():
@@ -33,11 +30,9 @@ def test_index_map_round_trip_and_interval_probability():
 
 
 def test_shifted_right_view_round_trip_is_lossless_and_below_the_payload():
-    pytest.importorskip("skimage")
-    pytest.importorskip("ldpc")
     import torch
 
-    import stereo_binning as bench
+    bench = load_benchmark("stereo_binning")  # scikit-image and ldpc are dependencies: no skip
     from ndsc.bundle import load_bundle
     from ndsc.bundles import default_bundle
     from ndsc.sources.images import skimage_pair
