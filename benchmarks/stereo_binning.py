@@ -18,7 +18,9 @@ The per-channel Laplacian scales are the decoder's: ``--scales calibrated`` (the
 once per point on scikit-image's Motorcycle pair (not a held-out scene) against its left view warped
 by the true disparity, and uses them on every scene, so nothing is sent for them. ``--scales oracle``
 fits them on each scene itself and counts them as 8 bits × 192 side bits — which the edge could not
-compute without the left view, so that is a bound on what better scales are worth, not a codec. Tiles are a fixed subset (``--rows`` tile
+compute without the left view, so that is a bound on what better scales are worth, not a codec.
+``--scales adaptive`` starts from the calibrated scales and refits them after each decoded tile
+from the decoded symbols and each block's most likely disparity (decoder side, nothing sent). Tiles are a fixed subset (``--rows`` tile
 rows evenly spaced, ``--cols`` tiles per row evenly spaced) to bound the runtime. Usage::
 
     python benchmarks/stereo_binning.py --points 3                  # held-out scenes (needs ../shared)
@@ -108,8 +110,24 @@ def calibrated_scale(codec) -> np.ndarray:
     return oracle_scale(pair, left_alone, enc, enc.frame_symbols(pair[1]), np.asarray(enc.gain, np.float64))
 
 
+#: ``--scales adaptive``: weight of the calibrated scales, in blocks, against the residuals decoded so far
+ADAPT_PRIOR_BLOCKS = 64
+
+
+def decoded_residuals(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """|symbol − side| per channel summed over a decoded tile's blocks (C,), each block's side taken at
+    its most likely disparity given its decoded symbols (what the decoder knows after the tile)."""
+    from stereo_wz_bound import laplace_bit_map
+
+    bits = np.stack([laplace_bit_map(symbols, c, scale.reshape(-1, 1)).sum(axis=0) for c in centres])  # (D, N)
+    best = bits.argmin(axis=0)
+    side = centres[best, :, np.arange(symbols.shape[1])].T  # (C, N)
+    return np.abs(symbols - side).sum(axis=1)
+
+
 def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
-          progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None) -> dict:
+          progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None,
+          adapt: bool = False) -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc)."""
     from tqdm import tqdm
 
@@ -132,6 +150,9 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     # the decoder's scales (calibrated elsewhere, nothing sent) or the scene's own (sent: 8 bits each)
     scale = fixed_scale if fixed_scale is not None else oracle_scale(pair, left_alone, enc, symbols, gain)
     sent_scale = quantise_scale(scale)
+    # adaptive: the decoder refits the scales after each tile from what it decoded, starting from the
+    # calibrated ones (weighted as ADAPT_PRIOR_BLOCKS blocks); nothing is sent
+    residual_sum, residual_blocks = np.zeros(c), 0
     spec = tile_spec(c * t * t, index_bits)
     index_map = IndexMap(index_bits, mapping)
     full_rows = [r for r in range(hb // t) if (r + 1) * t * stride <= hw[0]]
@@ -152,6 +173,12 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
             edge = encode_tile(spec, sym, index_map)
             res = decode_tile(spec, edge, side, sent_scale, index_map)
             assert np.array_equal(res.symbols, sym.reshape(-1)), "lossless round trip failed"
+            if adapt:
+                decoded = res.symbols.reshape(c, -1).astype(np.float64)
+                residual_sum += decoded_residuals(decoded, side, sent_scale)
+                residual_blocks += decoded.shape[1]
+                sent_scale = quantise_scale(np.maximum(
+                    (ADAPT_PRIOR_BLOCKS * scale + residual_sum) / (ADAPT_PRIOR_BLOCKS + residual_blocks), 1e-3))
             tiles.append({"row": r, "col": col, "real_bits": res.bits, "syndrome_bits": res.syndrome_bits,
                           "check_bits": res.check_bits, "escape_bits": res.escape_bits, "raw_bits": res.raw_bits,
                           "wasted_bits": res.wasted_bits, "escapes": int(len(edge.escape_positions)),
@@ -182,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=float, default=0.5, help="candidate disparity spacing, px")
     ap.add_argument("--mapping", default="zigzag", choices=("zigzag", "offset"), help="symbol → index map")
     ap.add_argument("--index-bits", type=int, default=INDEX_BITS, help="bit planes (symbols beyond: escapes)")
-    ap.add_argument("--scales", default="calibrated", choices=("calibrated", "oracle"),
+    ap.add_argument("--scales", default="calibrated", choices=("calibrated", "adaptive", "oracle"),
                     help="the decoder's per-channel scales: fitted on scikit-image's pair (nothing sent), or on "
-                         "each scene itself (counted as 8 bits each; the edge could not compute them)")
+                         "each scene itself (counted as 8 bits each; the edge could not compute them); adaptive: "
+                         "calibrated, then refitted by the decoder after each tile from the symbols it decoded")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -211,11 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for q in args.points.split(","):
         codec = StereoCodec(bundle, quality=(top, q))
-        fixed = calibrated_scale(codec) if args.scales == "calibrated" else None
+        fixed = calibrated_scale(codec) if args.scales in ("calibrated", "adaptive") else None
         for name, pair in pairs:
             r = {"scene": name, "point": f"{top}/{q}", "scales": args.scales,
                  **scene(codec, pair, args.rows, args.cols, args.step, args.mapping, index_bits=args.index_bits,
-                         fixed_scale=fixed)}
+                         fixed_scale=fixed, adapt=args.scales == "adaptive")}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "

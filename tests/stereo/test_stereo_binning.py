@@ -49,3 +49,15 @@ def test_shifted_right_view_round_trip_is_lossless_and_below_the_payload():
     out = bench.scene(codec, pair, n_rows=1, n_cols=1, step=0.5, progress=False)
     assert len(out["tiles"]) == 1 and out["dims_per_tile"] == pair[1].size
     assert out["real_bits"] < 0.9 * out["payload_bits"], (out["real_bits"], out["payload_bits"])
+
+
+def test_decoded_residuals_take_each_blocks_most_likely_disparity():
+    bench = load_benchmark("stereo_binning")
+    rng = np.random.default_rng(1)
+    centres = rng.normal(0, 5, size=(3, 2, 4))  # (candidates, channels, blocks)
+    truth = np.array([2, 0, 1, 2])  # each block's disparity
+    symbols = np.round(centres[truth, :, np.arange(4)].T)  # (channels, blocks): the side at the truth, rounded
+    residual = bench.decoded_residuals(symbols, centres, np.ones(2))
+    expected = np.abs(symbols - centres[truth, :, np.arange(4)].T).sum(axis=1)
+    np.testing.assert_allclose(residual, expected)
+    assert (residual <= 0.5 * 4 + 1e-9).all()  # rounding moves each symbol by at most ½
