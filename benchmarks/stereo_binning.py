@@ -173,12 +173,6 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
             edge = encode_tile(spec, sym, index_map)
             res = decode_tile(spec, edge, side, sent_scale, index_map)
             assert np.array_equal(res.symbols, sym.reshape(-1)), "lossless round trip failed"
-            if adapt:
-                decoded = res.symbols.reshape(c, -1).astype(np.float64)
-                residual_sum += decoded_residuals(decoded, side, sent_scale)
-                residual_blocks += decoded.shape[1]
-                sent_scale = quantise_scale(np.maximum(
-                    (ADAPT_PRIOR_BLOCKS * scale + residual_sum) / (ADAPT_PRIOR_BLOCKS + residual_blocks), 1e-3))
             tiles.append({"row": r, "col": col, "real_bits": res.bits, "syndrome_bits": res.syndrome_bits,
                           "check_bits": res.check_bits, "escape_bits": res.escape_bits, "raw_bits": res.raw_bits,
                           "wasted_bits": res.wasted_bits, "escapes": int(len(edge.escape_positions)),
@@ -188,6 +182,12 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
                           "learned_bits": learned_tile_bits(sym.astype(np.float64), side, scale),
                           "model_bits": mixture_bits(sym, side, sent_scale, index_map),
                           "seconds": time.perf_counter() - start})
+            if adapt:  # after the tile's figures: they use the scales its decoding used
+                decoded = res.symbols.reshape(c, -1).astype(np.float64)
+                residual_sum += decoded_residuals(decoded, side, sent_scale)
+                residual_blocks += decoded.shape[1]
+                sent_scale = quantise_scale(np.maximum(
+                    (ADAPT_PRIOR_BLOCKS * scale + residual_sum) / (ADAPT_PRIOR_BLOCKS + residual_blocks), 1e-3))
             bar.update()
     bar.close()
     out = {"payload_bits": 8 * len(payloads[1]), "table_bits": prior_bits(symbols, enc.coder.tables),
