@@ -20,8 +20,9 @@ by the true disparity, and uses them on every scene, so nothing is sent for them
 fits them on each scene itself and counts them as 8 bits × 192 side bits — which the edge could not
 compute without the left view, so that is a bound on what better scales are worth, not a codec.
 ``--scales adaptive`` starts from the calibrated scales and refits them after each decoded tile
-from the decoded symbols and each block's most likely disparity (decoder side, nothing sent). Tiles are a fixed subset (``--rows`` tile
-rows evenly spaced, ``--cols`` tiles per row evenly spaced) to bound the runtime. Usage::
+from the decoded symbols and each block's most likely disparity (decoder side, nothing sent).
+Tiles are a fixed subset (``--rows`` tile rows evenly spaced, ``--cols`` tiles per row evenly
+spaced) to bound the runtime. Usage::
 
     python benchmarks/stereo_binning.py --points 3                  # held-out scenes (needs ../shared)
     python benchmarks/stereo_binning.py --skimage --points 3        # scikit-image's pair
@@ -39,12 +40,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from stereo_wz_bound import (DEFAULT_ROOT, block_bits, held_out_pairs, hidden_candidate_bits,  # noqa: E402
+                             prior_bits, right_disparity)
+
 #: tile side in transform blocks (8: 64 × 64 px, n = 192 · 64 = 12 288 symbols per plane)
 TILE_BLOCKS = 8
 #: index bits: symbols −64 … 63 (the bundle's right-view symbols measured within ±55 at point 3; at point
 #: 5, 8 bits: with 7, 20–64 escapes a tile at 30 bits each cost Pipes more than binning saved)
 INDEX_BITS = 7
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "stereo" / "middlebury"
 
 
 def candidate_centres(left_alone: np.ndarray, y0: int, rows: int, cols: list[int], right_encoder, gain: np.ndarray,
@@ -74,11 +77,7 @@ def candidate_centres(left_alone: np.ndarray, y0: int, rows: int, cols: list[int
 
 def learned_tile_bits(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarray) -> float:
     """stereo_wz_bound's ``learned`` bound on one tile, 1 × 1-block regions: Σ_blocks −log2 mean_d 2^−bits_d."""
-    from stereo_wz_bound import laplace_bit_map
-
-    bits = np.stack([laplace_bit_map(symbols, c, scale.reshape(-1, 1)).sum(axis=0) for c in centres])  # (D, T²)
-    best = bits.min(axis=0)
-    return float((best - np.log2(np.exp2(best - bits).mean(axis=0))).sum())
+    return float(hidden_candidate_bits(block_bits(symbols, centres, scale)).sum())
 
 
 def oracle_scale(pair: np.ndarray, left_alone: np.ndarray, right_encoder, symbols: np.ndarray,
@@ -89,7 +88,6 @@ def oracle_scale(pair: np.ndarray, left_alone: np.ndarray, right_encoder, symbol
 
     from models.side_information import warp_rows
     from ndsc.sources.images import pad_to_multiple
-    from stereo_wz_bound import right_disparity
 
     d = right_disparity(pair[0], pair[1])
     side = warp_rows(torch.from_numpy(np.asarray(left_alone, np.float32))[None], d, -1)[0].numpy()
@@ -117,10 +115,7 @@ ADAPT_PRIOR_BLOCKS = 64
 def decoded_residuals(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """|symbol − side| per channel summed over a decoded tile's blocks (C,), each block's side taken at
     its most likely disparity given its decoded symbols (what the decoder knows after the tile)."""
-    from stereo_wz_bound import laplace_bit_map
-
-    bits = np.stack([laplace_bit_map(symbols, c, scale.reshape(-1, 1)).sum(axis=0) for c in centres])  # (D, N)
-    best = bits.argmin(axis=0)
+    best = block_bits(symbols, centres, scale).argmin(axis=0)
     side = centres[best, :, np.arange(symbols.shape[1])].T  # (C, N)
     return np.abs(symbols - side).sum(axis=1)
 
@@ -133,7 +128,6 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
 
     from edge_encoder.encoder import quantise
     from ndsc.sources.images import pad_to_multiple
-    from stereo_wz_bound import prior_bits
     from training.stereo_binning import (SCALE_BITS, IndexMap, decode_tile, encode_tile, mixture_bits, quantise_scale,
                                          tile_spec)
 
@@ -223,17 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     bundle = args.bundle or str(default_bundle("stereo-middlebury"))
-    if args.skimage:
-        from ndsc.sources.images import skimage_pair
-
-        pairs = [("skimage-motorcycle", skimage_pair())]
-    else:
-        from training.datasets_stereo import full_pairs
-        from training.presets import get_preset
-
-        cfg = get_preset("stereo-small")
-        cfg.data.params["root"] = str(args.root)
-        pairs = [p for split in ("val", "test") for p in full_pairs(cfg.data, split)]
+    pairs = held_out_pairs(args.root, args.skimage)
     top = load_bundle(bundle).quality_names[-1]
     rows = []
     started = time.perf_counter()

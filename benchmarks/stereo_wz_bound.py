@@ -77,6 +77,35 @@ def laplace_bit_map(symbols: np.ndarray, centre: np.ndarray, scale: np.ndarray) 
     return np.minimum(bits, MAX_SYMBOL_BITS)
 
 
+def block_bits(symbols: np.ndarray, centres, scale: np.ndarray) -> np.ndarray:
+    """Bits of each block's symbols (C, N) per candidate side: (D, N) for ``centres`` (D, C, N) or any
+    iterable of (C, N) centres, under :func:`laplace_bit_map` with per-channel ``scale`` (C,) or (C, 1)."""
+    scale = np.asarray(scale).reshape(-1, 1)
+    return np.stack([laplace_bit_map(symbols, c, scale).sum(axis=0) for c in centres])
+
+
+def hidden_candidate_bits(bits: np.ndarray) -> np.ndarray:
+    """Per region, −log2 of the mean over candidates of 2^−bits: ``bits`` (D, R) → (R,), the code length
+    of a region whose candidate is a hidden variable, uniform over the D (computed around the best)."""
+    best = bits.min(axis=0)
+    return best - np.log2(np.exp2(best - bits).mean(axis=0))
+
+
+def held_out_pairs(root: Path, skimage: bool) -> list[tuple[str, np.ndarray]]:
+    """(name, pair) of the held-out Middlebury scenes under ``root`` (the stereo-small preset's val and
+    test splits), or scikit-image's pair alone."""
+    if skimage:
+        from ndsc.sources.images import skimage_pair
+
+        return [("skimage-motorcycle", skimage_pair())]
+    from training.datasets_stereo import full_pairs
+    from training.presets import get_preset
+
+    cfg = get_preset("stereo-small")
+    cfg.data.params["root"] = str(root)
+    return [p for split in ("val", "test") for p in full_pairs(cfg.data, split)]
+
+
 def learned_bits(symbols: np.ndarray, left_alone: np.ndarray, right_encoder, gain: np.ndarray,
                  scale: np.ndarray, regions: tuple[int, ...] = LEARNED_REGIONS, step: float = DISPARITY_STEP,
                  batch: int = 16) -> dict[int, float]:
@@ -98,18 +127,12 @@ def learned_bits(symbols: np.ndarray, left_alone: np.ndarray, right_encoder, gai
         ds = torch.tensor(candidates[start:start + batch], dtype=torch.float32)
         sides = warp_rows(image.expand(len(ds), -1, -1, -1), ds.view(-1, 1, 1).expand(-1, h, w), -1).numpy()
         y = right_encoder.analysis(np.stack([pad_to_multiple(v, (stride, stride)) for v in sides]))
-        for centre in y.reshape(len(ds), symbols.shape[0], -1).astype(np.float64) * gain:
-            block_bits = laplace_bit_map(symbols, centre, scale).sum(axis=0).reshape(hb, wb)
+        for per_block in block_bits(symbols, y.reshape(len(ds), symbols.shape[0], -1).astype(np.float64) * gain, scale):
+            per_block = per_block.reshape(hb, wb)
             for r in regions:
-                padded = np.pad(block_bits, ((0, -hb % r), (0, -wb % r)))
+                padded = np.pad(per_block, ((0, -hb % r), (0, -wb % r)))
                 per_region[r].append(padded.reshape(padded.shape[0] // r, r, -1, r).sum(axis=(1, 3)).ravel())
-    out = {}
-    for r, rows in per_region.items():
-        bits = np.stack(rows)  # (candidates, regions)
-        best = bits.min(axis=0)
-        # −log2 (1/|D| Σ_d 2^−bits_d), computed around the best candidate
-        out[r] = float((best - np.log2(np.exp2(best - bits).sum(axis=0)) + np.log2(len(candidates))).sum())
-    return out
+    return {r: float(hidden_candidate_bits(np.stack(rows)).sum()) for r, rows in per_region.items()}
 
 
 def prior_bits(symbols: np.ndarray, tables) -> float:
@@ -238,17 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     bundle = args.bundle or str(default_bundle("stereo-middlebury"))
-    if args.skimage:
-        from ndsc.sources.images import skimage_pair
-
-        pairs = [("skimage-motorcycle", skimage_pair())]
-    else:
-        from training.datasets_stereo import full_pairs
-        from training.presets import get_preset
-
-        cfg = get_preset("stereo-small")
-        cfg.data.params["root"] = str(args.root)
-        pairs = [p for split in ("val", "test") for p in full_pairs(cfg.data, split)]
+    pairs = held_out_pairs(args.root, args.skimage)
     names = load_bundle(bundle).quality_names
     codecs: dict[tuple[str, str], StereoCodec] = {}
     codec_of = lambda a, b: codecs.setdefault((a, b), StereoCodec(bundle, quality=(a, b)))
