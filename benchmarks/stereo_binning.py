@@ -108,6 +108,17 @@ def calibrated_scale(codec) -> np.ndarray:
     return oracle_scale(pair, left_alone, enc, enc.frame_symbols(pair[1]), np.asarray(enc.gain, np.float64))
 
 
+#: ``--decoder``: BP alone (the ldpc package's), or BP then ordered-statistics decoding where BP fails
+DECODERS = ("bp", "bp-osd")
+
+
+def syndrome_decoder(name: str):
+    """The BP function of :mod:`fusion_decoder.belief` named by ``--decoder``."""
+    from fusion_decoder.belief import bp_ldpc, bp_osd
+
+    return {"bp": bp_ldpc, "bp-osd": bp_osd}[name]
+
+
 #: ``--scales adaptive``: weight of the calibrated scales, in blocks, against the residuals decoded so far
 ADAPT_PRIOR_BLOCKS = 64
 
@@ -122,7 +133,7 @@ def decoded_residuals(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarra
 
 def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
           progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None,
-          adapt: bool = False) -> dict:
+          adapt: bool = False, decoder: str = "bp") -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc)."""
     from tqdm import tqdm
 
@@ -147,7 +158,9 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     # adaptive: the decoder refits the scales after each tile from what it decoded, starting from the
     # calibrated ones (weighted as ADAPT_PRIOR_BLOCKS blocks); nothing is sent
     residual_sum, residual_blocks = np.zeros(c), 0
-    spec = tile_spec(c * t * t, index_bits)
+    # BP-OSD returns a syndrome-consistent word at every attempt, so its planes carry 32-bit CRCs
+    spec = tile_spec(c * t * t, index_bits, check_bits=32 if decoder == "bp-osd" else 16)
+    bp = syndrome_decoder(decoder)
     index_map = IndexMap(index_bits, mapping)
     full_rows = [r for r in range(hb // t) if (r + 1) * t * stride <= hw[0]]
     rows = sorted({full_rows[i] for i in np.linspace(0, len(full_rows) - 1, n_rows).round().astype(int)})
@@ -165,7 +178,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
             side = centres[:, i]
             start = time.perf_counter()
             edge = encode_tile(spec, sym, index_map)
-            res = decode_tile(spec, edge, side, sent_scale, index_map)
+            res = decode_tile(spec, edge, side, sent_scale, index_map, bp=bp)
             assert np.array_equal(res.symbols, sym.reshape(-1)), "lossless round trip failed"
             tiles.append({"row": r, "col": col, "real_bits": res.bits, "syndrome_bits": res.syndrome_bits,
                           "check_bits": res.check_bits, "escape_bits": res.escape_bits, "raw_bits": res.raw_bits,
@@ -207,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the decoder's per-channel scales: fitted on scikit-image's pair (nothing sent), or on "
                          "each scene itself (counted as 8 bits each; the edge could not compute them); adaptive: "
                          "calibrated, then refitted by the decoder after each tile from the symbols it decoded")
+    ap.add_argument("--decoder", default="bp", choices=DECODERS,
+                    help="syndrome decoder: belief propagation, or BP then ordered-statistics decoding (BP-OSD) "
+                         "where BP fails (planes then carry 32-bit CRCs instead of 16)")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -225,9 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         codec = StereoCodec(bundle, quality=(top, q))
         fixed = calibrated_scale(codec) if args.scales in ("calibrated", "adaptive") else None
         for name, pair in pairs:
-            r = {"scene": name, "point": f"{top}/{q}", "scales": args.scales,
+            r = {"scene": name, "point": f"{top}/{q}", "scales": args.scales, "decoder": args.decoder,
                  **scene(codec, pair, args.rows, args.cols, args.step, args.mapping, index_bits=args.index_bits,
-                         fixed_scale=fixed, adapt=args.scales == "adaptive")}
+                         fixed_scale=fixed, adapt=args.scales == "adaptive", decoder=args.decoder)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "

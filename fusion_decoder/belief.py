@@ -92,6 +92,111 @@ def bp_ldpc(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, s
     return y ^ e, bool(dec.converge), int(dec.iter)
 
 
+#: :func:`bp_osd`: ordered-statistics search over at most this many columns per matrix row (then all)
+OSD_COLUMNS_PER_ROW = 4
+#: :func:`bp_osd`: the least reliable free columns flipped, singly and in pairs (OSD-CS order)
+OSD_ORDER = 12
+
+
+def _gf2_reduce(sub: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Gauss–Jordan over GF(2) of ``sub`` (m × L, 0/1) augmented with ``target`` (m,), pivots taken
+    in column order (so the first columns, the least reliable ones, become the pivots).
+
+    Returns the pivot columns, the reduced rows (rank × L) and target (rank,), and whether the system
+    is consistent. Rows are packed 64 columns to a word, so a pivot costs one XOR of the rows it hits.
+    """
+    m, width = sub.shape
+    packed = np.packbits(np.concatenate([sub, target[:, None]], axis=1).astype(np.uint8), axis=1, bitorder="little")
+    words = np.ascontiguousarray(np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))).view(np.uint64)
+    rank, pivots = 0, []
+    for j in range(width):
+        w, b = divmod(j, 64)
+        hits = np.flatnonzero((words[:, w] >> np.uint64(b)) & np.uint64(1))
+        below = hits[hits >= rank]
+        if below.size == 0:
+            continue
+        if below[0] != rank:
+            words[[rank, below[0]]] = words[[below[0], rank]]
+            hits = np.flatnonzero((words[:, w] >> np.uint64(b)) & np.uint64(1))
+        others = hits[hits != rank]
+        if others.size:
+            words[others] ^= words[rank]
+        pivots.append(j)
+        rank += 1
+        if rank == m:
+            break
+    bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, :width + 1]
+    return np.asarray(pivots, np.int64), bits[:rank, :width], bits[:rank, width], not bits[rank:, width].any()
+
+
+def bp_osd(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, syndrome: np.ndarray,
+           iterations: int, order: int = OSD_ORDER) -> tuple[np.ndarray, bool, int]:
+    """:func:`bp_ldpc`, and where BP does not converge, ordered-statistics decoding (BP-OSD,
+    Fossorier & Lin; Panteleev & Kalachev) on BP's soft output: the columns sorted by how sure BP
+    is, Gauss–Jordan on the least reliable :data:`OSD_COLUMNS_PER_ROW` · m of them (more if they do
+    not span the syndrome), every other bit fixed at BP's decision, the pivots solved; then the
+    ``order`` least reliable free bits flipped singly and in pairs, keeping the word whose flipped
+    bits cost least under ``llr`` (the most likely of those tried).
+
+    It returns a word that satisfies the syndrome whenever one exists, right or wrong, so a caller
+    must verify it (the plane checks: with this decoder every attempt yields a candidate, so use
+    32-bit ones). The ``ldpc`` package's own OSD runs over all n columns, which takes seconds to
+    minutes at n = 12 288; with m ≪ n only the few least reliable columns matter.
+    """
+    import scipy.sparse as sp
+    from ldpc import BpDecoder
+
+    llr = np.clip(np.asarray(llr, np.float64), -_LLR_CLIP, _LLR_CLIP)
+    y = (llr < 0).astype(np.uint8)
+    h = sp.csc_matrix((np.ones(len(chk), np.uint8), (chk, var)), shape=(m, n))
+    target = ((np.asarray(syndrome, np.int64) ^ (h @ y)) & 1).astype(np.uint8)
+    if not target.any():
+        return y, True, 0
+    dec = BpDecoder(h, error_channel=(1.0 / (1.0 + np.exp(np.abs(llr)))).tolist(), max_iter=iterations,
+                    bp_method="product_sum", schedule="parallel", input_vector_type="syndrome")
+    e = np.asarray(dec.decode(target), dtype=np.uint8)
+    if dec.converge:
+        return y ^ e, True, int(dec.iter)
+    soft = np.asarray(dec.log_prob_ratios, np.float64)  # log P(e = 0) / P(e = 1) after BP
+    e_bp = (soft < 0).astype(np.uint8)
+    columns = np.argsort(np.abs(soft), kind="stable")  # least reliable first
+    width = min(n, OSD_COLUMNS_PER_ROW * m + 64)
+    while True:
+        chosen, rest = columns[:width], columns[width:]
+        t = (target ^ ((h[:, rest] @ e_bp[rest]) & 1)).astype(np.uint8)
+        pivots, reduced, t_reduced, consistent = _gf2_reduce(h[:, chosen].toarray(), t)
+        if consistent or width == n:
+            break
+        width = min(n, 2 * width)
+    if not consistent:
+        return y ^ e, False, int(dec.iter)
+    free = np.setdiff1d(np.arange(width), pivots)
+    free_cols, pivot_cols = chosen[free], chosen[pivots]
+    cost = np.abs(llr)  # the cost of flipping bit i against the side's hard decision
+
+    def pivots_for(ones: np.ndarray) -> np.ndarray:
+        """The pivot bits solving the system when the free bits ``ones`` (indices into free) are 1."""
+        return t_reduced ^ (np.bitwise_xor.reduce(reduced[:, free[ones]], axis=1) if ones.size else 0)
+
+    base = e_bp[free_cols]
+    best = e_bp.copy()
+    best[pivot_cols] = pivots_for(np.flatnonzero(base))
+    # OSD-CS: flipping free bit a moves the pivots by reduced column a; cost changes computed at once
+    flip = np.argsort(np.abs(soft[free_cols]), kind="stable")[:order]
+    combos = [(a,) for a in flip] + [(a, b) for i, a in enumerate(flip) for b in flip[i + 1:]]
+    if combos:
+        base_pivots = best[pivot_cols]
+        moved = np.stack([np.bitwise_xor.reduce(reduced[:, free[list(c)]], axis=1) for c in combos], axis=1)
+        new_pivots = base_pivots[:, None] ^ moved
+        delta = cost[pivot_cols] @ (new_pivots.astype(np.float64) - base_pivots[:, None])
+        delta += np.array([sum((1 - 2 * int(base[a])) * cost[free_cols[a]] for a in c) for c in combos])
+        k = int(np.argmin(delta))
+        if delta[k] < 0:
+            best[pivot_cols] = new_pivots[:, k]
+            best[free_cols[list(combos[k])]] ^= 1
+    return y ^ best, True, int(dec.iter)
+
+
 def default_bp() -> BP:
     """:func:`bp_ldpc` when the ``ldpc`` package is installed, else :func:`bp_numpy`."""
     try:

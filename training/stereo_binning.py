@@ -34,7 +34,7 @@ import numpy as np
 
 from ndsc.binning import SYNDROME, PlanePlan, SyndromeSpec, check_to_bits, plane_check
 
-#: bits of each plane's CRC (CRC-16/XMODEM, :func:`ndsc.binning.plane_check`)
+#: bits of each plane's CRC by default (CRC-16/XMODEM, :func:`ndsc.binning.plane_check`)
 CHECK_BITS = 16
 #: accumulated-syndrome bits per request after the first
 STEP_BITS = 32
@@ -82,15 +82,16 @@ def spread_checks(n: int, seed: int = 0) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(sorted(t)) for t in table)
 
 
-def tile_spec(n: int, index_bits: int, seed: int = 0) -> SyndromeSpec:
-    """A syndrome record for tiles of ``n`` symbols: every plane syndrome coded with a CRC-16, the
-    code :func:`spread_checks` (a degree-3 n × n matrix)."""
+def tile_spec(n: int, index_bits: int, seed: int = 0, check_bits: int = CHECK_BITS) -> SyndromeSpec:
+    """A syndrome record for tiles of ``n`` symbols: every plane syndrome coded with a CRC of
+    ``check_bits`` (16, or 32 for a decoder such as :func:`fusion_decoder.belief.bp_osd` that returns
+    a syndrome-consistent word at every attempt), the code :func:`spread_checks` (degree-3, n × n)."""
     return SyndromeSpec(
         side_sources=(0,), offset=-(1 << (index_bits - 1)), index_bits=index_bits,
         planes=tuple(PlanePlan(k, SYNDROME, 1) for k in range(index_bits)),
         checks=spread_checks(n, seed), step_bits=STEP_BITS, max_requests=1 << 30,
         bp_iterations=BP_ITERATIONS, conditional={"kind": "table", "side_offset": 0, "probs": [[1.0] * (1 << index_bits)]},
-        check_bits=CHECK_BITS)
+        check_bits=check_bits)
 
 
 def quantise_scale(scale: np.ndarray) -> np.ndarray:
@@ -128,7 +129,7 @@ def encode_tile(spec: SyndromeSpec, symbols: np.ndarray, mapping: "IndexMap") ->
     planes = ((j[None, :] >> np.arange(mapping.bits)[:, None]) & 1).astype(np.uint8)
     escaped = np.flatnonzero(mapping.escaped(q))
     return TileBits(spec, planes, np.stack([spec.accumulated(p) for p in planes]),
-                    {k: plane_check(planes[k], CHECK_BITS) for k in range(mapping.bits)}, escaped, q[escaped])
+                    {k: plane_check(planes[k], spec.check_bits) for k in range(mapping.bits)}, escaped, q[escaped])
 
 
 def _laplace_interval(a: np.ndarray, b: np.ndarray, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -279,7 +280,7 @@ def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: 
             word, ok, _ = bp(chk, var, n, len(positions), llr, spec.merged_syndrome(edge.request(k, count), count),
                              spec.bp_iterations)
             out.bp_attempts += 1
-            return word if ok and plane_check(word, CHECK_BITS) == edge.checks[k] else None
+            return word if ok and plane_check(word, spec.check_bits) == edge.checks[k] else None
 
         # The decoder asks for start, start + STEP_BITS, … until a word passes; offline, the grid is
         # searched by galloping then bisection (fewer BP runs). BP success is nearly monotone in the bits
@@ -319,8 +320,8 @@ def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: 
             bits = found[1]
             out.requests += found[0] + 1  # the ascending requests up to the first success
             out.syndrome_bits += count
-            out.check_bits += CHECK_BITS
-            out.plane_bits.append(count + CHECK_BITS)
+            out.check_bits += spec.check_bits
+            out.plane_bits.append(count + spec.check_bits)
         bit = bits.reshape(c, nb).astype(np.int64)
         # the decoded bit halves every interval (an escape keeps its single index)
         free = lo != hi

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusion_decoder.belief import SyndromeDecoder, bp_ldpc, bp_numpy
+from fusion_decoder.belief import SyndromeDecoder, bp_ldpc, bp_numpy, bp_osd
 from ndsc.binning import PlanePlan, SyndromeSpec, random_checks
 from ndsc.bundle import load_bundle
 
@@ -37,6 +37,41 @@ def test_ldpc_package_and_numpy_decoders_agree():
             both += 1
             assert np.array_equal(a_bits, b_bits) and np.array_equal(a_bits, truth)
     assert agree >= 13 and 3 <= both < 15  # same verdict on (nearly) every instance; some decode, some do not
+
+
+def _skewed_instance(rng, n: int, m: int):
+    """A syndrome plane as the stereo prototype sees one: most bits near certain, a few hundred not."""
+    from training.stereo_binning import tile_spec
+
+    spec = tile_spec(n, 1, seed=int(rng.integers(1 << 20)))
+    positions, chk, var = spec.merged_code(m)
+    bits = rng.integers(0, 2, n).astype(np.uint8)
+    p_flip = np.where(rng.random(n) < 0.1, rng.uniform(0.02, 0.45, n), 1e-6)
+    side = bits ^ (rng.random(n) < p_flip).astype(np.uint8)
+    llr = np.where(side == 0, 1.0, -1.0) * np.log((1 - p_flip) / p_flip)
+    syndrome = spec.merged_syndrome(spec.accumulated(bits)[spec.order[:m]], m)
+    return chk, var, n, len(positions), llr, syndrome, bits
+
+
+def _syndrome_holds(chk, var, m, bits, syndrome) -> bool:
+    return bool(np.array_equal(np.bincount(chk, weights=bits[var], minlength=m).astype(np.int64) % 2, syndrome))
+
+
+def test_bp_osd_recovers_planes_bp_cannot_and_always_meets_the_syndrome():
+    rng = np.random.default_rng(3)
+    only_osd = bp_converged = 0
+    for m in [160, 176, 192, 208, 320] * 4:
+        chk, var, n, m, llr, syndrome, truth = _skewed_instance(rng, 2048, m)
+        bp_bits, bp_ok, _ = bp_ldpc(chk, var, n, m, llr, syndrome, 100)
+        osd_bits, osd_ok, _ = bp_osd(chk, var, n, m, llr, syndrome, 100)
+        # OSD's word meets the syndrome at every attempt (so callers must verify it with a CRC) ...
+        assert osd_ok and _syndrome_holds(chk, var, m, osd_bits, syndrome)
+        if bp_ok:  # ... and where BP converged, it is BP's word
+            assert np.array_equal(osd_bits, bp_bits)
+            bp_converged += 1
+        elif np.array_equal(osd_bits, truth):
+            only_osd += 1
+    assert only_osd >= 3 and bp_converged >= 3  # OSD decodes planes BP fails on, with the same syndrome bits
 
 
 @pytest.mark.parametrize("bp", [bp_ldpc, bp_numpy])
