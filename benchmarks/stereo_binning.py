@@ -133,14 +133,14 @@ def decoded_residuals(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarra
 
 def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
           progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None,
-          adapt: bool = False, decoder: str = "bp") -> dict:
+          adapt: bool = False, decoder: str = "bp", calibrate: bool = False) -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc)."""
     from tqdm import tqdm
 
     from edge_encoder.encoder import quantise
     from ndsc.sources.images import pad_to_multiple
-    from training.stereo_binning import (SCALE_BITS, IndexMap, decode_tile, encode_tile, mixture_bits, quantise_scale,
-                                         tile_spec)
+    from training.stereo_binning import (SCALE_BITS, IndexMap, LlrCalibration, decode_tile, encode_tile, mixture_bits,
+                                         quantise_scale, tile_spec)
 
     hw = pair.shape[-2:]
     payloads, _ = codec.encode(pair)
@@ -161,6 +161,8 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     # BP-OSD returns a syndrome-consistent word at every attempt, so its planes carry 32-bit CRCs
     spec = tile_spec(c * t * t, index_bits, check_bits=32 if decoder == "bp-osd" else 16)
     bp = syndrome_decoder(decoder)
+    # calibrate: the decoder learns an LLR map from the planes it decodes, across the scene's tiles
+    calibration = LlrCalibration(index_bits) if calibrate else None
     index_map = IndexMap(index_bits, mapping)
     full_rows = [r for r in range(hb // t) if (r + 1) * t * stride <= hw[0]]
     rows = sorted({full_rows[i] for i in np.linspace(0, len(full_rows) - 1, n_rows).round().astype(int)})
@@ -178,7 +180,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
             side = centres[:, i]
             start = time.perf_counter()
             edge = encode_tile(spec, sym, index_map)
-            res = decode_tile(spec, edge, side, sent_scale, index_map, bp=bp)
+            res = decode_tile(spec, edge, side, sent_scale, index_map, bp=bp, calibration=calibration)
             assert np.array_equal(res.symbols, sym.reshape(-1)), "lossless round trip failed"
             tiles.append({"row": r, "col": col, "real_bits": res.bits, "syndrome_bits": res.syndrome_bits,
                           "check_bits": res.check_bits, "escape_bits": res.escape_bits, "raw_bits": res.raw_bits,
@@ -223,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoder", default="bp", choices=DECODERS,
                     help="syndrome decoder: belief propagation, or BP then ordered-statistics decoding (BP-OSD) "
                          "where BP fails (planes then carry 32-bit CRCs instead of 16)")
+    ap.add_argument("--calibrate-llr", action="store_true",
+                    help="the decoder maps its model's LLRs to the error rates it has seen on the planes it decoded "
+                         "(training.stereo_binning.LlrCalibration; nothing sent)")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -242,8 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         fixed = calibrated_scale(codec) if args.scales in ("calibrated", "adaptive") else None
         for name, pair in pairs:
             r = {"scene": name, "point": f"{top}/{q}", "scales": args.scales, "decoder": args.decoder,
+                 "calibrate_llr": args.calibrate_llr,
                  **scene(codec, pair, args.rows, args.cols, args.step, args.mapping, index_bits=args.index_bits,
-                         fixed_scale=fixed, adapt=args.scales == "adaptive", decoder=args.decoder)}
+                         fixed_scale=fixed, adapt=args.scales == "adaptive", decoder=args.decoder,
+                       calibrate=args.calibrate_llr)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "

@@ -61,3 +61,21 @@ def test_decoded_residuals_take_each_blocks_most_likely_disparity():
     expected = np.abs(symbols - centres[truth, :, np.arange(4)].T).sum(axis=1)
     np.testing.assert_allclose(residual, expected)
     assert (residual <= 0.5 * 4 + 1e-9).all()  # rounding moves each symbol by at most ½
+
+
+def test_llr_calibration_starts_as_the_identity_and_learns_the_error_rates_it_sees():
+    from training.stereo_binning import LlrCalibration
+
+    cal = LlrCalibration(planes=2)
+    llr = np.array([-12.0, -3.0, -0.7, 0.0, 0.7, 2.5, 9.0, 13.0])
+    np.testing.assert_allclose(cal(0, llr), llr, atol=1e-9)
+    rng = np.random.default_rng(0)
+    # plane 1 sees a model that is too sure at |LLR| 11 (1 % wrong) and too unsure at |LLR| 1.75 (1 % wrong)
+    magnitude = np.repeat([11.0, 1.75], 20_000)  # bin centres: the map is linear between them
+    wrong = rng.random(magnitude.size) < 0.01
+    sign = rng.choice([-1.0, 1.0], magnitude.size)
+    bits = ((sign < 0) != wrong).astype(np.uint8)  # the decoded bit: the model's decision unless wrong
+    cal.update(1, sign * magnitude, bits)
+    out = cal(1, np.array([-11.0, 1.75]))
+    assert out[0] == pytest.approx(-np.log(99), abs=0.3) and out[1] == pytest.approx(np.log(99), abs=0.3)
+    np.testing.assert_allclose(cal(0, llr), llr, atol=1e-9)  # another plane's map is untouched
