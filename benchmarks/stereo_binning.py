@@ -51,7 +51,7 @@ INDEX_BITS = 7
 
 
 def candidate_centres(left_alone: np.ndarray, y0: int, rows: int, cols: list[int], right_encoder, gain: np.ndarray,
-                      step: float, batch: int = 16) -> np.ndarray:
+                      step: float, batch: int = 16, tile_blocks: int = TILE_BLOCKS) -> np.ndarray:
     """(D, C, len(cols)·T²) side per candidate disparity for the tiles of one tile row: the strip
     ``y0 … y0 + rows`` px of the decoded left, warped by d (rows are warped independently, so the
     strip is exact), through the right encoder's analysis, times the gains."""
@@ -64,7 +64,7 @@ def candidate_centres(left_alone: np.ndarray, y0: int, rows: int, cols: list[int
     w = left_alone.shape[-1]
     candidates = np.arange(0.0, w // 4 + step / 2, step)
     strip = torch.from_numpy(np.asarray(left_alone, np.float32)[:, y0:y0 + rows])[None]
-    t = TILE_BLOCKS
+    t = tile_blocks
     out = []
     for start in range(0, len(candidates), batch):
         ds = torch.tensor(candidates[start:start + batch], dtype=torch.float32)
@@ -133,7 +133,7 @@ def decoded_residuals(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarra
 
 def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
           progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None,
-          adapt: bool = False, decoder: str = "bp", calibrate: bool = False) -> dict:
+          adapt: bool = False, decoder: str = "bp", calibrate: bool = False, tile_blocks: int = TILE_BLOCKS) -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc)."""
     from tqdm import tqdm
 
@@ -146,7 +146,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     payloads, _ = codec.encode(pair)
     left_alone = codec.decode([payloads[0], None], hw)[0]
     enc = codec.encoders[1]
-    stride, t = enc.info.frame_stride, TILE_BLOCKS
+    stride, t = enc.info.frame_stride, tile_blocks
     symbols = enc.frame_symbols(pair[1])
     c = symbols.shape[0]
     hb, wb = -(-hw[0] // stride), -(-hw[1] // stride)
@@ -174,7 +174,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
         # the strip's own analysis reproduces the frame's symbols (a block transform: no leak across tiles)
         strip = pad_to_multiple(np.asarray(pair[1], np.float32)[:, y0:y0 + t * stride], (stride, stride))
         assert np.array_equal(quantise(enc.analysis(strip[None])[0], enc.gain), grid[:, r * t:(r + 1) * t])
-        centres = candidate_centres(left_alone, y0, t * stride, cols, enc, gain, step)
+        centres = candidate_centres(left_alone, y0, t * stride, cols, enc, gain, step, tile_blocks=t)
         for i, col in enumerate(cols):
             sym = grid[:, r * t:(r + 1) * t, col * t:(col + 1) * t].reshape(c, -1).astype(np.int64)
             side = centres[:, i]
@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", default=None, help="default: the shipped stereo-middlebury")
     ap.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="Middlebury scenes (the preset's split)")
     ap.add_argument("--skimage", action="store_true", help="scikit-image's pair instead of the held-out scenes")
+    ap.add_argument("--scenes", help="only these held-out scenes, comma separated (e.g. Art)")
     ap.add_argument("--points", default="3", help="right-view points, comma separated (bundle quality names)")
     ap.add_argument("--rows", type=int, default=2, help="tile rows per scene (evenly spaced)")
     ap.add_argument("--cols", type=int, default=6, help="tiles per row (evenly spaced)")
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibrate-llr", action="store_true",
                     help="the decoder maps its model's LLRs to the error rates it has seen on the planes it decoded "
                          "(training.stereo_binning.LlrCalibration; nothing sent)")
+    ap.add_argument("--tile-blocks", type=int, default=TILE_BLOCKS,
+                    help="tile side in 8 × 8 px transform blocks (n = 192 · side² symbols a plane)")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -239,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     bundle = args.bundle or str(default_bundle("stereo-middlebury"))
     pairs = held_out_pairs(args.root, args.skimage)
+    if args.scenes:
+        wanted = args.scenes.split(",")
+        pairs = [(name, pair) for name, pair in pairs if name in wanted]
+        if len(pairs) != len(wanted):
+            ap.error(f"--scenes {args.scenes}: not all among the held-out scenes")
     top = load_bundle(bundle).quality_names[-1]
     rows = []
     started = time.perf_counter()
@@ -247,10 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         fixed = calibrated_scale(codec) if args.scales in ("calibrated", "adaptive") else None
         for name, pair in pairs:
             r = {"scene": name, "point": f"{top}/{q}", "scales": args.scales, "decoder": args.decoder,
-                 "calibrate_llr": args.calibrate_llr,
+                 "calibrate_llr": args.calibrate_llr, "tile_blocks": args.tile_blocks,
                  **scene(codec, pair, args.rows, args.cols, args.step, args.mapping, index_bits=args.index_bits,
                          fixed_scale=fixed, adapt=args.scales == "adaptive", decoder=args.decoder,
-                       calibrate=args.calibrate_llr)}
+                       calibrate=args.calibrate_llr, tile_blocks=args.tile_blocks)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "
