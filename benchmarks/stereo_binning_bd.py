@@ -18,6 +18,7 @@ does in the whole-image curves. That the tiles stand for their scene is the esti
 
     python benchmarks/stereo_binning_bd.py                       # the checked-in reports
     python benchmarks/stereo_binning_bd.py --json docs/report/stereo_binning_bd.json
+    python benchmarks/stereo_binning_bd.py --whole docs/report/stereo_binning_p3_adaptive_whole_*.json
 """
 from __future__ import annotations
 
@@ -63,9 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", type=Path, default=REPO / "docs" / "report" / "stereo_bench.md")
     ap.add_argument("--binning", default=str(REPO / "docs" / "report" / "stereo_binning_p{q}_adaptive.json"),
                     help="per-point stereo_binning JSON, {q} = the right view's point")
+    ap.add_argument("--whole", nargs="*", default=[], type=Path,
+                    help="stereo_binning JSON of whole scenes (every full tile): their rows replace the tiled rows "
+                         "of the same scene and point")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args(argv)
     joint, separate = bench_rows(args.report, JOINT), bench_rows(args.report, SEPARATE)
+    whole = {(r["scene"], r["point"]): r for path in args.whole for r in json.loads(path.read_text())["rows"]}
     points, missing = [], []
     for point in sorted(joint):
         q = point.split("/")[-1]
@@ -76,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(path.read_text())
         if Path(data["bundle"]).name != "stereo-middlebury" or any(r["point"] != point for r in data["rows"]):
             raise ValueError(f"{path} is not the shipped bundle at point {point}")
+        rows = [whole.get((r["scene"], r["point"]), r) for r in data["rows"]]
         points.append({"point": point, "separate": separate[point], "joint": joint[point],
-                       "binned": binned_rate(data["rows"], joint[point][0]), "source": str(path.relative_to(REPO))
+                       "binned": binned_rate(rows, joint[point][0]),
+                       "whole_scenes": sorted(r["scene"] for r in rows if (r["scene"], r["point"]) in whole), "source": str(path.relative_to(REPO))
                        if path.is_relative_to(REPO) else str(path)})
     if missing:
         print("not measured (skipped): " + ", ".join(missing))
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         b = p["binned"]
         print(f"| {p['point']} | {p['separate'][0]:.4f} | {p['separate'][1]:.2f} | {p['joint'][0]:.4f} | "
               f"{b['bpd']:.4f} | {p['joint'][1]:.2f} | {100 * b['saving_payload_weighted']:.1f} % / "
-              f"{100 * b['saving_tiles_pooled']:.1f} % | {b['tiles']} |")
+              f"{100 * b['saving_tiles_pooled']:.1f} % | {b['tiles']}{' (whole scenes: ' + ', '.join(p['whole_scenes']) + ')' if p['whole_scenes'] else ''} |")
     sep_r, sep_q = [p["separate"][0] for p in points], [p["separate"][1] for p in points]
     curves = {"joint decoder alone (today)": [p["joint"][0] for p in points],
               "joint decoder + binning": [p["binned"]["bpd"] for p in points]}
