@@ -113,10 +113,11 @@ DECODERS = ("bp", "bp-osd")
 
 
 def syndrome_decoder(name: str):
-    """The BP function of :mod:`fusion_decoder.belief` named by ``--decoder``."""
+    """The BP function of :mod:`fusion_decoder.belief` named by ``--decoder``, and the bits of the plane
+    CRCs it needs: BP-OSD returns a syndrome-consistent word at every attempt, so its planes carry 32."""
     from fusion_decoder.belief import bp_ldpc, bp_osd
 
-    return {"bp": bp_ldpc, "bp-osd": bp_osd}[name]
+    return {"bp": (bp_ldpc, 16), "bp-osd": (bp_osd, 32)}[name]
 
 
 #: ``--scales adaptive``: weight of the calibrated scales, in blocks, against the residuals decoded so far
@@ -158,9 +159,8 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     # adaptive: the decoder refits the scales after each tile from what it decoded, starting from the
     # calibrated ones (weighted as ADAPT_PRIOR_BLOCKS blocks); nothing is sent
     residual_sum, residual_blocks = np.zeros(c), 0
-    # BP-OSD returns a syndrome-consistent word at every attempt, so its planes carry 32-bit CRCs
-    spec = tile_spec(c * t * t, index_bits, check_bits=32 if decoder == "bp-osd" else 16)
-    bp = syndrome_decoder(decoder)
+    bp, check_bits = syndrome_decoder(decoder)
+    spec = tile_spec(c * t * t, index_bits, check_bits=check_bits)
     # calibrate: the decoder learns an LLR map from the planes it decodes, across the scene's tiles
     calibration = LlrCalibration(index_bits) if calibrate else None
     index_map = IndexMap(index_bits, mapping)

@@ -68,6 +68,28 @@ def bp_numpy(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, 
     return bits, False, iterations
 
 
+def _ldpc_bp_on_errors(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, syndrome: np.ndarray,
+                      iterations: int):
+    """The ``ldpc`` package's product-sum BP on the error pattern e = bits ⊕ y, y = [llr < 0].
+
+    Returns (y, H as CSR, e's syndrome, the decoder after decoding or None when y already meets the
+    syndrome, BP's e)."""
+    import scipy.sparse as sp
+    from ldpc import BpDecoder
+
+    llr = np.clip(np.asarray(llr, np.float64), -_LLR_CLIP, _LLR_CLIP)
+    y = (llr < 0).astype(np.uint8)
+    h = sp.csr_matrix((np.ones(len(chk), np.uint8), (chk, var)), shape=(m, n))
+    target = ((np.asarray(syndrome, np.int64) ^ (np.bincount(chk, weights=y[var], minlength=m).astype(np.int64) & 1))
+              .astype(np.uint8))
+    if not target.any():
+        return y, h, target, None, np.zeros(n, np.uint8)
+    probs = 1.0 / (1.0 + np.exp(np.abs(llr)))
+    dec = BpDecoder(h, error_channel=probs.tolist(), max_iter=iterations, bp_method="product_sum", schedule="parallel",
+                    input_vector_type="syndrome")  # stated: ldpc cannot infer it for a square matrix
+    return y, h, target, dec, np.asarray(dec.decode(target), dtype=np.uint8)
+
+
 def bp_ldpc(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, syndrome: np.ndarray,
             iterations: int) -> tuple[np.ndarray, bool, int]:
     """The same decoding with the ``ldpc`` package's product-sum BpDecoder.
@@ -76,19 +98,9 @@ def bp_ldpc(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, s
     so the side information's hard decision y = [llr < 0] is the "received word", the bits are
     y ⊕ e, e's syndrome is syndrome ⊕ H·y and bit i flips with probability 1 / (1 + e^|llr_i|).
     """
-    import scipy.sparse as sp
-    from ldpc import BpDecoder
-
-    llr = np.clip(np.asarray(llr, np.float64), -_LLR_CLIP, _LLR_CLIP)
-    y = (llr < 0).astype(np.uint8)
-    h = sp.csr_matrix((np.ones(len(chk), np.uint8), (chk, var)), shape=(m, n))
-    target = (np.asarray(syndrome, np.int64) ^ (np.bincount(chk, weights=y[var], minlength=m).astype(np.int64) & 1))
-    if not target.any():
+    y, _, _, dec, e = _ldpc_bp_on_errors(chk, var, n, m, llr, syndrome, iterations)
+    if dec is None:
         return y, True, 0
-    probs = 1.0 / (1.0 + np.exp(np.abs(llr)))
-    dec = BpDecoder(h, error_channel=probs, max_iter=iterations, bp_method="product_sum", schedule="parallel",
-                    input_vector_type="syndrome")  # stated: ldpc cannot infer it for a square matrix
-    e = np.asarray(dec.decode(target.astype(np.uint8)), dtype=np.uint8)
     return y ^ e, bool(dec.converge), int(dec.iter)
 
 
@@ -143,20 +155,13 @@ def bp_osd(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, sy
     32-bit ones). The ``ldpc`` package's own OSD runs over all n columns, which takes seconds to
     minutes at n = 12 288; with m ≪ n only the few least reliable columns matter.
     """
-    import scipy.sparse as sp
-    from ldpc import BpDecoder
-
-    llr = np.clip(np.asarray(llr, np.float64), -_LLR_CLIP, _LLR_CLIP)
-    y = (llr < 0).astype(np.uint8)
-    h = sp.csc_matrix((np.ones(len(chk), np.uint8), (chk, var)), shape=(m, n))
-    target = ((np.asarray(syndrome, np.int64) ^ (h @ y)) & 1).astype(np.uint8)
-    if not target.any():
+    y, h, target, dec, e = _ldpc_bp_on_errors(chk, var, n, m, llr, syndrome, iterations)
+    if dec is None:
         return y, True, 0
-    dec = BpDecoder(h, error_channel=(1.0 / (1.0 + np.exp(np.abs(llr)))).tolist(), max_iter=iterations,
-                    bp_method="product_sum", schedule="parallel", input_vector_type="syndrome")
-    e = np.asarray(dec.decode(target), dtype=np.uint8)
     if dec.converge:
         return y ^ e, True, int(dec.iter)
+    llr = np.clip(np.asarray(llr, np.float64), -_LLR_CLIP, _LLR_CLIP)
+    h = h.tocsc()  # OSD takes column slices
     soft = np.asarray(dec.log_prob_ratios, np.float64)  # log P(e = 0) / P(e = 1) after BP
     e_bp = (soft < 0).astype(np.uint8)
     columns = np.argsort(np.abs(soft), kind="stable")  # least reliable first

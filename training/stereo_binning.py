@@ -317,7 +317,7 @@ def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: 
     for k in range(mapping.bits - 1, -1, -1):  # most significant plane first
         llr, _ = _bit_llr(lo, hi, k, mapping, centres, scale)
         llr = llr.reshape(-1)
-        model_llr = llr.copy()
+        model_llr = llr  # the calibration returns a new array, so the model's LLRs stay for its update
         if calibration is not None:
             llr = calibration(k, llr)
         fixed = (lo == hi).reshape(-1)  # escapes: their bit is known
