@@ -134,14 +134,19 @@ def decoded_residuals(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarra
 
 def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
           progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None,
-          adapt: bool = False, decoder: str = "bp", calibrate: bool = False, tile_blocks: int = TILE_BLOCKS) -> dict:
-    """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc)."""
+          adapt: bool = False, decoder: str = "bp", calibrate: bool = False, tile_blocks: int = TILE_BLOCKS,
+          plane_modes: bool = False, every: int = 0) -> dict:
+    """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc).
+
+    ``plane_modes``: the decoder picks syndromes or prior-coded bits per plane (:class:`PlaneModes`).
+    ``every``: instead of ``n_rows`` × ``n_cols`` evenly spaced tiles, every ``every``-th full tile in
+    raster order over the whole scene (a systematic sample: every row and column, edges included)."""
     from tqdm import tqdm
 
     from edge_encoder.encoder import quantise
     from ndsc.sources.images import pad_to_multiple
-    from training.stereo_binning import (SCALE_BITS, IndexMap, LlrCalibration, decode_tile, encode_tile, mixture_bits,
-                                         quantise_scale, tile_spec)
+    from training.stereo_binning import (SCALE_BITS, IndexMap, LlrCalibration, PlaneModes, PriorPlanes, decode_tile,
+                                         encode_tile, mixture_bits, quantise_scale, tile_spec)
 
     hw = pair.shape[-2:]
     payloads, _ = codec.encode(pair)
@@ -164,12 +169,20 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     # calibrate: the decoder learns an LLR map from the planes it decodes, across the scene's tiles
     calibration = LlrCalibration(index_bits) if calibrate else None
     index_map = IndexMap(index_bits, mapping)
+    modes = PlaneModes(PriorPlanes(enc.coder.tables, index_map, spec.n), index_bits, check_bits) if plane_modes else None
     full_rows = [r for r in range(hb // t) if (r + 1) * t * stride <= hw[0]]
-    rows = sorted({full_rows[i] for i in np.linspace(0, len(full_rows) - 1, n_rows).round().astype(int)})
-    cols = sorted({int(i) for i in np.linspace(0, wb // t - 1, n_cols).round()})
+    if every:
+        row_cols = {r: [col for col in range(wb // t) if (k * (wb // t) + col) % every == 0]
+                    for k, r in enumerate(full_rows)}
+    else:
+        rows = sorted({full_rows[i] for i in np.linspace(0, len(full_rows) - 1, n_rows).round().astype(int)})
+        cols = sorted({int(i) for i in np.linspace(0, wb // t - 1, n_cols).round()})
+        row_cols = {r: cols for r in rows}
     tiles = []
-    bar = tqdm(total=len(rows) * len(cols), desc="tiles", disable=not progress, leave=False)
-    for r in rows:
+    bar = tqdm(total=sum(map(len, row_cols.values())), desc="tiles", disable=not progress, leave=False)
+    for r, cols in row_cols.items():
+        if not cols:
+            continue
         y0 = r * t * stride
         # the strip's own analysis reproduces the frame's symbols (a block transform: no leak across tiles)
         strip = pad_to_multiple(np.asarray(pair[1], np.float32)[:, y0:y0 + t * stride], (stride, stride))
@@ -180,11 +193,13 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
             side = centres[:, i]
             start = time.perf_counter()
             edge = encode_tile(spec, sym, index_map)
-            res = decode_tile(spec, edge, side, sent_scale, index_map, bp=bp, calibration=calibration)
+            res = decode_tile(spec, edge, side, sent_scale, index_map, bp=bp, calibration=calibration, modes=modes)
             assert np.array_equal(res.symbols, sym.reshape(-1)), "lossless round trip failed"
             tiles.append({"row": r, "col": col, "real_bits": res.bits, "syndrome_bits": res.syndrome_bits,
                           "check_bits": res.check_bits, "escape_bits": res.escape_bits, "raw_bits": res.raw_bits,
-                          "wasted_bits": res.wasted_bits, "escapes": int(len(edge.escape_positions)),
+                          "wasted_bits": res.wasted_bits, "prior_bits": res.prior_bits,
+                          "plane_modes": "".join(m[0] for m in res.plane_modes),
+                          "escapes": int(len(edge.escape_positions)),
                           "requests": res.requests, "llr_bits": res.llr_bits, "plane_bits": res.plane_bits,
                           "plane_llr_bits": [round(b, 1) for b in res.plane_llr_bits],
                           "ans_bits": prior_bits(sym, enc.coder.tables),
@@ -231,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                          "(training.stereo_binning.LlrCalibration; nothing sent)")
     ap.add_argument("--tile-blocks", type=int, default=TILE_BLOCKS,
                     help="tile side in 8 × 8 px transform blocks (n = 192 · side² symbols a plane)")
+    ap.add_argument("--plane-modes", action="store_true",
+                    help="the decoder asks for each plane as syndromes or coded with the prior tables, whichever it "
+                         "expects to be cheaper (training.stereo_binning.PlaneModes; one feedback bit a plane)")
+    ap.add_argument("--every", type=int, default=0,
+                    help="every K-th full tile of each scene in raster order instead of --rows × --cols")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -256,9 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, pair in pairs:
             r = {"scene": name, "point": f"{top}/{q}", "scales": args.scales, "decoder": args.decoder,
                  "calibrate_llr": args.calibrate_llr, "tile_blocks": args.tile_blocks,
+                 "plane_modes": args.plane_modes, "every": args.every,
                  **scene(codec, pair, args.rows, args.cols, args.step, args.mapping, index_bits=args.index_bits,
                          fixed_scale=fixed, adapt=args.scales == "adaptive", decoder=args.decoder,
-                       calibrate=args.calibrate_llr, tile_blocks=args.tile_blocks)}
+                       calibrate=args.calibrate_llr, tile_blocks=args.tile_blocks, plane_modes=args.plane_modes,
+                         every=args.every)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "

@@ -79,3 +79,49 @@ def test_llr_calibration_starts_as_the_identity_and_learns_the_error_rates_it_se
     out = cal(1, np.array([-11.0, 1.75]))
     assert out[0] == pytest.approx(-np.log(99), abs=0.3) and out[1] == pytest.approx(np.log(99), abs=0.3)
     np.testing.assert_allclose(cal(0, llr), llr, atol=1e-9)  # another plane's map is untouched
+
+
+def test_prior_planes_split_each_symbols_table_bits_into_its_planes_and_range_code_them_losslessly():
+    from ndsc.entropy import ChannelTable
+    from training.stereo_binning import IndexMap, PriorPlanes, encode_tile, range_decode_bits, tile_spec
+
+    mapping = IndexMap(5)
+    freqs = np.array([1, 2, 8, 40, 200, 40, 8, 2, 1, 2], np.float64)  # symbols −4 … 4, then the escape
+    tables = [ChannelTable(offset=-4, freqs=tuple(int(f) for f in freqs)) for _ in range(2)]
+    n = 64
+    prior = PriorPlanes(tables, mapping, n)
+    rng = np.random.default_rng(0)
+    symbols = rng.choice(np.arange(-4, 5), p=freqs[:-1] / freqs[:-1].sum(), size=(2, n // 2))
+    edge = encode_tile(tile_spec(n, mapping.bits), symbols, mapping)
+    index = mapping.index(symbols.reshape(-1))
+    plane_bits = np.zeros(n)
+    for k in range(mapping.bits - 1, -1, -1):
+        lo = (index >> (k + 1)) << (k + 1)
+        p0 = prior.p0(lo, lo + (1 << (k + 1)) - 1, k)
+        bit = (index >> k) & 1
+        plane_bits += -np.log2(np.where(bit == 0, p0, 1.0 - p0))
+        words = edge.prior_coded(k, prior)  # the edge's own probabilities are the decoder's
+        np.testing.assert_array_equal(range_decode_bits(words, p0), bit)
+        assert 32 * len(words) <= -np.log2(np.where(bit == 0, p0, 1.0 - p0)).sum() + 64
+    # the chain rule: a symbol's planes cost what the table charges the symbol (inside the table's range)
+    table_bits = -np.log2(freqs[symbols.reshape(-1) + 4] / freqs.sum())
+    np.testing.assert_allclose(plane_bits, table_bits, rtol=1e-6)
+
+
+def test_plane_modes_pick_the_prior_where_the_side_information_misleads():
+    from ndsc.entropy import ChannelTable
+    from training.stereo_binning import IndexMap, PlaneModes, PriorPlanes, TileSurprise
+
+    mapping = IndexMap(4)
+    prior = PriorPlanes([ChannelTable(offset=-2, freqs=(1, 4, 22, 4, 1, 1))], mapping, 1000)
+    modes = PlaneModes(prior, planes=4, check_bits=16)
+    p0 = np.full(1000, 0.9)
+    llr = np.full(1000, 4.0)  # the side information is sure the bits are 0 (P ≈ 0.98)
+    fresh = modes.estimates(0, llr, p0, TileSurprise())
+    assert fresh["syndrome"] < fresh["prior"]  # trusted, the side information is cheaper
+    misled = TileSurprise()
+    bits = (np.random.default_rng(0).random(1000) < 0.1).astype(np.uint8)  # the planes above: 10 % ones
+    misled.add(np.full(1000, 8.0), p0, bits)  # while the LLRs said 1 in 3 000
+    after = modes.estimates(0, llr, p0, misled)
+    assert after["prior"] < after["syndrome"]
+    assert after["syndrome"] > 5 * fresh["syndrome"]
