@@ -81,6 +81,28 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of process ``pid``: the main thread as ``main``, the
+    others summed by their kernel name (``python`` for Python threads, ``event_engine`` for grpc's)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        name = "main" if int(tid) == pid else stat[stat.index("(") + 1:stat.rindex(")")]
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _cpu_us_per_frame(before: dict[str, float], after: dict[str, float], frames: int) -> dict[str, float]:
+    per = {k: round((v - before.get(k, 0.0)) / max(frames, 1) * 1e6, 1) for k, v in after.items()}
+    return {**{k: v for k, v in per.items() if v >= 0.5}, "total": round(sum(per.values()), 1)}
+
+
 def _edge_max_batch_frames() -> int:
     """EdgeSettings.max_batch_frames' default: the most frames an EdgeNode puts in one message."""
     import dataclasses
@@ -195,6 +217,8 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
             await asyncio.sleep(1.0)
 
     sampler = asyncio.create_task(sample_rss())
+    cpu0 = thread_cpu_seconds(decoder_pid) if decoder_pid else {}
+    own0 = time.process_time()
     streams = await asyncio.gather(*(_node(address, bundle, g, i, payloads, windows, rate, t0, ack_lat, sender)
                                   for g in names for i in range(n_src)))
     acked = sum(a for a, _ in streams)
@@ -206,6 +230,8 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - t0
     rss1 = rss_bytes(decoder_pid) if decoder_pid else 0
+    cpu1 = thread_cpu_seconds(decoder_pid) if decoder_pid else {}
+    own = time.process_time() - own0
     collector.cancel()
     await asyncio.gather(collector, return_exceptions=True)
     await channel.close()
@@ -227,6 +253,10 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
         "decoder_rss_growth_second_half_mib": round((rss1 - samples[len(samples) // 2]) / 2**20, 1) if samples else 0,
         "elapsed_s": round(elapsed, 2), "acked_elapsed_s": round(acked_elapsed, 2),
         "scheduled_s": round(windows / rate, 2), "subscribe": used["subscribe"],
+        # where the CPU goes, per frame sent: the decoder's threads (the event loop is "main") and this
+        # load generator (every thread of this process, the reconstruction reader included)
+        "decoder_cpu_us_per_frame": _cpu_us_per_frame(cpu0, cpu1, frames) if decoder_pid else {},
+        "load_generator_cpu_us_per_frame": round(own / max(frames, 1) * 1e6, 1),
     }
 
 
@@ -415,7 +445,9 @@ def main(argv=None) -> int:
                                                                   "latency_p99_s", "lost_frames")},
                         "runs": [{k: r[k] for k in ("rate_per_node", "frames_per_s", "latency_p50_s",
                                                       "latency_p99_s", "acked_elapsed_s", "scheduled_s",
-                                                      "lost_frames", "sustained")} for r in runs]}
+                                                      "lost_frames", "sustained", "messages_sent",
+                                                      "decoder_cpu_us_per_frame",
+                                                      "load_generator_cpu_us_per_frame")} for r in runs]}
     if args.baseline and all(report[n]["saturation_frames_per_s"] for n in report):
         base = report[f"baseline {args.baseline}"]["saturation_frames_per_s"]
         report["saturation_ratio"] = round(report["this"]["saturation_frames_per_s"] / base, 2)

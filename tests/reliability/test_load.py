@@ -20,6 +20,9 @@ def test_guarantee_100_nodes_in_50_groups_lose_no_frame(gaussian_bundle, tmp_pat
     assert r["windows_reconstructed"] == r["windows_expected"] == 500
     assert r["duplicate_windows"] == 0 and r["complete_windows"] == 500
     assert r["decoder_rss_growth_mib"] < 200
+    # the CPU accounting: the decoder's event loop ("main") and the load generator both worked
+    assert r["decoder_cpu_us_per_frame"]["main"] > 0 and r["load_generator_cpu_us_per_frame"] > 0
+    assert r["decoder_cpu_us_per_frame"]["total"] >= r["decoder_cpu_us_per_frame"]["main"]
 
 
 def test_the_saturation_search_stops_at_the_first_rate_the_decoder_cannot_keep_up_with():
