@@ -23,6 +23,7 @@ does in the whole-image curves. That the tiles stand for their scene is the esti
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 from pathlib import Path
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--report", type=Path, default=REPO / "docs" / "report" / "stereo_bench.md")
     ap.add_argument("--binning", default=str(REPO / "docs" / "report" / "stereo_binning_p{q}_adaptive.json"),
-                    help="per-point stereo_binning JSON, {q} = the right view's point")
+                    help="per-point stereo_binning JSON, {q} = the right view's point; a glob pattern joins the "
+                         "rows of every file it matches (e.g. one point measured in two runs, by scene)")
     ap.add_argument("--whole", nargs="*", default=[], type=Path,
                     help="stereo_binning JSON of whole scenes (every full tile): their rows replace the tiled rows "
                          "of the same scene and point")
@@ -73,18 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     points, missing = [], []
     for point in sorted(joint):
         q = point.split("/")[-1]
-        path = Path(args.binning.format(q=q))
-        if not path.exists():
-            missing.append(str(path))
+        pattern = args.binning.format(q=q)
+        paths = [Path(p) for p in sorted(glob.glob(pattern))]
+        if not paths:
+            missing.append(pattern)
             continue
-        data = json.loads(path.read_text())
-        if Path(data["bundle"]).name != "stereo-middlebury" or any(r["point"] != point for r in data["rows"]):
-            raise ValueError(f"{path} is not the shipped bundle at point {point}")
-        rows = [whole.get((r["scene"], r["point"]), r) for r in data["rows"]]
+        rows = []
+        for path in paths:
+            data = json.loads(path.read_text())
+            if Path(data["bundle"]).name != "stereo-middlebury" or any(r["point"] != point for r in data["rows"]):
+                raise ValueError(f"{path} is not the shipped bundle at point {point}")
+            rows += [whole.get((r["scene"], r["point"]), r) for r in data["rows"]]
+        scenes = [r["scene"] for r in rows]
+        if len(set(scenes)) != len(scenes):
+            raise ValueError(f"{pattern}: a scene measured twice at point {point}")
         points.append({"point": point, "separate": separate[point], "joint": joint[point],
                        "binned": binned_rate(rows, joint[point][0]),
-                       "whole_scenes": sorted(r["scene"] for r in rows if (r["scene"], r["point"]) in whole), "source": str(path.relative_to(REPO))
-                       if path.is_relative_to(REPO) else str(path)})
+                       "whole_scenes": sorted(r["scene"] for r in rows if (r["scene"], r["point"]) in whole),
+                       "source": [str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path) for path in paths]})
     if missing:
         print("not measured (skipped): " + ", ".join(missing))
     if len(points) < 2:

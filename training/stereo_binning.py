@@ -21,6 +21,11 @@ probability is a Laplacian CDF difference, with no alphabet dimension to sum ove
    whose entropy is near n, or that still fails at :data:`RAW_FRACTION` · n bits, is sent raw);
 4. the decoded plane halves every interval, and the next plane's π is sharper.
 
+With :class:`PlaneModes` the decoder may instead ask for a plane coded with the prior tables
+(:class:`PriorPlanes`: the chain rule splits a symbol's table bits over its planes, so a tile whose
+side information fails costs about what ANS would, not more); it decides per plane from both modes'
+expected bits, before any bit of the plane is sent.
+
 Every bit the decoder receives is counted in :class:`TileResult`. The parity checks are
 :func:`spread_checks`, not :func:`ndsc.binning.random_checks` (see there why). Not done: Varodayan's
 inner EM (re-estimating π from BP's soft bits while a plane decodes).
