@@ -132,6 +132,17 @@ def decoded_residuals(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarra
     return np.abs(symbols - side).sum(axis=1)
 
 
+def tile_sample(full_rows: list[int], n_tile_cols: int, n_rows: int, n_cols: int, every: int = 0) -> dict[int, list[int]]:
+    """The tiles coded, {tile row: tile columns}: ``n_rows`` × ``n_cols`` evenly spaced, or with ``every``
+    every ``every``-th tile of the full rows in raster order (a systematic sample of the whole scene)."""
+    if every:
+        return {r: [col for col in range(n_tile_cols) if (k * n_tile_cols + col) % every == 0]
+                for k, r in enumerate(full_rows)}
+    rows = sorted({full_rows[i] for i in np.linspace(0, len(full_rows) - 1, n_rows).round().astype(int)})
+    cols = sorted({int(i) for i in np.linspace(0, n_tile_cols - 1, n_cols).round()})
+    return {r: cols for r in rows}
+
+
 def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
           progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None,
           adapt: bool = False, decoder: str = "bp", calibrate: bool = False, tile_blocks: int = TILE_BLOCKS,
@@ -171,13 +182,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     index_map = IndexMap(index_bits, mapping)
     modes = PlaneModes(PriorPlanes(enc.coder.tables, index_map, spec.n), index_bits, check_bits) if plane_modes else None
     full_rows = [r for r in range(hb // t) if (r + 1) * t * stride <= hw[0]]
-    if every:
-        row_cols = {r: [col for col in range(wb // t) if (k * (wb // t) + col) % every == 0]
-                    for k, r in enumerate(full_rows)}
-    else:
-        rows = sorted({full_rows[i] for i in np.linspace(0, len(full_rows) - 1, n_rows).round().astype(int)})
-        cols = sorted({int(i) for i in np.linspace(0, wb // t - 1, n_cols).round()})
-        row_cols = {r: cols for r in rows}
+    row_cols = tile_sample(full_rows, wb // t, n_rows, n_cols, every)
     tiles = []
     bar = tqdm(total=sum(map(len, row_cols.values())), desc="tiles", disable=not progress, leave=False)
     for r, cols in row_cols.items():

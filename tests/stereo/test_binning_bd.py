@@ -44,3 +44,28 @@ def test_binned_rate_scales_each_scenes_payload_by_its_own_saving(bench):
     assert out["saving_tiles_pooled"] == pytest.approx(0.30)
     unchanged = [{**r, "real_bits_with_scales": r["ans_bits"]} for r in rows]
     assert bench.binned_rate(unchanged, 0.5)["bpd"] == pytest.approx(0.5)
+
+
+def test_a_glob_joins_one_points_scenes_from_several_runs_and_refuses_a_scene_twice(bench, tmp_path, capsys):
+    import json
+
+    def row(scene, point):
+        return {"scene": scene, "point": point, "payload_bits": 1000, "real_bits_with_scales": 80,
+                "ans_bits": 100, "tiles": [0]}
+
+    joint = bench.bench_rows(REPORT, bench.JOINT)
+    for point in sorted(joint):
+        q = point.split("/")[-1]
+        for part, scenes in (("a", ["Art"]), ("b", ["Pipes", "cones"])):
+            rows = [row(s, point) for s in scenes]
+            (tmp_path / f"p{q}_{part}.json").write_text(json.dumps({"bundle": "x/stereo-middlebury", "rows": rows}))
+    out = tmp_path / "bd.json"
+    assert bench.main(["--binning", str(tmp_path / "p{q}_*.json"), "--json", str(out)]) == 0
+    points = json.loads(out.read_text())["points"]
+    assert len(points) == len(joint) and all(len(p["source"]) == 2 for p in points)
+    assert all(p["binned"]["saving_payload_weighted"] == pytest.approx(0.2) for p in points)
+    first = sorted(joint)[0].split("/")[-1]
+    (tmp_path / f"p{first}_c.json").write_text(json.dumps({"bundle": "x/stereo-middlebury",
+                                                           "rows": [row("Art", sorted(joint)[0])]}))
+    with pytest.raises(ValueError, match="measured twice"):
+        bench.main(["--binning", str(tmp_path / "p{q}_*.json")])

@@ -125,3 +125,12 @@ def test_plane_modes_pick_the_prior_where_the_side_information_misleads():
     after = modes.estimates(0, llr, p0, misled)
     assert after["prior"] < after["syndrome"]
     assert after["syndrome"] > 5 * fresh["syndrome"]
+
+
+def test_a_systematic_tile_sample_takes_every_kth_tile_in_raster_order():
+    bench = load_benchmark("stereo_binning")
+    sample = bench.tile_sample(list(range(17)), 21, 2, 4, every=5)
+    tiles = [(r, c) for r, cols in sample.items() for c in cols]
+    assert tiles == [(k // 21, k % 21) for k in range(0, 17 * 21, 5)]  # every row and column, edges included
+    assert {c for _, c in tiles} == set(range(21))
+    assert bench.tile_sample([0, 1, 2], 5, 2, 2) == {0: [0, 4], 2: [0, 4]}  # evenly spaced, corners in
