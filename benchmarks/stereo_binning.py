@@ -132,11 +132,13 @@ def decoded_residuals(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarra
     return np.abs(symbols - side).sum(axis=1)
 
 
-def tile_sample(full_rows: list[int], n_tile_cols: int, n_rows: int, n_cols: int, every: int = 0) -> dict[int, list[int]]:
+def tile_sample(full_rows: list[int], n_tile_cols: int, n_rows: int, n_cols: int, every: int = 0,
+                phase: int = 0) -> dict[int, list[int]]:
     """The tiles coded, {tile row: tile columns}: ``n_rows`` × ``n_cols`` evenly spaced, or with ``every``
-    every ``every``-th tile of the full rows in raster order (a systematic sample of the whole scene)."""
+    every ``every``-th tile of the full rows in raster order from the ``phase``-th (a systematic sample
+    of the whole scene; another phase is another sample of the same size)."""
     if every:
-        return {r: [col for col in range(n_tile_cols) if (k * n_tile_cols + col) % every == 0]
+        return {r: [col for col in range(n_tile_cols) if (k * n_tile_cols + col) % every == phase % every]
                 for k, r in enumerate(full_rows)}
     rows = sorted({full_rows[i] for i in np.linspace(0, len(full_rows) - 1, n_rows).round().astype(int)})
     cols = sorted({int(i) for i in np.linspace(0, n_tile_cols - 1, n_cols).round()})
@@ -146,7 +148,7 @@ def tile_sample(full_rows: list[int], n_tile_cols: int, n_rows: int, n_cols: int
 def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
           progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None,
           adapt: bool = False, decoder: str = "bp", calibrate: bool = False, tile_blocks: int = TILE_BLOCKS,
-          plane_modes: bool = False, every: int = 0) -> dict:
+          plane_modes: bool = False, every: int = 0, phase: int = 0) -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc).
 
     ``plane_modes``: the decoder picks syndromes or prior-coded bits per plane (:class:`PlaneModes`).
@@ -182,7 +184,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     index_map = IndexMap(index_bits, mapping)
     modes = PlaneModes(PriorPlanes(enc.coder.tables, index_map, spec.n), index_bits, check_bits) if plane_modes else None
     full_rows = [r for r in range(hb // t) if (r + 1) * t * stride <= hw[0]]
-    row_cols = tile_sample(full_rows, wb // t, n_rows, n_cols, every)
+    row_cols = tile_sample(full_rows, wb // t, n_rows, n_cols, every, phase)
     tiles = []
     bar = tqdm(total=sum(map(len, row_cols.values())), desc="tiles", disable=not progress, leave=False)
     for r, cols in row_cols.items():
@@ -256,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                          "expects to be cheaper (training.stereo_binning.PlaneModes; one feedback bit a plane)")
     ap.add_argument("--every", type=int, default=0,
                     help="every K-th full tile of each scene in raster order instead of --rows × --cols")
+    ap.add_argument("--phase", type=int, default=0, help="with --every K: start at the PHASE-th tile (0 … K − 1)")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -281,11 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, pair in pairs:
             r = {"scene": name, "point": f"{top}/{q}", "scales": args.scales, "decoder": args.decoder,
                  "calibrate_llr": args.calibrate_llr, "tile_blocks": args.tile_blocks,
-                 "plane_modes": args.plane_modes, "every": args.every,
+                 "plane_modes": args.plane_modes, "every": args.every, "phase": args.phase,
                  **scene(codec, pair, args.rows, args.cols, args.step, args.mapping, index_bits=args.index_bits,
                          fixed_scale=fixed, adapt=args.scales == "adaptive", decoder=args.decoder,
                        calibrate=args.calibrate_llr, tile_blocks=args.tile_blocks, plane_modes=args.plane_modes,
-                         every=args.every)}
+                         every=args.every, phase=args.phase)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "

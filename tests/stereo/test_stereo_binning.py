@@ -133,4 +133,6 @@ def test_a_systematic_tile_sample_takes_every_kth_tile_in_raster_order():
     tiles = [(r, c) for r, cols in sample.items() for c in cols]
     assert tiles == [(k // 21, k % 21) for k in range(0, 17 * 21, 5)]  # every row and column, edges included
     assert {c for _, c in tiles} == set(range(21))
+    other = [(r, c) for r, cols in bench.tile_sample(list(range(17)), 21, 2, 4, every=5, phase=2).items() for c in cols]
+    assert other == [(k // 21, k % 21) for k in range(2, 17 * 21, 5)] and not set(other) & set(tiles)
     assert bench.tile_sample([0, 1, 2], 5, 2, 2) == {0: [0, 4], 2: [0, 4]}  # evenly spaced, corners in
