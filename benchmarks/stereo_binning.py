@@ -116,8 +116,9 @@ def syndrome_decoder(name: str):
     """The BP function of :mod:`fusion_decoder.belief` named by ``--decoder``, and the bits of the plane
     CRCs it needs: BP-OSD returns a syndrome-consistent word at every attempt, so its planes carry 32."""
     from fusion_decoder.belief import bp_ldpc, bp_osd
+    from training.stereo_binning import CHECK_BITS
 
-    return {"bp": (bp_ldpc, 16), "bp-osd": (bp_osd, 32)}[name]
+    return {"bp": (bp_ldpc, CHECK_BITS), "bp-osd": (bp_osd, 32)}[name]
 
 
 #: ``--scales adaptive``: weight of the calibrated scales, in blocks, against the residuals decoded so far
