@@ -116,8 +116,11 @@ _EDGE_MAX_BATCH_FRAMES = _edge_max_batch_frames()
 
 
 async def _node(address, bundle, group, source, payloads, windows, rate, t0, ack_lat,
-                sender="single") -> tuple[int, int]:
-    """One simulated node's stream: returns (the last seq acknowledged, messages written)."""
+                sender="single", flush=0.0) -> tuple[int, int]:
+    """One simulated node's stream: returns (the last seq acknowledged, messages written).
+
+    ``flush`` (``edge`` only): seconds a due window waits for later ones to share its message,
+    as an EdgeNode with ``NDSC_FLUSH_INTERVAL``."""
     info = bundle.sources[source]
     messages = 0
     sent: dict[int, float] = {}
@@ -141,7 +144,7 @@ async def _node(address, bundle, group, source, payloads, windows, rate, t0, ack
         wall_t0 = time.time() + (t0 - time.perf_counter())
         k = 0
         while k < windows:
-            delay = t0 + k / rate - time.perf_counter()
+            delay = t0 + k / rate + (flush if sender == "edge" else 0.0) - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             # "single": one frame per message whatever the backlog (the worst case for overhead);
@@ -164,13 +167,15 @@ async def _node(address, bundle, group, source, payloads, windows, rate, t0, ack
 
 
 async def run_load(bundle_path: Path, address: str, groups: int, duration: float, rate: float,
-                   decoder_pid: int | None = None, subscribe: str = "batches", sender: str = "single") -> dict:
+                   decoder_pid: int | None = None, subscribe: str = "batches", sender: str = "single",
+                   flush: float = 0.0) -> dict:
     """Drive ``groups`` × n_sources nodes against the decoder at ``address``; returns the figures.
 
     ``subscribe``: ``batches`` reads reconstructions with SubscribeBatches (falling back to
     Subscribe on a decoder without it, e.g. a ``--baseline`` revision), ``single`` with Subscribe.
     ``sender``: ``single`` sends one frame per message always; ``edge`` sends every window
-    already due in one message (up to 64), as an ``EdgeNode`` sends a backlog.
+    already due in one message (up to 64), as an ``EdgeNode`` sends a backlog; with ``flush`` > 0
+    the first due window waits that long for others (``NDSC_FLUSH_INTERVAL``).
     """
     bundle = load_bundle(bundle_path)
     payloads = coded_payloads(bundle_path)
@@ -219,7 +224,8 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
     sampler = asyncio.create_task(sample_rss())
     cpu0 = thread_cpu_seconds(decoder_pid) if decoder_pid else {}
     own0 = time.process_time()
-    streams = await asyncio.gather(*(_node(address, bundle, g, i, payloads, windows, rate, t0, ack_lat, sender)
+    streams = await asyncio.gather(*(_node(address, bundle, g, i, payloads, windows, rate, t0, ack_lat, sender,
+                                        flush)
                                   for g in names for i in range(n_src)))
     acked = sum(a for a, _ in streams)
     acked_elapsed = time.perf_counter() - t0  # the schedule ends at windows / rate
@@ -240,7 +246,7 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
     return {
         "nodes": len(names) * n_src, "groups": groups, "windows_per_node": windows, "rate_per_node": rate,
         "frames_sent": frames, "frames_acked": acked, "lost_frames": frames - acked,
-        "messages_sent": sum(m for _, m in streams), "sender": sender,
+        "messages_sent": sum(m for _, m in streams), "sender": sender, "flush_interval_s": flush,
         "windows_reconstructed": len(recs), "windows_expected": want, "duplicate_windows": dups,
         "complete_windows": int(sum(v[1] for v in recs.values())),
         "frames_per_s": round(acked / elapsed, 1), "reconstructions_per_s": round(len(recs) / elapsed, 1),
@@ -383,6 +389,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sender", choices=("single", "edge"), default="single",
                     help="single: one frame per message whatever the backlog (the worst case); edge: a node "
                     "behind its schedule sends every due window in one message, as EdgeNode does")
+    ap.add_argument("--flush-interval", type=float, default=0.0, metavar="S",
+                    help="with --sender edge: a due window waits S seconds for later ones to share its message, "
+                    "as an EdgeNode with NDSC_FLUSH_INTERVAL (adds up to S to the latency)")
     ap.add_argument("--decoder-cpus", metavar="LIST", help="pin the decoder to these CPUs (e.g. 0 or 0,1) and the "
                     "load generator to the others, so the decoder's capacity is measured without the load "
                     "generator taking its cores (default: both share every CPU this process may use)")
@@ -390,6 +399,8 @@ def main(argv=None) -> int:
                     "run in lockstep with this one (or a folder holding that revision's files, for a machine "
                     "without the git history: `git archive REV | tar -x -C DIR`)")
     args = ap.parse_args(argv)
+    if args.flush_interval < 0 or (args.flush_interval > 0 and args.sender != "edge"):
+        ap.error("--flush-interval must be >= 0 and needs --sender edge")
     bundle = args.bundle or default_bundle("ecg-synth-quick")
     decoder_cpus = {int(c) for c in args.decoder_cpus.split(",")} if args.decoder_cpus else None
     if decoder_cpus:
@@ -404,7 +415,7 @@ def main(argv=None) -> int:
             try:
                 # the load generator shares the cores with the decoder: the cheaper loop leaves it more
                 return run_event_loop(run_load(bundle, address, args.groups, args.duration, rate, proc.pid,
-                                               args.subscribe, args.sender))
+                                               args.subscribe, args.sender, args.flush_interval))
             finally:
                 proc.terminate()
                 proc.wait(30)
@@ -452,6 +463,7 @@ def main(argv=None) -> int:
         base = report[f"baseline {args.baseline}"]["saturation_frames_per_s"]
         report["saturation_ratio"] = round(report["this"]["saturation_frames_per_s"] / base, 2)
     print(json.dumps({"journal": args.journal, "groups": args.groups, "sender": args.sender,
+                      "flush_interval_s": args.flush_interval,
                       "decoder_cpus": sorted(decoder_cpus) if decoder_cpus else "shared", **report}, indent=1))
     return 0
 
