@@ -86,9 +86,14 @@ def test_an_edge_like_node_behind_its_schedule_sends_its_backlog_in_fewer_messag
             acked, messages = asyncio.run(load._node(address, bundle, f"backlog-{sender}", 0, payloads, 30, 20.0,
                                                      time.perf_counter() - 1.0, [], sender))
             got[sender] = (acked, messages)
+        # on schedule at 100 windows/s, a 50 ms flush interval: about 5 windows a message
+        got["flush"] = asyncio.run(load._node(address, bundle, "flush", 0, payloads, 30, 100.0, time.perf_counter(),
+                                              [], "edge", 0.05))
     finally:
         proc.terminate()
         proc.wait(30)
     assert got["single"] == (30, 30)
     acked, messages = got["edge"]
     assert acked == 30 and messages <= 15
+    acked, messages = got["flush"]
+    assert acked == 30 and messages <= 12
