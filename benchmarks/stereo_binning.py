@@ -108,16 +108,28 @@ def calibrated_scale(codec) -> np.ndarray:
     return oracle_scale(pair, left_alone, enc, enc.frame_symbols(pair[1]), np.asarray(enc.gain, np.float64))
 
 
-#: ``--decoder``: BP alone (the ldpc package's), or BP then ordered-statistics decoding where BP fails
-DECODERS = ("bp", "bp-osd")
+#: ``--decoder``: BP alone (the ldpc package's), the same BP in torch (float32, on the GPU where there is
+#: one), or BP then ordered-statistics decoding where BP fails
+DECODERS = ("bp", "bp-torch", "bp-osd")
 
 
 def syndrome_decoder(name: str):
-    """The BP function of :mod:`fusion_decoder.belief` named by ``--decoder``, and the bits of the plane
-    CRCs it needs: BP-OSD returns a syndrome-consistent word at every attempt, so its planes carry 32."""
+    """The BP function named by ``--decoder``, and the bits of the plane CRCs it needs: BP-OSD returns a
+    syndrome-consistent word at every attempt, so its planes carry 32."""
     from fusion_decoder.belief import bp_ldpc, bp_osd
     from training.stereo_binning import CHECK_BITS
 
+    if name == "bp-torch":
+        import torch
+
+        from fusion_decoder.belief_torch import bp_batch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+
+        def bp_torch32(chk, var, n, m, llr, syndrome, iterations):
+            return bp_batch([(chk, var, n, m, llr, syndrome)], iterations, device, torch.float32)[0]
+
+        return bp_torch32, CHECK_BITS
     return {"bp": (bp_ldpc, CHECK_BITS), "bp-osd": (bp_osd, 32)}[name]
 
 
@@ -149,7 +161,8 @@ def tile_sample(full_rows: list[int], n_tile_cols: int, n_rows: int, n_cols: int
 def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mapping: str = "zigzag",
           progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None,
           adapt: bool = False, decoder: str = "bp", calibrate: bool = False, tile_blocks: int = TILE_BLOCKS,
-          plane_modes: bool = False, every: int = 0, phase: int = 0) -> dict:
+          plane_modes: bool = False, every: int = 0, phase: int = 0, size_requests: bool = False,
+          step_fraction: float = 0.0) -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc).
 
     ``plane_modes``: the decoder picks syndromes or prior-coded bits per plane (:class:`PlaneModes`).
@@ -159,8 +172,8 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
 
     from edge_encoder.encoder import quantise
     from ndsc.sources.images import pad_to_multiple
-    from training.stereo_binning import (SCALE_BITS, IndexMap, LlrCalibration, PlaneModes, PriorPlanes, decode_tile,
-                                         encode_tile, mixture_bits, quantise_scale, tile_spec)
+    from training.stereo_binning import (SCALE_BITS, IndexMap, LlrCalibration, PlaneModes, PriorPlanes, RequestSizer,
+                                         decode_tile, encode_tile, mixture_bits, quantise_scale, tile_spec)
 
     hw = pair.shape[-2:]
     payloads, _ = codec.encode(pair)
@@ -183,6 +196,8 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     # calibrate: the decoder learns an LLR map from the planes it decodes, across the scene's tiles
     calibration = LlrCalibration(index_bits) if calibrate else None
     index_map = IndexMap(index_bits, mapping)
+    # size_requests: each plane's first request learned across the scene's tiles (RequestSizer)
+    sizer = RequestSizer(index_bits) if size_requests else None
     modes = PlaneModes(PriorPlanes(enc.coder.tables, index_map, spec.n), index_bits, check_bits) if plane_modes else None
     full_rows = [r for r in range(hb // t) if (r + 1) * t * stride <= hw[0]]
     row_cols = tile_sample(full_rows, wb // t, n_rows, n_cols, every, phase)
@@ -201,7 +216,9 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
             side = centres[:, i]
             start = time.perf_counter()
             edge = encode_tile(spec, sym, index_map)
-            res = decode_tile(spec, edge, side, sent_scale, index_map, bp=bp, calibration=calibration, modes=modes)
+            res = decode_tile(spec, edge, side, sent_scale, index_map, bp=bp, calibration=calibration, modes=modes,
+                              sizer=sizer, step_fraction=step_fraction)
+            decode_seconds = time.perf_counter() - start
             assert np.array_equal(res.symbols, sym.reshape(-1)), "lossless round trip failed"
             tiles.append({"row": r, "col": col, "real_bits": res.bits, "syndrome_bits": res.syndrome_bits,
                           "check_bits": res.check_bits, "escape_bits": res.escape_bits, "raw_bits": res.raw_bits,
@@ -213,7 +230,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
                           "ans_bits": prior_bits(sym, enc.coder.tables),
                           "learned_bits": learned_tile_bits(sym.astype(np.float64), side, scale),
                           "model_bits": mixture_bits(sym, side, sent_scale, index_map),
-                          "seconds": time.perf_counter() - start})
+                          "decode_seconds": decode_seconds, "seconds": time.perf_counter() - start})
             if adapt:  # after the tile's figures: they use the scales its decoding used
                 decoded = res.symbols.reshape(c, -1).astype(np.float64)
                 residual_sum += decoded_residuals(decoded, side, sent_scale)
@@ -247,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                          "each scene itself (counted as 8 bits each; the edge could not compute them); adaptive: "
                          "calibrated, then refitted by the decoder after each tile from the symbols it decoded")
     ap.add_argument("--decoder", default="bp", choices=DECODERS,
-                    help="syndrome decoder: belief propagation, or BP then ordered-statistics decoding (BP-OSD) "
+                    help="syndrome decoder: belief propagation (the ldpc package's, or fusion_decoder.belief_torch's "
+                         "in float32 on the GPU where there is one), or BP then ordered-statistics decoding (BP-OSD) "
                          "where BP fails (planes then carry 32-bit CRCs instead of 16)")
     ap.add_argument("--calibrate-llr", action="store_true",
                     help="the decoder maps its model's LLRs to the error rates it has seen on the planes it decoded "
@@ -260,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=0,
                     help="every K-th full tile of each scene in raster order instead of --rows × --cols")
     ap.add_argument("--phase", type=int, default=0, help="with --every K: start at the PHASE-th tile (0 … K − 1)")
+    ap.add_argument("--size-requests", action="store_true",
+                    help="each plane's first request is sized from the planes decoded before (training.stereo_binning."
+                         "RequestSizer) instead of half its LLR entropy: fewer requests")
+    ap.add_argument("--step-fraction", type=float, default=0.0, metavar="F",
+                    help="each request after the first asks for F of the bits held when that is more than 8 "
+                         "(training.stereo_binning.request_grid): fewer round trips on large planes")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -286,10 +310,12 @@ def main(argv: list[str] | None = None) -> int:
             r = {"scene": name, "point": f"{top}/{q}", "scales": args.scales, "decoder": args.decoder,
                  "calibrate_llr": args.calibrate_llr, "tile_blocks": args.tile_blocks,
                  "plane_modes": args.plane_modes, "every": args.every, "phase": args.phase,
+                 "size_requests": args.size_requests, "step_fraction": args.step_fraction,
                  **scene(codec, pair, args.rows, args.cols, args.step, args.mapping, index_bits=args.index_bits,
                          fixed_scale=fixed, adapt=args.scales == "adaptive", decoder=args.decoder,
                        calibrate=args.calibrate_llr, tile_blocks=args.tile_blocks, plane_modes=args.plane_modes,
-                         every=args.every, phase=args.phase)}
+                         every=args.every, phase=args.phase, size_requests=args.size_requests,
+                         step_fraction=args.step_fraction)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "

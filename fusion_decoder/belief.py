@@ -16,6 +16,8 @@ the window falls back to its direct payload, never to a wrong word).
 Belief propagation: the ``ldpc`` package's sum-product decoder (C++, maintained) by default;
 :func:`bp_numpy`, a plain NumPy sum-product, is kept as the cross-check
 (``tests/binning/test_belief.py``) and as the fallback where ``ldpc`` is not installed.
+:func:`fusion_decoder.belief_torch.bp_batch` takes :func:`bp_numpy`'s steps in torch, many
+problems (tiles) as one graph, on the GPU where there is one.
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ probability is a Laplacian CDF difference, with no alphabet dimension to sum ove
 3. rate-compatible requests: the decoder first asks for about half the plane's entropy under its own
    LLRs, then :data:`STEP_BITS` more at a time, until BP converges *and* the CRC matches (a plane
    whose entropy is near n, or that still fails at :data:`RAW_FRACTION` · n bits, is sent raw);
+   :class:`RequestSizer` and :func:`request_grid` trade a little of those bits for fewer requests;
 4. the decoded plane halves every interval, and the next plane's π is sharper.
 
 With :class:`PlaneModes` the decoder may instead ask for a plane coded with the prior tables
@@ -449,13 +450,49 @@ def _cross_entropy(q0: np.ndarray, p0: np.ndarray) -> float:
     return float(-(q0 * np.log2(p0) + (1.0 - q0) * np.log2(1.0 - p0)).sum())
 
 
+class RequestSizer:
+    """The size of a plane's first request, learned by the decoder from the planes it decoded.
+
+    Fixed at :data:`FIRST_REQUEST` of the plane's LLR entropy Σh, the first request is far below what
+    BP needs (1.3–1.5 Σh), and the plane then takes one request per :data:`STEP_BITS`: 17–45 round
+    trips. Instead the first request is the :data:`QUANTILE` of (bits needed / ρΣh) over the last
+    :data:`KEEP` planes of the same significance, times this plane's ρΣh, where ρ is how surprised the
+    LLRs were on the tile's planes above (:class:`TileSurprise`; it halved the spread of that ratio on
+    a row of Art): a plane then needs fewer requests, and pays more than it needed (the first request)
+    in about that quantile of planes. The decoder learns what each plane needed by BP on prefixes of
+    the bits it holds (rate-compatible: every prefix is a code), so what it learns is not cut off at
+    its own guess. Measured (docs/stereo.md): 222 → 146 requests a tile for 0.8 points of saving.
+    """
+
+    QUANTILE = 0.2
+    KEEP = 256
+    MIN_SEEN = 8  # before this many planes of a significance: FIRST_REQUEST of Σh
+
+    def __init__(self, planes: int):
+        self.ratios: list[list[float]] = [[] for _ in range(planes)]
+
+    def first(self, k: int, entropy: float) -> int:
+        """The first request's bits for plane ``k`` whose LLR entropy (times ρ) is ``entropy``."""
+        seen = self.ratios[k]
+        fraction = FIRST_REQUEST if len(seen) < self.MIN_SEEN else float(np.quantile(seen, self.QUANTILE))
+        return max(1, int(fraction * entropy))
+
+    def update(self, k: int, needed: int, entropy: float) -> None:
+        """Plane ``k`` needed ``needed`` accumulated bits at LLR entropy (times ρ) ``entropy``."""
+        if entropy > 0:
+            self.ratios[k] = (self.ratios[k] + [needed / entropy])[-self.KEEP:]
+
+
 def _syndrome_plane(spec: SyndromeSpec, edge: TileBits, k: int, llr: np.ndarray, entropy: float, bp: Callable,
-                    codes: dict[int, tuple], out: TileResult) -> tuple[np.ndarray, int]:
+                    codes: dict[int, tuple], out: TileResult,
+                    sizer: RequestSizer | None = None, surprise: float = 1.0,
+                    step_fraction: float = 0.0) -> tuple[np.ndarray, int]:
     """Plane ``k`` from syndrome requests (or raw where BP fails): its bits and the syndrome bits it took
-    (0 if it went raw); every bit received is counted in ``out``."""
+    (0 if it went raw); every bit received is counted in ``out``. With ``sizer`` the first request is
+    its guess from ``surprise`` × ``entropy`` (ρΣh), and it learns the least the plane needed."""
     n = spec.n
-    start = max(1, int(FIRST_REQUEST * entropy))
     limit = int(RAW_FRACTION * n)
+    start = min(sizer.first(k, surprise * entropy), limit) if sizer is not None else max(1, int(FIRST_REQUEST * entropy))
 
     def attempt(count: int) -> np.ndarray | None:
         """BP on the first ``count`` accumulated bits: the plane if it converges and its CRC matches."""
@@ -472,24 +509,25 @@ def _syndrome_plane(spec: SyndromeSpec, edge: TileBits, k: int, llr: np.ndarray,
     # held; where it is not, bisection lands at or above the first success of the ascending search,
     # so the count is never below what the incremental requests would spend.
     found = None
-    if entropy < RAW_FRACTION * n:
-        failed, step = -1, 1  # grid indices: count = start + i · STEP_BITS
+    grid = request_grid(start, limit, step_fraction)
+    if entropy < RAW_FRACTION * n and grid:
+        failed, step = -1, 1  # indices into the grid
         i = 0
-        while start + i * STEP_BITS <= limit:
-            word = attempt(start + i * STEP_BITS)
+        while i < len(grid):
+            word = attempt(grid[i])
             if word is not None:
                 found = (i, word)
                 break
             failed, i = i, i + step
             step *= 2
-        if found is None and failed < (limit - start) // STEP_BITS:  # the last grid point below the limit
-            i = (limit - start) // STEP_BITS
-            word = attempt(start + i * STEP_BITS)
-            found = (i, word) if word is not None else None
-            failed = i if word is None else failed
+        last = len(grid) - 1
+        if found is None and failed < last:  # the last grid point below the limit
+            word = attempt(grid[last])
+            found = (last, word) if word is not None else None
+            failed = last if word is None else failed
         while found is not None and found[0] - failed > 1:
             m = (found[0] + failed) // 2
-            word = attempt(start + m * STEP_BITS)
+            word = attempt(grid[m])
             if word is not None:
                 found = (m, word)
             else:
@@ -502,23 +540,55 @@ def _syndrome_plane(spec: SyndromeSpec, edge: TileBits, k: int, llr: np.ndarray,
         # the accumulated bits requested before giving up (ascending: every grid point to the limit)
         out.wasted_bits += limit if entropy < RAW_FRACTION * n else 0
     else:
-        count = start + found[0] * STEP_BITS
+        count = grid[found[0]]
         bits = found[1]
         out.requests += found[0] + 1  # the ascending requests up to the first success
         out.syndrome_bits += count
         out.check_bits += spec.check_bits
         out.plane_bits.append(count + spec.check_bits)
+        if sizer is not None:
+            below = grid[found[0] - 1] if found[0] else 0  # the request before failed
+            sizer.update(k, _least_passing(attempt, count, below), surprise * entropy)
     return bits, count
+
+
+def request_grid(start: int, limit: int, step_fraction: float = 0.0) -> list[int]:
+    """The accumulated bits held after each request of a plane, up to ``limit``: ``start``, then each
+    request :data:`STEP_BITS` more, or ``step_fraction`` of what is held when that is more (fewer
+    round trips for large planes, for about half a step of extra bits)."""
+    grid = []
+    count = start
+    while count <= limit:
+        grid.append(count)
+        count += max(STEP_BITS, int(step_fraction * count))
+    return grid
+
+
+def _least_passing(attempt: Callable[[int], np.ndarray | None], held: int, failed: int = 0) -> int:
+    """The fewest of the ``held`` accumulated bits, on a grid of :data:`STEP_BITS` below it and above
+    ``failed`` (known to fail), on which BP still passes (bisection, BP's success taken as monotone in
+    the bits): what the plane needed, learned from prefixes of the bits the decoder holds."""
+    passing, failing = 0, (held - failed - 1) // STEP_BITS + 1  # grid indices: count = held − i · STEP_BITS
+    while failing - passing > 1:
+        mid = (passing + failing) // 2
+        if attempt(held - mid * STEP_BITS) is not None:
+            passing = mid
+        else:
+            failing = mid
+    return held - passing * STEP_BITS
 
 
 def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: np.ndarray, mapping: IndexMap,
                 bp: Callable | None = None, calibration: LlrCalibration | None = None,
-                modes: PlaneModes | None = None) -> TileResult:
+                modes: PlaneModes | None = None, sizer: RequestSizer | None = None,
+                step_fraction: float = 0.0) -> TileResult:
     """Decode one tile from ``edge``'s bits (asked only through :meth:`TileBits.request`, plus its CRCs
     and escapes) and the decoder's side: ``centres`` (D, C, N) and per-channel ``scale`` (C,).
     With ``calibration`` the model's LLRs go through it before BP, and each decoded plane updates it.
     With ``modes`` the decoder asks for each plane as syndromes or coded with the prior tables
-    (:meth:`TileBits.prior_coded`), whichever it expects to cost fewer bits."""
+    (:meth:`TileBits.prior_coded`), whichever it expects to cost fewer bits. With ``sizer`` each plane's
+    first request is sized from the planes decoded before (:class:`RequestSizer`); ``step_fraction``:
+    see :func:`request_grid`."""
     from fusion_decoder.belief import default_bp
 
     bp = bp or default_bp()
@@ -559,7 +629,8 @@ def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: 
             out.plane_modes.append("prior")
             modes.update(k, "prior", 32 * len(words) - 16.0, guess["prior_raw"])
         else:
-            bits, count = _syndrome_plane(spec, edge, k, llr, entropy, bp, codes, out)
+            bits, count = _syndrome_plane(spec, edge, k, llr, entropy, bp, codes, out, sizer,
+                                          surprise.ratio("syndrome"), step_fraction)
             out.plane_modes.append("syndrome")
             if modes is not None and guess is not None and count:
                 modes.update(k, "syndrome", count, guess["syndrome_raw"])
@@ -597,5 +668,5 @@ def mixture_bits(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarray, ma
     return float(-log_mean.sum() / np.log(2))
 
 
-__all__ = ["IndexMap", "LlrCalibration", "TileBits", "TileResult", "decode_tile", "encode_tile", "mixture_bits", "quantise_scale", "tile_spec",
+__all__ = ["IndexMap", "LlrCalibration", "RequestSizer", "TileBits", "TileResult", "decode_tile", "encode_tile", "mixture_bits", "quantise_scale", "tile_spec",
            "check_to_bits"]

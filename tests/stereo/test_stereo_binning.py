@@ -49,6 +49,10 @@ def test_shifted_right_view_round_trip_is_lossless_and_below_the_payload():
     out = bench.scene(codec, pair, n_rows=1, n_cols=1, step=0.5, progress=False)
     assert len(out["tiles"]) == 1 and out["dims_per_tile"] == pair[1].size
     assert out["real_bits"] < 0.9 * out["payload_bits"], (out["real_bits"], out["payload_bits"])
+    # the live-like decoder: sized first requests and plane modes, still lossless
+    sized = bench.scene(codec, pair, n_rows=1, n_cols=1, step=0.5, progress=False, plane_modes=True,
+                        size_requests=True)
+    assert sized["real_bits"] < 0.9 * sized["payload_bits"]
 
 
 def test_decoded_residuals_take_each_blocks_most_likely_disparity():
@@ -136,3 +140,48 @@ def test_a_systematic_tile_sample_takes_every_kth_tile_in_raster_order():
     other = [(r, c) for r, cols in bench.tile_sample(list(range(17)), 21, 2, 4, every=5, phase=2).items() for c in cols]
     assert other == [(k // 21, k % 21) for k in range(2, 17 * 21, 5)] and not set(other) & set(tiles)
     assert bench.tile_sample([0, 1, 2], 5, 2, 2) == {0: [0, 4], 2: [0, 4]}  # evenly spaced, corners in
+
+
+def test_request_sizer_starts_at_half_the_entropy_then_at_a_low_quantile_of_what_planes_needed():
+    from training.stereo_binning import FIRST_REQUEST, RequestSizer
+
+    sizer = RequestSizer(2)
+    assert sizer.first(1, 1000.0) == int(FIRST_REQUEST * 1000)  # nothing seen yet
+    for ratio in np.linspace(1.0, 2.0, 11):  # plane 1 needed 1.0 … 2.0 × its entropy
+        sizer.update(1, int(ratio * 500), 500.0)
+    assert sizer.first(1, 1000.0) == pytest.approx(1000 * np.quantile(np.linspace(1.0, 2.0, 11), RequestSizer.QUANTILE),
+                                                   abs=2)
+    assert sizer.first(0, 1000.0) == int(FIRST_REQUEST * 1000)  # each significance learns on its own
+    for _ in range(2 * RequestSizer.KEEP):  # old planes are forgotten
+        sizer.update(1, 300, 100.0)
+    assert sizer.first(1, 1000.0) == 3000
+
+
+def test_least_passing_finds_the_fewest_bits_on_the_request_grid_that_pass():
+    from training.stereo_binning import STEP_BITS, _least_passing
+
+    for need in (1, 7, 8, 9, 100, 331, 333):
+        tried = []
+
+        def attempt(count: int, need: int = need) -> np.ndarray | None:
+            tried.append(count)
+            return np.zeros(1) if count >= need else None
+
+        held = 333
+        got = _least_passing(attempt, held)
+        assert got >= need and (got - STEP_BITS < need) and (held - got) % STEP_BITS == 0
+        assert len(tried) <= int(np.ceil(np.log2(held / STEP_BITS + 1))) + 1
+        if need > 300:  # a request at 300 failed: only the grid above it is tried
+            tried.clear()
+            assert _least_passing(attempt, held, 300) == got and min(tried) > 300
+
+
+def test_request_grid_steps_by_eight_bits_or_a_fraction_of_what_is_held():
+    from training.stereo_binning import STEP_BITS, request_grid
+
+    assert request_grid(100, 140) == [100, 108, 116, 124, 132, 140]
+    assert request_grid(150, 140) == []
+    grid = request_grid(1000, 5000, 1 / 32)
+    steps = np.diff(grid)
+    assert grid[0] == 1000 and grid[-1] <= 5000 < grid[-1] + steps[-1] * 1.1
+    assert (steps >= STEP_BITS).all() and (steps == [int(c / 32) for c in grid[:-1]]).all()
