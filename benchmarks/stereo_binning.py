@@ -162,7 +162,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
           progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None,
           adapt: bool = False, decoder: str = "bp", calibrate: bool = False, tile_blocks: int = TILE_BLOCKS,
           plane_modes: bool = False, every: int = 0, phase: int = 0, size_requests: bool = False,
-          step_fraction: float = 0.0) -> dict:
+          step_fraction: float = 0.0, device: str | None = None) -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc).
 
     ``plane_modes``: the decoder picks syndromes or prior-coded bits per plane (:class:`PlaneModes`).
@@ -217,7 +217,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
             start = time.perf_counter()
             edge = encode_tile(spec, sym, index_map)
             res = decode_tile(spec, edge, side, sent_scale, index_map, bp=bp, calibration=calibration, modes=modes,
-                              sizer=sizer, step_fraction=step_fraction)
+                              sizer=sizer, step_fraction=step_fraction, device=device)
             decode_seconds = time.perf_counter() - start
             assert np.array_equal(res.symbols, sym.reshape(-1)), "lossless round trip failed"
             tiles.append({"row": r, "col": col, "real_bits": res.bits, "syndrome_bits": res.syndrome_bits,
@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-fraction", type=float, default=0.0, metavar="F",
                     help="each request after the first asks for F of the bits held when that is more than 8 "
                          "(training.stereo_binning.request_grid): fewer round trips on large planes")
+    ap.add_argument("--device", help="compute the likelihoods in torch float32 on this device (cpu, cuda; "
+                    "training.stereo_llr_torch) instead of NumPy float64")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -311,11 +313,12 @@ def main(argv: list[str] | None = None) -> int:
                  "calibrate_llr": args.calibrate_llr, "tile_blocks": args.tile_blocks,
                  "plane_modes": args.plane_modes, "every": args.every, "phase": args.phase,
                  "size_requests": args.size_requests, "step_fraction": args.step_fraction,
+                 "device": args.device,
                  **scene(codec, pair, args.rows, args.cols, args.step, args.mapping, index_bits=args.index_bits,
                          fixed_scale=fixed, adapt=args.scales == "adaptive", decoder=args.decoder,
                        calibrate=args.calibrate_llr, tile_blocks=args.tile_blocks, plane_modes=args.plane_modes,
                          every=args.every, phase=args.phase, size_requests=args.size_requests,
-                         step_fraction=args.step_fraction)}
+                         step_fraction=args.step_fraction, device=args.device)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "

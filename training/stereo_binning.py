@@ -581,14 +581,15 @@ def _least_passing(attempt: Callable[[int], np.ndarray | None], held: int, faile
 def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: np.ndarray, mapping: IndexMap,
                 bp: Callable | None = None, calibration: LlrCalibration | None = None,
                 modes: PlaneModes | None = None, sizer: RequestSizer | None = None,
-                step_fraction: float = 0.0) -> TileResult:
+                step_fraction: float = 0.0, device: str | None = None) -> TileResult:
     """Decode one tile from ``edge``'s bits (asked only through :meth:`TileBits.request`, plus its CRCs
     and escapes) and the decoder's side: ``centres`` (D, C, N) and per-channel ``scale`` (C,).
     With ``calibration`` the model's LLRs go through it before BP, and each decoded plane updates it.
     With ``modes`` the decoder asks for each plane as syndromes or coded with the prior tables
     (:meth:`TileBits.prior_coded`), whichever it expects to cost fewer bits. With ``sizer`` each plane's
     first request is sized from the planes decoded before (:class:`RequestSizer`); ``step_fraction``:
-    see :func:`request_grid`."""
+    see :func:`request_grid`. With ``device`` (e.g. ``"cuda"``) the likelihoods are computed in torch
+    float32 there (:mod:`training.stereo_llr_torch`)."""
     from fusion_decoder.belief import default_bp
 
     bp = bp or default_bp()
@@ -603,8 +604,16 @@ def decode_tile(spec: SyndromeSpec, edge: TileBits, centres: np.ndarray, scale: 
     out = TileResult(np.zeros(n, np.int64), escape_bits=edge.escape_bits)
     codes: dict[int, tuple] = {}
     surprise = TileSurprise()
+    on_device = None
+    if device is not None:
+        import torch
+
+        from training.stereo_llr_torch import bit_llr as likelihoods_on_device
+
+        on_device = torch.as_tensor(centres, dtype=torch.float32, device=device)
     for k in range(mapping.bits - 1, -1, -1):  # most significant plane first
-        llr, _ = _bit_llr(lo, hi, k, mapping, centres, scale)
+        llr, _ = _bit_llr(lo, hi, k, mapping, centres, scale) if on_device is None else \
+            likelihoods_on_device(lo, hi, k, mapping, on_device, scale)
         llr = llr.reshape(-1)
         model_llr = llr  # the calibration returns a new array, so the model's LLRs stay for its update
         if calibration is not None:

@@ -49,9 +49,9 @@ def test_shifted_right_view_round_trip_is_lossless_and_below_the_payload():
     out = bench.scene(codec, pair, n_rows=1, n_cols=1, step=0.5, progress=False)
     assert len(out["tiles"]) == 1 and out["dims_per_tile"] == pair[1].size
     assert out["real_bits"] < 0.9 * out["payload_bits"], (out["real_bits"], out["payload_bits"])
-    # the live-like decoder: sized first requests and plane modes, still lossless
+    # sized first requests, plane modes, likelihoods and BP in torch (the GPU's path, here on the CPU): lossless
     sized = bench.scene(codec, pair, n_rows=1, n_cols=1, step=0.5, progress=False, plane_modes=True,
-                        size_requests=True)
+                        size_requests=True, step_fraction=1 / 64, decoder="bp-torch", device="cpu")
     assert sized["real_bits"] < 0.9 * sized["payload_bits"]
 
 
@@ -185,3 +185,29 @@ def test_request_grid_steps_by_eight_bits_or_a_fraction_of_what_is_held():
     steps = np.diff(grid)
     assert grid[0] == 1000 and grid[-1] <= 5000 < grid[-1] + steps[-1] * 1.1
     assert (steps >= STEP_BITS).all() and (steps == [int(c / 32) for c in grid[:-1]]).all()
+
+
+def test_torch_likelihoods_match_numpys():
+    import torch
+
+    from training.stereo_binning import IndexMap, _bit_llr
+    from training.stereo_llr_torch import bit_llr
+
+    rng = np.random.default_rng(0)
+    d, c, n = 40, 12, 16
+    centres = rng.normal(0, 3, (d, c, n)) + rng.normal(0, 5, (1, c, n))
+    scale = rng.uniform(0.5, 3, c)
+    for kind in ("zigzag", "offset"):
+        mapping = IndexMap(7, kind)
+        for k in (6, 3, 0):
+            width = 1 << (k + 1)
+            lo = rng.integers(0, 128 // width, (c, n)) * width
+            hi = lo + width - 1
+            lo[0, :3] = hi[0, :3] = 5  # escapes: a single index
+            want, want_post = _bit_llr(lo, hi, k, mapping, centres, scale)
+            got, got_post = bit_llr(lo, hi, k, mapping, torch.as_tensor(centres, dtype=torch.float32), scale)
+            assert np.allclose(got_post, want_post, atol=1e-4)
+            near = np.abs(want) < 20  # float32 loses the far tails' precision, not the bits' direction
+            assert np.allclose(got[near], want[near], atol=5e-3, rtol=1e-3)
+            leaning = np.abs(want) > 1e-3  # coin flips may land either side of 0
+            assert (np.sign(got[leaning]) == np.sign(want[leaning])).all() and leaning.sum() >= 40
