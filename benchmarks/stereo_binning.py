@@ -120,16 +120,14 @@ def syndrome_decoder(name: str):
     from training.stereo_binning import CHECK_BITS
 
     if name == "bp-torch":
+        from functools import partial
+
         import torch
 
-        from fusion_decoder.belief_torch import bp_batch
+        from fusion_decoder.belief_torch import bp_torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-
-        def bp_torch32(chk, var, n, m, llr, syndrome, iterations):
-            return bp_batch([(chk, var, n, m, llr, syndrome)], iterations, device, torch.float32)[0]
-
-        return bp_torch32, CHECK_BITS
+        return partial(bp_torch, device=device, dtype=torch.float32), CHECK_BITS
     return {"bp": (bp_ldpc, CHECK_BITS), "bp-osd": (bp_osd, 32)}[name]
 
 

@@ -56,6 +56,7 @@ def bp_batch(problems: Sequence[Problem], iterations: int, device: str | torch.d
     count = len(problems)
 
     def unsatisfied(bits: torch.Tensor) -> torch.Tensor:
+        # over the edges still in the graph: a finished problem's count is wrong, and never read again
         parity = torch.zeros(m_all, dtype=torch.int64, device=dev).index_add_(0, chk, bits[var]) & 1
         return torch.zeros(count, dtype=torch.int64, device=dev).index_add_(0, owner, (parity != syndrome).long())
 
@@ -100,6 +101,8 @@ def bp_batch(problems: Sequence[Problem], iterations: int, device: str | torch.d
 
 
 def bp_torch(chk: np.ndarray, var: np.ndarray, n: int, m: int, llr: np.ndarray, syndrome: np.ndarray,
-             iterations: int) -> tuple[np.ndarray, bool, int]:
-    """One problem through :func:`bp_batch` on CPU in float64: a drop-in ``BP`` function."""
-    return bp_batch([(chk, var, n, m, llr, syndrome)], iterations)[0]
+             iterations: int, *, device: str | torch.device | None = None,
+             dtype: torch.dtype = torch.float64) -> tuple[np.ndarray, bool, int]:
+    """One problem through :func:`bp_batch` (CPU and float64 unless told): a drop-in ``BP`` function,
+    also with ``device`` and ``dtype`` bound (``functools.partial``)."""
+    return bp_batch([(chk, var, n, m, llr, syndrome)], iterations, device, dtype)[0]
