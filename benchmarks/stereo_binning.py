@@ -135,14 +135,6 @@ def syndrome_decoder(name: str):
 ADAPT_PRIOR_BLOCKS = 64
 
 
-def decoded_residuals(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """|symbol − side| per channel summed over a decoded tile's blocks (C,), each block's side taken at
-    its most likely disparity given its decoded symbols (what the decoder knows after the tile)."""
-    best = block_bits(symbols, centres, scale).argmin(axis=0)
-    side = centres[best, :, np.arange(symbols.shape[1])].T  # (C, N)
-    return np.abs(symbols - side).sum(axis=1)
-
-
 def tile_sample(full_rows: list[int], n_tile_cols: int, n_rows: int, n_cols: int, every: int = 0,
                 phase: int = 0) -> dict[int, list[int]]:
     """The tiles coded, {tile row: tile columns}: ``n_rows`` × ``n_cols`` evenly spaced, or with ``every``
@@ -170,6 +162,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
 
     from edge_encoder.encoder import quantise
     from ndsc.sources.images import pad_to_multiple
+    from fusion_decoder.stereo_tiles import AdaptiveScales
     from training.stereo_binning import (SCALE_BITS, IndexMap, LlrCalibration, PlaneModes, PriorPlanes, RequestSizer,
                                          decode_tile, encode_tile, mixture_bits, quantise_scale, tile_spec)
 
@@ -188,7 +181,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
     sent_scale = quantise_scale(scale)
     # adaptive: the decoder refits the scales after each tile from what it decoded, starting from the
     # calibrated ones (weighted as ADAPT_PRIOR_BLOCKS blocks); nothing is sent
-    residual_sum, residual_blocks = np.zeros(c), 0
+    adaptive = AdaptiveScales(scale, ADAPT_PRIOR_BLOCKS)
     bp, check_bits = syndrome_decoder(decoder)
     spec = tile_spec(c * t * t, index_bits, check_bits=check_bits)
     # calibrate: the decoder learns an LLR map from the planes it decodes, across the scene's tiles
@@ -230,11 +223,8 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
                           "model_bits": mixture_bits(sym, side, sent_scale, index_map),
                           "decode_seconds": decode_seconds, "seconds": time.perf_counter() - start})
             if adapt:  # after the tile's figures: they use the scales its decoding used
-                decoded = res.symbols.reshape(c, -1).astype(np.float64)
-                residual_sum += decoded_residuals(decoded, side, sent_scale)
-                residual_blocks += decoded.shape[1]
-                sent_scale = quantise_scale(np.maximum(
-                    (ADAPT_PRIOR_BLOCKS * scale + residual_sum) / (ADAPT_PRIOR_BLOCKS + residual_blocks), 1e-3))
+                adaptive.update(res.symbols.reshape(c, -1), side)
+                sent_scale = adaptive.current
             bar.update()
     bar.close()
     out = {"payload_bits": 8 * len(payloads[1]), "table_bits": prior_bits(symbols, enc.coder.tables),
@@ -283,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="each request after the first asks for F of the bits held when that is more than 8 "
                          "(training.stereo_binning.request_grid): fewer round trips on large planes")
     ap.add_argument("--device", help="compute the likelihoods in torch float32 on this device (cpu, cuda; "
-                    "training.stereo_llr_torch) instead of NumPy float64")
+                    "fusion_decoder.stereo_llr_torch) instead of NumPy float64")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch

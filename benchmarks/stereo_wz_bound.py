@@ -44,6 +44,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fusion_decoder.stereo_tiles import MAX_SYMBOL_BITS, block_bits, laplace_bit_map  # noqa: E402,F401
+
 #: coefficients per block of the right view's base in the ``base`` variant (3: the colour DC; 9: + first AC)
 BASE_CHANNELS = 9
 #: ``learned``: side of a region with one disparity, in transform blocks (4: 32 × 32 px), and the
@@ -52,7 +54,6 @@ REGION_BLOCKS = 4
 LEARNED_REGIONS = (1, 2, 4, 8)
 DISPARITY_STEP = 0.5
 #: a symbol's bits are capped where its probability is below 1e-12 (as in :func:`laplace_bits`)
-MAX_SYMBOL_BITS = -np.log2(1e-12)
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "stereo" / "middlebury"
 
 
@@ -65,23 +66,6 @@ def laplace_bits(symbols: np.ndarray, centre: np.ndarray) -> float:
     scale = np.maximum(np.abs(residual).mean(axis=1, keepdims=True), 1e-3)
     p = laplace.cdf(residual + 0.5, scale=scale) - laplace.cdf(residual - 0.5, scale=scale)
     return float(-np.log2(np.maximum(p, 1e-12)).sum())
-
-
-def laplace_bit_map(symbols: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Per-symbol bits of integer ``symbols`` under a discretised Laplacian of ``scale`` (M, 1) centred
-    on ``centre`` (same shape as symbols): :func:`laplace_bits` without scipy, per symbol."""
-    a = np.abs(symbols - centre)
-    tail = np.log2(0.5) - (a - 0.5) / scale / np.log(2) + np.log2(-np.expm1(-1.0 / scale))
-    near = 1 - 0.5 * (np.exp(-(0.5 - a) / scale) + np.exp(-(0.5 + a) / scale))
-    bits = -np.where(a >= 0.5, tail, np.log2(np.maximum(near, 1e-300)))
-    return np.minimum(bits, MAX_SYMBOL_BITS)
-
-
-def block_bits(symbols: np.ndarray, centres, scale: np.ndarray) -> np.ndarray:
-    """Bits of each block's symbols (C, N) per candidate side: (D, N) for ``centres`` (D, C, N) or any
-    iterable of (C, N) centres, under :func:`laplace_bit_map` with per-channel ``scale`` (C,) or (C, 1)."""
-    scale = np.asarray(scale).reshape(-1, 1)
-    return np.stack([laplace_bit_map(symbols, c, scale).sum(axis=0) for c in centres])
 
 
 def hidden_candidate_bits(bits: np.ndarray) -> np.ndarray:

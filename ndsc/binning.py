@@ -362,7 +362,12 @@ class SyndromeSpec:
             raise SyndromeError("step_bits and bp_iterations must be >= 1, max_requests >= 0")
         if spec.check_bits not in CHECK_BITS:
             raise SyndromeError(f"check_bits must be one of {CHECK_BITS}, got {spec.check_bits}")
-        _check_conditional(spec.conditional, 1 << bits)
+        if spec.conditional.get("kind") == "stereo-tiles":
+            from ndsc.stereo_tiles import StereoTiles  # a stereo-tiled source (docs/bitstream.md §8)
+
+            StereoTiles.of(spec)
+        else:
+            _check_conditional(spec.conditional, 1 << bits)
         return spec
 
 

@@ -55,16 +55,23 @@ def test_shifted_right_view_round_trip_is_lossless_and_below_the_payload():
     assert sized["real_bits"] < 0.9 * sized["payload_bits"]
 
 
-def test_decoded_residuals_take_each_blocks_most_likely_disparity():
-    bench = load_benchmark("stereo_binning")
+def test_adaptive_scales_take_each_blocks_residual_at_its_most_likely_disparity():
+    from fusion_decoder.stereo_tiles import AdaptiveScales, quantise_scale
+
     rng = np.random.default_rng(1)
     centres = rng.normal(0, 5, size=(3, 2, 4))  # (candidates, channels, blocks)
     truth = np.array([2, 0, 1, 2])  # each block's disparity
     symbols = np.round(centres[truth, :, np.arange(4)].T)  # (channels, blocks): the side at the truth, rounded
-    residual = bench.decoded_residuals(symbols, centres, np.ones(2))
+    scales = AdaptiveScales(np.ones(2), prior_blocks=4.0)
+    scales.update(symbols, centres)
     expected = np.abs(symbols - centres[truth, :, np.arange(4)].T).sum(axis=1)
-    np.testing.assert_allclose(residual, expected)
-    assert (residual <= 0.5 * 4 + 1e-9).all()  # rounding moves each symbol by at most ½
+    np.testing.assert_allclose(scales.residual_sum, expected)
+    assert (scales.residual_sum <= 0.5 * 4 + 1e-9).all()  # rounding moves each symbol by at most ½
+    np.testing.assert_allclose(scales.current, quantise_scale(np.maximum((4.0 + expected) / 8.0, 1e-3)))
+    # padding blocks (known to the decoder) are left out
+    again = AdaptiveScales(np.ones(2), prior_blocks=4.0)
+    again.update(symbols, centres, known=np.array([False, False, True, True]))
+    assert again.blocks == 2
 
 
 def test_llr_calibration_starts_as_the_identity_and_learns_the_error_rates_it_sees():
@@ -191,7 +198,7 @@ def test_torch_likelihoods_match_numpys():
     import torch
 
     from training.stereo_binning import IndexMap, _bit_llr
-    from training.stereo_llr_torch import bit_llr
+    from fusion_decoder.stereo_llr_torch import bit_llr
 
     rng = np.random.default_rng(0)
     d, c, n = 40, 12, 16

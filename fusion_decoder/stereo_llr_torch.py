@@ -1,4 +1,4 @@
-"""The disparity mixture's bit LLRs (:func:`training.stereo_binning._bit_llr`) in torch, float32.
+"""The disparity mixture's bit LLRs (:func:`fusion_decoder.stereo_tiles._bit_llr`) in torch, float32.
 
 Half of a tile's decoding time is these likelihoods: ~700 candidate disparities × 12 288 symbols
 per plane, elementwise. The same arithmetic in torch float32 is for the GPU (on one CPU core a
@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.stereo_binning import UNIFORM_MIX, IndexMap
+from fusion_decoder.stereo_tiles import UNIFORM_MIX
+from ndsc.stereo_tiles import IndexMap
 
 _F = torch.float32
 
 
 def _laplace_interval(a: torch.Tensor, b: torch.Tensor, mu: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """P(a < X < b), X ~ Laplace(mu, s): :func:`training.stereo_binning._laplace_interval`'s formula."""
+    """P(a < X < b), X ~ Laplace(mu, s): :func:`ndsc.stereo_tiles._laplace_interval`'s formula."""
     za, zb = (a - mu) / s, (b - mu) / s
     ea, eb = torch.exp(-za.abs()), torch.exp(-zb.abs())
     tail = 0.5 * torch.maximum(ea, eb) * -torch.expm1(za - zb)
@@ -42,7 +43,7 @@ def _prob(mapping: IndexMap, lo: torch.Tensor, hi: torch.Tensor, mu: torch.Tenso
 
 def bit_llr(lo: np.ndarray, hi: np.ndarray, k: int, mapping: IndexMap, centres: torch.Tensor, scale: np.ndarray,
             chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`training.stereo_binning._bit_llr` with ``centres`` (D, C, N) a float32 tensor on any device."""
+    """:func:`fusion_decoder.stereo_tiles._bit_llr` with ``centres`` (D, C, N) a float32 tensor on any device."""
     dev = centres.device
     lo_t, hi_t = torch.from_numpy(np.asarray(lo, np.int64)).to(dev), torch.from_numpy(np.asarray(hi, np.int64)).to(dev)
     mid = lo_t + (1 << k)

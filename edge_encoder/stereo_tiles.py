@@ -1,0 +1,101 @@
+"""The edge's side of a stereo-tiled source: a whole frame's payload and answers per tile and plane.
+
+A right camera whose bundle source is syndrome-coded with a ``stereo-tiles`` record
+(:class:`ndsc.stereo_tiles.StereoTiles`) sends per frame only each tile's escapes and plane checks
+(:meth:`~ndsc.stereo_tiles.StereoTiles.frame_payload`); the decoder asks, tile by tile and plane by
+plane, for accumulated-syndrome bits (or a plane's own bits) as it decodes against the left view, and
+for the frame's ANS payload as the fallback (docs/bitstream.md §8). The frame's symbols are kept
+until the decoder settles the window. NumPy only: the edge never imports torch.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from edge_encoder.binning import SyndromeEdgeMetrics, SyndromeResponder
+from ndsc.binning import pack_bits
+from ndsc.bundle import SourceInfo
+from ndsc.stereo_tiles import StereoTiles, TileBits, split_plane
+from ndsc.wire import crc32, pb
+
+
+class StereoTileResponder(SyndromeResponder):
+    """Payloads of one stereo-tiled source and the frames kept for the decoder's requests.
+
+    Args:
+        info: the source (its binning record of kind ``stereo-tiles``).
+        keep: frames kept at most (each holds its symbols, 2 bytes a symbol); beyond it the oldest
+            is forgotten (a request for it then goes unanswered and the decoder estimates it).
+        metrics: counters, or None.
+    """
+
+    def __init__(self, info: SourceInfo, keep: int = 64, metrics: SyndromeEdgeMetrics | None = None):
+        super().__init__(info, keep, metrics)
+        self.tiles = StereoTiles.of(self.spec)
+        self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._recent: OrderedDict[tuple[int, int], TileBits] = OrderedDict()  # the tiles being decoded
+
+    def encode(self, window: int, symbols: np.ndarray) -> bytes:
+        """The frame's payload (``symbols``: its latents (C, h, w)); the symbols are kept until settled."""
+        latents = np.asarray(symbols)
+        payload = self.tiles.frame_payload(latents)
+        with self._lock:
+            self._kept[window] = np.zeros(0, np.uint8)  # the base class's bookkeeping of kept windows
+            self._frames[window] = latents.astype(np.int16)
+            while len(self._frames) > self.keep:
+                old, _ = self._frames.popitem(last=False)
+                self._kept.pop(old, None)
+        if self.metrics:
+            self.metrics.bit("initial").inc(8 * len(payload))
+        return payload
+
+    def forget_below(self, window: int) -> None:
+        super().forget_below(window)
+        with self._lock:
+            for w in [w for w in self._frames if w < window]:
+                del self._frames[w]
+            for key in [k for k in self._recent if k[0] < window]:
+                del self._recent[key]
+
+    def _tile(self, window: int, latents: np.ndarray, tile: int) -> TileBits:
+        key = (window, tile)
+        with self._lock:
+            bits = self._recent.get(key)
+        if bits is None:
+            bits = self.tiles.encode_tile(self.tiles.grid(latents.shape).tile(latents.astype(np.int64), tile))
+            with self._lock:
+                self._recent[key] = bits
+                while len(self._recent) > 4:
+                    self._recent.popitem(last=False)
+        return bits
+
+    def answer(self, r: pb.SyndromeRequest) -> pb.SyndromeBlock | None:
+        """The block that answers ``r`` (accumulated bits [first, end) of a tile's plane, the plane's
+        own bits, or the frame's ANS payload), or None for a frame no longer kept or a request that
+        does not fit the frame (a decoder bug: nothing sensible to send)."""
+        with self._lock:
+            latents = self._frames.get(r.window)
+        n = self.spec.n
+        fits = latents is not None
+        if fits and not r.direct:
+            grid = self.tiles.grid(latents.shape)
+            fits = r.plane < 2 * grid.count * self.tiles.planes and r.first_bit < r.end_bit <= n
+        if not fits:
+            if self.metrics:
+                self.metrics.request("forgotten").inc()
+            return None
+        assert latents is not None
+        if r.direct:
+            bits = self.coder.encode(latents.reshape(latents.shape[0], -1).astype(np.int64))
+        else:
+            tile, plane, raw = split_plane(r.plane, grid.count, self.tiles.planes)
+            held = self._tile(r.window, latents, tile)
+            sent = held.planes[plane] if raw else held.accumulated[plane][self.spec.order]
+            bits = pack_bits(sent[r.first_bit:r.end_bit])
+        if self.metrics:
+            self.metrics.request("direct" if r.direct else "more").inc()
+            self.metrics.bit("direct" if r.direct else "requested").inc(8 * len(bits))
+        return pb.SyndromeBlock(window=r.window, plane=0 if r.direct else r.plane,
+                                first_bit=0 if r.direct else r.first_bit, end_bit=0 if r.direct else r.end_bit,
+                                direct=r.direct, bits=bits, crc32=crc32(bits))
