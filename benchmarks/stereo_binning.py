@@ -40,8 +40,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stereo_wz_bound import (DEFAULT_ROOT, block_bits, held_out_pairs, hidden_candidate_bits,  # noqa: E402
-                             prior_bits, right_disparity)
+from stereo_wz_bound import DEFAULT_ROOT, block_bits, held_out_pairs, hidden_candidate_bits, prior_bits  # noqa: E402
+
+from training.stereo_binning_export import calibrated_scale, oracle_scale  # noqa: E402
 
 #: tile side in transform blocks (8: 64 × 64 px, n = 192 · 64 = 12 288 symbols per plane)
 TILE_BLOCKS = 8
@@ -78,34 +79,6 @@ def candidate_centres(left_alone: np.ndarray, y0: int, rows: int, cols: list[int
 def learned_tile_bits(symbols: np.ndarray, centres: np.ndarray, scale: np.ndarray) -> float:
     """stereo_wz_bound's ``learned`` bound on one tile, 1 × 1-block regions: Σ_blocks −log2 mean_d 2^−bits_d."""
     return float(hidden_candidate_bits(block_bits(symbols, centres, scale)).sum())
-
-
-def oracle_scale(pair: np.ndarray, left_alone: np.ndarray, right_encoder, symbols: np.ndarray,
-                 gain: np.ndarray) -> np.ndarray:
-    """Per-channel Laplacian scale of the symbols around the side warped by the true disparity (as
-    stereo_wz_bound's ``learned``)."""
-    import torch
-
-    from models.side_information import warp_rows
-    from ndsc.sources.images import pad_to_multiple
-
-    d = right_disparity(pair[0], pair[1])
-    side = warp_rows(torch.from_numpy(np.asarray(left_alone, np.float32))[None], d, -1)[0].numpy()
-    stride = right_encoder.info.frame_stride
-    y = right_encoder.analysis(pad_to_multiple(side, (stride, stride))[None])[0]
-    centre = y.reshape(y.shape[0], -1) * gain.reshape(-1, 1)
-    return np.maximum(np.abs(symbols - centre).mean(axis=1), 1e-3)
-
-
-def calibrated_scale(codec) -> np.ndarray:
-    """The decoder's per-channel scales for ``codec``'s right-view point, fitted on scikit-image's pair
-    (as :func:`oracle_scale`), a scene outside the held-out ones."""
-    from ndsc.sources.images import skimage_pair
-
-    pair = skimage_pair()
-    left_alone = codec.decode([codec.encode(pair)[0][0], None], pair.shape[-2:])[0]
-    enc = codec.encoders[1]
-    return oracle_scale(pair, left_alone, enc, enc.frame_symbols(pair[1]), np.asarray(enc.gain, np.float64))
 
 
 #: ``--decoder``: BP alone (the ldpc package's), the same BP in torch (float32, on the GPU where there is

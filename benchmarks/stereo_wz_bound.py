@@ -45,6 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusion_decoder.stereo_tiles import MAX_SYMBOL_BITS, block_bits, laplace_bit_map  # noqa: E402,F401
+from training.stereo_binning_export import right_disparity  # noqa: E402,F401
 
 #: coefficients per block of the right view's base in the ``base`` variant (3: the colour DC; 9: + first AC)
 BASE_CHANNELS = 9
@@ -146,17 +147,6 @@ def nested_bits(y: np.ndarray, side: np.ndarray, gain_fine: np.ndarray, gain_bas
     lo, hi = np.maximum((fine - 0.5) / gain_fine, base_lo), np.minimum((fine + 0.5) / gain_fine, base_hi)
     p = (cdf(hi) - cdf(lo)) / np.maximum(cdf(base_hi) - cdf(base_lo), 1e-300)
     return float(-np.log2(np.clip(p, 1e-12, 1.0)).sum())
-
-
-def right_disparity(left: np.ndarray, right: np.ndarray):
-    """Sub-pixel disparity of the right view (1, H, W): right(y, x) ≈ left(y, x + d)."""
-    import torch
-
-    from models.side_information import stereo_disparities
-
-    grey = lambda v: torch.from_numpy(np.asarray(v, np.float32).mean(axis=0) / 255.0)[None]
-    _, (_, d) = stereo_disparities(grey(left), grey(right), max_disparity=left.shape[-1] // 4)
-    return d
 
 
 def bound(codec_of, pair: np.ndarray, top: str, point: str, base_point: str) -> dict:

@@ -32,10 +32,12 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from edge_encoder.binning import SyndromeEdgeMetrics, SyndromeResponder
+from edge_encoder.stereo_tiles import StereoTileResponder
 from edge_encoder.encoder import EdgeEncoder
 from edge_encoder.settings import EdgeSettings
 from ndsc.bundle import Bundle, load_bundle
 from ndsc.sources.base import SourceError, Window, check_frame, check_window, open_source, paced
+from ndsc.stereo_tiles import STEREO_TILES
 from ndsc.wire import (
     GROUP_METADATA_KEY,
     TOKEN_METADATA_KEY,
@@ -151,15 +153,13 @@ class EdgeNode:
         self.skipped_before_start = 0  # windows due before this node started (joined after the shared epoch)
         self.sender = Sender(settings.buffer_frames, self.chunk_bytes)
         # a syndrome-coded source (binning): payloads are syndromes, windows kept for the decoder's requests
-        self.syndrome = (
-            SyndromeResponder(
-                self.info,
-                keep=settings.buffer_frames,
-                metrics=SyndromeEdgeMetrics(registry, settings.group, settings.node_name, settings.source_index),
-            )
-            if self.info.syndrome
-            else None
-        )
+        self.syndrome: SyndromeResponder | None = None
+        if self.info.syndrome:
+            metrics = SyndromeEdgeMetrics(registry, settings.group, settings.node_name, settings.source_index)
+            stereo = self.info.binning is not None and self.info.binning.conditional.get("kind") == STEREO_TILES
+            # a right camera's whole frames (stereo tiles) keep only their symbols, a frame each
+            self.syndrome = (StereoTileResponder(self.info, keep=min(settings.buffer_frames, 64), metrics=metrics)
+                             if stereo else SyndromeResponder(self.info, keep=settings.buffer_frames, metrics=metrics))
         self._source_done = False
         self._stopping = False
         self._wake = asyncio.Event()
@@ -202,7 +202,10 @@ class EdgeNode:
             log.warning("node %s: window %d skipped (bad_window): %s", self.settings.node_name, w.index, exc)
             return "bad_window", w, b"", 0.0
         t0 = time.perf_counter()
-        if self.syndrome is not None:
+        if self.syndrome is not None and self.whole_frames:
+            latents = self.encoder.frame_symbols(data).reshape(self.info.frame_latent_shape(data.shape))
+            payload = self.syndrome.encode(w.index, latents)
+        elif self.syndrome is not None:
             payload = self.syndrome.encode(w.index, self.encoder.symbols(data))
         else:
             payload = self.encoder.encode_frame(data) if self.whole_frames else self.encoder.encode(data)

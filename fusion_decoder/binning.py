@@ -29,10 +29,12 @@ import numpy as np
 from fusion_decoder.aligner import AlignedWindow
 from fusion_decoder.belief import BP, Request, SyndromeDecoder, WindowSyndrome
 from fusion_decoder.metrics import DecoderMetrics
+from fusion_decoder.stereo_frames import StereoFrameDecoder
 from fusion_decoder.sessions import StreamRefused
 from ndsc.binning import SyndromeError, unpack_bits
 from ndsc.bundle import Bundle
 from ndsc.entropy import EntropyCodingError
+from ndsc.stereo_tiles import STEREO_TILES
 from ndsc.wire import crc32, pb
 
 log = logging.getLogger("ndsc.decoder")
@@ -88,15 +90,23 @@ class BinningStage:
 
     def __init__(self, bundle: Bundle, metrics: DecoderMetrics, enqueue: Callable[[AlignedWindow], Awaitable[None]],
                  side_symbols: Callable[[int, bytes], np.ndarray], timeout: float = 5.0, max_held: int = 4096,
-                 bp: BP | None = None):
+                 bp: BP | None = None, left_view: Callable[..., np.ndarray] | None = None):
         self.bundle = bundle
         self.metrics = metrics
         self._enqueue = enqueue
         self._side_symbols = side_symbols
         self.timeout = timeout
         self.max_held = max_held
-        self.decoders = {i: SyndromeDecoder(s.binning, s.coder(), s.latent_shape, bp)
-                         for i, s in enumerate(bundle.sources) if s.binning is not None}
+        self.decoders: dict[int, SyndromeDecoder | StereoFrameDecoder] = {}
+        for i, s in enumerate(bundle.sources):
+            if s.binning is None:
+                continue
+            if s.binning.conditional.get("kind") == STEREO_TILES:  # a right camera's whole frames
+                if left_view is None:
+                    raise ValueError(f"source {s.name} is stereo-tiled: the stage needs the left view's decoder")
+                self.decoders[i] = StereoFrameDecoder(bundle, i, left_view, bp)
+            else:
+                self.decoders[i] = SyndromeDecoder(s.binning, s.coder(), s.latent_shape, bp)
         self._held: dict[tuple[str, int], _Held] = {}
         self._outboxes: dict[tuple[str, int], FeedbackOutbox] = {}
         self._pending: dict[tuple[str, int], dict[int, Request]] = {}  # (group, source) → window → request
@@ -118,15 +128,25 @@ class BinningStage:
             payload = w.payloads[i]
             if payload is None:
                 continue
-            parsed = w.symbols[i] if w.symbols and isinstance(w.symbols[i], dict) else None
+            parsed = w.symbols[i] if w.symbols and isinstance(w.symbols[i], (dict, list)) else None
             try:
-                parsed = parsed if parsed is not None else dec.spec.split_payload(payload)
+                if isinstance(dec, StereoFrameDecoder):
+                    frame = w.shapes[i] if w.shapes else None
+                    if frame is None:
+                        raise SyndromeError("a stereo-tiled source codes whole frames")
+                    latent = self.bundle.sources[i].frame_latent_shape(frame)
+                    headers = parsed if parsed is not None else dec.tiles.parse_payload(payload, latent)
+                    side = dec.side_sources[0]
+                    quality = w.qualities[i] if w.qualities else None
+                    side_quality = w.qualities[side] if w.qualities else None
+                    states[i] = dec.start(headers, latent, frame, quality, side_quality)  # type: ignore[arg-type]
+                else:
+                    states[i] = dec.start(parsed if parsed is not None else dec.spec.split_payload(payload))
             except SyndromeError:  # a chunked payload checked only now: estimated like an undecodable one
                 self.metrics.undecodable.labels(w.group, str(i)).inc()
                 w.payloads[i] = None
                 continue
             self.metrics.syndrome_bits.labels(w.group, str(i), "initial").inc(8 * len(payload))
-            states[i] = dec.start(parsed)
         held = _Held(w, states, time.monotonic())
         self._held[(w.group, w.window)] = held
         while len(self._held) > self.max_held:
@@ -179,7 +199,10 @@ class BinningStage:
         if (group, w.window) not in self._held:  # given up meanwhile (timeout, eviction)
             return
         if outcome.symbols is not None:
-            w.symbols[source] = outcome.symbols.reshape(self.bundle.sources[source].latent_shape)
+            frame = w.shapes[source] if w.shapes else None
+            info = self.bundle.sources[source]
+            w.symbols[source] = outcome.symbols.reshape(
+                info.frame_latent_shape(frame) if frame is not None and info.whole_frames else info.latent_shape)
             self.metrics.syndrome_windows.labels(group, src, "fallback" if state.direct else "decoded").inc()
             del held.states[source]
             self._pending.get((group, source), {}).pop(w.window, None)
@@ -280,7 +303,10 @@ class BinningStage:
         if held is None or source not in held.states or source in held.running:
             return None  # given up meanwhile: a late answer is harmless
         try:
-            if request.direct:
+            if request.direct and isinstance(dec, StereoFrameDecoder):
+                dec.check_direct(held.states[source], bytes(block.bits))  # type: ignore[arg-type]
+                answer: bytes | np.ndarray = bytes(block.bits)
+            elif request.direct:
                 symbols = dec.coder.decode(block.bits, dec.spec.n // dec.latent_shape[0])
                 # the fallback is the edge's own symbols: planes whose check it contradicts mean a forged
                 # or corrupt check (or payload); refused rather than output either way
@@ -288,7 +314,7 @@ class BinningStage:
                 if wrong:
                     raise SyndromeError(f"the direct payload contradicts the check of plane(s) {wrong} "
                                         "in the window's payload")
-                answer: bytes | np.ndarray = bytes(block.bits)
+                answer = bytes(block.bits)
             else:
                 answer = unpack_bits(block.bits, request.end - request.first)
         except (SyndromeError, EntropyCodingError) as exc:
@@ -299,7 +325,7 @@ class BinningStage:
         state.pending = None
         held.asked.pop(source, None)
         del self._pending[(group, source)][block.window]
-        dec.take(state, request, answer)
+        dec.take(state, request, answer)  # type: ignore[arg-type]
         self._spawn(self._attempt(held, source))
         return None
 

@@ -61,7 +61,7 @@ class DecodePipeline:
         if runtime.bundle.binning:
             self.binning = BinningStage(runtime.bundle, metrics, self._queue.put,
                                         lambda j, payload: runtime.entropy_decode(j, payload),
-                                        timeout=max(2.0 * deadline, 1.0))
+                                        timeout=max(2.0 * deadline, 1.0), left_view=runtime.decode_side_alone)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._decode_loop()), asyncio.create_task(self._expiry_loop())]

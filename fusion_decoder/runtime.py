@@ -10,6 +10,7 @@ import torch
 from ndsc.bundle import Bundle
 from ndsc.binning import SyndromeError
 from ndsc.entropy import EntropyCodingError, LatentCoder, dequantise
+from ndsc.stereo_tiles import STEREO_TILES, StereoTiles
 from models.decoders import build_decoder
 from models.device import resolve_device
 
@@ -98,6 +99,9 @@ class JointDecoderRuntime:
         binning = self.bundle.sources[source_index].binning
         if binning is not None:
             try:
+                if binning.conditional.get("kind") == STEREO_TILES:  # whole frames: each tile's header
+                    tiles = StereoTiles.of(binning)
+                    return tiles.parse_payload(payload, self.latent_shape(source_index, frame_shape))  # type: ignore[return-value]
                 return binning.split_payload(payload)  # type: ignore[return-value]
             except SyndromeError as exc:
                 raise EntropyCodingError(f"syndrome payload: {exc}") from exc
@@ -167,6 +171,16 @@ class JointDecoderRuntime:
                for k in range(0, len(y_hat), n)]
         x_hat = out[0] if len(out) == 1 else torch.cat(out)
         return (x_hat * self.output_scale).float().cpu().numpy()
+
+    def decode_side_alone(self, symbols: np.ndarray, frame_shape: Sequence[int], quality: str | None,
+                          side: int = 0) -> np.ndarray:
+        """Source ``side``'s view decoded alone (every other source missing) from its ``symbols``: what a
+        stereo-tiled source's decoder warps into its candidates (:mod:`fusion_decoder.stereo_frames`)."""
+        row: list[bytes | np.ndarray | None] = [None] * self.n_sources
+        row[side] = symbols
+        qualities = [[quality if i == side else None for i in range(self.n_sources)]]
+        x_hat, _ = self.decode_batch([row], frame_shape=frame_shape, qualities=qualities)
+        return x_hat[0, side]
 
     def decode_batch(self, payloads: Sequence[Sequence[bytes | np.ndarray | None]],
                      frame_shape: Sequence[int] | None = None,

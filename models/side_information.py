@@ -154,6 +154,17 @@ def warp_rows(image: torch.Tensor, disparity: torch.Tensor, direction: int) -> t
     return F.grid_sample(image, grid, mode=WARP_MODE, padding_mode="border", align_corners=True)
 
 
+def warp_rows_columns(image: torch.Tensor, disparity: torch.Tensor, x0: int, x1: int, direction: int) -> torch.Tensor:
+    """Columns ``x0 … x1 − 1`` of :func:`warp_rows` of ``image`` (B, C, H, W) by one disparity per image
+    (``disparity`` (B,)): the same samples, computed for those columns only."""
+    b, _, h, w = image.shape
+    xs = torch.arange(w, dtype=image.dtype, device=image.device)[x0:x1].view(1, 1, -1) - direction * disparity.view(-1, 1, 1)
+    xs = xs.expand(b, h, x1 - x0)
+    ys = torch.arange(h, dtype=image.dtype, device=image.device).view(1, h, 1).expand(b, h, x1 - x0)
+    grid = torch.stack([2 * xs / max(w - 1, 1) - 1, 2 * ys / max(h - 1, 1) - 1], dim=-1)  # (B, H, x1 − x0, 2)
+    return F.grid_sample(image, grid, mode=WARP_MODE, padding_mode="border", align_corners=True)
+
+
 def consistent(disparity: torch.Tensor, back: torch.Tensor, direction: int,
                tolerance: int = CONSISTENCY_PIXELS) -> torch.Tensor:
     """Left–right check: where the other view's disparity at the matched pixel points back here.

@@ -1,0 +1,154 @@
+"""The right view binned live: tiles of syndromes against the decoded left, over the real feedback path.
+
+A bundle exported by ``training.stereo_binning_export`` (4 × 4-block tiles, so that a test decodes
+in seconds) codes a crop of scikit-image's pair whose right frame has a partial tile at its edge.
+Real parts: the edge's :class:`StereoTileResponder` (NumPy only) answers the decoder's
+:class:`StereoFrameDecoder` through the protobuf messages of the wire, and then two EdgeNodes
+stream PNG files of the crop over gRPC to a DecoderServer that decodes the frame with feedback.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from ndsc.binning import SyndromeError, unpack_bits
+from ndsc.wire import pb
+
+#: the crop: 32 × 56 px = 4 × 7 blocks: one full 4 × 4-block tile and one of 4 × 3 (padded)
+ROWS, COLS = slice(200, 232), slice(300, 356)
+QUALITY = "3"
+
+
+@pytest.fixture(scope="module")
+def crop(motorcycle) -> np.ndarray:
+    return np.ascontiguousarray(motorcycle[:, :, ROWS, COLS])
+
+
+@pytest.fixture(scope="module")
+def tiled_bundle(tmp_path_factory, crop):
+    from training.stereo_binning_export import export_stereo_binning_bundle
+
+    return export_stereo_binning_bundle(tmp_path_factory.mktemp("tiled") / "bundle", tile_blocks=4,
+                                        calibration_pair=crop)
+
+
+def _edge_and_decoder(bundle_path, crop):
+    from edge_encoder.encoder import EdgeEncoder
+    from edge_encoder.stereo_tiles import StereoTileResponder
+    from fusion_decoder.runtime import JointDecoderRuntime
+    from fusion_decoder.stereo_frames import StereoFrameDecoder
+    from ndsc.bundle import load_bundle
+
+    bundle = load_bundle(bundle_path)
+    encoders = [EdgeEncoder(bundle, i, quality=QUALITY) for i in range(2)]
+    latents = encoders[1].frame_symbols(crop[1]).reshape(bundle.sources[1].frame_latent_shape(crop[1].shape))
+    runtime = JointDecoderRuntime(bundle, device="cpu")
+    return bundle, encoders, latents, StereoTileResponder(bundle.sources[1]), runtime, \
+        StereoFrameDecoder(bundle, 1, runtime.decode_side_alone)
+
+
+def test_the_exported_bundle_declares_a_stereo_tiled_right_view(tiled_bundle):
+    from ndsc.bundle import load_bundle
+    from ndsc.stereo_tiles import STEREO_TILES, StereoTiles
+
+    bundle = load_bundle(tiled_bundle)
+    right = bundle.sources[1]
+    assert right.syndrome and not bundle.sources[0].syndrome
+    tiles = StereoTiles.of(right.binning)
+    assert right.binning.conditional["kind"] == STEREO_TILES and tiles.tile_blocks == 4
+    assert set(tiles.scales) == set(right.quality_names)  # the decoder's scales at every point
+    assert bundle.extra["binned_from"] != bundle.bundle_id
+
+
+def test_a_frame_decodes_losslessly_through_requests_and_every_bit_asked_for_is_counted(tiled_bundle, crop):
+    bundle, encoders, latents, edge, runtime, decoder = _edge_and_decoder(tiled_bundle, crop)
+    payload = edge.encode(7, latents)
+    headers = runtime.entropy_decode(1, payload, crop[1].shape, QUALITY)
+    assert len(headers) == 2 and len(headers[1].escape_positions) >= 192 * 4  # the padded tile knows its padding
+    left = runtime.entropy_decode(0, encoders[0].encode_frame(crop[0]), crop[0].shape, QUALITY)
+    state = decoder.start(headers, latents.shape, crop[1].shape, QUALITY, QUALITY)
+    asked = answered = 0
+    for _ in range(5000):
+        outcome = decoder.attempt(state, left)
+        if outcome.symbols is not None:
+            break
+        r = outcome.request
+        assert not r.direct and r.end > r.first
+        block = edge.answer(pb.SyndromeRequest(window=7, plane=r.plane, first_bit=r.first, end_bit=r.end))
+        assert block is not None and block.crc32 == __import__("zlib").crc32(block.bits)
+        asked += r.end - r.first
+        answered += 8 * len(block.bits)
+        state.requests += 1
+        decoder.take(state, r, unpack_bits(block.bits, r.end - r.first))
+    else:
+        pytest.fail("the frame did not decode")
+    assert np.array_equal(outcome.symbols.reshape(latents.shape), latents)  # lossless
+    spent = sum(t.syndrome_bits + t.raw_bits + t.wasted_bits for t in state.results)
+    assert spent == asked and answered < asked + 8 * state.requests  # bytes: each answer padded to a byte
+    # the fallback: the frame's ANS payload, checked against every tile's plane checks
+    direct = edge.answer(pb.SyndromeRequest(window=7, direct=True))
+    assert direct.bits == encoders[1].encode_frame(crop[1])
+    assert np.array_equal(decoder.check_direct(state, direct.bits), latents)
+    edge.forget_below(8)
+    assert edge.answer(pb.SyndromeRequest(window=7, plane=0, first_bit=0, end_bit=8)) is None and edge.settled
+
+
+def test_a_payload_that_does_not_fit_the_frame_is_refused(tiled_bundle, crop):
+    from ndsc.bundle import load_bundle
+    from ndsc.stereo_tiles import StereoTiles
+
+    bundle = load_bundle(tiled_bundle)
+    tiles = StereoTiles.of(bundle.sources[1].binning)
+    latents = np.zeros((192, 4, 7), np.int64)
+    latents[5, 1, 2] = 500  # an escape
+    payload = tiles.frame_payload(latents)
+    headers = tiles.parse_payload(payload, latents.shape)
+    assert 500 in headers[0].escape_values.tolist()
+    for bad in (payload[:-1], payload + b"\0", b""):
+        with pytest.raises(SyndromeError):
+            tiles.parse_payload(bad, latents.shape)
+    with pytest.raises(SyndromeError):
+        tiles.parse_payload(payload, (192, 4, 12))  # a frame of three tiles
+    forged = bytearray(payload)
+    forged[4:6] = (0).to_bytes(2, "big")  # bytes: count (2), then the escape's position (2) and value (2)
+
+    with pytest.raises(SyndromeError):  # a value the index range holds: the edge would not have escaped it
+        tiles.parse_payload(bytes(forged), latents.shape)
+
+
+def test_live_grpc_decodes_the_binned_right_view_to_what_the_direct_payload_gives(tiled_bundle, crop, tmp_path):
+    from PIL import Image
+
+    from ndsc.bundles import STEREO_BUNDLE, default_bundle
+    from tests.serving.conftest import edge_node, running_decoder, samples
+    from tests.stereo.test_shipped_bundle import WholeFrameSubscription
+    from training.stereo_eval import StereoCodec
+
+    scene = tmp_path / "frames" / "crop"
+    scene.mkdir(parents=True)
+    for name, view in zip(("im0.png", "im1.png"), crop):
+        Image.fromarray(np.ascontiguousarray(view.transpose(1, 2, 0)).astype(np.uint8)).save(scene / name)
+
+    async def scenario():
+        async with running_decoder(tiled_bundle) as (server, address, registry):
+            sub = WholeFrameSubscription(address)
+            await sub.wait_started(registry)
+            nodes = [edge_node(tiled_bundle, i, address, source=f"images:{tmp_path / 'frames'}#view={i}",
+                               quality=QUALITY) for i in range(2)]
+            counts = await asyncio.wait_for(asyncio.gather(*(n.run() for n in nodes)), 300)
+            assert counts == [1, 1]
+            metric = lambda name, **labels: registry.get_sample_value(name, labels)  # noqa: E731
+            assert metric("ndsc_syndrome_windows_total", group="default", source="1", outcome="decoded") == 1
+            assert metric("ndsc_syndrome_bits_total", group="default", source="1", kind="requested") > 0
+            assert not metric("ndsc_syndrome_bits_total", group="default", source="1", kind="direct")
+        return await sub.finish()
+
+    items = asyncio.run(scenario())
+    # the bundle it was exported from: the same encoders and decoder, the right view ANS-coded
+    codec = StereoCodec(default_bundle(STEREO_BUNDLE), quality=QUALITY)
+    payloads, _ = codec.encode(crop)
+    offline = codec.decode(payloads, crop.shape[-2:])  # the right view from its ANS payload: the same symbols
+    live = np.concatenate([samples(r) for r in sorted(items, key=lambda r: r.sample_offset)]).reshape(offline.shape)
+    np.testing.assert_allclose(live, offline, atol=1e-3)
