@@ -125,7 +125,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
           progress: bool = True, index_bits: int = INDEX_BITS, fixed_scale: np.ndarray | None = None,
           adapt: bool = False, decoder: str = "bp", calibrate: bool = False, tile_blocks: int = TILE_BLOCKS,
           plane_modes: bool = False, every: int = 0, phase: int = 0, size_requests: bool = False,
-          step_fraction: float = 0.0, device: str | None = None) -> dict:
+          step_fraction: float = 0.0, device: str | None = None, search: str = "gallop") -> dict:
     """Tiles of one scene's right view: real syndrome bits and the comparisons (see the module doc).
 
     ``plane_modes``: the decoder picks syndromes or prior-coded bits per plane (:class:`PlaneModes`).
@@ -181,7 +181,7 @@ def scene(codec, pair: np.ndarray, n_rows: int, n_cols: int, step: float, mappin
             start = time.perf_counter()
             edge = encode_tile(spec, sym, index_map)
             res = decode_tile(spec, edge, side, sent_scale, index_map, bp=bp, calibration=calibration, modes=modes,
-                              sizer=sizer, step_fraction=step_fraction, device=device)
+                              sizer=sizer, step_fraction=step_fraction, device=device, search=search)
             decode_seconds = time.perf_counter() - start
             assert np.array_equal(res.symbols, sym.reshape(-1)), "lossless round trip failed"
             tiles.append({"row": r, "col": col, "real_bits": res.bits, "syndrome_bits": res.syndrome_bits,
@@ -247,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
                          "(training.stereo_binning.request_grid): fewer round trips on large planes")
     ap.add_argument("--device", help="compute the likelihoods in torch float32 on this device (cpu, cuda; "
                     "fusion_decoder.stereo_llr_torch) instead of NumPy float64")
+    ap.add_argument("--search", default="gallop", choices=("gallop", "ascend"),
+                    help="how the decoder finds a plane's least passing request: gallop then bisect over what the "
+                         "edge could send (offline, fewer BP runs), or ascend one request at a time as the live "
+                         "decoder does (fusion_decoder.stereo_frames; every BP run of the live path)")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -273,13 +277,13 @@ def main(argv: list[str] | None = None) -> int:
             r = {"scene": name, "point": f"{top}/{q}", "scales": args.scales, "decoder": args.decoder,
                  "calibrate_llr": args.calibrate_llr, "tile_blocks": args.tile_blocks,
                  "plane_modes": args.plane_modes, "every": args.every, "phase": args.phase,
-                 "size_requests": args.size_requests, "step_fraction": args.step_fraction,
+                 "size_requests": args.size_requests, "step_fraction": args.step_fraction, "search": args.search,
                  "device": args.device,
                  **scene(codec, pair, args.rows, args.cols, args.step, args.mapping, index_bits=args.index_bits,
                          fixed_scale=fixed, adapt=args.scales == "adaptive", decoder=args.decoder,
                        calibrate=args.calibrate_llr, tile_blocks=args.tile_blocks, plane_modes=args.plane_modes,
                          every=args.every, phase=args.phase, size_requests=args.size_requests,
-                         step_fraction=args.step_fraction, device=args.device)}
+                         step_fraction=args.step_fraction, device=args.device, search=args.search)}
             rows.append(r)
             real = r["real_bits_with_scales"]
             print(f"{name} {r['point']}: {len(r['tiles'])} tiles: real {real} bits ({100 * (1 - real / r['ans_bits']):.1f} % "

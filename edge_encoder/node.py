@@ -158,8 +158,13 @@ class EdgeNode:
             metrics = SyndromeEdgeMetrics(registry, settings.group, settings.node_name, settings.source_index)
             stereo = self.info.binning is not None and self.info.binning.conditional.get("kind") == STEREO_TILES
             # a right camera's whole frames (stereo tiles) keep only their symbols, a frame each
-            self.syndrome = (StereoTileResponder(self.info, keep=min(settings.buffer_frames, 64), metrics=metrics)
-                             if stereo else SyndromeResponder(self.info, keep=settings.buffer_frames, metrics=metrics))
+            self.syndrome = (
+                StereoTileResponder(
+                    self.info, keep=min(settings.buffer_frames, 64), metrics=metrics, quality=self.encoder.quality
+                )
+                if stereo
+                else SyndromeResponder(self.info, keep=settings.buffer_frames, metrics=metrics)
+            )
         self._source_done = False
         self._stopping = False
         self._wake = asyncio.Event()

@@ -7,6 +7,7 @@ plane, for accumulated-syndrome bits (or a plane's own bits) as it decodes again
 for the frame's ANS payload as the fallback (docs/bitstream.md §8). The frame's symbols are kept
 until the decoder settles the window. NumPy only: the edge never imports torch.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -16,7 +17,16 @@ import numpy as np
 from edge_encoder.binning import SyndromeEdgeMetrics, SyndromeResponder
 from ndsc.binning import pack_bits
 from ndsc.bundle import SourceInfo
-from ndsc.stereo_tiles import StereoTiles, TileBits, split_plane
+from ndsc.stereo_tiles import (
+    ASK_KINDS,
+    PLANE_BITS,
+    PRIOR_WORDS,
+    PriorPlanes,
+    StereoTiles,
+    TileBits,
+    split_plane,
+    words_to_bytes,
+)
 from ndsc.wire import crc32, pb
 
 
@@ -28,11 +38,16 @@ class StereoTileResponder(SyndromeResponder):
         keep: frames kept at most (each holds its symbols, 2 bytes a symbol); beyond it the oldest
             is forgotten (a request for it then goes unanswered and the decoder estimates it).
         metrics: counters, or None.
+        quality: the stream's operating point (its tables code the fallback payload; None: the default).
     """
 
-    def __init__(self, info: SourceInfo, keep: int = 64, metrics: SyndromeEdgeMetrics | None = None):
+    def __init__(
+        self, info: SourceInfo, keep: int = 64, metrics: SyndromeEdgeMetrics | None = None, quality: str | None = None
+    ):
         super().__init__(info, keep, metrics)
+        self.coder = info.coder(quality or None)
         self.tiles = StereoTiles.of(self.spec)
+        self._prior = PriorPlanes(self.coder.tables, self.tiles.mapping, self.spec.n)
         self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
         self._recent: OrderedDict[tuple[int, int], TileBits] = OrderedDict()  # the tiles being decoded
 
@@ -63,7 +78,8 @@ class StereoTileResponder(SyndromeResponder):
         with self._lock:
             bits = self._recent.get(key)
         if bits is None:
-            bits = self.tiles.encode_tile(self.tiles.grid(latents.shape).tile(latents.astype(np.int64), tile))
+            grid = self.tiles.grid(latents.shape)
+            bits = self.tiles.encode_tile(grid.tile(latents.astype(np.int64), tile), grid.padding(tile))
             with self._lock:
                 self._recent[key] = bits
                 while len(self._recent) > 4:
@@ -72,30 +88,38 @@ class StereoTileResponder(SyndromeResponder):
 
     def answer(self, r: pb.SyndromeRequest) -> pb.SyndromeBlock | None:
         """The block that answers ``r`` (accumulated bits [first, end) of a tile's plane, the plane's
-        own bits, or the frame's ANS payload), or None for a frame no longer kept or a request that
+        own bits, the plane range-coded with the prior tables, or the frame's ANS payload), or None for a frame no longer kept or a request that
         does not fit the frame (a decoder bug: nothing sensible to send)."""
         with self._lock:
             latents = self._frames.get(r.window)
         n = self.spec.n
-        fits = latents is not None
-        if fits and not r.direct:
-            grid = self.tiles.grid(latents.shape)
-            fits = r.plane < 2 * grid.count * self.tiles.planes and r.first_bit < r.end_bit <= n
-        if not fits:
+        grid = None if latents is None else self.tiles.grid(latents.shape)
+        fits = grid is not None and (
+            r.direct or (r.plane < ASK_KINDS * grid.count * self.tiles.planes and r.first_bit < r.end_bit <= n)
+        )
+        if latents is None or grid is None or not fits:
             if self.metrics:
                 self.metrics.request("forgotten").inc()
             return None
-        assert latents is not None
         if r.direct:
             bits = self.coder.encode(latents.reshape(latents.shape[0], -1).astype(np.int64))
         else:
-            tile, plane, raw = split_plane(r.plane, grid.count, self.tiles.planes)
+            tile, plane, kind = split_plane(r.plane, grid.count, self.tiles.planes)
             held = self._tile(r.window, latents, tile)
-            sent = held.planes[plane] if raw else held.accumulated[plane][self.spec.order]
-            bits = pack_bits(sent[r.first_bit:r.end_bit])
+            if kind == PRIOR_WORDS:  # the whole plane, range-coded with the stream's prior tables
+                bits = words_to_bytes(held.prior_coded(plane, self._prior))
+            else:
+                sent = held.planes[plane] if kind == PLANE_BITS else held.accumulated[plane][self.spec.order]
+                bits = pack_bits(sent[r.first_bit : r.end_bit])
         if self.metrics:
             self.metrics.request("direct" if r.direct else "more").inc()
             self.metrics.bit("direct" if r.direct else "requested").inc(8 * len(bits))
-        return pb.SyndromeBlock(window=r.window, plane=0 if r.direct else r.plane,
-                                first_bit=0 if r.direct else r.first_bit, end_bit=0 if r.direct else r.end_bit,
-                                direct=r.direct, bits=bits, crc32=crc32(bits))
+        return pb.SyndromeBlock(
+            window=r.window,
+            plane=0 if r.direct else r.plane,
+            first_bit=0 if r.direct else r.first_bit,
+            end_bit=0 if r.direct else r.end_bit,
+            direct=r.direct,
+            bits=bits,
+            crc32=crc32(bits),
+        )

@@ -114,6 +114,9 @@ class BinningStage:
         # without a journal): a restart would ask their syndromes again, so the edges must keep them
         self._unsettled: dict[str, set[int]] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-bp")
+        # a stereo frame takes seconds to minutes of attempts: its own thread, so that windows of
+        # sensor groups never wait behind a camera's frame
+        self._frame_executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-stereo-bp")
         self._tasks: set[asyncio.Task] = set()
 
     # ----- windows in -----------------------------------------------------------------
@@ -183,8 +186,9 @@ class BinningStage:
         held.running.add(source)
         try:
             loop = asyncio.get_running_loop()
-            outcome = await loop.run_in_executor(self._executor, self.decoders[source].attempt, state,
-                                                 self._side(w, source))
+            dec = self.decoders[source]
+            executor = self._frame_executor if isinstance(dec, StereoFrameDecoder) else self._executor
+            outcome = await loop.run_in_executor(executor, dec.attempt, state, self._side(w, source))  # type: ignore[arg-type]
         except Exception:  # a bug or a payload the coder refuses: this source only is estimated
             log.exception("decoding syndrome source %d of window %d failed", source, w.window)
             held.running.discard(source)
@@ -315,6 +319,8 @@ class BinningStage:
                     raise SyndromeError(f"the direct payload contradicts the check of plane(s) {wrong} "
                                         "in the window's payload")
                 answer = bytes(block.bits)
+            elif isinstance(dec, StereoFrameDecoder):
+                answer = dec.unpack(request, bytes(block.bits), held.states[source])  # type: ignore[arg-type]
             else:
                 answer = unpack_bits(block.bits, request.end - request.first)
         except (SyndromeError, EntropyCodingError) as exc:
@@ -348,3 +354,4 @@ class BinningStage:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._executor.shutdown(wait=True)
+        self._frame_executor.shutdown(wait=True)

@@ -26,11 +26,12 @@ from typing import Any, Callable
 import numpy as np
 
 from fusion_decoder.belief import BP, Outcome, Request, default_bp
-from fusion_decoder.stereo_tiles import (AdaptiveScales, Ask, LlrCalibration, RequestSizer, TileResult,
-                                         decode_tile_steps)
+from fusion_decoder.stereo_tiles import (AdaptiveScales, Ask, LlrCalibration, PlaneModes, RequestSizer,
+                                         TileResult, decode_tile_steps)
 from ndsc.binning import SyndromeError, plane_check
 from ndsc.bundle import Bundle
-from ndsc.stereo_tiles import StereoTiles, TileGrid, TileHeader, flat_plane, split_plane
+from ndsc.stereo_tiles import (PLANE_BITS, PRIOR_WORDS, SYNDROME_BITS, PriorPlanes, StereoTiles, TileGrid,
+                               TileHeader, bytes_to_words, flat_plane, split_plane)
 
 #: each request after a plane's first asks for this fraction of the bits held, when more than 8
 #: (request_grid): 1.7–3.4× fewer round trips than 8 at a time, measured in docs/stereo.md
@@ -59,6 +60,7 @@ class FrameState:
     waiting: Ask | None = None  # what it asked for and the decoder did not hold
     held: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (tile, plane) → accumulated bits
     raw: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (tile, plane) → the plane's bits
+    prior: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (tile, plane) → prior-coded words
     tiles: list[np.ndarray] = field(default_factory=list)  # decoded tiles' symbols
     results: list[TileResult] = field(default_factory=list)
     left: np.ndarray | None = None  # the left view decoded alone (3, H, W)
@@ -66,6 +68,7 @@ class FrameState:
     scales: AdaptiveScales | None = None
     calibration: LlrCalibration | None = None
     sizer: RequestSizer | None = None
+    modes: PlaneModes | None = None
 
 
 class StereoFrameDecoder:
@@ -164,6 +167,9 @@ class StereoFrameDecoder:
             state.scales = AdaptiveScales(calibrated, self.tiles.adapt_prior_blocks)
             state.calibration = LlrCalibration(self.tiles.planes)
             state.sizer = RequestSizer(self.tiles.planes)
+            coder = self._coders.get(state.quality, self.coder) if state.quality else self.coder
+            state.modes = PlaneModes(PriorPlanes(coder.tables, self.tiles.mapping, self.spec.n), self.tiles.planes,
+                                     self.spec.check_bits)
         answer = None
         if state.waiting is not None:  # the answer to the last request has arrived (take)
             answer = self._held_answer(state, state.waiting)
@@ -178,7 +184,7 @@ class StereoFrameDecoder:
                 assert state.scales is not None
                 state.steps = decode_tile_steps(
                     self.spec, state.headers[state.tile], state.centres, state.scales.current, self.tiles.mapping,
-                    self.bp, state.calibration, None, state.sizer, STEP_FRACTION, self.device, search="ascend")
+                    self.bp, state.calibration, state.modes, state.sizer, STEP_FRACTION, self.device, search="ascend")
                 answer = None
             try:
                 ask = state.steps.send(answer)
@@ -201,8 +207,9 @@ class StereoFrameDecoder:
         state.results.append(result)
         for k in [k for k in state.held if k[0] == state.tile]:
             del state.held[k]
-        for k in [k for k in state.raw if k[0] == state.tile]:
-            del state.raw[k]
+        for held in (state.raw, state.prior):
+            for k in [k for k in held if k[0] == state.tile]:
+                del held[k]
         state.steps, state.centres = None, None
         state.tile += 1
 
@@ -210,8 +217,8 @@ class StereoFrameDecoder:
         key = (state.tile, ask.plane)
         if ask.kind == "raw":
             return state.raw.get(key)
-        if ask.kind != "syndrome":
-            raise SyndromeError(f"a live stereo decoder does not ask for {ask.kind} planes")
+        if ask.kind == "prior":
+            return state.prior.get(key)
         held = state.held.get(key)
         return held[:ask.count] if held is not None and len(held) >= ask.count else None
 
@@ -220,20 +227,24 @@ class StereoFrameDecoder:
             return Request(direct=True)
         count = state.grid.count
         planes = self.tiles.planes
-        if ask.kind == "raw":
-            return Request(flat_plane(state.tile, ask.plane, True, count, planes), 0, self.spec.n)
+        if ask.kind in ("raw", "prior"):  # the whole plane, as its bits or coded with the prior tables
+            kind = PLANE_BITS if ask.kind == "raw" else PRIOR_WORDS
+            return Request(flat_plane(state.tile, ask.plane, kind, count, planes), 0, self.spec.n)
         held = state.held.get((state.tile, ask.plane))
         first = 0 if held is None else len(held)
-        return Request(flat_plane(state.tile, ask.plane, False, count, planes), first, ask.count)
+        return Request(flat_plane(state.tile, ask.plane, SYNDROME_BITS, count, planes), first, ask.count)
 
     def take(self, state: FrameState, request: Request, bits_or_payload: bytes | np.ndarray) -> None:
         """Record the answer to ``request`` (accumulated bits, a plane's bits, or the direct payload)."""
         if request.direct:
             state.direct = bytes(bits_or_payload)  # type: ignore[arg-type]
             return
-        tile, plane, raw = split_plane(request.plane, state.grid.count, self.tiles.planes)
+        tile, plane, kind = split_plane(request.plane, state.grid.count, self.tiles.planes)
+        if kind == PRIOR_WORDS:
+            state.prior[(tile, plane)] = np.asarray(bits_or_payload, np.uint32)
+            return
         bits = np.asarray(bits_or_payload, np.uint8)
-        if raw:
+        if kind == PLANE_BITS:
             state.raw[(tile, plane)] = bits
             return
         old = state.held.get((tile, plane))
@@ -253,8 +264,12 @@ class StereoFrameDecoder:
                     raise SyndromeError(f"the direct payload contradicts tile {i}'s check of plane {k}")
         return latents
 
-    def unpack(self, request: Request, data: bytes) -> np.ndarray:
-        """A block's bits for ``request`` (:func:`ndsc.binning.unpack_bits`)."""
+    def unpack(self, request: Request, data: bytes, state: FrameState) -> np.ndarray:
+        """A block's content for ``request``: bits (:func:`ndsc.binning.unpack_bits`) or, for a
+        prior-coded plane, its 32-bit words. Raises SyndromeError for a block that does not fit."""
         from ndsc.binning import unpack_bits
 
+        _, _, kind = split_plane(request.plane, state.grid.count, self.tiles.planes)
+        if kind == PRIOR_WORDS:
+            return bytes_to_words(data)
         return unpack_bits(data, request.end - request.first)

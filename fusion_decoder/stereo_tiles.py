@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from ndsc.binning import SyndromeSpec, plane_check
+from ndsc.binning import SyndromeError, SyndromeSpec, plane_check
 from ndsc.stereo_tiles import STEP_BITS, IndexMap, PriorPlanes, TileBits, TileHeader, range_decode_bits
 
 #: the first request asks for this fraction of the plane's entropy under the decoder's LLRs
@@ -543,6 +543,8 @@ def decode_tile_steps(spec: SyndromeSpec, header: TileHeader, centres: np.ndarra
             words = yield Ask("prior", k)
             bits = ((lo.reshape(-1) >> k) & 1).astype(np.uint8)  # right for the escapes
             bits[~fixed] = range_decode_bits(words, p0)
+            if plane_check(bits, spec.check_bits) != header.checks[k]:  # forged or corrupt words: never output
+                raise SyndromeError(f"plane {k} coded with the prior contradicts its check")
             out.prior_bits += 32 * len(words)
             out.plane_bits.append(32 * len(words))
             out.plane_modes.append("prior")

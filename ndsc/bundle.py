@@ -261,10 +261,15 @@ class SourceInfo:
             except (KeyError, TypeError, SyndromeError) as exc:
                 raise BundleError(f"source {info.name}: bad binning record ({exc})") from exc
             if spec.conditional.get("kind") == "stereo-tiles":  # whole frames in tiles (docs/bitstream.md §8)
-                if not info.frame_stride or spec.n % info.latent_shape[0] or not all(
-                        str(q) in spec.conditional["scales"] for q in (info.quality_names or ("",))):
-                    raise BundleError(f"source {info.name}: a stereo-tiled source codes whole frames, its tiles hold "
-                                      f"its {info.latent_shape[0]} channels, and it has scales for every point")
+                if (
+                    not info.frame_stride
+                    or spec.n % info.latent_shape[0]
+                    or not all(str(q) in spec.conditional["scales"] for q in (info.quality_names or ("",)))
+                ):
+                    raise BundleError(
+                        f"source {info.name}: a stereo-tiled source codes whole frames, its tiles hold "
+                        f"its {info.latent_shape[0]} channels, and it has scales for every point"
+                    )
             elif spec.n != info.latent_shape[0] * info.latent_length or info.quality_points or info.frame_stride:
                 raise BundleError(
                     f"source {info.name}: a syndrome source has one fixed point, no whole frames, "

@@ -8,10 +8,11 @@ per plane the edge can send any prefix of the plane's accumulated syndrome (LDPC
 the index range are *escapes*, sent raw up front. The decoder's side is
 :mod:`fusion_decoder.stereo_tiles`. NumPy (and constriction) only: the edge imports this.
 """
+
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -63,11 +64,17 @@ def tile_spec(n: int, index_bits: int, seed: int = 0, check_bits: int = CHECK_BI
     ``check_bits`` (16, or 32 for a decoder such as :func:`fusion_decoder.belief.bp_osd` that returns
     a syndrome-consistent word at every attempt), the code :func:`spread_checks` (degree-3, n × n)."""
     return SyndromeSpec(
-        side_sources=(0,), offset=-(1 << (index_bits - 1)), index_bits=index_bits,
+        side_sources=(0,),
+        offset=-(1 << (index_bits - 1)),
+        index_bits=index_bits,
         planes=tuple(PlanePlan(k, SYNDROME, 1) for k in range(index_bits)),
-        checks=spread_checks(n, seed), step_bits=STEP_BITS, max_requests=1 << 30,
-        bp_iterations=BP_ITERATIONS, conditional={"kind": "table", "side_offset": 0, "probs": [[1.0] * (1 << index_bits)]},
-        check_bits=check_bits)
+        checks=spread_checks(n, seed),
+        step_bits=STEP_BITS,
+        max_requests=1 << 30,
+        bp_iterations=BP_ITERATIONS,
+        conditional={"kind": "table", "side_offset": 0, "probs": [[1.0] * (1 << index_bits)]},
+        check_bits=check_bits,
+    )
 
 
 @dataclass
@@ -106,8 +113,14 @@ def encode_tile(spec: SyndromeSpec, symbols: np.ndarray, mapping: "IndexMap") ->
     j = mapping.index(q)
     planes = ((j[None, :] >> np.arange(mapping.bits)[:, None]) & 1).astype(np.uint8)
     escaped = np.flatnonzero(mapping.escaped(q))
-    return TileBits(spec, planes, np.stack([spec.accumulated(p) for p in planes]),
-                    {k: plane_check(planes[k], spec.check_bits) for k in range(mapping.bits)}, escaped, q[escaped])
+    return TileBits(
+        spec,
+        planes,
+        np.stack([spec.accumulated(p) for p in planes]),
+        {k: plane_check(planes[k], spec.check_bits) for k in range(mapping.bits)},
+        escaped,
+        q[escaped],
+    )
 
 
 def _laplace_interval(a: np.ndarray, b: np.ndarray, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -204,7 +217,7 @@ class PriorPlanes:
     ``n // len(tables)`` per channel. An index outside a table's range gets an equal share of the
     escape frequency."""
 
-    FLOOR = 2.0 ** -20
+    FLOOR = 2.0**-20
 
     def __init__(self, tables, mapping: "IndexMap", n: int):
         values = mapping.value(np.arange(mapping.top + 1))
@@ -212,8 +225,11 @@ class PriorPlanes:
         for c, table in enumerate(tables):
             freqs = np.asarray(table.freqs, np.float64)
             inside = (values >= table.offset) & (values <= table.offset + len(freqs) - 2)
-            mass[c] = np.where(inside, freqs[np.clip(values - table.offset, 0, len(freqs) - 1)],
-                               freqs[-1] / max(1, int((~inside).sum())))
+            mass[c] = np.where(
+                inside,
+                freqs[np.clip(values - table.offset, 0, len(freqs) - 1)],
+                freqs[-1] / max(1, int((~inside).sum())),
+            )
             mass[c] = np.maximum(mass[c] / mass[c].sum(), self.FLOOR)
         self.cum = np.concatenate([np.zeros((len(tables), 1)), np.cumsum(mass, axis=1)], axis=1)
         self.channel = np.repeat(np.arange(len(tables)), n // len(tables))
@@ -312,9 +328,15 @@ class StereoTiles:
         return TileGrid(c, h, w, self.tile_blocks)
 
     # -- the edge's bytes ---------------------------------------------------------------
-    def encode_tile(self, symbols: np.ndarray) -> TileBits:
-        """A full (padded) tile's planes, syndromes, checks and escapes."""
-        return encode_tile(self.spec, symbols, self.mapping)
+    def encode_tile(self, symbols: np.ndarray, padding: np.ndarray | None = None) -> TileBits:
+        """A full (padded) tile's planes, syndromes, checks and *known* positions: its escapes and
+        ``padding`` (zero symbols past the frame's edge, which the decoder knows as it knows escapes)."""
+        bits = encode_tile(self.spec, symbols, self.mapping)
+        if padding is None or not len(padding):
+            return bits
+        positions = np.concatenate([bits.escape_positions, padding])
+        values = np.concatenate([bits.escape_values, np.zeros(len(padding), np.int64)])
+        return replace(bits, escape_positions=positions, escape_values=values)
 
     def frame_payload(self, latents: np.ndarray) -> bytes:
         """A frame's payload: per tile in raster order its escape count (u16), its escapes (position u16,
@@ -357,19 +379,24 @@ class StereoTiles:
             at += 2
             if at + 4 * count + width * self.planes > len(view):
                 raise SyndromeError(f"payload ends in tile {i} ({count} escapes)")
-            esc = np.frombuffer(view[at:at + 4 * count], dtype=np.dtype([("p", ">u2"), ("v", ">i2")]))
+            esc = np.frombuffer(view[at : at + 4 * count], dtype=np.dtype([("p", ">u2"), ("v", ">i2")]))
             at += 4 * count
             positions, values = esc["p"].astype(np.int64), esc["v"].astype(np.int64)
-            if (positions >= n).any() or len(np.unique(positions)) != count \
-                    or (~self.mapping.escaped(values)).any():
+            if (positions >= n).any() or len(np.unique(positions)) != count or (~self.mapping.escaped(values)).any():
                 raise SyndromeError(f"tile {i}: an escape outside the tile, repeated, or inside the index range")
-            checks = {k: int.from_bytes(view[at + k * width:at + (k + 1) * width], "big") for k in range(self.planes)}
+            checks = {k: int.from_bytes(view[at + k * width : at + (k + 1) * width], "big") for k in range(self.planes)}
             at += width * self.planes
             pad = grid.padding(i)
             if np.isin(positions, pad).any():
                 raise SyndromeError(f"tile {i}: an escape in the padding past the frame's edge")
-            headers.append(TileHeader(checks, np.concatenate([positions, pad]),
-                                      np.concatenate([values, np.zeros(len(pad), np.int64)]), 8 * (2 + 4 * count)))
+            headers.append(
+                TileHeader(
+                    checks,
+                    np.concatenate([positions, pad]),
+                    np.concatenate([values, np.zeros(len(pad), np.int64)]),
+                    8 * (2 + 4 * count),
+                )
+            )
         if at != len(view):
             raise SyndromeError(f"{len(view) - at} bytes after the last tile")
         return headers
@@ -401,13 +428,15 @@ class TileGrid:
     def extent(self, i: int) -> tuple[slice, slice]:
         """The blocks (rows, columns) of tile ``i`` inside the frame."""
         r, c = divmod(i, self.cols)
-        return slice(r * self.t, min((r + 1) * self.t, self.height)), slice(c * self.t, min((c + 1) * self.t, self.width))
+        return slice(r * self.t, min((r + 1) * self.t, self.height)), slice(
+            c * self.t, min((c + 1) * self.t, self.width)
+        )
 
     def tile(self, latents: np.ndarray, i: int) -> np.ndarray:
         """Tile ``i``'s symbols (C, t²), channel-major, zero past the frame's edge."""
         out = np.zeros((self.channels, self.t, self.t), np.int64)
         rows, cols = self.extent(i)
-        out[:, :rows.stop - rows.start, :cols.stop - cols.start] = latents[:, rows, cols]
+        out[:, : rows.stop - rows.start, : cols.stop - cols.start] = latents[:, rows, cols]
         return out.reshape(self.channels, -1)
 
     @cached_property
@@ -420,7 +449,7 @@ class TileGrid:
         key = (rows.stop - rows.start, cols.stop - cols.start)
         if key not in self._inside:
             inside = np.zeros((self.t, self.t), bool)
-            inside[:key[0], :key[1]] = True
+            inside[: key[0], : key[1]] = True
             self._inside[key] = np.flatnonzero(np.broadcast_to(~inside, (self.channels, self.t, self.t)))
         return self._inside[key]
 
@@ -430,34 +459,64 @@ class TileGrid:
         for i, q in enumerate(tiles):
             rows, cols = self.extent(i)
             full = np.asarray(q, np.int64).reshape(self.channels, self.t, self.t)
-            out[:, rows, cols] = full[:, :rows.stop - rows.start, :cols.stop - cols.start]
+            out[:, rows, cols] = full[:, : rows.stop - rows.start, : cols.stop - cols.start]
         return out
 
 
-def flat_plane(tile: int, plane: int, raw: bool, tiles: int, planes: int) -> int:
-    """A request's ``plane`` field for a stereo-tiled source: tile · B + plane for accumulated-syndrome
-    bits, (tiles + tile) · B + plane for the plane's own bits (docs/bitstream.md §8)."""
-    return ((tiles if raw else 0) + tile) * planes + plane
+#: what a request for a stereo-tiled source asks for (docs/bitstream.md §8)
+SYNDROME_BITS, PLANE_BITS, PRIOR_WORDS = 0, 1, 2
+ASK_KINDS = 3
 
 
-def split_plane(field: int, tiles: int, planes: int) -> tuple[int, int, bool]:
-    """Inverse of :func:`flat_plane`: (tile, plane, raw). Raises SyndromeError past the last one."""
-    if field >= 2 * tiles * planes:
-        raise SyndromeError(f"plane {field} past the frame's {tiles} tiles × {planes} planes × 2")
-    raw, rest = divmod(field, tiles * planes)
+def flat_plane(tile: int, plane: int, kind: int, tiles: int, planes: int) -> int:
+    """A request's ``plane`` field for a stereo-tiled source: (kind · tiles + tile) · B + plane, kind
+    :data:`SYNDROME_BITS` (accumulated-syndrome bits), :data:`PLANE_BITS` (the plane's own bits) or
+    :data:`PRIOR_WORDS` (the plane range-coded with the prior tables) (docs/bitstream.md §8)."""
+    return (kind * tiles + tile) * planes + plane
+
+
+def split_plane(field: int, tiles: int, planes: int) -> tuple[int, int, int]:
+    """Inverse of :func:`flat_plane`: (tile, plane, kind). Raises SyndromeError past the last one."""
+    if field >= ASK_KINDS * tiles * planes:
+        raise SyndromeError(f"plane {field} past the frame's {tiles} tiles × {planes} planes × {ASK_KINDS} kinds")
+    kind, rest = divmod(field, tiles * planes)
     tile, plane = divmod(rest, planes)
-    return tile, plane, bool(raw)
+    return tile, plane, kind
 
 
-def stereo_tiles_record(channels: int, index_bits: int, scales: dict[str, Any], tile_blocks: int = 8,
-                        check_bits: int = CHECK_BITS, disparity_step: float = 0.5, max_disparity: float = 0.25,
-                        max_requests: int = 1 << 20, seed: int = 0, adapt_prior_blocks: float = 64.0) -> SyndromeSpec:
+def words_to_bytes(words: np.ndarray) -> bytes:
+    """A prior-coded plane's 32-bit words as bytes (big-endian, docs/bitstream.md §8)."""
+    return np.asarray(words, dtype=">u4").tobytes()
+
+
+def bytes_to_words(data: bytes) -> np.ndarray:
+    """Inverse of :func:`words_to_bytes`. Raises SyndromeError for a length that is not 4·k, k ≥ 1."""
+    if not data or len(data) % 4:
+        raise SyndromeError(f"{len(data)} bytes are not a whole number of 32-bit words")
+    return np.frombuffer(data, dtype=">u4").astype(np.uint32)
+
+
+def stereo_tiles_record(
+    channels: int,
+    index_bits: int,
+    scales: dict[str, Any],
+    tile_blocks: int = 8,
+    check_bits: int = CHECK_BITS,
+    disparity_step: float = 0.5,
+    max_disparity: float = 0.25,
+    max_requests: int = 1 << 20,
+    seed: int = 0,
+    adapt_prior_blocks: float = 64.0,
+) -> SyndromeSpec:
     """A binning record for a stereo-tiled source (export: the code's rows are stored in the bundle)."""
     spec = tile_spec(channels * tile_blocks * tile_blocks, index_bits, seed, check_bits)
-    conditional = {"kind": STEREO_TILES, "tile_blocks": tile_blocks, "mapping": "zigzag",
-                   "disparity_step": disparity_step, "max_disparity": max_disparity,
-                   "scales": {str(q): [float(v) for v in s] for q, s in scales.items()},
-                   "adapt_prior_blocks": adapt_prior_blocks}
-    from dataclasses import replace
-
+    conditional = {
+        "kind": STEREO_TILES,
+        "tile_blocks": tile_blocks,
+        "mapping": "zigzag",
+        "disparity_step": disparity_step,
+        "max_disparity": max_disparity,
+        "scales": {str(q): [float(v) for v in s] for q, s in scales.items()},
+        "adapt_prior_blocks": adapt_prior_blocks,
+    }
     return replace(spec, conditional=conditional, max_requests=max_requests)

@@ -13,7 +13,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from ndsc.binning import SyndromeError, unpack_bits
+from ndsc.binning import SyndromeError
+from ndsc.stereo_tiles import PRIOR_WORDS, split_plane
 from ndsc.wire import pb
 
 #: the crop: 32 × 56 px = 4 × 7 blocks: one full 4 × 4-block tile and one of 4 × 3 (padded)
@@ -45,7 +46,7 @@ def _edge_and_decoder(bundle_path, crop):
     encoders = [EdgeEncoder(bundle, i, quality=QUALITY) for i in range(2)]
     latents = encoders[1].frame_symbols(crop[1]).reshape(bundle.sources[1].frame_latent_shape(crop[1].shape))
     runtime = JointDecoderRuntime(bundle, device="cpu")
-    return bundle, encoders, latents, StereoTileResponder(bundle.sources[1]), runtime, \
+    return bundle, encoders, latents, StereoTileResponder(bundle.sources[1], quality=QUALITY), runtime, \
         StereoFrameDecoder(bundle, 1, runtime.decode_side_alone)
 
 
@@ -78,15 +79,18 @@ def test_a_frame_decodes_losslessly_through_requests_and_every_bit_asked_for_is_
         assert not r.direct and r.end > r.first
         block = edge.answer(pb.SyndromeRequest(window=7, plane=r.plane, first_bit=r.first, end_bit=r.end))
         assert block is not None and block.crc32 == __import__("zlib").crc32(block.bits)
-        asked += r.end - r.first
+        prior = split_plane(r.plane, state.grid.count, 7)[2] == PRIOR_WORDS
+        asked += 8 * len(block.bits) if prior else r.end - r.first
         answered += 8 * len(block.bits)
         state.requests += 1
-        decoder.take(state, r, unpack_bits(block.bits, r.end - r.first))
+        decoder.take(state, r, decoder.unpack(r, block.bits, state))
     else:
         pytest.fail("the frame did not decode")
     assert np.array_equal(outcome.symbols.reshape(latents.shape), latents)  # lossless
-    spent = sum(t.syndrome_bits + t.raw_bits + t.wasted_bits for t in state.results)
+    spent = sum(t.syndrome_bits + t.raw_bits + t.wasted_bits + t.prior_bits for t in state.results)
     assert spent == asked and answered < asked + 8 * state.requests  # bytes: each answer padded to a byte
+    modes = [m for t in state.results for m in t.plane_modes]
+    assert {"syndrome", "prior"} <= set(modes)  # per plane, whichever the decoder expects to be cheaper
     # the fallback: the frame's ANS payload, checked against every tile's plane checks
     direct = edge.answer(pb.SyndromeRequest(window=7, direct=True))
     assert direct.bits == encoders[1].encode_frame(crop[1])
@@ -152,3 +156,32 @@ def test_live_grpc_decodes_the_binned_right_view_to_what_the_direct_payload_give
     offline = codec.decode(payloads, crop.shape[-2:])  # the right view from its ANS payload: the same symbols
     live = np.concatenate([samples(r) for r in sorted(items, key=lambda r: r.sample_offset)]).reshape(offline.shape)
     np.testing.assert_allclose(live, offline, atol=1e-3)
+
+
+def test_reference_vector_of_a_stereo_tiled_frame():
+    """docs/bitstream.md §8 on a frame small enough to check by hand: C = 4, t = 2 (n = 16), B = 3,
+    latents (4, 3, 3): four tiles, three of them padded, with escapes."""
+    from dataclasses import replace
+
+    from ndsc.binning import pack_bits
+    from ndsc.stereo_tiles import StereoTiles, flat_plane, split_plane, stereo_tiles_record
+
+    checks = ((5, 10, 11), (0, 3, 4), (2, 8, 9), (6, 12, 15), (1, 10, 13), (8, 12, 15), (0, 7, 14), (2, 3, 6),
+              (4, 12, 14), (0, 1, 9), (5, 7, 13), (3, 11, 15), (2, 4, 13), (6, 10, 11), (7, 8, 9), (1, 5, 14))
+    tiles = StereoTiles.of(replace(stereo_tiles_record(4, 3, {"": [1.0] * 4}, tile_blocks=2), checks=checks))
+    latents = np.array([-4, 3, 1, -1, -3, 4, 2, 0, -2, -4, 9, 1, -1, -3, 4, 2, 0, -2, -4, 3, 1, -1, -3, 4, 2, 0,
+                        -2, -4, 3, 1, -1, -3, 4, 2, 0, -6]).reshape(4, 3, 3)
+    payload = tiles.frame_payload(latents)
+    assert payload.hex() == ("000100050009d4474bf979ab"  # tile 0: 1 escape (position 5, value 9), 3 CRC-16s
+                             "00040002000400060004000a0004000e00040000e61564a4"  # tile 1: 4 escapes (value 4)
+                             "00000000000082b1"  # tile 2: no escape, planes 1 and 2 all zero
+                             "0001000cfffa82b182b18108")  # tile 3: one escape (position 12, value −6)
+    grid = tiles.grid(latents.shape)
+    tile0 = tiles.encode_tile(grid.tile(latents, 0))
+    answers = [pack_bits(tile0.accumulated[k][tiles.spec.order][:16]).hex() for k in range(3)]
+    assert answers == ["096f", "48ca", "696c"]  # "tile 0, plane k, bits [0, 16)"
+    assert [pack_bits(tile0.planes[k]).hex() for k in range(3)] == ["bbbb", "cccc", "dddd"]  # its planes' own bits
+    assert flat_plane(3, 1, 0, 4, 3) == 10 and flat_plane(3, 2, 1, 4, 3) == 23 and flat_plane(0, 0, 2, 4, 3) == 24
+    assert split_plane(23, 4, 3) == (3, 2, 1) and split_plane(35, 4, 3) == (3, 2, 2)
+    with pytest.raises(SyndromeError):
+        split_plane(36, 4, 3)
