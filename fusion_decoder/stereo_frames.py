@@ -54,7 +54,6 @@ class FrameState:
     pending: Request | None = None
     direct: bytes | None = None
     iterations: int = 0
-    checks: dict[int, int] = field(default_factory=dict)  # unused: the checks are per tile
     tile: int = 0
     steps: Any = None  # the current tile's decode_tile_steps generator
     waiting: Ask | None = None  # what it asked for and the decoder did not hold
@@ -137,7 +136,7 @@ class StereoFrameDecoder:
         x0, x1 = cols.start * s, min(cols.stop * s, left.shape[2])
         w = left.shape[-1]
         step = self.tiles.disparity_step
-        candidates = np.arange(0.0, w * self.tiles.max_disparity + step / 2, step)
+        candidates = np.arange(0.0, np.floor(w * self.tiles.max_disparity) + step / 2, step)
         strip = torch.from_numpy(np.ascontiguousarray(left[:, y0:y1], dtype=np.float32))[None]
         gain = np.asarray(self.info.gain(quality), np.float64).reshape(1, -1, 1, 1)
         out = np.zeros((len(candidates), grid.channels, t, t))

@@ -185,3 +185,20 @@ def test_reference_vector_of_a_stereo_tiled_frame():
     assert split_plane(23, 4, 3) == (3, 2, 1) and split_plane(35, 4, 3) == (3, 2, 2)
     with pytest.raises(SyndromeError):
         split_plane(36, 4, 3)
+
+
+def test_the_live_decoders_side_equals_the_offline_benchmarks(tiled_bundle, crop):
+    """The candidates' centres the live decoder computes per tile (the tile's columns only) are the
+    benchmark's (the whole strip through the right encoder): live and offline decode the same model."""
+    from tests.conftest import load_benchmark
+
+    bench = load_benchmark("stereo_binning")
+    bundle, encoders, latents, edge, runtime, decoder = _edge_and_decoder(tiled_bundle, crop)
+    left_symbols = runtime.entropy_decode(0, encoders[0].encode_frame(crop[0]), crop[0].shape, QUALITY)
+    left = runtime.decode_side_alone(left_symbols, crop[0].shape, QUALITY)
+    grid = decoder.tiles.grid(latents.shape)
+    live = decoder.centres(np.asarray(left, np.float64), grid, 0, QUALITY)
+    gain = np.asarray(encoders[1].gain, np.float64)
+    offline = bench.candidate_centres(left, 0, crop.shape[2], [0], encoders[1], gain, decoder.tiles.disparity_step,
+                                      tile_blocks=4)[:, 0]
+    np.testing.assert_array_equal(live, offline)
