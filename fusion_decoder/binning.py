@@ -86,11 +86,14 @@ class BinningStage:
         timeout: seconds a request may wait for its answer before the source is estimated.
         max_held: windows held at most; beyond it the oldest is released with what it has.
         bp: the belief-propagation function (None: ``ldpc`` when installed).
+        left_view: a stereo-tiled source's side (:class:`StereoFrameDecoder`): the left view decoded alone.
+        device: where a stereo-tiled source's likelihoods and BP run in torch (None: NumPy and ``ldpc``).
     """
 
     def __init__(self, bundle: Bundle, metrics: DecoderMetrics, enqueue: Callable[[AlignedWindow], Awaitable[None]],
                  side_symbols: Callable[[int, bytes], np.ndarray], timeout: float = 5.0, max_held: int = 4096,
-                 bp: BP | None = None, left_view: Callable[..., np.ndarray] | None = None):
+                 bp: BP | None = None, left_view: Callable[..., np.ndarray] | None = None,
+                 device: str | None = None):
         self.bundle = bundle
         self.metrics = metrics
         self._enqueue = enqueue
@@ -104,7 +107,7 @@ class BinningStage:
             if s.binning.conditional.get("kind") == STEREO_TILES:  # a right camera's whole frames
                 if left_view is None:
                     raise ValueError(f"source {s.name} is stereo-tiled: the stage needs the left view's decoder")
-                self.decoders[i] = StereoFrameDecoder(bundle, i, left_view, bp)
+                self.decoders[i] = StereoFrameDecoder(bundle, i, left_view, bp, device)
             else:
                 self.decoders[i] = SyndromeDecoder(s.binning, s.coder(), s.latent_shape, bp)
         self._held: dict[tuple[str, int], _Held] = {}

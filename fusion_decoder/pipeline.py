@@ -61,7 +61,8 @@ class DecodePipeline:
         if runtime.bundle.binning:
             self.binning = BinningStage(runtime.bundle, metrics, self._queue.put,
                                         lambda j, payload: runtime.entropy_decode(j, payload),
-                                        timeout=max(2.0 * deadline, 1.0), left_view=runtime.decode_side_alone)
+                                        timeout=max(2.0 * deadline, 1.0), left_view=runtime.decode_side_alone,
+                                        device=str(runtime.device) if runtime.device.type == "cuda" else None)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._decode_loop()), asyncio.create_task(self._expiry_loop())]

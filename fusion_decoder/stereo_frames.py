@@ -70,6 +70,20 @@ class FrameState:
     modes: PlaneModes | None = None
 
 
+def _bp_for(device: str | None) -> BP:
+    """BP on ``device``: torch float32 on a GPU (many-problem graphs, :mod:`fusion_decoder.belief_torch`),
+    else the ``ldpc`` package's on the CPU (faster there than torch's)."""
+    if device is None or not str(device).startswith("cuda"):
+        return default_bp()
+    from functools import partial
+
+    import torch
+
+    from fusion_decoder.belief_torch import bp_torch
+
+    return partial(bp_torch, device=device, dtype=torch.float32)
+
+
 class StereoFrameDecoder:
     """Decodes one stereo-tiled source of a bundle (the right view) given the side source (the left).
 
@@ -77,8 +91,10 @@ class StereoFrameDecoder:
         bundle: the bundle; ``source`` its stereo-tiled source.
         left_view: (left symbols (M, h, w), frame shape (C, H, W), the left's quality) → the left view
             decoded alone (C, H, W), unrounded (the fusion decoder's runtime with the right missing).
-        bp: the belief-propagation function (:func:`fusion_decoder.belief.default_bp`).
-        device: where the likelihoods run in torch (None: NumPy on the CPU).
+        bp: the belief-propagation function (default: :func:`fusion_decoder.belief.default_bp` on the
+            CPU; :func:`fusion_decoder.belief_torch.bp_torch` in float32 with a CUDA ``device``).
+        device: where the likelihoods (and by default BP) run in torch (None: NumPy and the ``ldpc``
+            package on the CPU).
     """
 
     def __init__(self, bundle: Bundle, source: int, left_view: Callable[[np.ndarray, tuple[int, ...], str | None], np.ndarray],
@@ -94,8 +110,8 @@ class StereoFrameDecoder:
         self.coder = info.coder()
         self._coders = {q: info.coder(q) for q in info.quality_names}
         self.left_view = left_view
-        self.bp = bp or default_bp()
         self.device = device
+        self.bp = bp or _bp_for(device)
         self.stride = int(info.frame_stride or 1)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1

@@ -9,6 +9,7 @@ stream PNG files of the crop over gRPC to a DecoderServer that decodes the frame
 from __future__ import annotations
 
 import asyncio
+import zlib
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ def tiled_bundle(tmp_path_factory, crop):
                                         calibration_pair=crop)
 
 
-def _edge_and_decoder(bundle_path, crop):
+def _edge_and_decoder(bundle_path, crop, device: str | None = None):
     from edge_encoder.encoder import EdgeEncoder
     from edge_encoder.stereo_tiles import StereoTileResponder
     from fusion_decoder.runtime import JointDecoderRuntime
@@ -47,7 +48,7 @@ def _edge_and_decoder(bundle_path, crop):
     latents = encoders[1].frame_symbols(crop[1]).reshape(bundle.sources[1].frame_latent_shape(crop[1].shape))
     runtime = JointDecoderRuntime(bundle, device="cpu")
     return bundle, encoders, latents, StereoTileResponder(bundle.sources[1], quality=QUALITY), runtime, \
-        StereoFrameDecoder(bundle, 1, runtime.decode_side_alone)
+        StereoFrameDecoder(bundle, 1, runtime.decode_side_alone, device=device)
 
 
 def test_the_exported_bundle_declares_a_stereo_tiled_right_view(tiled_bundle):
@@ -63,6 +64,26 @@ def test_the_exported_bundle_declares_a_stereo_tiled_right_view(tiled_bundle):
     assert bundle.extra["binned_from"] != bundle.bundle_id
 
 
+def _decode_through_messages(edge, decoder, state, left, window: int):
+    """Drive ``decoder`` to the frame's symbols, each request answered by ``edge`` as protobuf messages;
+    the symbols and the bits asked for (prior-coded planes: their bytes)."""
+    asked = answered = 0
+    for _ in range(5000):
+        outcome = decoder.attempt(state, left)
+        if outcome.symbols is not None:
+            return outcome.symbols, asked, answered
+        r = outcome.request
+        assert not r.direct and r.end > r.first
+        block = edge.answer(pb.SyndromeRequest(window=window, plane=r.plane, first_bit=r.first, end_bit=r.end))
+        assert block is not None and block.crc32 == zlib.crc32(block.bits)
+        prior = split_plane(r.plane, state.grid.count, decoder.tiles.planes)[2] == PRIOR_WORDS
+        asked += 8 * len(block.bits) if prior else r.end - r.first
+        answered += 8 * len(block.bits)
+        state.requests += 1
+        decoder.take(state, r, decoder.unpack(r, block.bits, state))
+    pytest.fail("the frame did not decode")
+
+
 def test_a_frame_decodes_losslessly_through_requests_and_every_bit_asked_for_is_counted(tiled_bundle, crop):
     bundle, encoders, latents, edge, runtime, decoder = _edge_and_decoder(tiled_bundle, crop)
     payload = edge.encode(7, latents)
@@ -70,23 +91,8 @@ def test_a_frame_decodes_losslessly_through_requests_and_every_bit_asked_for_is_
     assert len(headers) == 2 and len(headers[1].escape_positions) >= 192 * 4  # the padded tile knows its padding
     left = runtime.entropy_decode(0, encoders[0].encode_frame(crop[0]), crop[0].shape, QUALITY)
     state = decoder.start(headers, latents.shape, crop[1].shape, QUALITY, QUALITY)
-    asked = answered = 0
-    for _ in range(5000):
-        outcome = decoder.attempt(state, left)
-        if outcome.symbols is not None:
-            break
-        r = outcome.request
-        assert not r.direct and r.end > r.first
-        block = edge.answer(pb.SyndromeRequest(window=7, plane=r.plane, first_bit=r.first, end_bit=r.end))
-        assert block is not None and block.crc32 == __import__("zlib").crc32(block.bits)
-        prior = split_plane(r.plane, state.grid.count, 7)[2] == PRIOR_WORDS
-        asked += 8 * len(block.bits) if prior else r.end - r.first
-        answered += 8 * len(block.bits)
-        state.requests += 1
-        decoder.take(state, r, decoder.unpack(r, block.bits, state))
-    else:
-        pytest.fail("the frame did not decode")
-    assert np.array_equal(outcome.symbols.reshape(latents.shape), latents)  # lossless
+    symbols, asked, answered = _decode_through_messages(edge, decoder, state, left, 7)
+    assert np.array_equal(symbols.reshape(latents.shape), latents)  # lossless
     spent = sum(t.syndrome_bits + t.raw_bits + t.wasted_bits + t.prior_bits for t in state.results)
     assert spent == asked and answered < asked + 8 * state.requests  # bytes: each answer padded to a byte
     modes = [m for t in state.results for m in t.plane_modes]
@@ -202,3 +208,17 @@ def test_the_live_decoders_side_equals_the_offline_benchmarks(tiled_bundle, crop
     offline = bench.candidate_centres(left, 0, crop.shape[2], [0], encoders[1], gain, decoder.tiles.disparity_step,
                                       tile_blocks=4)[:, 0]
     np.testing.assert_array_equal(live, offline)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="no CUDA device"))])
+def test_the_torch_path_decodes_the_frame_losslessly(tiled_bundle, crop, device):
+    """Likelihoods in torch float32 (and, on a GPU, BP too: fusion_decoder.belief_torch): the GPU's
+    path, run on the CPU where there is none."""
+    bundle, encoders, latents, edge, runtime, decoder = _edge_and_decoder(tiled_bundle, crop, device)
+    payload = edge.encode(3, latents)
+    headers = runtime.entropy_decode(1, payload, crop[1].shape, QUALITY)
+    left = runtime.entropy_decode(0, encoders[0].encode_frame(crop[0]), crop[0].shape, QUALITY)
+    state = decoder.start(headers, latents.shape, crop[1].shape, QUALITY, QUALITY)
+    symbols, asked, _ = _decode_through_messages(edge, decoder, state, left, 3)
+    assert np.array_equal(symbols.reshape(latents.shape), latents) and asked > 0
