@@ -46,7 +46,8 @@ class StereoTileResponder(SyndromeResponder):
     ):
         super().__init__(info, keep, metrics)
         self.coder = info.coder(quality or None)
-        self.tiles = StereoTiles.of(self.spec)
+        self.tiles = StereoTiles.of(self.spec).at(quality)
+        self.spec = self.tiles.spec  # this point's planes
         self._prior = PriorPlanes(self.coder.tables, self.tiles.mapping, self.spec.n)
         self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
         self._recent: OrderedDict[tuple[int, int], TileBits] = OrderedDict()  # the tiles being decoded

@@ -100,7 +100,7 @@ class JointDecoderRuntime:
         if binning is not None:
             try:
                 if binning.conditional.get("kind") == STEREO_TILES:  # whole frames: each tile's header
-                    tiles = StereoTiles.of(binning)
+                    tiles = StereoTiles.of(binning).at(self.quality_name(source_index, quality))
                     return tiles.parse_payload(payload, self.latent_shape(source_index, frame_shape))  # type: ignore[return-value]
                 return binning.split_payload(payload)  # type: ignore[return-value]
             except SyndromeError as exc:

@@ -47,6 +47,7 @@ class FrameState:
 
     headers: list[TileHeader]
     grid: TileGrid
+    tiles: StereoTiles  # the record at the frame's point (its planes)
     frame_shape: tuple[int, ...]
     side_quality: str | None
     quality: str | None
@@ -60,7 +61,7 @@ class FrameState:
     held: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (tile, plane) → accumulated bits
     raw: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (tile, plane) → the plane's bits
     prior: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (tile, plane) → prior-coded words
-    tiles: list[np.ndarray] = field(default_factory=list)  # decoded tiles' symbols
+    decoded: list[np.ndarray] = field(default_factory=list)  # decoded tiles' symbols
     results: list[TileResult] = field(default_factory=list)
     left: np.ndarray | None = None  # the left view decoded alone (3, H, W)
     centres: np.ndarray | None = None  # the current tile's (D, C, t²)
@@ -122,11 +123,13 @@ class StereoFrameDecoder:
     def start(self, headers: list[TileHeader], latent_shape: tuple[int, ...], frame_shape: tuple[int, ...],
               quality: str | None, side_quality: str | None) -> FrameState:
         """The state of a frame from its parsed payload (:meth:`StereoTiles.parse_payload`)."""
-        grid = self.tiles.grid(latent_shape)
+        point = self.info.quality(quality or None)
+        name = point.name if point is not None else None
+        tiles = self.tiles.at(name)
+        grid = tiles.grid(latent_shape)
         if len(headers) != grid.count:
             raise SyndromeError(f"{len(headers)} tile headers for a frame of {grid.count} tiles")
-        point = self.info.quality(quality or None)
-        return FrameState(headers, grid, tuple(frame_shape), side_quality, point.name if point is not None else None)
+        return FrameState(headers, grid, tiles, tuple(frame_shape), side_quality, name)
 
     # ----- the side: candidate centres -------------------------------------------------
     def _scales(self, quality: str | None) -> np.ndarray:
@@ -180,10 +183,10 @@ class StereoFrameDecoder:
             state.left = np.asarray(self.left_view(side, state.frame_shape, state.side_quality), np.float64)
             calibrated = self._scales(state.quality)
             state.scales = AdaptiveScales(calibrated, self.tiles.adapt_prior_blocks)
-            state.calibration = LlrCalibration(self.tiles.planes)
-            state.sizer = RequestSizer(self.tiles.planes)
+            state.calibration = LlrCalibration(state.tiles.planes)
+            state.sizer = RequestSizer(state.tiles.planes)
             coder = self._coders.get(state.quality, self.coder) if state.quality else self.coder
-            state.modes = PlaneModes(PriorPlanes(coder.tables, self.tiles.mapping, self.spec.n), self.tiles.planes,
+            state.modes = PlaneModes(PriorPlanes(coder.tables, state.tiles.mapping, self.spec.n), state.tiles.planes,
                                      self.spec.check_bits)
         answer = None
         if state.waiting is not None:  # the answer to the last request has arrived (take)
@@ -194,11 +197,11 @@ class StereoFrameDecoder:
         while True:
             if state.steps is None:
                 if state.tile == state.grid.count:
-                    return Outcome(state.grid.assemble(state.tiles).reshape(-1), None, 0)
+                    return Outcome(state.grid.assemble(state.decoded).reshape(-1), None, 0)
                 state.centres = self.centres(state.left, state.grid, state.tile, state.quality)
                 assert state.scales is not None
                 state.steps = decode_tile_steps(
-                    self.spec, state.headers[state.tile], state.centres, state.scales.current, self.tiles.mapping,
+                    state.tiles.spec, state.headers[state.tile], state.centres, state.scales.current, state.tiles.mapping,
                     self.bp, state.calibration, state.modes, state.sizer, STEP_FRACTION, self.device, search="ascend")
                 answer = None
             try:
@@ -218,7 +221,7 @@ class StereoFrameDecoder:
         known[np.unique(pad % symbols.shape[1])] = True  # padding covers whole blocks
         assert state.scales is not None and state.centres is not None
         state.scales.update(symbols, state.centres, known)
-        state.tiles.append(result.symbols)
+        state.decoded.append(result.symbols)
         state.results.append(result)
         for k in [k for k in state.held if k[0] == state.tile]:
             del state.held[k]
@@ -241,7 +244,7 @@ class StereoFrameDecoder:
         if state.requests >= self.spec.max_requests:
             return Request(direct=True)
         count = state.grid.count
-        planes = self.tiles.planes
+        planes = state.tiles.planes
         if ask.kind in ("raw", "prior"):  # the whole plane, as its bits or coded with the prior tables
             kind = PLANE_BITS if ask.kind == "raw" else PRIOR_WORDS
             return Request(flat_plane(state.tile, ask.plane, kind, count, planes), 0, self.spec.n)
@@ -254,7 +257,7 @@ class StereoFrameDecoder:
         if request.direct:
             state.direct = bytes(bits_or_payload)  # type: ignore[arg-type]
             return
-        tile, plane, kind = split_plane(request.plane, state.grid.count, self.tiles.planes)
+        tile, plane, kind = split_plane(request.plane, state.grid.count, state.tiles.planes)
         if kind == PRIOR_WORDS:
             state.prior[(tile, plane)] = np.asarray(bits_or_payload, np.uint32)
             return
@@ -271,7 +274,7 @@ class StereoFrameDecoder:
         grid = state.grid
         coder = self._coders.get(state.quality, self.coder) if state.quality else self.coder
         latents = coder.decode(payload, grid.height * grid.width).reshape(grid.channels, grid.height, grid.width)
-        mapping = self.tiles.mapping
+        mapping = state.tiles.mapping
         for i, header in enumerate(state.headers):
             index = mapping.index(grid.tile(latents, i).reshape(-1))
             for k, check in header.checks.items():
@@ -284,7 +287,7 @@ class StereoFrameDecoder:
         prior-coded plane, its 32-bit words. Raises SyndromeError for a block that does not fit."""
         from ndsc.binning import unpack_bits
 
-        _, _, kind = split_plane(request.plane, state.grid.count, self.tiles.planes)
+        _, _, kind = split_plane(request.plane, state.grid.count, state.tiles.planes)
         if kind == PRIOR_WORDS:
             return bytes_to_words(data)
         return unpack_bits(data, request.end - request.first)

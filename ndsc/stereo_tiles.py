@@ -286,6 +286,7 @@ class StereoTiles:
     max_disparity: float
     scales: dict[str, tuple[float, ...]]
     adapt_prior_blocks: float
+    index_bits: dict[str, int]
 
     @classmethod
     def of(cls, spec: SyndromeSpec) -> "StereoTiles":
@@ -297,6 +298,7 @@ class StereoTiles:
             step, top = float(cond["disparity_step"]), float(cond["max_disparity"])
             scales = {str(q): tuple(float(v) for v in s) for q, s in dict(cond["scales"]).items()}
             prior = float(cond.get("adapt_prior_blocks", 64.0))
+            by_point = {str(q): int(b) for q, b in dict(cond.get("index_bits", {})).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise SyndromeError(f"bad stereo-tiles record: {exc!r}") from exc
         if t < 1 or spec.n % (t * t) or kind not in ("zigzag", "offset"):
@@ -310,7 +312,24 @@ class StereoTiles:
             raise SyndromeError("a tile holds at most 65 536 symbols, and its planes carry a 16- or 32-bit check")
         if spec.offset != -(1 << (spec.index_bits - 1)):
             raise SyndromeError("offset must be -2^(index_bits-1)")
-        return cls(spec, t, IndexMap(spec.index_bits, kind), step, top, scales, prior)
+        if not all(2 <= b <= 15 for b in by_point.values()):
+            raise SyndromeError("index_bits per point must be 2 … 15")
+        return cls(spec, t, IndexMap(spec.index_bits, kind), step, top, scales, prior, by_point)
+
+    def at(self, quality: str | None) -> "StereoTiles":
+        """The record as frames at operating point ``quality`` use it: its own number of planes where
+        ``conditional.index_bits`` names one for the point (finer points have larger symbols; with
+        too few planes their escapes cost more than binning saves), else the record's."""
+        bits = self.index_bits.get(quality or "", self.spec.index_bits)
+        if bits == self.spec.index_bits:
+            return self
+        spec = replace(
+            self.spec,
+            index_bits=bits,
+            offset=-(1 << (bits - 1)),
+            planes=tuple(PlanePlan(k, SYNDROME, 1) for k in range(bits)),
+        )
+        return replace(self, spec=spec, mapping=IndexMap(bits, self.mapping.kind))
 
     @property
     def channels(self) -> int:
@@ -507,8 +526,10 @@ def stereo_tiles_record(
     max_requests: int = 1 << 20,
     seed: int = 0,
     adapt_prior_blocks: float = 64.0,
+    index_bits_by_point: dict[str, int] | None = None,
 ) -> SyndromeSpec:
-    """A binning record for a stereo-tiled source (export: the code's rows are stored in the bundle)."""
+    """A binning record for a stereo-tiled source (export: the code's rows are stored in the bundle);
+    ``index_bits_by_point``: points that use another number of planes than ``index_bits``."""
     spec = tile_spec(channels * tile_blocks * tile_blocks, index_bits, seed, check_bits)
     conditional = {
         "kind": STEREO_TILES,
@@ -518,5 +539,6 @@ def stereo_tiles_record(
         "max_disparity": max_disparity,
         "scales": {str(q): [float(v) for v in s] for q, s in scales.items()},
         "adapt_prior_blocks": adapt_prior_blocks,
+        **({"index_bits": {str(q): int(b) for q, b in index_bits_by_point.items()}} if index_bits_by_point else {}),
     }
     return replace(spec, conditional=conditional, max_requests=max_requests)

@@ -26,6 +26,9 @@ from ndsc.stereo_tiles import stereo_tiles_record
 #: index bits of the exported record: symbols −64 … 63 (the right view's symbols measured within ±55
 #: at point 3; beyond: escapes)
 INDEX_BITS = 7
+#: index bits at the finest point: with 7, 20–64 escapes a tile (32 bits each) cost Pipes more than
+#: binning saved there (docs/stereo.md)
+TOP_POINT_INDEX_BITS = 8
 
 
 def right_disparity(left: np.ndarray, right: np.ndarray):
@@ -81,7 +84,9 @@ def export_stereo_binning_bundle(out: str | Path, bundle: str | Path | None = No
     right = src.sources[1]
     points = right.quality_names or ("",)
     scales = {q: calibrated_scale(StereoCodec(src.path, quality=q or None), calibration_pair) for q in points}
-    record = stereo_tiles_record(right.latent_shape[0], index_bits, scales, tile_blocks=tile_blocks)
+    by_point = {points[-1]: TOP_POINT_INDEX_BITS} if len(points) > 1 and TOP_POINT_INDEX_BITS != index_bits else {}
+    record = stereo_tiles_record(right.latent_shape[0], index_bits, scales, tile_blocks=tile_blocks,
+                                 index_bits_by_point=by_point)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     for name in {s.encoder_file for s in src.sources} | {src.decoder["weights"]}:

@@ -36,7 +36,7 @@ def tiled_bundle(tmp_path_factory, crop):
                                         calibration_pair=crop)
 
 
-def _edge_and_decoder(bundle_path, crop, device: str | None = None):
+def _edge_and_decoder(bundle_path, crop, device: str | None = None, quality: str = QUALITY):
     from edge_encoder.encoder import EdgeEncoder
     from edge_encoder.stereo_tiles import StereoTileResponder
     from fusion_decoder.runtime import JointDecoderRuntime
@@ -44,10 +44,10 @@ def _edge_and_decoder(bundle_path, crop, device: str | None = None):
     from ndsc.bundle import load_bundle
 
     bundle = load_bundle(bundle_path)
-    encoders = [EdgeEncoder(bundle, i, quality=QUALITY) for i in range(2)]
+    encoders = [EdgeEncoder(bundle, i, quality=quality) for i in range(2)]
     latents = encoders[1].frame_symbols(crop[1]).reshape(bundle.sources[1].frame_latent_shape(crop[1].shape))
     runtime = JointDecoderRuntime(bundle, device="cpu")
-    return bundle, encoders, latents, StereoTileResponder(bundle.sources[1], quality=QUALITY), runtime, \
+    return bundle, encoders, latents, StereoTileResponder(bundle.sources[1], quality=quality), runtime, \
         StereoFrameDecoder(bundle, 1, runtime.decode_side_alone, device=device)
 
 
@@ -61,6 +61,8 @@ def test_the_exported_bundle_declares_a_stereo_tiled_right_view(tiled_bundle):
     tiles = StereoTiles.of(right.binning)
     assert right.binning.conditional["kind"] == STEREO_TILES and tiles.tile_blocks == 4
     assert set(tiles.scales) == set(right.quality_names)  # the decoder's scales at every point
+    top = right.quality_names[-1]  # the finest point's larger symbols get one more plane
+    assert tiles.at(top).planes == tiles.planes + 1 == 8 and tiles.at(QUALITY) is tiles
     assert bundle.extra["binned_from"] != bundle.bundle_id
 
 
@@ -76,7 +78,7 @@ def _decode_through_messages(edge, decoder, state, left, window: int):
         assert not r.direct and r.end > r.first
         block = edge.answer(pb.SyndromeRequest(window=window, plane=r.plane, first_bit=r.first, end_bit=r.end))
         assert block is not None and block.crc32 == zlib.crc32(block.bits)
-        prior = split_plane(r.plane, state.grid.count, decoder.tiles.planes)[2] == PRIOR_WORDS
+        prior = split_plane(r.plane, state.grid.count, state.tiles.planes)[2] == PRIOR_WORDS
         asked += 8 * len(block.bits) if prior else r.end - r.first
         answered += 8 * len(block.bits)
         state.requests += 1
@@ -214,11 +216,16 @@ def test_the_live_decoders_side_equals_the_offline_benchmarks(tiled_bundle, crop
     not __import__("torch").cuda.is_available(), reason="no CUDA device"))])
 def test_the_torch_path_decodes_the_frame_losslessly(tiled_bundle, crop, device):
     """Likelihoods in torch float32 (and, on a GPU, BP too: fusion_decoder.belief_torch): the GPU's
-    path, run on the CPU where there is none."""
-    bundle, encoders, latents, edge, runtime, decoder = _edge_and_decoder(tiled_bundle, crop, device)
+    path, run on the CPU where there is none; at the finest point, whose symbols take 8 planes."""
+    from ndsc.bundle import load_bundle
+
+    top = load_bundle(tiled_bundle).sources[1].quality_names[-1]
+    bundle, encoders, latents, edge, runtime, decoder = _edge_and_decoder(tiled_bundle, crop, device, top)
     payload = edge.encode(3, latents)
-    headers = runtime.entropy_decode(1, payload, crop[1].shape, QUALITY)
-    left = runtime.entropy_decode(0, encoders[0].encode_frame(crop[0]), crop[0].shape, QUALITY)
-    state = decoder.start(headers, latents.shape, crop[1].shape, QUALITY, QUALITY)
+    headers = runtime.entropy_decode(1, payload, crop[1].shape, top)
+    assert len(payload) == 2 * (2 + 8 * 2) + 4 * sum(len(h.escape_positions) for h in headers) - 4 * 192 * 4
+    left = runtime.entropy_decode(0, encoders[0].encode_frame(crop[0]), crop[0].shape, top)
+    state = decoder.start(headers, latents.shape, crop[1].shape, top, top)
+    assert state.tiles.planes == 8
     symbols, asked, _ = _decode_through_messages(edge, decoder, state, left, 3)
     assert np.array_equal(symbols.reshape(latents.shape), latents) and asked > 0
