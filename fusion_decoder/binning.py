@@ -141,9 +141,9 @@ class BinningStage:
                     if frame is None:
                         raise SyndromeError("a stereo-tiled source codes whole frames")
                     latent = self.bundle.sources[i].frame_latent_shape(frame)
-                    headers = parsed if parsed is not None else dec.tiles.parse_payload(payload, latent)
-                    side = dec.side_sources[0]
                     quality = w.qualities[i] if w.qualities else None
+                    headers = parsed if parsed is not None else dec.parse(payload, latent, quality)
+                    side = dec.side_sources[0]
                     side_quality = w.qualities[side] if w.qualities else None
                     states[i] = dec.start(headers, latent, frame, quality, side_quality)  # type: ignore[arg-type]
                 else:

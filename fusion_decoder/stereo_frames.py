@@ -120,11 +120,19 @@ class StereoFrameDecoder:
                                               providers=["CPUExecutionProvider"])
         self._input = self._analysis.get_inputs()[0].name
 
+    def point(self, quality: str | None) -> str | None:
+        """The operating point's name a stream's ``quality`` stands for (None: a fixed-rate source)."""
+        point = self.info.quality(quality or None)
+        return point.name if point is not None else None
+
+    def parse(self, payload: bytes, latent_shape: tuple[int, ...], quality: str | None) -> list[TileHeader]:
+        """A frame's payload → its tiles' headers at the frame's point (SyndromeError if it does not fit)."""
+        return self.tiles.at(self.point(quality)).parse_payload(payload, latent_shape)
+
     def start(self, headers: list[TileHeader], latent_shape: tuple[int, ...], frame_shape: tuple[int, ...],
               quality: str | None, side_quality: str | None) -> FrameState:
         """The state of a frame from its parsed payload (:meth:`StereoTiles.parse_payload`)."""
-        point = self.info.quality(quality or None)
-        name = point.name if point is not None else None
+        name = self.point(quality)
         tiles = self.tiles.at(name)
         grid = tiles.grid(latent_shape)
         if len(headers) != grid.count:
@@ -134,8 +142,7 @@ class StereoFrameDecoder:
     # ----- the side: candidate centres -------------------------------------------------
     def _scales(self, quality: str | None) -> np.ndarray:
         scales = self.tiles.scales
-        point = self.info.quality(quality)  # the bundle's default point for None
-        key = point.name if point is not None else next(iter(scales))
+        key = self.point(quality) or next(iter(scales))  # a fixed-rate source's scales are keyed ""
         if key not in scales:
             raise SyndromeError(f"no calibrated scales for quality point {quality!r}")
         return np.asarray(scales[key], np.float64)
