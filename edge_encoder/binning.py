@@ -115,7 +115,6 @@ class SyndromeResponder:
         with self._lock:
             packed = self._kept.get(r.window)
         planes = None if packed is None else np.unpackbits(packed, axis=1, count=self.spec.n)
-        kind = "direct" if r.direct else "more"
         spec = self.spec
         if planes is None or (not r.direct and not (r.plane < spec.index_bits and r.first_bit < r.end_bit <= spec.n)):
             if self.metrics:
@@ -126,8 +125,12 @@ class SyndromeResponder:
             bits = self.coder.encode(spec.symbols_of(index).reshape(self.coder.channels, -1))
         else:
             bits = pack_bits(spec.sent_bits(planes[r.plane], r.first_bit, r.end_bit))
+        return self._reply(r, bits)
+
+    def _reply(self, r: pb.SyndromeRequest, bits: bytes) -> pb.SyndromeBlock:
+        """The block that carries ``bits`` in answer to ``r`` (echoing it), counted."""
         if self.metrics:
-            self.metrics.request(kind).inc()
+            self.metrics.request("direct" if r.direct else "more").inc()
             self.metrics.bit("direct" if r.direct else "requested").inc(8 * len(bits))
         return pb.SyndromeBlock(
             window=r.window,

@@ -27,7 +27,7 @@ from ndsc.stereo_tiles import (
     split_plane,
     words_to_bytes,
 )
-from ndsc.wire import crc32, pb
+from ndsc.wire import pb
 
 
 class StereoTileResponder(SyndromeResponder):
@@ -49,19 +49,16 @@ class StereoTileResponder(SyndromeResponder):
         self.tiles = StereoTiles.of(self.spec).at(quality)
         self.spec = self.tiles.spec  # this point's planes
         self._prior = PriorPlanes(self.coder.tables, self.tiles.mapping, self.spec.n)
-        self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
         self._recent: OrderedDict[tuple[int, int], TileBits] = OrderedDict()  # the tiles being decoded
 
     def encode(self, window: int, symbols: np.ndarray) -> bytes:
         """The frame's payload (``symbols``: its latents (C, h, w)); the symbols are kept until settled."""
         latents = np.asarray(symbols)
         payload = self.tiles.frame_payload(latents)
-        with self._lock:
-            self._kept[window] = np.zeros(0, np.uint8)  # the base class's bookkeeping of kept windows
-            self._frames[window] = latents.astype(np.int16)
-            while len(self._frames) > self.keep:
-                old, _ = self._frames.popitem(last=False)
-                self._kept.pop(old, None)
+        with self._lock:  # kept: the frame's symbols (the base class keeps a window's packed planes)
+            self._kept[window] = latents.astype(np.int16)
+            while len(self._kept) > self.keep:
+                self._kept.popitem(last=False)
         if self.metrics:
             self.metrics.bit("initial").inc(8 * len(payload))
         return payload
@@ -69,8 +66,6 @@ class StereoTileResponder(SyndromeResponder):
     def forget_below(self, window: int) -> None:
         super().forget_below(window)
         with self._lock:
-            for w in [w for w in self._frames if w < window]:
-                del self._frames[w]
             for key in [k for k in self._recent if k[0] < window]:
                 del self._recent[key]
 
@@ -89,10 +84,11 @@ class StereoTileResponder(SyndromeResponder):
 
     def answer(self, r: pb.SyndromeRequest) -> pb.SyndromeBlock | None:
         """The block that answers ``r`` (accumulated bits [first, end) of a tile's plane, the plane's
-        own bits, the plane range-coded with the prior tables, or the frame's ANS payload), or None for a frame no longer kept or a request that
-        does not fit the frame (a decoder bug: nothing sensible to send)."""
+        own bits, the plane range-coded with the prior tables, or the frame's ANS payload), or None for
+        a frame no longer kept or a request that does not fit the frame (a decoder bug: nothing sensible
+        to send)."""
         with self._lock:
-            latents = self._frames.get(r.window)
+            latents = self._kept.get(r.window)
         n = self.spec.n
         grid = None if latents is None else self.tiles.grid(latents.shape)
         fits = grid is not None and (
@@ -112,15 +108,4 @@ class StereoTileResponder(SyndromeResponder):
             else:
                 sent = held.planes[plane] if kind == PLANE_BITS else held.accumulated[plane][self.spec.order]
                 bits = pack_bits(sent[r.first_bit : r.end_bit])
-        if self.metrics:
-            self.metrics.request("direct" if r.direct else "more").inc()
-            self.metrics.bit("direct" if r.direct else "requested").inc(8 * len(bits))
-        return pb.SyndromeBlock(
-            window=r.window,
-            plane=0 if r.direct else r.plane,
-            first_bit=0 if r.direct else r.first_bit,
-            end_bit=0 if r.direct else r.end_bit,
-            direct=r.direct,
-            bits=bits,
-            crc32=crc32(bits),
-        )
+        return self._reply(r, bits)

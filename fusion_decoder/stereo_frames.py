@@ -192,8 +192,7 @@ class StereoFrameDecoder:
             state.scales = AdaptiveScales(calibrated, self.tiles.adapt_prior_blocks)
             state.calibration = LlrCalibration(state.tiles.planes)
             state.sizer = RequestSizer(state.tiles.planes)
-            coder = self._coders.get(state.quality, self.coder) if state.quality else self.coder
-            state.modes = PlaneModes(PriorPlanes(coder.tables, state.tiles.mapping, self.spec.n), state.tiles.planes,
+            state.modes = PlaneModes(PriorPlanes(self._coder(state).tables, state.tiles.mapping, self.spec.n), state.tiles.planes,
                                      self.spec.check_bits)
         answer = None
         if state.waiting is not None:  # the answer to the last request has arrived (take)
@@ -275,12 +274,15 @@ class StereoFrameDecoder:
         old = state.held.get((tile, plane))
         state.held[(tile, plane)] = bits if old is None else np.concatenate([old, bits])
 
+    def _coder(self, state: FrameState):
+        """The entropy coder of the frame's point (its tables code the fallback and the prior planes)."""
+        return self._coders.get(state.quality, self.coder) if state.quality else self.coder
+
     def check_direct(self, state: FrameState, payload: bytes) -> np.ndarray:
         """The frame's symbols (C, h, w) from its ANS payload; SyndromeError if they contradict a tile's
         plane checks (a forged or corrupt check or payload: refused rather than output either way)."""
         grid = state.grid
-        coder = self._coders.get(state.quality, self.coder) if state.quality else self.coder
-        latents = coder.decode(payload, grid.height * grid.width).reshape(grid.channels, grid.height, grid.width)
+        latents = self._coder(state).decode(payload, grid.height * grid.width).reshape(grid.channels, grid.height, grid.width)
         mapping = state.tiles.mapping
         for i, header in enumerate(state.headers):
             index = mapping.index(grid.tile(latents, i).reshape(-1))
