@@ -1,8 +1,9 @@
 """Joint decoding runtime: payload bytes of all sources → reconstructions (torch)."""
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +18,12 @@ from models.device import resolve_device
 
 #: windows per joint-decoder call on CPU (a batch beyond it is decoded in slices)
 CPU_SLICE = 32
+#: On CPU, a slice of at most this many 1-D windows runs torch's native convolutions, not oneDNN's.
+#: Eager oneDNN reorders every convolution's weights on every call, a fixed cost that dominates small
+#: batches: native/oneDNN time 0.42–0.62 at 2 windows, 0.75–0.86 at 4 (ecg-synth-quick, ecg-12lead);
+#: around 8 it is a draw, and from 16 windows on the native path's im2col costs 5–6× (synth-quick).
+#: Measured by ``benchmarks/synthesis_batch.py``.
+CPU_NATIVE_CONV_MAX_WINDOWS = 4
 
 
 def _full_fp32_on_cuda() -> None:
@@ -34,6 +41,16 @@ def _full_fp32_on_cuda() -> None:
     else:  # torch before the fp32_precision settings
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
+
+
+@contextlib.contextmanager
+def _native_convolutions() -> Iterator[None]:
+    """torch's own CPU convolutions (oneDNN off) inside the block; only that flag is touched."""
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = True
 
 
 class JointDecoderRuntime:
@@ -160,17 +177,32 @@ class JointDecoderRuntime:
         (B, N, M), each latent's cell width, goes to decoders that use it (``takes_quantiser_step``).
 
         On CPU a large batch runs in slices of :data:`CPU_SLICE` windows: their activations
-        stay in cache (ecg-synth-quick: 160 µs/window in slices of 16–32, 210 µs at 64)."""
+        stay in cache (ecg-synth-quick: 160 µs/window in slices of 16–32, 210 µs at 64); a slice of
+        a few 1-D windows runs torch's native convolutions (:data:`CPU_NATIVE_CONV_MAX_WINDOWS`)."""
         y_hat = torch.from_numpy(np.asarray(symbols, dtype=np.float32)).to(self.device)
         mask = torch.from_numpy(np.asarray(present, dtype=np.float32)).to(self.device)
         cells = None
         if steps is not None and getattr(self.model, "takes_quantiser_step", False):
             cells = torch.from_numpy(np.asarray(steps, dtype=np.float32)).to(self.device)
         n = max(CPU_SLICE if self.device.type == "cpu" else len(y_hat), 1)
-        out = [self.model(y_hat[k:k + n], mask[k:k + n], **({} if cells is None else {"step": cells[k:k + n]}))
-               for k in range(0, len(y_hat), n)]
+        out = []
+        for k in range(0, len(y_hat), n):
+            part = y_hat[k:k + n]
+            with self._convolutions_for(part):
+                out.append(self.model(part, mask[k:k + n], **({} if cells is None else {"step": cells[k:k + n]})))
         x_hat = out[0] if len(out) == 1 else torch.cat(out)
         return (x_hat * self.output_scale).float().cpu().numpy()
+
+    def _convolutions_for(self, latents: torch.Tensor) -> contextlib.AbstractContextManager:
+        """Native CPU convolutions for a small batch of 1-D windows (:data:`CPU_NATIVE_CONV_MAX_WINDOWS`);
+        oneDNN (torch's default) otherwise. The switch is process-wide while the call runs. That is safe:
+        either path computes the same convolution (to float rounding), and in a decoder only 1-D
+        bundles switch, whose synthesis runs on the decoding thread alone (a stereo bundle's second
+        caller, the binning thread, has 2-D latents and never switches)."""
+        if (self.device.type != "cpu" or latents.dim() != 4 or len(latents) > CPU_NATIVE_CONV_MAX_WINDOWS
+                or not torch.backends.mkldnn.enabled):
+            return contextlib.nullcontext()
+        return _native_convolutions()
 
     def decode_side_alone(self, symbols: np.ndarray, frame_shape: Sequence[int], quality: str | None,
                           side: int = 0) -> np.ndarray:

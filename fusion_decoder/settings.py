@@ -63,6 +63,9 @@ class DecoderSettings:
                                  "ended (DEADLINE_EXCEEDED) and its source released", 60.0)
     ack_interval: float = setting("NDSC_ACK_INTERVAL", "seconds between one stream's Acks at least: a node "
                                   "sending faster gets one cumulative Ack per interval (0: one per read)", 0.01)
+    switch_interval: float = setting(
+        "NDSC_SWITCH_INTERVAL", "seconds a Python thread may hold the GIL while another waits (sys.setswitchinterval): "
+        "short lets the decoding thread resume between its torch calls while the event loop is busy", 0.0005)
     event_loop: str = setting("NDSC_EVENT_LOOP", "event loop serving gRPC: uvloop (faster; asyncio's own where "
                               "uvloop is not installed) or asyncio", "uvloop")
     keepalive: float = setting("NDSC_KEEPALIVE", "seconds between HTTP/2 keepalive pings on each connection "
@@ -115,6 +118,8 @@ class DecoderSettings:
             raise ValueError("event_loop must be uvloop or asyncio")
         if not 0 <= self.ack_interval <= 1:
             raise ValueError("ack_interval must be between 0 and 1 s")
+        if not 1e-5 <= self.switch_interval <= 0.1:
+            raise ValueError("switch_interval must be between 1e-5 and 0.1 s")
         if self.log_burst < 1:
             raise ValueError("log_burst must be >= 1")
         return self

@@ -1,0 +1,42 @@
+"""Small 1-D batches run torch's native CPU convolutions (oneDNN's fixed cost per call dominates them),
+with oneDNN's result; the decoder's GIL switch interval is a setting."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fusion_decoder.runtime import CPU_NATIVE_CONV_MAX_WINDOWS, CPU_SLICE, JointDecoderRuntime
+from fusion_decoder.settings import DecoderSettings
+from ndsc.bundle import load_bundle
+from ndsc.bundles import default_bundle
+
+
+@pytest.mark.parametrize("windows", [1, 3, CPU_NATIVE_CONV_MAX_WINDOWS, CPU_NATIVE_CONV_MAX_WINDOWS + 1, 40, 35])
+def test_small_window_batches_run_native_convolutions_with_onednns_result(windows):
+    runtime = JointDecoderRuntime(load_bundle(default_bundle("ecg-synth-quick")), device="cpu")
+    n, shape = runtime.n_sources, runtime.latent_shape(0)
+    rng = np.random.default_rng(windows)
+    latents = rng.normal(size=(windows, n, *shape)).astype(np.float32)
+    present = np.ones((windows, n), np.float32)
+    present[0, -1] = 0.0
+    seen: list[bool] = []
+    hook = runtime.model.register_forward_pre_hook(lambda *_: seen.append(torch.backends.mkldnn.enabled))
+    try:
+        x_hat = runtime.synthesise(latents, present)
+    finally:
+        hook.remove()
+    assert torch.backends.mkldnn.enabled  # the switch never outlives the call
+    # slices of CPU_SLICE windows: the last of 40 holds 8 (oneDNN), the last of 35 holds 3 (native)
+    expected = [min(CPU_SLICE, windows - k) > CPU_NATIVE_CONV_MAX_WINDOWS for k in range(0, windows, CPU_SLICE)]
+    assert seen == expected
+    with torch.inference_mode():
+        reference = runtime.model(torch.from_numpy(latents), torch.from_numpy(present)).numpy() * runtime.output_scale
+    np.testing.assert_allclose(x_hat, reference, rtol=1e-4, atol=1e-5 * float(np.abs(reference).max()))
+
+
+def test_the_decoders_gil_switch_interval_is_bounded():
+    assert DecoderSettings(bundle="/b").validate().switch_interval == 0.0005
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="switch_interval"):
+            DecoderSettings(bundle="/b", switch_interval=bad).validate()
