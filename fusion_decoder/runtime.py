@@ -148,7 +148,7 @@ class JointDecoderRuntime:
         m = self.bundle.sources[source_index].latent_shape[0]
         return (1.0 / self._gains[source_index, name]).astype(np.float32) if name else np.ones(m, np.float32)
 
-    def warm_up(self, batch_sizes: Sequence[int] = (1, 4, 16, 64), max_values: int = 1 << 16) -> float:
+    def warm_up(self, batch_sizes: Sequence[int] | None = None, max_values: int = 1 << 17) -> float:
         """Run the joint decoder on zeros once per batch size, before the first real window; returns the
         seconds it took. Batches beyond ``max_values`` latent values are left out (one window always
         runs): a stereo patch batch of 64 would take seconds on a CPU.
@@ -156,13 +156,21 @@ class JointDecoderRuntime:
         The first calls on a device are slow: on CUDA they create the cuDNN handles and load the
         kernels of each shape (measured on an H200: p99 capture → reconstruction 0.15–0.6 s at light
         load against a p50 of 5–10 ms when they landed on real windows, and +240 MiB RSS counted as
-        growth under load); on CPU oneDNN builds its primitives. A decoder pays them before it says
-        it is ready instead.
+        growth under load); on CPU oneDNN builds the primitives of each batch size it meets, +8–10 ms of
+        CPU the first time (ecg-synth-quick, 9 to 31 windows). A decoder pays them before it says it
+        is ready instead.
+
+        ``batch_sizes`` None: on CPU, for windows of 1-D latents, every slice size a batch can be cut
+        into (1 to :data:`CPU_SLICE`: at load.py's saturation a first-met size stalled the decoding
+        thread 20–60 ms, and the windows behind it); otherwise 1, 4, 16 and 64.
         """
         start = time.perf_counter()
         n, shape = self.n_sources, self.latent_shape(0)
         if any(self.latent_shape(i) != shape for i in range(n)):
             return 0.0  # sources of different latent shapes: no batch to build (synthesise needs one shape)
+        if batch_sizes is None:
+            every_slice = self.device.type == "cpu" and len(shape) == 2
+            batch_sizes = range(1, CPU_SLICE + 1) if every_slice else (1, 4, 16, 64)
         for b in [b for b in batch_sizes if b == 1 or b * int(np.prod(shape)) <= max_values]:
             present = np.ones((b, n), np.float32)
             present[0, -1] = 0.0  # a missing node's path too
