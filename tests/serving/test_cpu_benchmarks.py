@@ -1,0 +1,37 @@
+"""Short runs of the CPU benchmarks behind the decoder's batching choices and its p99 caveat."""
+from __future__ import annotations
+
+import json
+
+from tests.conftest import load_benchmark
+
+
+def test_the_synthesis_benchmark_times_both_convolution_paths_and_the_runtimes_pick(tmp_path, capsys):
+    import torch
+
+    bench = load_benchmark("synthesis_batch")
+    out = tmp_path / "synthesis.json"
+    threads = torch.get_num_threads()
+    try:  # the benchmark runs torch on one thread, as the decoder does
+        assert bench.main(["--bundle", "ecg-synth-quick", "--batches", "1,6", "--repeats", "1",
+                           "--json", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = json.loads(out.read_text())["ecg-synth-quick"]
+    assert [r["batch"] for r in rows] == [1, 6]
+    for r in rows:
+        assert all(v > 0 for v in r["us_per_window"].values())
+        assert r["native_over_onednn"] > 0
+    assert "native/oneDNN" in capsys.readouterr().out
+
+
+def test_the_cpu_steadiness_probe_reports_its_workload_against_its_own_median(tmp_path):
+    bench = load_benchmark("cpu_steadiness")
+    out = tmp_path / "steadiness.json"
+    assert bench.main(["--duration", "0.3", "--every", "0.005", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["workload_calls"] > 5
+    ms = report["workload_cpu_ms"]
+    assert 0 < ms["p50"] <= ms["p99"] <= ms["max"]
+    assert report["p99_over_p50"] >= 1.0
+    assert 0 <= report["slow_fraction"] <= 1
