@@ -2,10 +2,9 @@
 """Joint-decoder cost per window against batch size on CPU: oneDNN against torch's native convolutions.
 
 Why it exists: the decoder's joint synthesis runs in batches of whatever windows are ready, which at
-moderate load is 1–8. Eager oneDNN reorders each convolution's weights on every call, a fixed cost
+light load is a few. Eager oneDNN reorders each convolution's weights on every call, a fixed cost
 that dominates small batches; the runtime therefore runs small 1-D batches on torch's native
-convolutions (``CPU_NATIVE_CONV_MAX_WINDOWS`` in ``fusion_decoder/runtime.py``) and the pipeline
-lets a small batch wait a few ms for more (``--batch-linger``). This prints, per shipped window
+convolutions (``CPU_NATIVE_CONV_MAX_WINDOWS`` in ``fusion_decoder/runtime.py``). This prints, per shipped window
 bundle and batch size, µs per window for both paths, measured alternately in the same run (best of
 ``--repeats``, so other jobs on the machine weigh on both alike), the ratio, and the path the runtime
 picks (``JointDecoderRuntime.synthesise``).

@@ -229,9 +229,7 @@ class StereoFrameDecoder:
         state.scales.update(symbols, state.centres, known)
         state.decoded.append(result.symbols)
         state.results.append(result)
-        for k in [k for k in state.held if k[0] == state.tile]:
-            del state.held[k]
-        for held in (state.raw, state.prior):
+        for held in (state.held, state.raw, state.prior):  # the finished tile's bits are not needed again
             for k in [k for k in held if k[0] == state.tile]:
                 del held[k]
         state.steps, state.centres = None, None
