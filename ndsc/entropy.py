@@ -30,6 +30,8 @@ from typing import Sequence
 import constriction
 import numpy as np
 
+_AnsCoder = constriction.stream.stack.AnsCoder  # a native extension: its submodules are attributes, not importable
+
 #: Frequencies of every table sum to ``2**TABLE_PRECISION``.
 TABLE_PRECISION = 16
 #: Probability precision of the ANS coder: table frequency ``f`` codes with weight ``f << 8``.
@@ -187,10 +189,15 @@ class LatentCoder:
         self.bitstream = bitstream
         self._models = [_categorical(t.freqs, bitstream) for t in self.tables]
         # per channel: the value of index 0 and the escape's index (decode works on whole arrays)
-        self._offsets = np.array([t.offset for t in self.tables], dtype=np.int64)[:, None]
-        self._escapes = np.array([len(t.freqs) - 1 for t in self.tables], dtype=np.int64)[:, None]
+        self._offsets = np.array([t.offset for t in self.tables], dtype=np.int64)
+        self._escapes = np.array([len(t.freqs) - 1 for t in self.tables], dtype=np.int32)
+        # per symbol length: the two rows above repeated over (channel, position), row-major
+        self._flat: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._escape_sign = constriction.stream.model.Uniform(2)
         self._escape_bits = constriction.stream.model.Uniform(_ESCAPE_BITS_ALPHABET)
+        # the uniform model of an escape's remaining bits, by bit length (1 << (nbits - 1) values)
+        self._escape_rest = [None, None] + [constriction.stream.model.Uniform(1 << (n - 1))
+                                            for n in range(2, _ESCAPE_BITS_ALPHABET)]
 
     @property
     def channels(self) -> int:
@@ -229,29 +236,33 @@ class LatentCoder:
             raise EntropyCodingError("negative length")
         if payload[-1:] == b"\x00":  # encoders trim zero bytes, so this is not a payload
             raise EntropyCodingError("payload ends in a zero byte")
+        flat = self._flat.get(length)
+        if flat is None:
+            if len(self._flat) >= 64:  # whole frames of many sizes: bounded
+                self._flat.clear()
+            flat = self._flat[length] = (np.repeat(self._escapes, length), np.repeat(self._offsets, length))
+        escape_index, offset = flat
         padded = payload + b"\x00" * (-len(payload) % 4)
-        # a view, no copy, on little-endian machines (the coder copies the words it reads)
-        words = np.frombuffer(padded, dtype="<u4").astype(np.uint32, copy=False)
         try:
-            ans = constriction.stream.stack.AnsCoder(words) if len(words) else constriction.stream.stack.AnsCoder()
-            # one decoder call per channel, then whole-array steps: this runs once per frame on
-            # the decoder's event loop, where per-channel numpy calls cost more than the decoding
-            indices = np.stack([ans.decode(model, length) for model in self._models])
-            escaped = indices == self._escapes
-            out = indices + self._offsets  # int64: the value of each index
-            if escaped.any():
-                # escapes follow every channel's symbols, row-major (channel, then position)
-                for c, pos in zip(*np.nonzero(escaped)):
-                    t = self.tables[c]
-                    delta = self._pop_escape(ans)
-                    out[c, pos] = t.low + delta if delta < 0 else t.high + delta
+            # a view of the words, no copy (the coder copies what it reads)
+            ans = _AnsCoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32, copy=False)) if padded else _AnsCoder()
+            # one decoder call per channel, then whole-array steps over every channel at once: this
+            # runs once per frame on the decoder's event loop, where each numpy call costs ~1 µs
+            indices = np.concatenate([ans.decode(model, length) for model in self._models])
+            out = indices + offset  # int64: the value of each index
+            escaped = np.flatnonzero(indices == escape_index)
+            # escapes follow every channel's symbols, row-major (channel, then position)
+            for k in escaped:
+                delta = self._pop_escape(ans)
+                table = self.tables[k // length]
+                out[k] = table.low + delta if delta < 0 else table.high + delta
         except EntropyCodingError:
             raise
         except Exception as exc:  # constriction raises plain errors on corrupt input
             raise EntropyCodingError(f"payload does not decode: {exc}") from exc
         if not ans.is_empty():
             raise EntropyCodingError("payload has trailing data after the expected symbols")
-        return out
+        return out.reshape(self.channels, length)
 
     def decode_latent(self, payload: bytes, latent_shape: Sequence[int]) -> np.ndarray:
         """Decode one source's ``payload`` into its symbols of ``latent_shape`` (M, *L)."""
@@ -273,6 +284,6 @@ class LatentCoder:
         nbits = int(ans.decode(self._escape_bits, 1)[0])
         if nbits < 1:
             raise EntropyCodingError("corrupt escape code")
-        rest = int(ans.decode(constriction.stream.model.Uniform(1 << (nbits - 1)), 1)[0]) if nbits > 1 else 0
+        rest = int(ans.decode(self._escape_rest[nbits], 1)[0]) if nbits > 1 else 0
         magnitude = (1 << (nbits - 1)) + rest
         return magnitude if positive else -magnitude
