@@ -55,7 +55,7 @@ class AlignedWindow:
 
     @property
     def complete(self) -> bool:
-        return all(p is not None for p in self.payloads)
+        return None not in self.payloads
 
     @property
     def missing(self) -> list[int]:

@@ -98,13 +98,25 @@ class ReadAhead(Generic[T]):
             if isinstance(exc, asyncio.CancelledError) and not idle:
                 raise
 
-    async def take(self) -> list[T]:
-        """Every buffered message (at least one), in order; ``[]`` when the stream ended.
+    async def take(self, within: float | None = None) -> list[T] | None:
+        """Every buffered message (at least one), in order; ``[]`` when the stream ended; None
+        when ``within`` seconds passed with nothing buffered (None: wait as long as it takes).
 
         Raises:
             IdleStream: nothing arrived for ``idle`` seconds (after the buffered messages).
             Exception: what reading the stream raised (after the buffered messages).
         """
+        if within is not None and not self._buffer and self._end is None:
+            # one plain timer that wakes the wait (an asyncio.timeout per take cost the event loop
+            # more than the take: this runs for every message a paced stream holds between Acks)
+            timer = self._loop.call_later(within, self._arrived.set)
+            try:
+                self._arrived.clear()
+                await self._arrived.wait()
+            finally:
+                timer.cancel()
+            if not self._buffer and self._end is None:
+                return None
         while not self._buffer and self._end is None:
             self._arrived.clear()
             await self._arrived.wait()

@@ -147,10 +147,12 @@ class UplinkReceiver:
                 out.counts["crc_mismatch"] = 1
                 return refuse(grpc.StatusCode.DATA_LOSS, "crc_mismatch",
                               f"frame seq {frame.seq} (window {frame.window}): crc32 mismatch; held up to seq {held}")
-            refused = self._check_chunk(frame, last_window, last_chunk, last_chunks)
-            if refused is not None:
-                out.refusal = refused
-                return out
+            # the common frame (one whole window after the last) needs no chunk rules
+            if frame.chunks != 1 or frame.chunk != 0 or frame.window <= last_window:
+                refused = self._check_chunk(frame, last_window, last_chunk, last_chunks)
+                if refused is not None:
+                    out.refusal = refused
+                    return out
             if not earliest <= frame.capture_us <= latest:
                 # a clock far off (or a forged time) would poison the latency histogram: the frame
                 # is kept, its capture time becomes unknown (0) and is counted
@@ -179,12 +181,14 @@ class UplinkReceiver:
         """Window order with chunks: a window's first chunk (or its only frame) comes after the
         previous window; a later chunk may continue the previous frame's window, in increasing
         chunk order with the same count (chunks the edge dropped leave gaps, never reorder)."""
-        where = f"frame seq {frame.seq} (window {frame.window}, chunk {frame.chunk} of {frame.chunks})"
+        def where() -> str:
+            return f"frame seq {frame.seq} (window {frame.window}, chunk {frame.chunk} of {frame.chunks})"
+
         if frame.chunk >= frame.chunks:
-            return StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_chunk", f"{where}: chunk index not below count")
+            return StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_chunk", f"{where()}: chunk index not below count")
         if frame.chunks > self.limits.max_chunks:
             return StreamRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_chunks",
-                                 f"{where}: more than {self.limits.max_chunks} chunks per window")
+                                 f"{where()}: more than {self.limits.max_chunks} chunks per window")
         if frame.window > last_window:
             return None
         continues = (frame.chunk > 0 and frame.window == last_window
@@ -193,6 +197,6 @@ class UplinkReceiver:
             return None
         if frame.chunk > 0 and frame.window == last_window:
             return StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_chunk",
-                                 f"{where}: does not continue chunk {last_chunk} of {last_chunks} of its window")
+                                 f"{where()}: does not continue chunk {last_chunk} of {last_chunks} of its window")
         return StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "window_order",
                              f"frame seq {frame.seq}: window {frame.window} not after window {last_window}")

@@ -257,12 +257,15 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                 # Ack waits), so a fast node costs one Ack write, on both ends, per interval instead
                 # of one per message. A node slower than that is answered at once.
                 while (due := acked_at + self.ack_interval - time.monotonic()) > 0:
-                    try:
-                        async with asyncio.timeout(due):
-                            batch = await self._take_or_refuse(context, inbox, feedback)
-                    except TimeoutError:
-                        break
-                    if batch is None:  # binning requests never wait for the pace
+                    if feedback is None:
+                        batch = await self._take_or_refuse(context, inbox, within=due)
+                    else:
+                        try:
+                            async with asyncio.timeout(due):
+                                batch = await self._take_or_refuse(context, inbox, feedback)
+                        except TimeoutError:
+                            break
+                    if batch is None:  # the Ack is due, or binning requests (they never wait for the pace)
                         break
                     if not batch:
                         ended = True
@@ -278,12 +281,14 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             session.touched = time.monotonic()
             active.dec()
 
-    async def _take_or_refuse(self, context, inbox: ReadAhead, feedback: SyndromeFeedback | None = None) -> list | None:
+    async def _take_or_refuse(self, context, inbox: ReadAhead, feedback: SyndromeFeedback | None = None,
+                              within: float | None = None) -> list | None:
         """The stream's messages already here (waiting for one), ``[]`` at its end; a stream silent
-        for ``stream_idle`` seconds is refused. A syndrome source's stream (``feedback``): None
-        when binning requests wait to be sent before any message came."""
+        for ``stream_idle`` seconds is refused. None when nothing came ``within`` seconds (direct
+        sources), or (a syndrome source's stream, ``feedback``) when binning requests wait to be
+        sent before any message came."""
         try:
-            return await (feedback.take(inbox) if feedback else inbox.take())
+            return await (feedback.take(inbox) if feedback else inbox.take(within))
         except IdleStream:
             await self._refuse(context, self._idle_refusal())
             raise  # unreachable: _refuse aborts
@@ -343,7 +348,8 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         for status, n in screened.counts.items():
             tally.frames[status] = tally.frames.get(status, 0) + n
         new, refusal = screened.frames, screened.refusal
-        conflict = self._first_shape_conflict(session, new) if new else None
+        # only whole-frame streams announce a shape that another source's could contradict
+        conflict = self._first_shape_conflict(session, new) if new and session.frame_shape else None
         if conflict is not None:
             frame, refusal = conflict
             tally.frames["frame_shape_mismatch"] = tally.frames.get("frame_shape_mismatch", 0) + 1

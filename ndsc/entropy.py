@@ -196,8 +196,9 @@ class LatentCoder:
         self._escape_sign = constriction.stream.model.Uniform(2)
         self._escape_bits = constriction.stream.model.Uniform(_ESCAPE_BITS_ALPHABET)
         # the uniform model of an escape's remaining bits, by bit length (1 << (nbits - 1) values)
-        self._escape_rest = [None, None] + [constriction.stream.model.Uniform(1 << (n - 1))
-                                            for n in range(2, _ESCAPE_BITS_ALPHABET)]
+        self._escape_rest = [None, None] + [
+            constriction.stream.model.Uniform(1 << (n - 1)) for n in range(2, _ESCAPE_BITS_ALPHABET)
+        ]
 
     @property
     def channels(self) -> int:

@@ -82,3 +82,24 @@ def test_a_read_error_comes_after_the_messages_read_before_it():
 
     assert asyncio.run(scenario()) == [1, 2]
 
+
+
+def test_a_take_within_a_time_returns_none_when_nothing_came_and_the_message_when_one_did():
+    async def scenario():
+        gate = asyncio.Event()
+        inbox = ReadAhead(Source(["late"], gate=gate), idle=5.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        nothing = await inbox.take(within=0.05)
+        waited = loop.time() - start
+        loop.call_later(0.02, gate.set)
+        arrived = await inbox.take(within=2.0)
+        took = loop.time() - start - waited
+        end = await inbox.take(within=2.0)  # the stream ended: [] at once, not None
+        await inbox.close()
+        return nothing, waited, arrived, took, end
+
+    nothing, waited, arrived, took, end = asyncio.run(scenario())
+    assert nothing is None and 0.04 <= waited < 1.0
+    assert arrived == ["late"] and took < 1.0  # woken by the message, not by the 2 s timer
+    assert end == []
