@@ -268,7 +268,13 @@ class DecoderMetrics:
 class StreamSeries:
     """One uplink stream's metric series, resolved once when it opens: a ``labels()`` lookup
     costs ten times the increment, and the stream's labels do not change while it is open
-    (its group cannot be evicted meanwhile, so the series stay registered)."""
+    (its group cannot be evicted meanwhile, so the series stay registered).
+
+    Counts of the stream's frames are added with :meth:`add` and reach Prometheus at
+    :meth:`flush`, which the uplink calls before every Ack and when the stream ends: one
+    locked increment per series per Ack instead of ten per message, and a node that has its
+    Ack sees its frames counted.
+    """
 
     def __init__(self, m: DecoderMetrics, group: str, node: str, source: int, quality: str):
         src = str(source)
@@ -283,6 +289,25 @@ class StreamSeries:
         self.quality_payload_bytes = m.quality_payload_bytes.labels(group, src, quality)
         self._frames_metric, self._group_node = m.frames, (group, node)
         self._frames: dict[str, object] = {}
+        self._pending: dict[object, float] = {}  # series -> amount not yet added
+        self._rate: list[int] | None = None  # (payload bytes, samples) behind bits_per_sample, to set at flush
+
+    def add(self, series, amount: float = 1) -> None:
+        """Count ``amount`` on ``series`` (one of this stream's counters) at the next :meth:`flush`."""
+        self._pending[series] = self._pending.get(series, 0) + amount
+
+    def rate_from(self, sums: list[int]) -> None:
+        """Set ``bits_per_sample`` from these (payload bytes, samples) sums at the next :meth:`flush`."""
+        self._rate = sums
+
+    def flush(self) -> None:
+        """Add every pending count to its series."""
+        for series, amount in self._pending.items():
+            series.inc(amount)
+        self._pending.clear()
+        if self._rate is not None and self._rate[1]:
+            self.bits_per_sample.set(8.0 * self._rate[0] / self._rate[1])
+        self._rate = None
 
     def frames(self, status: str):
         """The ``ndsc_frames_total`` series of this stream's node for ``status``."""

@@ -108,7 +108,7 @@ class DecoderServer:
                  group_idle: float = 300.0,
                  stream_idle: float = 60.0, keepalive: float = 30.0, max_capture_age: float = 86400.0,
                  max_capture_lead: float = 60.0, max_label_groups: int = 128, max_label_nodes: int = 1024,
-                 refusal_log: tuple[int, float] = (5, 10.0), ack_interval: float = 0.01):
+                 refusal_log: tuple[int, float] = (5, 10.0), ack_interval: float = 0.025):
         self.bundle = bundle
         self.listen = listen
         self.grace = grace

@@ -51,11 +51,11 @@ class _Tally:
 
     def count(self, series: StreamSeries) -> None:
         if self.messages:
-            series.messages.inc(self.messages)
-            series.payload_bytes.inc(self.payload_bytes)
-            series.protocol_bytes.inc(self.protocol_bytes)
+            series.add(series.messages, self.messages)
+            series.add(series.payload_bytes, self.payload_bytes)
+            series.add(series.protocol_bytes, self.protocol_bytes)
         for status, n in self.frames.items():
-            series.frames(status).inc(n)
+            series.add(series.frames(status), n)
 
 
 #: the refusal that ends a stream because the decoder drains (not counted as a client's fault)
@@ -80,7 +80,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                  limits: StreamLimits = StreamLimits(), max_frame_area: int = MAX_FRAME_AREA, max_groups: int = 256,
                  max_streams: int = 1024, max_subscribers: int = 64, stream_idle: float = 60.0,
                  log_limiter: LogLimiter | None = None,
-                 ack_interval: float = 0.01):
+                 ack_interval: float = 0.025):
         self.bundle = bundle
         self.pipeline = pipeline
         self.metrics = metrics
@@ -246,6 +246,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             while not ended:
                 batch = await self._take_or_refuse(context, inbox, feedback)
                 if batch is None:  # requests for the edge and no message: an Ack carries them at once
+                    series.flush()
                     yield answer(receiver.ack())
                     continue
                 if not batch:
@@ -271,9 +272,11 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                         ended = True
                         break
                     await self._take_batch(context, receiver, feedback, batch, series)
+                series.flush()  # counted before acknowledged
                 yield answer(receiver.ack())
                 acked_at = time.monotonic()
         finally:
+            series.flush()
             await inbox.close()
             if feedback:
                 feedback.close()
@@ -393,15 +396,15 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             symbols = [s for f, s in zip(frames, symbols) if id(f) in kept]
             frames = fresh
         if lost:
-            series.frames("lost").inc(lost)
-        series.frames("accepted").inc(len(frames))
+            series.add(series.frames("lost"), lost)
+        series.add(series.frames("accepted"), len(frames))
         # bytes for every chunk, a window (and its samples) once, at its first chunk
         windows = sum(1 for f in frames if f.chunk == 0)
         nbytes = sum(len(f.payload) for f in frames)
         per_window = math.prod(session.frame_shape) if session.frame_shape else None
         self._count_accepted(group, source, nbytes, windows * per_window if per_window else None, series, windows)
-        series.quality_windows.inc(windows)
-        series.quality_payload_bytes.inc(nbytes)
+        series.add(series.quality_windows, windows)
+        series.add(series.quality_payload_bytes, nbytes)
         refused = []
         aligner_add = self.pipeline.add
         shape, quality = session.frame_shape or None, session.quality or None
@@ -412,7 +415,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                 refused.append((group, f.window, source))
             if status in ("shape_mismatch", "bad_chunk"):  # raced another source's frame of the same window,
                 # or a chunk count that differs from the window's held chunks: that source is estimated
-                series.frames("frame_shape_mismatch" if status == "shape_mismatch" else "bad_chunk").inc()
+                series.add(series.frames("frame_shape_mismatch" if status == "shape_mismatch" else "bad_chunk"))
         if refused and self.journal.enabled:
             await self.journal.run(self.journal.forget_frames, refused)
 
@@ -424,10 +427,9 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         sums = self._accepted.setdefault((group, source), [0, 0])  # payload bytes, samples
         sums[0] += nbytes
         sums[1] += samples
-        series.accepted_samples.inc(samples)
-        series.accepted_payload_bytes.inc(nbytes)
-        if sums[1]:
-            series.bits_per_sample.set(8.0 * sums[0] / sums[1])
+        series.add(series.accepted_samples, samples)
+        series.add(series.accepted_payload_bytes, nbytes)
+        series.rate_from(sums)
 
     async def _check_call(self, request, context, rpc: str, check=None) -> None:
         """Refuse a malformed request, or (with credentials configured) a caller ``check`` refuses."""

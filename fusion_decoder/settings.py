@@ -62,7 +62,7 @@ class DecoderSettings:
     stream_idle: float = setting("NDSC_STREAM_IDLE", "seconds an uplink stream may send nothing before it is "
                                  "ended (DEADLINE_EXCEEDED) and its source released", 60.0)
     ack_interval: float = setting("NDSC_ACK_INTERVAL", "seconds between one stream's Acks at least: a node "
-                                  "sending faster gets one cumulative Ack per interval (0: one per read)", 0.01)
+                                  "sending faster gets one cumulative Ack per interval (0: one per read)", 0.025)
     switch_interval: float = setting(
         "NDSC_SWITCH_INTERVAL", "seconds a Python thread may hold the GIL while another waits (sys.setswitchinterval): "
         "short lets the decoding thread resume between its torch calls while the event loop is busy", 0.0005)

@@ -73,6 +73,37 @@ def test_a_slow_node_gets_each_ack_at_once(gaussian_bundle, gaussian_eval):
     assert all(wait < 0.05 for _, wait in waits), waits  # never held back by the pacing
 
 
+def test_a_node_holding_an_ack_finds_its_frames_counted(gaussian_bundle, gaussian_eval):
+    """A stream's counts reach Prometheus once per Ack (not per message), always before the Ack:
+    whoever reads the metrics after an Ack sees every frame it acknowledges, and bytes with them."""
+    bundle = load_bundle(gaussian_bundle)
+    payload = gaussian_eval["payloads"][0][0]
+
+    async def scenario():
+        async with running_decoder(gaussian_bundle, ack_interval=0.2) as (server, address, registry):
+            counted = []
+            async with grpc.aio.insecure_channel(address) as channel:
+                call = pb_grpc.FusionDecoderStub(channel).Uplink()
+                await call.write(_header(bundle, "counted"))
+                assert (await call.read()).last_seq == 0
+                for seq in range(1, 13):  # 12 messages in ~0.24 s: paced, so several per Ack
+                    await call.write(_one_frame(payload, seq))
+                    await asyncio.sleep(0.02)
+                acked = 0
+                while acked < 12:
+                    acked = (await call.read()).last_seq
+                    counted.append((acked, registry.get_sample_value(
+                        "ndsc_frames_total", labels("counted", node="raw", status="accepted")), registry.get_sample_value(
+                        "ndsc_uplink_accepted_payload_bytes_total", {"group": "counted", "source": "0"})))
+                await call.done_writing()
+            return counted
+
+    counted = asyncio.run(scenario())
+    assert 1 <= len(counted) < 12 and counted[-1][0] == 12
+    for acked, frames, nbytes in counted:
+        assert frames == acked and nbytes == acked * len(payload)
+
+
 def test_messages_taken_together_hold_the_frames_before_a_bad_one(gaussian_bundle, gaussian_eval):
     """Four messages sent at once (read ahead, held in one step); the third is corrupt: the stream is
     refused with DATA_LOSS and a reconnect resumes after the second (its frames were held)."""
