@@ -132,7 +132,7 @@ class Aligner:
         self.touched = now
         if window in self._released:
             return AddResult("late")
-        if self.shape_conflict(window, source, shape) is not None:
+        if shape and self.shape_conflict(window, source, shape) is not None:
             return AddResult("shape_mismatch")
         slot = self._pending.get(window)
         if slot is None:

@@ -24,6 +24,7 @@ Typical workflow::
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -31,6 +32,7 @@ import constriction
 import numpy as np
 
 _AnsCoder = constriction.stream.stack.AnsCoder  # a native extension: its submodules are attributes, not importable
+_BIG_ENDIAN = sys.byteorder == "big"  # payload words are little-endian
 
 #: Frequencies of every table sum to ``2**TABLE_PRECISION``.
 TABLE_PRECISION = 16
@@ -246,17 +248,20 @@ class LatentCoder:
         padded = payload + b"\x00" * (-len(payload) % 4)
         try:
             # a view of the words, no copy (the coder copies what it reads)
-            ans = _AnsCoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32, copy=False)) if padded else _AnsCoder()
+            words = np.frombuffer(padded, dtype="<u4")
+            if _BIG_ENDIAN:  # the coder takes native words
+                words = words.astype(np.uint32)
+            ans = _AnsCoder(words) if padded else _AnsCoder()
             # one decoder call per channel, then whole-array steps over every channel at once: this
-            # runs once per frame on the decoder's event loop, where each numpy call costs ~1 µs
+            # runs once per frame on the decoder's event loop, where each numpy call costs 1-4 µs
             indices = np.concatenate([ans.decode(model, length) for model in self._models])
             out = indices + offset  # int64: the value of each index
-            escaped = np.flatnonzero(indices == escape_index)
-            # escapes follow every channel's symbols, row-major (channel, then position)
-            for k in escaped:
-                delta = self._pop_escape(ans)
-                table = self.tables[k // length]
-                out[k] = table.low + delta if delta < 0 else table.high + delta
+            escaped = indices == escape_index
+            if escaped.any():  # rare: escapes follow every channel's symbols, row-major (channel, position)
+                for k in np.flatnonzero(escaped):
+                    delta = self._pop_escape(ans)
+                    table = self.tables[k // length]
+                    out[k] = table.low + delta if delta < 0 else table.high + delta
         except EntropyCodingError:
             raise
         except Exception as exc:  # constriction raises plain errors on corrupt input
