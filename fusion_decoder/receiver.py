@@ -22,13 +22,14 @@ Typical use::
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import grpc
 
 from fusion_decoder.sessions import NodeSession, SessionTable, StreamRefused
-from ndsc.wire import FrameData, crc32, pb, unpack_batch
+from ndsc.wire import FrameData, pb, unpack_batch
 from ndsc.wire.limits import MAX_SEQ, MAX_WINDOW_INDEX
 
 
@@ -57,6 +58,7 @@ class Screened:
     frames: list[FrameData]
     refusal: StreamRefused | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    payload_bytes: int = 0  # of every frame the message carries, good or bad
 
 
 class UplinkReceiver:
@@ -101,9 +103,14 @@ class UplinkReceiver:
         messages checked, then made durable together): this message continues from it.
 
         Raises:
-            StreamRefused: ``bad_header`` when the message is a second header.
+            StreamRefused: ``bad_header`` when the message is a second header, ``unrequested_syndrome``
+                when it is a SyndromeReply (this stream's source is not a syndrome source).
         """
-        if message.WhichOneof("kind") != "batch":
+        kind = message.WhichOneof("kind")
+        if kind != "batch":
+            if kind == "syndrome":  # a syndrome source's replies never reach here (see feedback.split_replies)
+                raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "unrequested_syndrome",
+                                    "a SyndromeReply on a stream of a direct-coded source")
             raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_header", "StreamHeader sent twice in one stream")
         s, lim = self.session, self.limits
         last_seq, last_window, last_chunk, last_chunks = s.last_seq, s.last_window, s.last_chunk, s.last_chunks
@@ -116,7 +123,9 @@ class UplinkReceiver:
             out.refusal = StreamRefused(code, reason, text)
             return out
 
-        for frame in unpack_batch(message.batch):
+        frames = unpack_batch(message.batch)
+        out.payload_bytes = sum(len(f.payload) for f in frames)
+        for frame in frames:
             held = out.frames[-1].seq if out.frames else last_seq
             if frame.seq == 0:
                 return refuse(grpc.StatusCode.INVALID_ARGUMENT, "bad_seq", "seq 0 in a FrameBatch (seqs start at 1)")
@@ -141,7 +150,7 @@ class UplinkReceiver:
             if frame.seq <= last_seq:
                 out.counts["duplicate"] = out.counts.get("duplicate", 0) + 1
                 continue
-            if crc32(frame.payload) != frame.crc32:
+            if zlib.crc32(frame.payload) != frame.crc32:  # ndsc.wire.crc32 without its call
                 # DATA_LOSS, not INVALID_ARGUMENT: the request was well-formed but its bytes
                 # were corrupted in transit; the edge resends from the last ack.
                 out.counts["crc_mismatch"] = 1

@@ -30,7 +30,7 @@ from fusion_decoder.receiver import StreamLimits, UplinkReceiver
 from fusion_decoder.sessions import MAX_FRAME_AREA, Authorizer, NodeSession, SessionTable, StreamRefused
 from ndsc.bundle import Bundle
 from ndsc.entropy import EntropyCodingError
-from ndsc.wire import GRPC_MESSAGE_PREFIX_BYTES, FrameData, pb, pb_grpc, payload_bytes, protocol_bytes
+from ndsc.wire import GRPC_MESSAGE_PREFIX_BYTES, FrameData, pb, pb_grpc, protocol_bytes
 from ndsc.wire.limits import name_problem
 
 log = logging.getLogger("ndsc.decoder")
@@ -298,9 +298,11 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
 
     async def _take_batch(self, context, receiver: UplinkReceiver, feedback: SyndromeFeedback | None,
                           batch: list, series: StreamSeries) -> None:
-        """Hand the batch's syndrome replies to ``feedback``, then check and hold its frames."""
-        await self._take_messages(context, receiver, await split_replies(feedback, context, batch, self._refuse),
-                                  series)
+        """Hand the batch's syndrome replies to ``feedback``, then check and hold its frames (a
+        direct source's stream has no feedback: a reply there is refused by the receiver's check)."""
+        if feedback is not None:
+            batch = await split_replies(feedback, context, batch, self._refuse)
+        await self._take_messages(context, receiver, batch, series)
 
     async def _take_messages(self, context, receiver: UplinkReceiver, messages: Sequence,
                              series: StreamSeries) -> None:
@@ -344,7 +346,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
             screened = receiver.screen(message, time.time(), frames[-1] if frames else None)
         except StreamRefused as refused:
             return refused
-        payload = payload_bytes(message.batch)
+        payload = screened.payload_bytes
         tally.payload_bytes += payload
         tally.protocol_bytes += message.ByteSize() - payload + GRPC_MESSAGE_PREFIX_BYTES
         series.frames_per_message.observe(len(message.batch.frames))

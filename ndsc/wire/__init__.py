@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from ndsc.wire import ndsc_pb2 as pb
 from ndsc.wire import ndsc_pb2_grpc as pb_grpc
@@ -88,14 +88,19 @@ def pack_batch(frames: Sequence[FrameData]) -> pb.FrameBatch:
     return batch
 
 
-def unpack_batch(batch: pb.FrameBatch) -> Iterator[FrameData]:
+def unpack_batch(batch: pb.FrameBatch) -> list[FrameData]:
     """The inverse of :func:`pack_batch` (crc and chunk indices not checked here)."""
-    window, capture = batch.first_window, batch.first_capture_us
+    seq, window, capture = batch.first_seq, batch.first_window, batch.first_capture_us
+    out = []
+    # each field read from the protobuf costs a lookup: every field is read once (a frame per
+    # message is the common case, and this runs on the decoder's event loop for every message)
     for j, f in enumerate(batch.frames):
+        chunk = f.chunk
         if j:
-            window += f.window_skip + (0 if f.chunk else 1)
+            window += f.window_skip + (0 if chunk else 1)
             capture += f.capture_delta_us
-        yield FrameData(batch.first_seq + j, window, capture, f.crc32, f.payload, f.chunk, max(f.chunks, 1))
+        out.append(FrameData(seq + j, window, capture, f.crc32, f.payload, chunk, f.chunks or 1))
+    return out
 
 
 def split_payload(payload: bytes, chunk_bytes: int) -> list[bytes]:
