@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fusion_decoder.aligner import AlignedWindow, Aligner
+from fusion_decoder.aligner import AddResult, AlignedWindow, Aligner
 from fusion_decoder.audit import AuditBook
 from fusion_decoder.binning import BinningStage
 from fusion_decoder.broadcast import Broadcaster, Decoded
@@ -105,14 +105,26 @@ class DecodePipeline:
                   symbols: np.ndarray | None = None) -> str:
         """Hand one frame to its group's aligner; ``symbols``: its payload already entropy-decoded
         (the uplink's check), so decoding never repeats it. Returns the aligner's status."""
-        aligner = self.aligner(group)
-        result = aligner.add(window, source, payload, capture_us, time.monotonic(), chunk=chunk, chunks=chunks,
-                             shape=shape, quality=quality, symbols=symbols)
+        result = self.hold(group, window, source, payload, capture_us, chunk=chunk, chunks=chunks, shape=shape,
+                           quality=quality, symbols=symbols)
+        await self.release(result.released)
+        return result.status
+
+    def hold(self, group: str, window: int, source: int, payload: bytes, capture_us: int, *, chunk: int = 0,
+             chunks: int = 1, shape: tuple[int, ...] | None = None, quality: str | None = None,
+             symbols: np.ndarray | None = None) -> AddResult:
+        """:meth:`add` without queueing what it releases (hand ``released`` to :meth:`release`): no
+        coroutine for the common frame, which releases nothing."""
+        result = self.aligner(group).add(window, source, payload, capture_us, time.monotonic(), chunk=chunk,
+                                         chunks=chunks, shape=shape, quality=quality, symbols=symbols)
         if result.status == "late":
             self.metrics.aligner_late.labels(group, str(source)).inc()
-        for w in result.released:
+        return result
+
+    async def release(self, windows: Sequence[AlignedWindow]) -> None:
+        """Queue released windows for decoding, in order."""
+        for w in windows:
             await self._enqueue(w)
-        return result.status
 
     async def _enqueue(self, w: AlignedWindow) -> None:
         series = self._series(w.group)

@@ -59,6 +59,7 @@ class Screened:
     refusal: StreamRefused | None = None
     counts: dict[str, int] = field(default_factory=dict)
     payload_bytes: int = 0  # of every frame the message carries, good or bad
+    message_frames: int = 0  # frames the message carries, good or bad
 
 
 class UplinkReceiver:
@@ -124,7 +125,7 @@ class UplinkReceiver:
             return out
 
         frames = unpack_batch(message.batch)
-        out.payload_bytes = sum(len(f.payload) for f in frames)
+        out.payload_bytes, out.message_frames = sum(len(f.payload) for f in frames), len(frames)
         for frame in frames:
             held = out.frames[-1].seq if out.frames else last_seq
             if frame.seq == 0:

@@ -100,6 +100,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         self.log_limiter = log_limiter or LogLimiter()
         self._accepted: dict[tuple[str, int], list[int]] = {}
         self._check_executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-check")
+        self._frames_vary = any(s.whole_frames for s in bundle.sources)
 
     def restore_sessions(self) -> int:
         rows = self.journal.sessions()
@@ -349,12 +350,13 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         payload = screened.payload_bytes
         tally.payload_bytes += payload
         tally.protocol_bytes += message.ByteSize() - payload + GRPC_MESSAGE_PREFIX_BYTES
-        series.frames_per_message.observe(len(message.batch.frames))
+        series.frames_per_message.observe(screened.message_frames)
         for status, n in screened.counts.items():
             tally.frames[status] = tally.frames.get(status, 0) + n
         new, refusal = screened.frames, screened.refusal
-        # only whole-frame streams announce a shape that another source's could contradict
-        conflict = self._first_shape_conflict(session, new) if new and session.frame_shape else None
+        # only whole-frame streams announce a shape another source's could contradict (the others'
+        # shapes are the bundle's, checked at open)
+        conflict = self._first_shape_conflict(session, new) if new and self._frames_vary else None
         if conflict is not None:
             frame, refusal = conflict
             tally.frames["frame_shape_mismatch"] = tally.frames.get("frame_shape_mismatch", 0) + 1
@@ -408,11 +410,14 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
         series.add(series.quality_windows, windows)
         series.add(series.quality_payload_bytes, nbytes)
         refused = []
-        aligner_add = self.pipeline.add
+        pipeline = self.pipeline
         shape, quality = session.frame_shape or None, session.quality or None
         for f, sym in zip(frames, symbols):
-            status = await aligner_add(group, f.window, source, f.payload, f.capture_us, chunk=f.chunk,
-                                       chunks=f.chunks, shape=shape, quality=quality, symbols=sym)
+            held = pipeline.hold(group, f.window, source, f.payload, f.capture_us, chunk=f.chunk, chunks=f.chunks,
+                                 shape=shape, quality=quality, symbols=sym)
+            if held.released:
+                await pipeline.release(held.released)
+            status = held.status
             if status in ("late", "shape_mismatch", "bad_chunk"):  # not held: the journaled copy is dead
                 refused.append((group, f.window, source))
             if status in ("shape_mismatch", "bad_chunk"):  # raced another source's frame of the same window,
