@@ -277,8 +277,9 @@ class DecodePipeline:
                 if c:  # 0: unknown (outside the decoder's sane capture window), never a latency
                     series.capture_to_reconstruction.observe(max(0.0, now - c / 1e6))
             series.reconstructions.inc()
-            for i in np.flatnonzero(~present[b]):
-                self.metrics.estimated_sources.labels(w.group, str(i)).inc()
+            if not present[b].all():  # some sources estimated (the common window has none)
+                for i in np.flatnonzero(~present[b]):
+                    self.metrics.estimated_sources.labels(w.group, str(i)).inc()
             self.audits.add_reconstruction(w.group, w.window, x_hat[b], present[b])
 
     async def drain(self, budget: float | None = None) -> int:
