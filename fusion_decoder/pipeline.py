@@ -55,6 +55,8 @@ class DecodePipeline:
         self._decoding = False  # a batch is in the worker thread (a bounded drain lets it finish)
         self._stopping = False  # the drain's budget is spent: the decode loop takes no further batch
         self._carried: AlignedWindow | None = None  # taken from the queue, too large for the last batch
+        # the next batch, handed to the decoding thread while the event loop publishes the one before
+        self._ahead: tuple[list[AlignedWindow], asyncio.Future, float] | None = None
         self._group_series: dict[str, GroupSeries] = {}
         # bundles with syndrome-coded sources: windows wait for belief propagation (and feedback) there
         self.binning: BinningStage | None = None
@@ -152,22 +154,19 @@ class DecodePipeline:
 
     async def _decode_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        while not self._stopping:
-            if self._carried is None:
-                batch = [await self._queue.get()]
+        while self._ahead is not None or not self._stopping:
+            if self._ahead is not None:  # handed to the decoding thread while the last batch was published
+                (batch, decoding, t0), self._ahead = self._ahead, None
             else:
-                batch, self._carried = [self._carried], None
-            samples = _frame_samples(batch[0])
-            while len(batch) < self.max_batch and not self._queue.empty():
-                w = self._queue.get_nowait()
-                samples += _frame_samples(w)
-                if samples > BATCH_SAMPLES:
-                    self._carried = w  # the next batch's first (unfinished for the queue's join until then)
-                    break
-                batch.append(w)
+                if self._carried is None:
+                    first = await self._queue.get()
+                else:
+                    first, self._carried = self._carried, None
+                batch, t0 = self._fill(first), time.perf_counter()
+                decoding = loop.run_in_executor(self._executor, self._decode, batch)
             self._decoding = True
             try:
-                await self._decode_and_publish(loop, batch)
+                await self._decode_and_publish(loop, batch, decoding, t0)
             except Exception:  # a bug outside the per-window guards must not kill the service
                 log.exception("decoding %d windows failed", len(batch))
                 self.metrics.window_failures.labels("decode").inc(len(batch))
@@ -178,12 +177,39 @@ class DecodePipeline:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _decode_and_publish(self, loop: asyncio.AbstractEventLoop, batch: list[AlignedWindow]) -> None:
-        """Decode, journal and publish one batch; a window that fails any step is counted in
+    def _fill(self, first: AlignedWindow) -> list[AlignedWindow]:
+        """A batch: ``first`` and the queued windows after it, up to ``max_batch`` windows and
+        :data:`BATCH_SAMPLES` samples (the window that does not fit is carried to the next batch)."""
+        batch = [first]
+        samples = _frame_samples(first)
+        while len(batch) < self.max_batch and not self._queue.empty():
+            w = self._queue.get_nowait()
+            samples += _frame_samples(w)
+            if samples > BATCH_SAMPLES:
+                self._carried = w  # the next batch's first (unfinished for the queue's join until then)
+                break
+            batch.append(w)
+        return batch
+
+    def _start_next(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand the next batch to the decoding thread now, when windows wait: it decodes while the
+        event loop journals and publishes the batch before it, instead of idling until then."""
+        if self._ahead is not None or self._stopping or (self._carried is None and self._queue.empty()):
+            return
+        if self._carried is None:
+            first = self._queue.get_nowait()
+        else:
+            first, self._carried = self._carried, None
+        batch = self._fill(first)
+        self._ahead = (batch, loop.run_in_executor(self._executor, self._decode, batch), time.perf_counter())
+
+    async def _decode_and_publish(self, loop: asyncio.AbstractEventLoop, batch: list[AlignedWindow],
+                                  decoding: asyncio.Future, t0: float) -> None:
+        """Wait for one batch's decoding (``decoding``, handed to the thread at ``t0``), start the
+        next, journal and publish this one; a window that fails any step is counted in
         ``ndsc_window_failures_total{stage}`` and dropped alone, never with its batch."""
-        t0 = time.perf_counter()
         try:
-            x_hat, present = await loop.run_in_executor(self._executor, self._decode, batch)
+            x_hat, present = await decoding
         except Exception:
             # one window broke the batch: decode them one by one so only that one is lost
             log.exception("decoding a batch of %d windows failed; decoding them one by one", len(batch))
@@ -199,6 +225,7 @@ class DecodePipeline:
                 present.append(ps[0])
             batch = kept
         self.metrics.decode_seconds.observe(time.perf_counter() - t0)
+        self._start_next(loop)
         self.metrics.decode_batch_size.observe(len(batch))
         if self.journal.enabled and batch:
             # durable before published: a restart never publishes a window twice
@@ -287,7 +314,7 @@ class DecodePipeline:
         windows left undecoded.
 
         ``budget``: seconds the queue may take to decode (None: every window, however long). Past it
-        the batch in flight finishes and the decoder takes no further one: with a journal the rest
+        the batches in flight finish and the decoder takes no further one: with a journal the rest
         stay held there (their frames were acknowledged, a restart decodes them); without one they
         are dropped, counted in ``ndsc_window_failures_total{stage="stop"}`` and logged. A backlog of
         whole frames (seconds each on a CPU) so no longer holds a stop for minutes.
@@ -307,7 +334,8 @@ class DecodePipeline:
         return left
 
     async def _stop_decoding(self, budget: float) -> int:
-        """Let the batch in flight finish, stop the decode loop; returns the windows it left queued."""
+        """Let the batches in flight finish (the one decoding and the next, when it was handed to the
+        decoding thread already), stop the decode loop; returns the windows it left queued."""
         self._stopping = True
         decode_loop = self._tasks[0]
         if not self._decoding:  # waiting for its next window: nothing of it to finish

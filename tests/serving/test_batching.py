@@ -1,11 +1,17 @@
 """Small 1-D batches run torch's native CPU convolutions (oneDNN's fixed cost per call dominates them),
-with oneDNN's result; the decoder's GIL switch interval is a setting."""
+with oneDNN's result; the decoder's GIL switch interval is a setting; the decoding thread gets the
+next batch while the event loop publishes the one before."""
 from __future__ import annotations
+
+import asyncio
 
 import numpy as np
 import pytest
 import torch
+from prometheus_client import CollectorRegistry
 
+from fusion_decoder.metrics import DecoderMetrics
+from fusion_decoder.pipeline import DecodePipeline
 from fusion_decoder.runtime import CPU_NATIVE_CONV_MAX_WINDOWS, CPU_SLICE, JointDecoderRuntime
 from fusion_decoder.settings import DecoderSettings
 from ndsc.bundle import load_bundle
@@ -40,3 +46,34 @@ def test_the_decoders_gil_switch_interval_is_bounded():
     for bad in (0.0, 1.0):
         with pytest.raises(ValueError, match="switch_interval"):
             DecoderSettings(bundle="/b", switch_interval=bad).validate()
+
+
+def test_the_next_batch_decodes_while_the_last_one_is_published_and_every_window_comes_out_in_order():
+    runtime = JointDecoderRuntime(load_bundle(default_bundle("ecg-synth-quick")), device="cpu")
+    shape = runtime.latent_shape(0)
+
+    class Watched(DecodePipeline):
+        published: list[tuple[list[int], bool]] = []
+
+        def _publish(self, batch, x_hat, present):
+            # was the next batch already with the decoding thread while this one was published?
+            self.published.append(([w.window for w in batch], self._ahead is not None))
+            super()._publish(batch, x_hat, present)
+
+    async def scenario():
+        pipeline = Watched(runtime, DecoderMetrics(CollectorRegistry()), deadline=5.0, max_batch=4)
+        pipeline.start()
+        subscriber = pipeline.broadcaster.add("", False, False)
+        for window in range(12):  # 12 complete windows queued at once: batches of 4
+            for source in range(runtime.n_sources):
+                held = pipeline.hold("g", window, source, b"", 1, symbols=np.zeros(shape, np.int64))
+                await pipeline.release(held.released)
+        await asyncio.wait_for(pipeline._queue.join(), 60)
+        out = [subscriber.get_nowait() for _ in range(subscriber.qsize())]
+        await pipeline.close()
+        return pipeline.published, len(out)
+
+    published, sent = asyncio.run(scenario())
+    assert [windows for windows, _ in published] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert [ahead for _, ahead in published] == [True, True, False]  # nothing left after the third
+    assert sent == 12
