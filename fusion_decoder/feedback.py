@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-import grpc
-
 from fusion_decoder.metrics import StreamSeries
-from fusion_decoder.sessions import NodeSession, StreamRefused
+from fusion_decoder.sessions import NodeSession
 from ndsc.wire import GRPC_MESSAGE_PREFIX_BYTES, pb
 
 if TYPE_CHECKING:
@@ -23,16 +21,15 @@ if TYPE_CHECKING:
     from fusion_decoder.readahead import ReadAhead
 
 
-async def split_replies(feedback: "SyndromeFeedback | None", context, messages: list,
+async def split_replies(feedback: "SyndromeFeedback", context, messages: list,
                         refuse: Callable[..., Awaitable[None]]) -> list:
-    """``messages`` less the SyndromeReplies among them, which are handed to ``feedback`` first
-    (on a direct source's stream, where ``feedback`` is None, a reply refuses the stream)."""
-    if feedback is None and not any(_is_reply(m) for m in messages):
-        return messages  # the direct sources' common case: one oneof check per message
+    """A syndrome source's ``messages`` less the SyndromeReplies among them, which are handed to
+    ``feedback`` first (a direct source's stream has no feedback: the receiver's check refuses a
+    reply there, ``unrequested_syndrome``)."""
     out = []
     for message in messages:
         if _is_reply(message):
-            await SyndromeFeedback.take_reply(feedback, context, message, refuse)
+            await feedback.take_reply(context, message, refuse)
         else:
             out.append(message)
     return out
@@ -90,27 +87,20 @@ class SyndromeFeedback:
         ack.settled_below = max(0, min([settled, *waiting]))
         return ack
 
-    @staticmethod
-    async def take_reply(feedback: "SyndromeFeedback | None", context, message: pb.UplinkMessage,
-                         refuse: Callable[..., Awaitable[None]]) -> None:
-        """Hand a SyndromeReply's blocks to the binning stage; refuse the stream at a bad one
-        (a reply on a direct source's stream answers nothing: ``unrequested_syndrome``)."""
-        if feedback is None:
-            await refuse(context, StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "unrequested_syndrome",
-                                                "a SyndromeReply on a stream of a direct-coded source"))
-            return
-        s, series = feedback.session, feedback.series
+    async def take_reply(self, context, message: pb.UplinkMessage, refuse: Callable[..., Awaitable[None]]) -> None:
+        """Hand a SyndromeReply's blocks to the binning stage; refuse the stream at a bad one."""
+        s, series = self.session, self.series
         series.messages.inc()
         nbytes = sum(len(b.bits) for b in message.syndrome.blocks)
         series.payload_bytes.inc(nbytes)
         series.protocol_bytes.inc(message.ByteSize() - nbytes + GRPC_MESSAGE_PREFIX_BYTES)
         for block in message.syndrome.blocks:
-            refusal = await feedback.stage.on_reply(s.group, s.source_index, block)
+            refusal = await self.stage.on_reply(s.group, s.source_index, block)
             if refusal is not None:
                 series.frames(refusal.reason).inc()
                 await refuse(context, refusal)
             # every requested bit counts in the rate (no new samples: the window was counted once)
-            feedback._count(s.group, s.source_index, len(block.bits), 0, series, 0)
+            self._count(s.group, s.source_index, len(block.bits), 0, series, 0)
 
     def close(self) -> None:
         if self._take is not None:

@@ -109,7 +109,7 @@ class UplinkReceiver:
         """
         kind = message.WhichOneof("kind")
         if kind != "batch":
-            if kind == "syndrome":  # a syndrome source's replies never reach here (see feedback.split_replies)
+            if kind == "syndrome":  # a syndrome source's replies are split off before (feedback.split_replies)
                 raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "unrequested_syndrome",
                                     "a SyndromeReply on a stream of a direct-coded source")
             raise StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, "bad_header", "StreamHeader sent twice in one stream")
