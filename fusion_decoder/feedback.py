@@ -61,15 +61,16 @@ class SyndromeFeedback:
             return None
         return cls(pipeline, stage, session, series, count)
 
-    async def take(self, inbox: "ReadAhead") -> list | None:
-        """The next messages (as ``inbox.take()``), or None when requests wait to be sent first."""
+    async def take(self, inbox: "ReadAhead", within: float | None = None) -> list | None:
+        """The next messages (as ``inbox.take()``), or None when requests wait to be sent first or
+        nothing came ``within`` seconds."""
         if self.outbox.ready.is_set():
             return None
         if self._take is None:  # kept across calls: a read is never cancelled half-way
             self._take = asyncio.ensure_future(inbox.take())
         ready = asyncio.ensure_future(self.outbox.ready.wait())
         try:
-            await asyncio.wait({self._take, ready}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({self._take, ready}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ready.cancel()
         if not self._take.done():

@@ -158,12 +158,9 @@ class DecodePipeline:
             if self._ahead is not None:  # handed to the decoding thread while the last batch was published
                 (batch, decoding, t0), self._ahead = self._ahead, None
             else:
-                if self._carried is None:
-                    first = await self._queue.get()
-                else:
-                    first, self._carried = self._carried, None
-                batch, t0 = self._fill(first), time.perf_counter()
-                decoding = loop.run_in_executor(self._executor, self._decode, batch)
+                first = self._carried if self._carried is not None else await self._queue.get()
+                self._carried = None
+                batch, decoding, t0 = self._submit(loop, first)
             self._decoding = True
             try:
                 await self._decode_and_publish(loop, batch, decoding, t0)
@@ -177,9 +174,11 @@ class DecodePipeline:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _fill(self, first: AlignedWindow) -> list[AlignedWindow]:
-        """A batch: ``first`` and the queued windows after it, up to ``max_batch`` windows and
-        :data:`BATCH_SAMPLES` samples (the window that does not fit is carried to the next batch)."""
+    def _submit(self, loop: asyncio.AbstractEventLoop,
+                first: AlignedWindow) -> tuple[list[AlignedWindow], asyncio.Future, float]:
+        """A batch (``first`` and the queued windows after it, up to ``max_batch`` windows and
+        :data:`BATCH_SAMPLES` samples; the window that does not fit is carried to the next batch)
+        handed to the decoding thread: (batch, its decoding, when it was handed over)."""
         batch = [first]
         samples = _frame_samples(first)
         while len(batch) < self.max_batch and not self._queue.empty():
@@ -189,19 +188,16 @@ class DecodePipeline:
                 self._carried = w  # the next batch's first (unfinished for the queue's join until then)
                 break
             batch.append(w)
-        return batch
+        return batch, loop.run_in_executor(self._executor, self._decode, batch), time.perf_counter()
 
     def _start_next(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hand the next batch to the decoding thread now, when windows wait: it decodes while the
         event loop journals and publishes the batch before it, instead of idling until then."""
         if self._ahead is not None or self._stopping or (self._carried is None and self._queue.empty()):
             return
-        if self._carried is None:
-            first = self._queue.get_nowait()
-        else:
-            first, self._carried = self._carried, None
-        batch = self._fill(first)
-        self._ahead = (batch, loop.run_in_executor(self._executor, self._decode, batch), time.perf_counter())
+        first = self._carried if self._carried is not None else self._queue.get_nowait()
+        self._carried = None
+        self._ahead = self._submit(loop, first)
 
     async def _decode_and_publish(self, loop: asyncio.AbstractEventLoop, batch: list[AlignedWindow],
                                   decoding: asyncio.Future, t0: float) -> None:

@@ -22,14 +22,13 @@ Typical use::
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import grpc
 
 from fusion_decoder.sessions import NodeSession, SessionTable, StreamRefused
-from ndsc.wire import FrameData, pb, unpack_batch
+from ndsc.wire import FrameData, crc32, pb, unpack_batch
 from ndsc.wire.limits import MAX_SEQ, MAX_WINDOW_INDEX
 
 
@@ -151,18 +150,16 @@ class UplinkReceiver:
             if frame.seq <= last_seq:
                 out.counts["duplicate"] = out.counts.get("duplicate", 0) + 1
                 continue
-            if zlib.crc32(frame.payload) != frame.crc32:  # ndsc.wire.crc32 without its call
+            if crc32(frame.payload) != frame.crc32:
                 # DATA_LOSS, not INVALID_ARGUMENT: the request was well-formed but its bytes
                 # were corrupted in transit; the edge resends from the last ack.
                 out.counts["crc_mismatch"] = 1
                 return refuse(grpc.StatusCode.DATA_LOSS, "crc_mismatch",
                               f"frame seq {frame.seq} (window {frame.window}): crc32 mismatch; held up to seq {held}")
-            # the common frame (one whole window after the last) needs no chunk rules
-            if frame.chunks != 1 or frame.chunk != 0 or frame.window <= last_window:
-                refused = self._check_chunk(frame, last_window, last_chunk, last_chunks)
-                if refused is not None:
-                    out.refusal = refused
-                    return out
+            refused = self._check_chunk(frame, last_window, last_chunk, last_chunks)
+            if refused is not None:
+                out.refusal = refused
+                return out
             if not earliest <= frame.capture_us <= latest:
                 # a clock far off (or a forged time) would poison the latency histogram: the frame
                 # is kept, its capture time becomes unknown (0) and is counted

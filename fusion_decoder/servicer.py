@@ -259,14 +259,7 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
                 # Ack waits), so a fast node costs one Ack write, on both ends, per interval instead
                 # of one per message. A node slower than that is answered at once.
                 while (due := acked_at + self.ack_interval - time.monotonic()) > 0:
-                    if feedback is None:
-                        batch = await self._take_or_refuse(context, inbox, within=due)
-                    else:
-                        try:
-                            async with asyncio.timeout(due):
-                                batch = await self._take_or_refuse(context, inbox, feedback)
-                        except TimeoutError:
-                            break
+                    batch = await self._take_or_refuse(context, inbox, feedback, within=due)
                     if batch is None:  # the Ack is due, or binning requests (they never wait for the pace)
                         break
                     if not batch:
@@ -288,11 +281,11 @@ class FusionDecoderServicer(pb_grpc.FusionDecoderServicer):
     async def _take_or_refuse(self, context, inbox: ReadAhead, feedback: SyndromeFeedback | None = None,
                               within: float | None = None) -> list | None:
         """The stream's messages already here (waiting for one), ``[]`` at its end; a stream silent
-        for ``stream_idle`` seconds is refused. None when nothing came ``within`` seconds (direct
-        sources), or (a syndrome source's stream, ``feedback``) when binning requests wait to be
-        sent before any message came."""
+        for ``stream_idle`` seconds is refused. None when nothing came ``within`` seconds, or (a
+        syndrome source's stream, ``feedback``) when binning requests wait to be sent before any
+        message came."""
         try:
-            return await (feedback.take(inbox) if feedback else inbox.take(within))
+            return await (feedback.take(inbox, within) if feedback else inbox.take(within))
         except IdleStream:
             await self._refuse(context, self._idle_refusal())
             raise  # unreachable: _refuse aborts
