@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
+import warnings
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -15,6 +17,7 @@ from ndsc.stereo_tiles import STEREO_TILES, StereoTiles
 from models.decoders import build_decoder
 from models.device import resolve_device
 
+log = logging.getLogger("ndsc.decoder")
 
 #: windows per joint-decoder call on CPU (a batch beyond it is decoded in slices)
 CPU_SLICE = 32
@@ -83,10 +86,56 @@ class JointDecoderRuntime:
         self.output_scale = float(bundle.decoder.get("output_scale", 1.0))
         self._plans: dict[tuple, tuple[LatentCoder, tuple[int, ...], int]] = {}
         self.entropy_decodes = 0  # payloads entropy-decoded so far (each should be decoded once)
+        self._graph_latents = torch.Size(self.latent_shape(0))
+        self.graph = self._traced_graph()
 
     @property
     def n_sources(self) -> int:
         return self.bundle.n_sources
+
+    def _traced_graph(self) -> torch.jit.ScriptModule | None:
+        """The joint decoder traced to a TorchScript graph, for CPU windows of the bundle's 1-D latent
+        shape; None (eager) on CUDA, for whole-frame (2-D) bundles, or when the graph does not
+        reproduce the eager decoder exactly on random batches.
+
+        Why: eager torch gives up and retakes the GIL around each of the decoder's ~120 ops. While the
+        event loop holds the GIL, every retake waits up to the switch interval, so one forward is
+        paid in GIL waits: 40 windows of ecg-synth-quick took 7.5 ms alone and 38 ms beside a busy
+        Python thread (at load, batches behind it waited in the queue; the p99 capture →
+        reconstruction at half saturation was that). A traced graph runs all its ops in one GIL
+        release: 17 ms beside the same thread. ``benchmarks/synthesis_gil.py`` measures it.
+
+        ``torch.jit.trace`` is deprecated in torch 2.13 in favour of ``torch.compile`` and
+        ``torch.export``, which on CPU still run each op from Python (or need a C++ toolchain at run
+        time, AOTInductor). When trace is gone, or fails, the decoder runs eager (the same numbers).
+        """
+        shape = self.latent_shape(0)
+        if self.device.type != "cpu" or len(shape) != 2 or any(
+                self.latent_shape(i) != shape for i in range(self.n_sources)):
+            return None
+        rng = np.random.default_rng(0)
+
+        def example(b: int) -> tuple[torch.Tensor, ...]:
+            present = rng.random((b, self.n_sources)) > 0.3
+            present[0] = True  # every source, and (b > 1) rows with some missing
+            args = [torch.from_numpy(rng.standard_normal((b, self.n_sources, *shape), dtype=np.float32)),
+                    torch.from_numpy(present.astype(np.float32))]
+            if getattr(self.model, "takes_quantiser_step", False):
+                args.append(torch.from_numpy(rng.uniform(0.5, 2.0, (b, self.n_sources, shape[0])).astype(np.float32)))
+            return tuple(args)
+
+        try:
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # trace's deprecation and tracer warnings: checked below
+                graph = torch.jit.trace(self.model, example(4), check_trace=False)
+                for b in (1, 3, CPU_SLICE):  # batch sizes other than the traced one, missing sources too
+                    args = example(b)
+                    if not torch.equal(graph(*args), self.model(*args)):
+                        raise ValueError(f"the traced graph differs from the eager decoder at {b} windows")
+        except Exception as e:  # AttributeError when torch drops trace; control flow that trace cannot follow
+            log.info("joint decoder runs eager: %s", e)
+            return None
+        return graph
 
     def latent_shape(self, source_index: int, frame_shape: Sequence[int] | None = None) -> tuple[int, ...]:
         """Latent shape of source ``source_index`` for a frame shape (None: the bundle's window shape)."""
@@ -193,11 +242,13 @@ class JointDecoderRuntime:
         if steps is not None and getattr(self.model, "takes_quantiser_step", False):
             cells = torch.from_numpy(np.asarray(steps, dtype=np.float32)).to(self.device)
         n = max(CPU_SLICE if self.device.type == "cpu" else len(y_hat), 1)
+        # the traced graph (one GIL release a call) where it was traced for these latents
+        model = self.graph if self.graph is not None and y_hat.shape[2:] == self._graph_latents else self.model
         out = []
         for k in range(0, len(y_hat), n):
             part = y_hat[k:k + n]
             with self._convolutions_for(part):
-                out.append(self.model(part, mask[k:k + n], **({} if cells is None else {"step": cells[k:k + n]})))
+                out.append(model(part, mask[k:k + n], *(() if cells is None else (cells[k:k + n],))))
         x_hat = out[0] if len(out) == 1 else torch.cat(out)
         return (x_hat * self.output_scale).float().cpu().numpy()
 

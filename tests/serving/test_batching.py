@@ -18,8 +18,9 @@ from ndsc.bundle import load_bundle
 from ndsc.bundles import default_bundle
 
 
+@pytest.mark.parametrize("traced", [False, True])
 @pytest.mark.parametrize("windows", [1, 3, CPU_NATIVE_CONV_MAX_WINDOWS, CPU_NATIVE_CONV_MAX_WINDOWS + 1, 40, 35])
-def test_small_window_batches_run_native_convolutions_with_onednns_result(windows):
+def test_small_window_batches_run_native_convolutions_with_onednns_result(windows, traced):
     runtime = JointDecoderRuntime(load_bundle(default_bundle("ecg-synth-quick")), device="cpu")
     n, shape = runtime.n_sources, runtime.latent_shape(0)
     rng = np.random.default_rng(windows)
@@ -27,18 +28,67 @@ def test_small_window_batches_run_native_convolutions_with_onednns_result(window
     present = np.ones((windows, n), np.float32)
     present[0, -1] = 0.0
     seen: list[bool] = []
-    hook = runtime.model.register_forward_pre_hook(lambda *_: seen.append(torch.backends.mkldnn.enabled))
-    try:
-        x_hat = runtime.synthesise(latents, present)
-    finally:
-        hook.remove()
+    eager, graph = runtime.model, runtime.graph
+    assert graph is not None
+    called = graph if traced else eager
+
+    def recording(*args):  # the decoder the runtime picked, with the convolution path it ran under
+        seen.append(torch.backends.mkldnn.enabled)
+        return called(*args)
+
+    if traced:
+        runtime.graph = recording
+    else:
+        runtime.graph, runtime.model = None, recording
+    x_hat = runtime.synthesise(latents, present)
     assert torch.backends.mkldnn.enabled  # the switch never outlives the call
     # slices of CPU_SLICE windows: the last of 40 holds 8 (oneDNN), the last of 35 holds 3 (native)
     expected = [min(CPU_SLICE, windows - k) > CPU_NATIVE_CONV_MAX_WINDOWS for k in range(0, windows, CPU_SLICE)]
     assert seen == expected
     with torch.inference_mode():
-        reference = runtime.model(torch.from_numpy(latents), torch.from_numpy(present)).numpy() * runtime.output_scale
+        reference = eager(torch.from_numpy(latents), torch.from_numpy(present)).numpy() * runtime.output_scale
     np.testing.assert_allclose(x_hat, reference, rtol=1e-4, atol=1e-5 * float(np.abs(reference).max()))
+
+
+@pytest.mark.parametrize("bundle", ["ecg-synth-quick", "ecg-12lead"])
+def test_window_bundles_decode_through_a_traced_graph_bit_for_bit_as_eager(bundle):
+    runtime = JointDecoderRuntime(load_bundle(default_bundle(bundle)), device="cpu")
+    graph = runtime.graph
+    assert graph is not None  # traced at load: synthesis runs without retaking the GIL per op
+    n, shape = runtime.n_sources, runtime.latent_shape(0)
+    rng = np.random.default_rng(7)
+    for windows in (1, 2, 9, CPU_SLICE + 5):
+        latents = rng.normal(size=(windows, n, *shape)).astype(np.float32)
+        present = (rng.random((windows, n)) > 0.3).astype(np.float32)
+        traced = runtime.synthesise(latents, present)
+        runtime.graph = None
+        try:
+            eager = runtime.synthesise(latents, present)
+        finally:
+            runtime.graph = graph
+        assert np.array_equal(traced, eager), windows
+
+
+class _BranchesOnPresence(torch.nn.Module):
+    """A decoder whose output depends on Python control flow over its input: trace cannot follow it."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, y_hat: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        out = self.inner(y_hat, present)
+        return out * 2 if bool(present.all()) else out
+
+
+def test_a_decoder_the_trace_cannot_follow_runs_eager_and_whole_frame_bundles_are_not_traced(caplog):
+    runtime = JointDecoderRuntime(load_bundle(default_bundle("ecg-synth-quick")), device="cpu")
+    runtime.model = _BranchesOnPresence(runtime.model).eval()
+    with caplog.at_level("INFO", logger="ndsc.decoder"):
+        assert runtime._traced_graph() is None
+    assert "joint decoder runs eager" in caplog.text and "differs from the eager decoder" in caplog.text
+    stereo = JointDecoderRuntime(load_bundle(default_bundle("stereo-middlebury")), device="cpu")
+    assert stereo.graph is None  # frames of any size: their latent grids vary
 
 
 def test_the_decoders_gil_switch_interval_is_bounded():

@@ -25,6 +25,30 @@ def test_the_synthesis_benchmark_times_both_convolution_paths_and_the_runtimes_p
     assert "native/oneDNN" in capsys.readouterr().out
 
 
+def test_the_gil_benchmark_times_eager_and_traced_synthesis_alone_and_beside_busy_python(tmp_path, capsys):
+    import sys
+
+    import torch
+
+    bench = load_benchmark("synthesis_gil")
+    out = tmp_path / "gil.json"
+    threads, switch = torch.get_num_threads(), sys.getswitchinterval()
+    try:
+        assert bench.main(["--bundle", "ecg-synth-quick", "--batches", "2", "--repeats", "2",
+                           "--json", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert sys.getswitchinterval() == switch  # the decoder's interval only while it measures
+    report = json.loads(out.read_text())
+    assert report["switch_interval_s"] == 0.0005
+    (row,) = report["ecg-synth-quick"]
+    assert row["batch"] == 2
+    assert set(row["ms"]) == {"eager", "graph", "eager_busy", "graph_busy"}
+    assert all(v > 0 for v in row["ms"].values())
+    assert row["eager_over_graph_busy"] > 0
+    assert "eager/graph busy" in capsys.readouterr().out
+
+
 def test_the_cpu_steadiness_probe_reports_its_workload_against_its_own_median(tmp_path):
     bench = load_benchmark("cpu_steadiness")
     out = tmp_path / "steadiness.json"
