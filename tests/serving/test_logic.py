@@ -128,7 +128,19 @@ def test_the_decoder_warms_its_joint_decoder_up_before_it_serves(bundle_name, ga
     path = gaussian_bundle if bundle_name == "gaussian" else default_bundle(bundle_name)
     server = DecoderServer(load_bundle(path), listen="127.0.0.1:0", registry=CollectorRegistry())
     calls: list[int] = []
-    server.runtime.model.register_forward_hook(lambda _m, args, _out: calls.append(len(args[0])))
+    runtime = server.runtime
+    # 1-D window bundles run the traced graph (JointDecoderRuntime.graph), stereo frames the eager model
+    assert (runtime.graph is not None) == (bundle_name != "stereo-middlebury")
+    if runtime.graph is not None:
+        graph = runtime.graph
+
+        def recording(*args):
+            calls.append(len(args[0]))
+            return graph(*args)
+
+        runtime.graph = recording
+    else:
+        runtime.model.register_forward_hook(lambda _m, args, _out: calls.append(len(args[0])))
 
     async def start_and_stop() -> None:
         await server.start()
