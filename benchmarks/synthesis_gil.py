@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -90,7 +91,7 @@ def measure(runtime: JointDecoderRuntime, batch: int, repeats: int) -> dict:
     eager(), traced()  # warm: first calls build oneDNN primitives and profile the graph
     ms: dict[str, float] = {}
     for busy in (False, True):
-        with BusyPython() if busy else _nothing():
+        with BusyPython() if busy else contextlib.nullcontext():
             for _ in range(2):  # interleaved halves, so a busy moment of the machine costs both alike
                 for name, fn in (("eager", eager), ("graph", traced)):
                     key = f"{name}{'_busy' if busy else ''}"
@@ -98,14 +99,6 @@ def measure(runtime: JointDecoderRuntime, batch: int, repeats: int) -> dict:
     return {"batch": batch, "ms": {k: round(v, 2) for k, v in ms.items()},
             "eager_over_graph": round(ms["eager"] / ms["graph"], 2),
             "eager_over_graph_busy": round(ms["eager_busy"] / ms["graph_busy"], 2)}
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
 
 
 def main(argv=None) -> int:

@@ -56,6 +56,18 @@ def _native_convolutions() -> Iterator[None]:
         torch.backends.mkldnn.enabled = True
 
 
+class _ScaledDecoder(torch.nn.Module):
+    """The joint decoder with its output scaled to physical units: what the traced graph runs."""
+
+    def __init__(self, decoder: torch.nn.Module, scale: float):
+        super().__init__()
+        self.decoder = decoder
+        self.scale = scale
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.decoder(*args) * self.scale
+
+
 class JointDecoderRuntime:
     """Entropy-decodes every source's payload and runs the joint decoder in batches.
 
@@ -94,9 +106,9 @@ class JointDecoderRuntime:
         return self.bundle.n_sources
 
     def _traced_graph(self) -> torch.jit.ScriptModule | None:
-        """The joint decoder traced to a TorchScript graph, for CPU windows of the bundle's 1-D latent
-        shape; None (eager) on CUDA, for whole-frame (2-D) bundles, or when the graph does not
-        reproduce the eager decoder exactly on random batches.
+        """The joint decoder, scaled to physical units, traced to a TorchScript graph for CPU windows of
+        the bundle's 1-D latent shape; None (eager) on CUDA, for whole-frame (2-D) bundles, or when
+        the graph does not reproduce the eager decoder exactly on random batches.
 
         Why: eager torch gives up and retakes the GIL around each of the decoder's ~120 ops. While the
         event loop holds the GIL, every retake waits up to the switch interval, so one forward is
@@ -127,10 +139,11 @@ class JointDecoderRuntime:
         try:
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # trace's deprecation and tracer warnings: checked below
-                graph = torch.jit.trace(self.model, example(4), check_trace=False)
+                scaled = _ScaledDecoder(self.model, self.output_scale)
+                graph = torch.jit.trace(scaled, example(4), check_trace=False)
                 for b in (1, 3, CPU_SLICE):  # batch sizes other than the traced one, missing sources too
                     args = example(b)
-                    if not torch.equal(graph(*args), self.model(*args)):
+                    if not torch.equal(graph(*args), scaled(*args)):
                         raise ValueError(f"the traced graph differs from the eager decoder at {b} windows")
         except Exception as e:  # AttributeError when torch drops trace; control flow that trace cannot follow
             log.info("joint decoder runs eager: %s", e)
@@ -236,21 +249,30 @@ class JointDecoderRuntime:
         On CPU a large batch runs in slices of :data:`CPU_SLICE` windows: their activations
         stay in cache (ecg-synth-quick: 160 µs/window in slices of 16–32, 210 µs at 64); a slice of
         a few 1-D windows runs torch's native convolutions (:data:`CPU_NATIVE_CONV_MAX_WINDOWS`)."""
-        y_hat = torch.from_numpy(np.asarray(symbols, dtype=np.float32)).to(self.device)
-        mask = torch.from_numpy(np.asarray(present, dtype=np.float32)).to(self.device)
-        cells = None
+        # Every torch call made from Python here gives up the GIL and must take it back (see
+        # _traced_graph): on the traced path a batch of one slice makes a single such call.
+        on_cpu = self.device.type == "cpu"
+        args = [torch.from_numpy(np.asarray(symbols, dtype=np.float32)),
+                torch.from_numpy(np.asarray(present, dtype=np.float32))]
         if steps is not None and getattr(self.model, "takes_quantiser_step", False):
-            cells = torch.from_numpy(np.asarray(steps, dtype=np.float32)).to(self.device)
-        n = max(CPU_SLICE if self.device.type == "cpu" else len(y_hat), 1)
-        # the traced graph (one GIL release a call) where it was traced for these latents
-        model = self.graph if self.graph is not None and y_hat.shape[2:] == self._graph_latents else self.model
+            args.append(torch.from_numpy(np.asarray(steps, dtype=np.float32)))
+        if not on_cpu:
+            args = [a.to(self.device) for a in args]
+        n = max(CPU_SLICE if on_cpu else len(args[0]), 1)
+        # the traced graph (scaled to physical units inside) where it was traced for these latents
+        traced = self.graph is not None and args[0].shape[2:] == self._graph_latents
+        model = self.graph if traced else self.model
         out = []
-        for k in range(0, len(y_hat), n):
-            part = y_hat[k:k + n]
-            with self._convolutions_for(part):
-                out.append(model(part, mask[k:k + n], *(() if cells is None else (cells[k:k + n],))))
+        for k in range(0, len(args[0]), n):
+            part = args if len(args[0]) <= n else [a[k:k + n] for a in args]
+            with self._convolutions_for(part[0]):
+                out.append(model(*part))
         x_hat = out[0] if len(out) == 1 else torch.cat(out)
-        return (x_hat * self.output_scale).float().cpu().numpy()
+        if not traced:
+            x_hat = x_hat * self.output_scale
+        if not on_cpu or x_hat.dtype != torch.float32:
+            x_hat = x_hat.float().cpu()
+        return x_hat.numpy()
 
     def _convolutions_for(self, latents: torch.Tensor) -> contextlib.AbstractContextManager:
         """Native CPU convolutions for a small batch of 1-D windows (:data:`CPU_NATIVE_CONV_MAX_WINDOWS`);
