@@ -84,7 +84,7 @@ class StereoTileResponder(SyndromeResponder):
 
     def answer(self, r: pb.SyndromeRequest) -> pb.SyndromeBlock | None:
         """The block that answers ``r`` (accumulated bits [first, end) of a tile's plane, the plane's
-        own bits, the plane range-coded with the prior tables, or the frame's ANS payload), or None for
+        own bits, the plane coded with the prior tables, or the frame's ANS payload), or None for
         a frame no longer kept or a request that does not fit the frame (a decoder bug: nothing sensible
         to send)."""
         with self._lock:
@@ -103,7 +103,7 @@ class StereoTileResponder(SyndromeResponder):
         else:
             tile, plane, kind = split_plane(r.plane, grid.count, self.tiles.planes)
             held = self._tile(r.window, latents, tile)
-            if kind == PRIOR_WORDS:  # the whole plane, range-coded with the stream's prior tables
+            if kind == PRIOR_WORDS:  # the whole plane, coded with the stream's prior tables (§8)
                 bits = words_to_bytes(held.prior_coded(plane, self._prior))
             else:
                 sent = held.planes[plane] if kind == PLANE_BITS else held.accumulated[plane][self.spec.order]

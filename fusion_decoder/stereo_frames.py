@@ -192,8 +192,9 @@ class StereoFrameDecoder:
             state.scales = AdaptiveScales(calibrated, self.tiles.adapt_prior_blocks)
             state.calibration = LlrCalibration(state.tiles.planes)
             state.sizer = RequestSizer(state.tiles.planes)
-            state.modes = PlaneModes(PriorPlanes(self._coder(state).tables, state.tiles.mapping, self.spec.n), state.tiles.planes,
-                                     self.spec.check_bits)
+            # a record from before the integer prior format (§8) never gets a prior-coded plane asked
+            state.modes = PlaneModes(PriorPlanes(self._coder(state).tables, state.tiles.mapping, self.spec.n),
+                                     state.tiles.planes, self.spec.check_bits) if state.tiles.prior_coding else None
         answer = None
         if state.waiting is not None:  # the answer to the last request has arrived (take)
             answer = self._held_answer(state, state.waiting)

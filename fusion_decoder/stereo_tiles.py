@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 
 from ndsc.binning import SyndromeError, SyndromeSpec, plane_check
-from ndsc.stereo_tiles import STEP_BITS, IndexMap, PriorPlanes, TileBits, TileHeader, range_decode_bits
+from ndsc.stereo_tiles import STEP_BITS, IndexMap, PriorPlanes, TileBits, TileHeader, decode_plane_bits
 
 #: the first request asks for this fraction of the plane's entropy under the decoder's LLRs
 FIRST_REQUEST = 0.5
@@ -336,7 +336,7 @@ class Ask:
     * ``syndrome``: the first ``count`` accumulated bits of plane ``plane`` (a prefix: a decoder that
       holds them answers at once; a live one asks its edge only for the bits past what it holds);
     * ``raw``: the plane's n bits;
-    * ``prior``: the plane range-coded with the prior tables (:meth:`TileBits.prior_coded`).
+    * ``prior``: the plane coded with the prior tables (:meth:`TileBits.prior_coded`, docs/bitstream.md §8).
     """
 
     kind: str
@@ -537,12 +537,13 @@ def decode_tile_steps(spec: SyndromeSpec, header: TileHeader, centres: np.ndarra
         entropy = float(_binary_entropy(1.0 / (1.0 + np.exp(-llr))).sum())
         guess = None
         if modes is not None:
+            weights0 = modes.prior.weights0(lo, hi, k)[~fixed]
             p0 = modes.prior.p0(lo, hi, k)[~fixed]
             guess = modes.estimates(k, llr[~fixed], p0, surprise)
         if modes is not None and guess is not None and modes.prefers_prior(guess):
             words = yield Ask("prior", k)
             bits = ((lo.reshape(-1) >> k) & 1).astype(np.uint8)  # right for the escapes
-            bits[~fixed] = range_decode_bits(words, p0)
+            bits[~fixed] = decode_plane_bits(words, weights0)
             if plane_check(bits, spec.check_bits) != header.checks[k]:  # forged or corrupt words: never output
                 raise SyndromeError(f"plane {k} coded with the prior contradicts its check")
             out.prior_bits += 32 * len(words)

@@ -93,14 +93,15 @@ class TileBits:
         return self.accumulated[plane][self.spec.order[:count]]
 
     def prior_coded(self, plane: int, prior: "PriorPlanes") -> np.ndarray:
-        """``plane``'s bits (escapes left out: the decoder knows them) range-coded with the prior tables'
-        P(bit | the planes above), which the edge computes from its own symbols: the 32-bit words sent."""
+        """``plane``'s bits (escapes left out: the decoder knows them) coded with the prior tables'
+        P(bit | the planes above), which the edge computes from its own symbols: the 32-bit words sent
+        (docs/bitstream.md §8, prior-coded planes)."""
         index = (self.planes.astype(np.int64) << np.arange(len(self.planes))[:, None]).sum(axis=0)
         lo = (index >> (plane + 1)) << (plane + 1)
         free = np.ones(self.spec.n, bool)
         free[self.escape_positions] = False
-        p0 = prior.p0(lo, lo + (1 << (plane + 1)) - 1, plane)[free]
-        return range_code_bits(self.planes[plane][free], p0)
+        weights = prior.weights0(lo, lo + (1 << (plane + 1)) - 1, plane)[free]
+        return code_plane_bits(self.planes[plane][free], weights)
 
     @property
     def escape_bits(self) -> int:
@@ -185,62 +186,88 @@ class IndexMap:
         return pos + neg
 
 
-def _bernoulli():
+#: precision of a prior-coded bit's weights (docs/bitstream.md §2: weights out of 2^24)
+PRIOR_PRECISION = 24
+#: the least weight either value of a prior-coded bit gets (2^-20 of the total)
+PRIOR_MIN_WEIGHT = 1 << 4
+#: ``conditional.prior_coding`` of a record whose prior-coded planes are the integer §8 format; a
+#: record without it predates that format, and its decoder never asks for a prior-coded plane
+PRIOR_CODING = "ans24-int"
+
+
+def _bit_models(weights0: np.ndarray) -> np.ndarray:
+    """constriction's Categorical parameters whose quantisation is exactly (w0, 2^24 − w0): as the
+    table models of :func:`ndsc.entropy.categorical`, each weight − 1, so the scale is exactly 1."""
+    w0 = np.asarray(weights0, np.int64)
+    return np.stack([w0 - 1, (1 << PRIOR_PRECISION) - w0 - 1], axis=1).astype(np.float64)
+
+
+def code_plane_bits(bits: np.ndarray, weights0: np.ndarray) -> np.ndarray:
+    """``bits`` coded by §3's rANS coder, bit i with weights (``weights0[i]``, 2^24 − ``weights0[i]``)
+    for (0, 1): the coder's 32-bit words, possibly none (docs/bitstream.md §8)."""
     import constriction
 
-    return constriction.stream.model.Bernoulli(perfect=False)
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(
+        np.asarray(bits, np.int32), constriction.stream.model.Categorical(perfect=False), _bit_models(weights0)
+    )
+    return np.asarray(coder.get_compressed(), np.uint32)
 
 
-def range_code_bits(bits: np.ndarray, p0: np.ndarray) -> np.ndarray:
-    """``bits`` range-coded (constriction) with P(bit = 0) = ``p0`` each: the compressed 32-bit words."""
+def decode_plane_bits(words: np.ndarray, weights0: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`code_plane_bits` given the same ``weights0``. Raises SyndromeError for words
+    that are not such a plane (a last word of 0, or words left after the last bit)."""
     import constriction
 
-    coder = constriction.stream.queue.RangeEncoder()
-    coder.encode(np.asarray(bits, np.int32), _bernoulli(), np.asarray(1.0 - p0, np.float64))
-    return coder.get_compressed()
-
-
-def range_decode_bits(words: np.ndarray, p0: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`range_code_bits` given the same ``p0``."""
-    import constriction
-
-    return constriction.stream.queue.RangeDecoder(words).decode(_bernoulli(), np.asarray(1.0 - p0, np.float64))
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.asarray(words, np.uint32))
+        bits = coder.decode(constriction.stream.model.Categorical(perfect=False), _bit_models(weights0))
+    except (ValueError, AssertionError) as exc:
+        raise SyndromeError(f"prior-coded plane does not decode: {exc}") from exc
+    if not coder.is_empty():
+        raise SyndromeError("prior-coded plane has words left after its last bit")
+    return np.asarray(bits, np.uint8)
 
 
 class PriorPlanes:
     """P(bit k = 0 | index in [lo, hi]) under the right view's static tables (no side information): the
     chain rule splits a symbol's table bits into its planes' bits, so coding a plane with these
     probabilities costs what ANS would have spent on that plane. Both sides compute them, the edge
-    from its own symbols' higher planes and the decoder from the planes it decoded.
+    from its own symbols' higher planes and the decoder from the planes it decoded, in integers
+    only, so an edge in any language gets the same weights (docs/bitstream.md §8).
 
     ``tables``: one :class:`ndsc.entropy.ChannelTable` per channel; positions are channel-major with
-    ``n // len(tables)`` per channel. An index outside a table's range gets an equal share of the
-    escape frequency."""
-
-    FLOOR = 2.0**-20
+    ``n // len(tables)`` per channel. An index's mass is its value's table frequency (at least 1);
+    an index whose value is outside the table's range gets ⌊escape frequency / such indices⌋ (at
+    least 1)."""
 
     def __init__(self, tables, mapping: "IndexMap", n: int):
         values = mapping.value(np.arange(mapping.top + 1))
-        mass = np.empty((len(tables), mapping.top + 1))
+        mass = np.empty((len(tables), mapping.top + 1), np.int64)
         for c, table in enumerate(tables):
-            freqs = np.asarray(table.freqs, np.float64)
+            freqs = np.asarray(table.freqs, np.int64)
             inside = (values >= table.offset) & (values <= table.offset + len(freqs) - 2)
-            mass[c] = np.where(
-                inside,
-                freqs[np.clip(values - table.offset, 0, len(freqs) - 1)],
-                freqs[-1] / max(1, int((~inside).sum())),
+            escape_share = max(1, int(freqs[-1]) // max(1, int((~inside).sum())))
+            mass[c] = np.maximum(
+                np.where(inside, freqs[np.clip(values - table.offset, 0, len(freqs) - 1)], escape_share), 1
             )
-            mass[c] = np.maximum(mass[c] / mass[c].sum(), self.FLOOR)
-        self.cum = np.concatenate([np.zeros((len(tables), 1)), np.cumsum(mass, axis=1)], axis=1)
+        # totals ≤ 2^16 indices × 2^16: a difference shifted by 24 bits stays below 2^63
+        self.cum = np.concatenate([np.zeros((len(tables), 1), np.int64), np.cumsum(mass, axis=1)], axis=1)
         self.channel = np.repeat(np.arange(len(tables)), n // len(tables))
 
-    def p0(self, lo: np.ndarray, hi: np.ndarray, k: int) -> np.ndarray:
-        """Per position (flat, channel-major) P(bit k = 0) given its index interval [lo, hi]."""
-        lo, hi = np.asarray(lo).reshape(-1), np.asarray(hi).reshape(-1)
+    def weights0(self, lo: np.ndarray, hi: np.ndarray, k: int) -> np.ndarray:
+        """Per position (flat, channel-major) bit k's weight of 0 out of 2^24 given its index
+        interval [lo, hi]: ⌊2^24 · mass[lo, mid) / mass[lo, hi]⌋, mid = min(lo + 2^k, hi + 1),
+        clipped to [2^4, 2^24 − 2^4]."""
+        lo, hi = np.asarray(lo, np.int64).reshape(-1), np.asarray(hi, np.int64).reshape(-1)
         mid = np.minimum(lo + (1 << k), hi + 1)
         cum, ch = self.cum, self.channel
-        p = (cum[ch, mid] - cum[ch, lo]) / np.maximum(cum[ch, hi + 1] - cum[ch, lo], 1e-300)
-        return np.clip(p, self.FLOOR, 1.0 - self.FLOOR)
+        w0 = ((cum[ch, mid] - cum[ch, lo]) << PRIOR_PRECISION) // (cum[ch, hi + 1] - cum[ch, lo])
+        return np.clip(w0, PRIOR_MIN_WEIGHT, (1 << PRIOR_PRECISION) - PRIOR_MIN_WEIGHT)
+
+    def p0(self, lo: np.ndarray, hi: np.ndarray, k: int) -> np.ndarray:
+        """:meth:`weights0` as probabilities (what the decoder's cost estimates use)."""
+        return self.weights0(lo, hi, k) / float(1 << PRIOR_PRECISION)
 
 
 # ---- whole frames: the live codec (docs/bitstream.md §8) ---------------------------------------------
@@ -276,7 +303,9 @@ class StereoTiles:
     decoder's side-information settings, which the edge ignores: ``disparity_step`` (px between
     candidate disparities), ``max_disparity`` (the largest candidate, a fraction of the frame's width),
     ``scales`` (per quality point, the per-channel Laplacian scales fitted at export) and
-    ``adapt_prior_blocks`` (weight of those scales, in blocks, against the residuals decoded so far).
+    ``adapt_prior_blocks`` (weight of those scales, in blocks, against the residuals decoded so far),
+    and ``prior_coding`` (:data:`PRIOR_CODING` where planes may be coded with the prior tables, §8;
+    absent in records from before that format: their decoder never asks for such a plane).
     """
 
     spec: SyndromeSpec
@@ -287,6 +316,7 @@ class StereoTiles:
     scales: dict[str, tuple[float, ...]]
     adapt_prior_blocks: float
     index_bits: dict[str, int]
+    prior_coding: bool = False
 
     @classmethod
     def of(cls, spec: SyndromeSpec) -> "StereoTiles":
@@ -299,6 +329,7 @@ class StereoTiles:
             scales = {str(q): tuple(float(v) for v in s) for q, s in dict(cond["scales"]).items()}
             prior = float(cond.get("adapt_prior_blocks", 64.0))
             by_point = {str(q): int(b) for q, b in dict(cond.get("index_bits", {})).items()}
+            coding = cond.get("prior_coding")
         except (KeyError, TypeError, ValueError) as exc:
             raise SyndromeError(f"bad stereo-tiles record: {exc!r}") from exc
         if t < 1 or spec.n % (t * t) or kind not in ("zigzag", "offset"):
@@ -314,7 +345,9 @@ class StereoTiles:
             raise SyndromeError("offset must be -2^(index_bits-1)")
         if not all(2 <= b <= 15 for b in by_point.values()):
             raise SyndromeError("index_bits per point must be 2 … 15")
-        return cls(spec, t, IndexMap(spec.index_bits, kind), step, top, scales, prior, by_point)
+        if coding not in (None, PRIOR_CODING):
+            raise SyndromeError(f"unknown prior_coding {coding!r} (this decoder reads {PRIOR_CODING!r})")
+        return cls(spec, t, IndexMap(spec.index_bits, kind), step, top, scales, prior, by_point, coding is not None)
 
     def at(self, quality: str | None) -> "StereoTiles":
         """The record as frames at operating point ``quality`` use it: its own number of planes where
@@ -490,7 +523,7 @@ ASK_KINDS = 3
 def flat_plane(tile: int, plane: int, kind: int, tiles: int, planes: int) -> int:
     """A request's ``plane`` field for a stereo-tiled source: (kind · tiles + tile) · B + plane, kind
     :data:`SYNDROME_BITS` (accumulated-syndrome bits), :data:`PLANE_BITS` (the plane's own bits) or
-    :data:`PRIOR_WORDS` (the plane range-coded with the prior tables) (docs/bitstream.md §8)."""
+    :data:`PRIOR_WORDS` (the plane coded with the prior tables) (docs/bitstream.md §8)."""
     return (kind * tiles + tile) * planes + plane
 
 
@@ -509,8 +542,9 @@ def words_to_bytes(words: np.ndarray) -> bytes:
 
 
 def bytes_to_words(data: bytes) -> np.ndarray:
-    """Inverse of :func:`words_to_bytes`. Raises SyndromeError for a length that is not 4·k, k ≥ 1."""
-    if not data or len(data) % 4:
+    """Inverse of :func:`words_to_bytes`. Raises SyndromeError for a length that is not 4·k; k may be 0
+    (a prior-coded plane whose every bit is 0 has no words: a 0 is coded at c = 0)."""
+    if len(data) % 4:
         raise SyndromeError(f"{len(data)} bytes are not a whole number of 32-bit words")
     return np.frombuffer(data, dtype=">u4").astype(np.uint32)
 
@@ -539,6 +573,7 @@ def stereo_tiles_record(
         "max_disparity": max_disparity,
         "scales": {str(q): [float(v) for v in s] for q, s in scales.items()},
         "adapt_prior_blocks": adapt_prior_blocks,
+        "prior_coding": PRIOR_CODING,
         **({"index_bits": {str(q): int(b) for q, b in index_bits_by_point.items()}} if index_bits_by_point else {}),
     }
     return replace(spec, conditional=conditional, max_requests=max_requests)

@@ -63,8 +63,14 @@ def symbol_stream(tables: Sequence[tuple[int, Sequence[int]]], rows: Sequence[Se
 
 def encode(tables: Sequence[tuple[int, Sequence[int]]], rows: Sequence[Sequence[int]], version: int = 2) -> bytes:
     """§3: the payload of ``rows`` (one list of ints per channel)."""
+    data = b"".join(w.to_bytes(4, "little") for w in rans_words(symbol_stream(tables, rows, version)))
+    return data.rstrip(b"\x00")
+
+
+def rans_words(spans: Sequence[tuple[int, int]]) -> list[int]:
+    """§3's encoder: the words (after the flush) of the symbols (c, w), given in decode order."""
     x, words = 0, []
-    for c, w in reversed(symbol_stream(tables, rows, version)):
+    for c, w in reversed(spans):
         if (x >> (64 - PRECISION)) >= w:
             words.append(x & 0xFFFFFFFF)
             x >>= WORD_BITS
@@ -73,8 +79,14 @@ def encode(tables: Sequence[tuple[int, Sequence[int]]], rows: Sequence[Sequence[
         words.append(x & 0xFFFFFFFF)
         if x >> WORD_BITS:
             words.append(x >> WORD_BITS)
-    data = b"".join(w.to_bytes(4, "little") for w in words)
-    return data.rstrip(b"\x00")
+    return words
+
+
+def prior_weight0(masses: Sequence[int], lo: int, hi: int, k: int) -> int:
+    """§8: bit k's weight of 0 for an index in [lo, hi] under one channel's index masses."""
+    mid = min(lo + (1 << k), hi + 1)
+    w0 = (sum(masses[lo:mid]) << PRECISION) // sum(masses[lo:hi + 1])
+    return min(max(w0, 1 << 4), TOTAL - (1 << 4))
 
 
 class _Decoder:

@@ -12,11 +12,11 @@ from fusion_decoder.stereo_tiles import (FIRST_REQUEST, RAW_FRACTION, SCALE_BITS
                                          _bit_llr, _least_passing, decode_tile, mixture_bits, quantise_scale,
                                          request_grid)
 from ndsc.stereo_tiles import (BP_ITERATIONS, CHECK_BITS, ESCAPE_COUNT_BITS, ESCAPE_VALUE_BITS, STEP_BITS, IndexMap,
-                               PriorPlanes, TileBits, encode_tile, range_code_bits, range_decode_bits, spread_checks,
+                               PriorPlanes, TileBits, encode_tile, code_plane_bits, decode_plane_bits, spread_checks,
                                tile_spec)
 
 __all__ = ["BP_ITERATIONS", "CHECK_BITS", "ESCAPE_COUNT_BITS", "ESCAPE_VALUE_BITS", "FIRST_REQUEST", "RAW_FRACTION",
            "SCALE_BITS", "SCALE_LOG2_RANGE", "STEP_BITS", "UNIFORM_MIX", "IndexMap", "LlrCalibration", "PlaneModes",
            "PriorPlanes", "RequestSizer", "TileBits", "TileResult", "TileSurprise", "_bit_llr", "_least_passing",
-           "decode_tile", "encode_tile", "mixture_bits", "quantise_scale", "range_code_bits", "range_decode_bits",
+           "decode_tile", "encode_tile", "mixture_bits", "quantise_scale", "code_plane_bits", "decode_plane_bits",
            "request_grid", "spread_checks", "tile_spec"]

@@ -92,9 +92,9 @@ def test_llr_calibration_starts_as_the_identity_and_learns_the_error_rates_it_se
     np.testing.assert_allclose(cal(0, llr), llr, atol=1e-9)  # another plane's map is untouched
 
 
-def test_prior_planes_split_each_symbols_table_bits_into_its_planes_and_range_code_them_losslessly():
+def test_prior_planes_split_each_symbols_table_bits_into_its_planes_and_code_them_losslessly():
     from ndsc.entropy import ChannelTable
-    from training.stereo_binning import IndexMap, PriorPlanes, encode_tile, range_decode_bits, tile_spec
+    from training.stereo_binning import IndexMap, PriorPlanes, decode_plane_bits, encode_tile, tile_spec
 
     mapping = IndexMap(5)
     freqs = np.array([1, 2, 8, 40, 200, 40, 8, 2, 1, 2], np.float64)  # symbols −4 … 4, then the escape
@@ -108,15 +108,73 @@ def test_prior_planes_split_each_symbols_table_bits_into_its_planes_and_range_co
     plane_bits = np.zeros(n)
     for k in range(mapping.bits - 1, -1, -1):
         lo = (index >> (k + 1)) << (k + 1)
+        weights = prior.weights0(lo, lo + (1 << (k + 1)) - 1, k)
         p0 = prior.p0(lo, lo + (1 << (k + 1)) - 1, k)
+        np.testing.assert_array_equal(p0, weights / 2.0**24)
         bit = (index >> k) & 1
         plane_bits += -np.log2(np.where(bit == 0, p0, 1.0 - p0))
-        words = edge.prior_coded(k, prior)  # the edge's own probabilities are the decoder's
-        np.testing.assert_array_equal(range_decode_bits(words, p0), bit)
+        words = edge.prior_coded(k, prior)  # the edge's own weights are the decoder's
+        np.testing.assert_array_equal(decode_plane_bits(words, weights), bit)
         assert 32 * len(words) <= -np.log2(np.where(bit == 0, p0, 1.0 - p0)).sum() + 64
-    # the chain rule: a symbol's planes cost what the table charges the symbol (inside the table's range)
-    table_bits = -np.log2(freqs[symbols.reshape(-1) + 4] / freqs.sum())
-    np.testing.assert_allclose(plane_bits, table_bits, rtol=1e-6)
+    # the chain rule: a symbol's planes cost what its mass charges it (the table's frequency inside
+    # its range, out of every index's mass)
+    total = int(prior.cum[0, -1])
+    table_bits = -np.log2(freqs[symbols.reshape(-1) + 4] / total)
+    np.testing.assert_allclose(plane_bits, table_bits, atol=1e-4)
+
+
+def test_reference_vector_of_a_prior_coded_plane():
+    """docs/bitstream.md §8, prior-coded planes: the index masses, each bit's integer weight and the
+    words, from the spec's integer formulas and §3's coder written independently
+    (tests/bitstream_reference.py), and from the library."""
+    from ndsc.entropy import ChannelTable
+    from ndsc.binning import SyndromeError
+    from tests import bitstream_reference as spec
+    from training.stereo_binning import IndexMap, PriorPlanes, decode_plane_bits, encode_tile, tile_spec
+
+    mapping = IndexMap(3)  # zigzag: indices 0 … 7 are the symbols 0, −1, 1, −2, 2, −3, 3, −4
+    table = ChannelTable(offset=-2, freqs=(5, 20, 60, 20, 5, 3))  # symbols −2 … 2, then the escape frequency
+    symbols = np.array([[0, 1, -1, 9, 2, -2, 0, 3]])  # 9: an escape (sent raw); 3: outside the table
+    expected_words = {2: [0x13C2D508], 1: [0x24618620], 0: [0x0619999C]}
+
+    values = [0, -1, 1, -2, 2, -3, 3, -4]
+    outside = sum(not -2 <= v <= 2 for v in values)
+    masses = [table.freqs[v + 2] if -2 <= v <= 2 else max(1, table.freqs[-1] // outside) for v in values]
+    assert masses == [60, 20, 20, 5, 5, 1, 1, 1]
+    prior = PriorPlanes([table], mapping, 8)
+    edge = encode_tile(tile_spec(8, mapping.bits), symbols, mapping)
+    index = [int(i) for i in mapping.index(symbols.reshape(-1))]
+    free = [p for p in range(8) if p != 3]  # the escape's bits are known to the decoder
+    for k, words in expected_words.items():
+        lo = [(i >> (k + 1)) << (k + 1) for i in index]
+        weights = [spec.prior_weight0(masses, a, a + (1 << (k + 1)) - 1, k) for a in lo]
+        assert prior.weights0(np.array(lo), np.array(lo) + (1 << (k + 1)) - 1, k).tolist() == weights
+        bits = [(index[p] >> k) & 1 for p in free]
+        spans = [(0, weights[p]) if b == 0 else (weights[p], spec.TOTAL - weights[p]) for p, b in zip(free, bits)]
+        assert spec.rans_words(spans) == words
+        assert edge.prior_coded(k, prior).tolist() == words
+        assert decode_plane_bits(np.array(words, np.uint32), np.array([weights[p] for p in free])).tolist() == bits
+    w = np.array([spec.prior_weight0(masses, 0, 7, 2)] * 7)
+    with pytest.raises(SyndromeError, match="left after"):  # words that code more than the plane
+        decode_plane_bits(np.array([0x13C2D508, 0x1], np.uint32), w)
+    with pytest.raises(SyndromeError, match="does not decode"):
+        decode_plane_bits(np.array([0x13C2D508, 0], np.uint32), w)
+    assert decode_plane_bits(np.zeros(0, np.uint32), w).tolist() == [0] * 7  # every bit 0: no words
+
+
+def test_a_stereo_tiles_record_names_its_prior_coding_and_one_without_it_is_read_as_older():
+    from dataclasses import replace
+
+    from ndsc.binning import SyndromeError
+    from ndsc.stereo_tiles import PRIOR_CODING, StereoTiles, stereo_tiles_record
+
+    record = stereo_tiles_record(channels=4, index_bits=4, scales={"": [1.0] * 4}, tile_blocks=2)
+    assert record.conditional["prior_coding"] == PRIOR_CODING
+    assert StereoTiles.of(record).prior_coding
+    older = {k: v for k, v in record.conditional.items() if k != "prior_coding"}
+    assert not StereoTiles.of(replace(record, conditional=older)).prior_coding  # never asked for a prior-coded plane
+    with pytest.raises(SyndromeError, match="unknown prior_coding"):
+        StereoTiles.of(replace(record, conditional={**older, "prior_coding": "range-f64"}))
 
 
 def test_plane_modes_pick_the_prior_where_the_side_information_misleads():
