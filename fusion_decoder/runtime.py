@@ -105,6 +105,11 @@ class JointDecoderRuntime:
     def n_sources(self) -> int:
         return self.bundle.n_sources
 
+    def _shared_latent_shape(self) -> tuple[int, ...] | None:
+        """The window latent shape every source shares, or None when they differ (synthesis needs one)."""
+        shape = self.latent_shape(0)
+        return shape if all(self.latent_shape(i) == shape for i in range(self.n_sources)) else None
+
     def _traced_graph(self) -> torch.jit.ScriptModule | None:
         """The joint decoder, scaled to physical units, traced to a TorchScript graph for CPU windows of
         the bundle's 1-D latent shape; None (eager) on CUDA, for whole-frame (2-D) bundles, or when
@@ -121,9 +126,8 @@ class JointDecoderRuntime:
         ``torch.export``, which on CPU still run each op from Python (or need a C++ toolchain at run
         time, AOTInductor). When trace is gone, or fails, the decoder runs eager (the same numbers).
         """
-        shape = self.latent_shape(0)
-        if self.device.type != "cpu" or len(shape) != 2 or any(
-                self.latent_shape(i) != shape for i in range(self.n_sources)):
+        shape = self._shared_latent_shape()
+        if self.device.type != "cpu" or shape is None or len(shape) != 2:
             return None
         rng = np.random.default_rng(0)
 
@@ -227,8 +231,8 @@ class JointDecoderRuntime:
         thread 20–60 ms, and the windows behind it); otherwise 1, 4, 16 and 64.
         """
         start = time.perf_counter()
-        n, shape = self.n_sources, self.latent_shape(0)
-        if any(self.latent_shape(i) != shape for i in range(n)):
+        n, shape = self.n_sources, self._shared_latent_shape()
+        if shape is None:
             return 0.0  # sources of different latent shapes: no batch to build (synthesise needs one shape)
         if batch_sizes is None:
             every_slice = self.device.type == "cpu" and len(shape) == 2

@@ -538,7 +538,7 @@ def decode_tile_steps(spec: SyndromeSpec, header: TileHeader, centres: np.ndarra
         guess = None
         if modes is not None:
             weights0 = modes.prior.weights0(lo, hi, k)[~fixed]
-            p0 = modes.prior.p0(lo, hi, k)[~fixed]
+            p0 = PriorPlanes.probabilities(weights0)
             guess = modes.estimates(k, llr[~fixed], p0, surprise)
         if modes is not None and guess is not None and modes.prefers_prior(guess):
             words = yield Ask("prior", k)

@@ -267,7 +267,12 @@ class PriorPlanes:
 
     def p0(self, lo: np.ndarray, hi: np.ndarray, k: int) -> np.ndarray:
         """:meth:`weights0` as probabilities (what the decoder's cost estimates use)."""
-        return self.weights0(lo, hi, k) / float(1 << PRIOR_PRECISION)
+        return self.probabilities(self.weights0(lo, hi, k))
+
+    @staticmethod
+    def probabilities(weights0: np.ndarray) -> np.ndarray:
+        """Weights of 0 out of 2^24 as P(bit = 0) (exact in float64)."""
+        return np.asarray(weights0) / float(1 << PRIOR_PRECISION)
 
 
 # ---- whole frames: the live codec (docs/bitstream.md §8) ---------------------------------------------
