@@ -29,7 +29,8 @@ import numpy as np
 from fusion_decoder.aligner import AlignedWindow
 from fusion_decoder.belief import BP, Request, SyndromeDecoder, WindowSyndrome
 from fusion_decoder.metrics import DecoderMetrics
-from fusion_decoder.stereo_frames import StereoFrameDecoder
+from fusion_decoder.stereo_frames import FrameState, StereoFrameDecoder
+from fusion_decoder.stereo_tiles import PriorAnswer
 from fusion_decoder.sessions import StreamRefused
 from ndsc.binning import SyndromeError, unpack_bits
 from ndsc.bundle import Bundle
@@ -310,9 +311,14 @@ class BinningStage:
         if held is None or source not in held.states or source in held.running:
             return None  # given up meanwhile: a late answer is harmless
         try:
-            if request.direct and isinstance(dec, StereoFrameDecoder):
-                dec.check_direct(held.states[source], bytes(block.bits))  # type: ignore[arg-type]
-                answer: bytes | np.ndarray = bytes(block.bits)
+            if isinstance(dec, StereoFrameDecoder):
+                # a whole frame's payload, or a plane of up to 2^16 bits entropy-decoded against the
+                # prior: checked off the event loop (other groups' windows wait on it)
+                answer = await asyncio.to_thread(self._read_frame_answer, dec, request, bytes(block.bits),
+                                                 held.states[source])
+                if self._pending.get((group, source), {}).get(block.window) != request or \
+                        self._held.get((group, block.window)) is not held or source not in held.states:
+                    return None  # given up, or answered by another stream, meanwhile
             elif request.direct:
                 symbols = dec.coder.decode(block.bits, dec.spec.n // dec.latent_shape[0])
                 # the fallback is the edge's own symbols: planes whose check it contradicts mean a forged
@@ -322,8 +328,6 @@ class BinningStage:
                     raise SyndromeError(f"the direct payload contradicts the check of plane(s) {wrong} "
                                         "in the window's payload")
                 answer = bytes(block.bits)
-            elif isinstance(dec, StereoFrameDecoder):
-                answer = dec.unpack(request, bytes(block.bits), held.states[source])  # type: ignore[arg-type]
             else:
                 answer = unpack_bits(block.bits, request.end - request.first)
         except (SyndromeError, EntropyCodingError) as exc:
@@ -337,6 +341,16 @@ class BinningStage:
         dec.take(state, request, answer)  # type: ignore[arg-type]
         self._spawn(self._attempt(held, source))
         return None
+
+    @staticmethod
+    def _read_frame_answer(dec: StereoFrameDecoder, request: Request, data: bytes,
+                           state: FrameState) -> bytes | np.ndarray | PriorAnswer:
+        """A stereo frame's answer, checked: the direct payload against every tile's plane checks, a
+        prior-coded plane decoded and checked (SyndromeError or EntropyCodingError when it does not fit)."""
+        if request.direct:
+            dec.check_direct(state, data)
+            return data
+        return dec.unpack(request, data, state)
 
     async def drain(self) -> None:
         """Shutdown: give held windows ``timeout`` seconds to be answered, then estimate what is left."""

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fusion_decoder.belief import BP, Outcome, Request, default_bp
-from fusion_decoder.stereo_tiles import (AdaptiveScales, Ask, LlrCalibration, PlaneModes, RequestSizer,
+from fusion_decoder.stereo_tiles import (AdaptiveScales, Ask, LlrCalibration, PlaneModes, PriorAnswer, RequestSizer,
                                          TileResult, decode_tile_steps)
 from ndsc.binning import SyndromeError, plane_check
 from ndsc.bundle import Bundle
@@ -60,7 +60,7 @@ class FrameState:
     waiting: Ask | None = None  # what it asked for and the decoder did not hold
     held: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (tile, plane) → accumulated bits
     raw: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (tile, plane) → the plane's bits
-    prior: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (tile, plane) → prior-coded words
+    prior: dict[tuple[int, int], PriorAnswer] = field(default_factory=dict)  # (tile, plane) → prior-coded plane, read
     decoded: list[np.ndarray] = field(default_factory=list)  # decoded tiles' symbols
     results: list[TileResult] = field(default_factory=list)
     left: np.ndarray | None = None  # the left view decoded alone (3, H, W)
@@ -236,7 +236,7 @@ class StereoFrameDecoder:
         state.steps, state.centres = None, None
         state.tile += 1
 
-    def _held_answer(self, state: FrameState, ask: Ask) -> np.ndarray | None:
+    def _held_answer(self, state: FrameState, ask: Ask) -> np.ndarray | PriorAnswer | None:
         key = (state.tile, ask.plane)
         if ask.kind == "raw":
             return state.raw.get(key)
@@ -257,14 +257,15 @@ class StereoFrameDecoder:
         first = 0 if held is None else len(held)
         return Request(flat_plane(state.tile, ask.plane, SYNDROME_BITS, count, planes), first, ask.count)
 
-    def take(self, state: FrameState, request: Request, bits_or_payload: bytes | np.ndarray) -> None:
+    def take(self, state: FrameState, request: Request, bits_or_payload: bytes | np.ndarray | PriorAnswer) -> None:
         """Record the answer to ``request`` (accumulated bits, a plane's bits, or the direct payload)."""
         if request.direct:
             state.direct = bytes(bits_or_payload)  # type: ignore[arg-type]
             return
         tile, plane, kind = split_plane(request.plane, state.grid.count, state.tiles.planes)
         if kind == PRIOR_WORDS:
-            state.prior[(tile, plane)] = np.asarray(bits_or_payload, np.uint32)
+            assert isinstance(bits_or_payload, PriorAnswer)  # read by unpack: decoded and checked
+            state.prior[(tile, plane)] = bits_or_payload
             return
         bits = np.asarray(bits_or_payload, np.uint8)
         if kind == PLANE_BITS:
@@ -290,12 +291,17 @@ class StereoFrameDecoder:
                     raise SyndromeError(f"the direct payload contradicts tile {i}'s check of plane {k}")
         return latents
 
-    def unpack(self, request: Request, data: bytes, state: FrameState) -> np.ndarray:
+    def unpack(self, request: Request, data: bytes, state: FrameState) -> np.ndarray | PriorAnswer:
         """A block's content for ``request``: bits (:func:`ndsc.binning.unpack_bits`) or, for a
-        prior-coded plane, its 32-bit words. Raises SyndromeError for a block that does not fit."""
+        prior-coded plane, the plane decoded from its 32-bit words and checked against the tile's
+        check (:class:`~fusion_decoder.stereo_tiles.PriorAnswer`). Raises SyndromeError for a block
+        that does not fit: the stage refuses it as it arrives."""
         from ndsc.binning import unpack_bits
 
-        _, _, kind = split_plane(request.plane, state.grid.count, state.tiles.planes)
+        tile, plane, kind = split_plane(request.plane, state.grid.count, state.tiles.planes)
         if kind == PRIOR_WORDS:
-            return bytes_to_words(data)
+            ask = state.waiting
+            if ask is None or ask.read is None or (state.tile, ask.plane) != (tile, plane):
+                raise SyndromeError(f"no prior-coded plane {plane} of tile {tile} is awaited")
+            return ask.read(bytes_to_words(data))
         return unpack_bits(data, request.end - request.first)

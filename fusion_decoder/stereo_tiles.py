@@ -336,12 +336,25 @@ class Ask:
     * ``syndrome``: the first ``count`` accumulated bits of plane ``plane`` (a prefix: a decoder that
       holds them answers at once; a live one asks its edge only for the bits past what it holds);
     * ``raw``: the plane's n bits;
-    * ``prior``: the plane coded with the prior tables (:meth:`TileBits.prior_coded`, docs/bitstream.md §8).
+    * ``prior``: the plane coded with the prior tables (:meth:`TileBits.prior_coded`, docs/bitstream.md §8),
+      answered by ``read(words)``: the plane's n bits as a :class:`PriorAnswer`, SyndromeError for words
+      that do not decode or whose plane contradicts its check. ``read`` runs where the words arrive
+      (the binning stage refuses a bad answer there, precisely), not in the decoding thread.
     """
 
     kind: str
     plane: int
     count: int = 0
+    read: Callable[[np.ndarray], "PriorAnswer"] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PriorAnswer:
+    """A prior-coded plane, decoded and checked (:attr:`Ask.read`): its n ``bits`` and how many 32-bit
+    ``words`` it came in (what it cost)."""
+
+    bits: np.ndarray
+    words: int
 
 
 def answer_offline(edge: TileBits, ask: Ask, prior: "PriorPlanes | None" = None) -> np.ndarray:
@@ -350,8 +363,8 @@ def answer_offline(edge: TileBits, ask: Ask, prior: "PriorPlanes | None" = None)
         return edge.request(ask.plane, ask.count)
     if ask.kind == "raw":
         return edge.planes[ask.plane].copy()
-    assert prior is not None
-    return edge.prior_coded(ask.plane, prior)
+    assert prior is not None and ask.read is not None
+    return ask.read(edge.prior_coded(ask.plane, prior))
 
 
 def _syndrome_plane(spec: SyndromeSpec, checks: dict[int, int], k: int, llr: np.ndarray, entropy: float, bp: Callable,
@@ -541,15 +554,12 @@ def decode_tile_steps(spec: SyndromeSpec, header: TileHeader, centres: np.ndarra
             p0 = PriorPlanes.probabilities(weights0)
             guess = modes.estimates(k, llr[~fixed], p0, surprise)
         if modes is not None and guess is not None and modes.prefers_prior(guess):
-            words = yield Ask("prior", k)
-            bits = ((lo.reshape(-1) >> k) & 1).astype(np.uint8)  # right for the escapes
-            bits[~fixed] = decode_plane_bits(words, weights0)
-            if plane_check(bits, spec.check_bits) != header.checks[k]:  # forged or corrupt words: never output
-                raise SyndromeError(f"plane {k} coded with the prior contradicts its check")
-            out.prior_bits += 32 * len(words)
-            out.plane_bits.append(32 * len(words))
+            answer = yield Ask("prior", k, read=_prior_plane_reader(spec, header, k, lo, fixed, weights0))
+            bits = answer.bits
+            out.prior_bits += 32 * answer.words
+            out.plane_bits.append(32 * answer.words)
             out.plane_modes.append("prior")
-            modes.update(k, "prior", 32 * len(words) - 16.0, guess["prior_raw"])
+            modes.update(k, "prior", 32 * answer.words - 16.0, guess["prior_raw"])
         else:
             bits, count = yield from _syndrome_plane(spec, header.checks, k, llr, entropy, bp, codes, out, sizer,
                                                      surprise.ratio("syndrome"), step_fraction, search)
@@ -574,6 +584,22 @@ def decode_tile_steps(spec: SyndromeSpec, header: TileHeader, centres: np.ndarra
     q[header.escape_positions] = header.escape_values
     out.symbols = q
     return out
+
+
+def _prior_plane_reader(spec: SyndromeSpec, header: TileHeader, k: int, lo: np.ndarray, fixed: np.ndarray,
+                        weights0: np.ndarray) -> Callable[[np.ndarray], PriorAnswer]:
+    """Plane ``k``'s words → its bits: the escapes' bits are known, the rest decode with ``weights0``;
+    a plane that contradicts its check is refused (forged or corrupt words: never output)."""
+    known = ((lo.reshape(-1) >> k) & 1).astype(np.uint8)  # right for the escapes
+
+    def read(words: np.ndarray) -> PriorAnswer:
+        bits = known.copy()
+        bits[~fixed] = decode_plane_bits(words, weights0)
+        if plane_check(bits, spec.check_bits) != header.checks[k]:
+            raise SyndromeError(f"plane {k} coded with the prior contradicts its check")
+        return PriorAnswer(bits, len(words))
+
+    return read
 
 
 def _binary_entropy(p: np.ndarray) -> np.ndarray:

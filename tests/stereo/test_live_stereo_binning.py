@@ -166,6 +166,87 @@ def test_live_grpc_decodes_the_binned_right_view_to_what_the_direct_payload_give
     np.testing.assert_allclose(live, offline, atol=1e-3)
 
 
+def test_a_forged_prior_coded_plane_is_refused_as_it_arrives_and_the_frame_still_decodes_exactly(
+        tiled_bundle, crop, tmp_path):
+    """A right camera that answers a prior-coded plane with altered words: the decoder decodes and checks
+    them as they arrive, ends that stream with INVALID_ARGUMENT bad_syndrome (counted), and asks again on
+    the camera's next stream; answered truly there, the frame decodes as if nothing had happened."""
+    import grpc
+    from PIL import Image
+
+    from ndsc.sources import open_source
+    from ndsc.stereo_tiles import StereoTiles
+    from ndsc.wire import pb_grpc
+    from tests.serving.conftest import edge_node, running_decoder
+    from tests.stereo.test_shipped_bundle import WholeFrameSubscription
+
+    scene = tmp_path / "frames" / "crop"
+    scene.mkdir(parents=True)
+    for name, view in zip(("im0.png", "im1.png"), crop):
+        Image.fromarray(np.ascontiguousarray(view.transpose(1, 2, 0)).astype(np.uint8)).save(scene / name)
+    left_spec = f"images:{tmp_path / 'frames'}#view=0"
+    bundle, encoders, latents, edge, _, _ = _edge_and_decoder(tiled_bundle, crop)
+    window = next(iter(open_source(left_spec, 0, bundle.sources[0].input_shape).windows())).index
+    tiles = StereoTiles.of(bundle.sources[1].binning).at(QUALITY)
+    payload = edge.encode(window, latents)
+    header = pb.UplinkMessage(header=pb.StreamHeader(
+        group="default", node_id="right", source_index=1, bundle_id=bundle.bundle_id, incarnation=3,
+        input_shape=list(crop[1].shape), latent_shape=list(latents.shape), quality=QUALITY))
+    frame = pb.UplinkMessage(batch=pb.FrameBatch(first_seq=1, first_window=window, first_capture_us=1, frames=[
+        pb.Frame(crc32=zlib.crc32(payload), payload=payload)]))
+
+    def is_prior(r: pb.SyndromeRequest) -> bool:
+        return not r.direct and split_plane(r.plane, tiles.grid(latents.shape).count, tiles.planes)[2] == PRIOR_WORDS
+
+    async def answer_until_refused_or_settled(call, forge: bool) -> grpc.aio.AioRpcError | None:
+        while True:
+            try:
+                ack = await asyncio.wait_for(call.read(), 120)
+            except grpc.aio.AioRpcError as refused:
+                return refused
+            for r in getattr(ack, "requests", ()):
+                block = edge.answer(r)
+                if forge and is_prior(r) and len(block.bits) >= 4:
+                    bits = bytearray(block.bits)
+                    bits[len(bits) // 2] ^= 0x10
+                    block = pb.SyndromeBlock(window=block.window, plane=block.plane, first_bit=block.first_bit,
+                                             end_bit=block.end_bit, bits=bytes(bits), crc32=zlib.crc32(bits))
+                await call.write(pb.UplinkMessage(syndrome=pb.SyndromeReply(blocks=[block])))
+            if ack.settled_below > window:  # decoded: the camera may forget the frame
+                return None
+
+    async def scenario():
+        async with running_decoder(tiled_bundle) as (server, address, registry):
+            sub = WholeFrameSubscription(address)
+            await sub.wait_started(registry)
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = pb_grpc.FusionDecoderStub(channel)
+                call = stub.Uplink()
+                await call.write(header)
+                await call.read()
+                await call.write(frame)
+                assert await asyncio.wait_for(edge_node(tiled_bundle, 0, address, source=left_spec,
+                                                        quality=QUALITY).run(), 60) == 1
+                refused = await answer_until_refused_or_settled(call, True)
+                again = stub.Uplink()
+                await again.write(header)  # the same incarnation: a reconnect, the request comes again
+                assert await answer_until_refused_or_settled(again, False) is None
+                await sub.wait_for(1, timeout=30)
+                again.cancel()
+        return refused, registry, await sub.finish()
+
+    refused, registry, items = asyncio.run(scenario())
+    assert refused is not None and refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "prior" in refused.details() and ("contradicts its check" in refused.details()
+                                             or "does not decode" in refused.details()
+                                             or "words left" in refused.details())
+    assert registry.get_sample_value("ndsc_streams_rejected_total", {"reason": "bad_syndrome"}) == 1
+    labels = {"group": "default", "source": "1"}
+    assert registry.get_sample_value("ndsc_syndrome_windows_total", {**labels, "outcome": "decoded"}) == 1
+    assert not registry.get_sample_value("ndsc_syndrome_windows_total", {**labels, "outcome": "timeout"})
+    assert [r.window for r in items] == [window] and list(items[0].present) == [True, True]
+
+
 def test_reference_vector_of_a_stereo_tiled_frame():
     """docs/bitstream.md §8 on a frame small enough to check by hand: C = 4, t = 2 (n = 16), B = 3,
     latents (4, 3, 3): four tiles, three of them padded, with escapes."""
