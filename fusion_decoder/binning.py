@@ -85,7 +85,9 @@ class BinningStage:
         side_symbols: (source, payload bytes, frame shape) → symbols, for a side source whose
             symbols the uplink did not decode already (chunked payloads).
         timeout: seconds a request may wait for its answer before the source is estimated.
-        max_held: windows held at most; beyond it the oldest is released with what it has.
+        max_held: windows held at most, all groups together; beyond it the oldest window of the group
+            that holds the most is released with what it has (a group that floods the stage evicts
+            its own windows, never another group's smaller share).
         bp: the belief-propagation function (None: ``ldpc`` when installed).
         left_view: a stereo-tiled source's side (:class:`StereoFrameDecoder`): the left view decoded alone.
         device: where a stereo-tiled source's likelihoods and BP run in torch (None: NumPy and ``ldpc``).
@@ -112,6 +114,7 @@ class BinningStage:
             else:
                 self.decoders[i] = SyndromeDecoder(s.binning, s.coder(), s.latent_shape, bp)
         self._held: dict[tuple[str, int], _Held] = {}
+        self._held_by_group: dict[str, dict[int, _Held]] = {}  # the same windows per group, oldest first
         self._outboxes: dict[tuple[str, int], FeedbackOutbox] = {}
         self._pending: dict[tuple[str, int], dict[int, Request]] = {}  # (group, source) → window → request
         # windows released from this stage whose decoding is not durable yet (journaled, or published
@@ -156,8 +159,10 @@ class BinningStage:
             self.metrics.syndrome_bits.labels(w.group, str(i), "initial").inc(8 * len(payload))
         held = _Held(w, states, time.monotonic())
         self._held[(w.group, w.window)] = held
+        self._held_by_group.setdefault(w.group, {})[w.window] = held
         while len(self._held) > self.max_held:
-            oldest = next(iter(self._held.values()))
+            largest = max(self._held_by_group.values(), key=len)
+            oldest = next(iter(largest.values()))
             await self._give_up(oldest, list(oldest.states), "timeout")
         if not states:
             await self._release(held)
@@ -232,6 +237,10 @@ class BinningStage:
         w = held.w
         if self._held.pop((w.group, w.window), None) is None:
             return
+        of_group = self._held_by_group[w.group]
+        del of_group[w.window]
+        if not of_group:
+            del self._held_by_group[w.group]
         self.metrics.feedback_seconds.labels(w.group).observe(time.monotonic() - held.released)
         # not settled yet: only once its decoding is durable (:meth:`settle`, after the journal's batched commit)
         self._unsettled.setdefault(w.group, set()).add(w.window)
@@ -287,7 +296,7 @@ class BinningStage:
 
     def settled_below(self, group: str, source: int, last_window: int) -> int:
         """No request will come for a window below this index (the edge may forget them)."""
-        waiting = [w for (g, w), h in self._held.items() if g == group and source in h.states]
+        waiting = [w for w, h in self._held_by_group.get(group, {}).items() if source in h.states]
         waiting.extend(self._unsettled.get(group, ()))
         return min(waiting) if waiting else last_window + 1
 
