@@ -1,4 +1,5 @@
-"""Aligners per group → bounded queue → batched decoding in a worker thread → journal → sinks.
+"""Aligners per group → bounded queue, fair across groups → batched decoding in a worker thread →
+journal → sinks.
 
 Decoding runs in one worker thread so the event loop keeps serving streams. A window that
 fails to decode, journal or publish is dropped alone and counted
@@ -20,6 +21,7 @@ from fusion_decoder.aligner import AddResult, AlignedWindow, Aligner
 from fusion_decoder.audit import AuditBook
 from fusion_decoder.binning import BinningStage
 from fusion_decoder.broadcast import Broadcaster, Decoded
+from fusion_decoder.fairqueue import FairQueue
 from fusion_decoder.journal import Journal
 from fusion_decoder.metrics import DecoderMetrics, GroupSeries
 from fusion_decoder.runtime import JointDecoderRuntime
@@ -36,7 +38,8 @@ BATCH_SAMPLES = 1 << 20
 
 
 class DecodePipeline:
-    """Aligners per group → bounded queue → batched decoding in a worker thread → sinks."""
+    """Aligners per group → bounded queue, fair across groups (:class:`FairQueue`) → batched decoding
+    in a worker thread → sinks."""
 
     def __init__(self, runtime: JointDecoderRuntime, metrics: DecoderMetrics, deadline: float, max_batch: int,
                  journal: Journal | None = None, subscriber_queue: int = 4096,
@@ -49,7 +52,8 @@ class DecodePipeline:
         self.aligners: dict[str, Aligner] = {}
         self.broadcaster = Broadcaster(metrics, subscriber_queue, max_message_bytes)
         self.audits = AuditBook(metrics, known=self.aligners.__contains__)
-        self._queue: asyncio.Queue[AlignedWindow] = asyncio.Queue(max(8 * max_batch, 256))
+        # served round-robin across groups: one group's backlog never delays another's windows
+        self._queue: FairQueue[AlignedWindow] = FairQueue(lambda w: w.group, max(8 * max_batch, 256))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-decode")
         self._tasks: list[asyncio.Task] = []
         self._decoding = False  # a batch is in the worker thread (a bounded drain lets it finish)

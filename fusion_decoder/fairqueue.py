@@ -1,0 +1,131 @@
+"""A queue shared by sensor groups that serves them in turn: one group's backlog never delays another's.
+
+The decode pipeline's queue used to be one FIFO: a group that released windows faster than the
+decoder decodes them (a hostile client, or a camera group sending whole frames of seconds each)
+filled it, and every other group's windows waited behind its backlog and for room to be queued.
+:class:`FairQueue` keeps a FIFO per group and hands items out round-robin across the groups that
+have any, so each group's order is kept and a window of a calm group waits for at most one item
+of each other group, whatever their backlogs.
+
+Room is shared fairly too: ``put`` always succeeds below ``capacity`` items in total; at or past
+it, a group waits only while it holds at least its share (``capacity`` / groups queued). So the
+total stays below 2 × ``capacity``, and a flooding group's puts wait while a newcomer's go in at
+once.
+
+The interface is the part of :class:`asyncio.Queue` the pipeline uses (``put``, ``get``,
+``get_nowait``, ``empty``, ``qsize``, ``task_done``, ``join``); single-threaded (event loop) use.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Callable, Generic, Hashable, TypeVar
+
+T = TypeVar("T")
+
+
+class FairQueue(Generic[T]):
+    """Items queued per ``key(item)`` and taken round-robin across keys (see the module doc).
+
+    Args:
+        key: an item's group.
+        capacity: items queued in total before a group holding its share or more waits to put.
+    """
+
+    def __init__(self, key: Callable[[T], Hashable], capacity: int):
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self._key = key
+        self.capacity = capacity
+        self._items: dict[Hashable, deque[T]] = {}
+        self._turns: deque[Hashable] = deque()  # keys with items, the next to serve first
+        self._count = 0
+        self._unfinished = 0
+        self._nonempty = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._finished.set()
+        self._putters: list[asyncio.Future] = []  # puts waiting for room; they re-check when woken
+
+    def qsize(self) -> int:
+        return self._count
+
+    def empty(self) -> bool:
+        return self._count == 0
+
+    def queued(self, key: Hashable) -> int:
+        """Items of ``key`` queued now."""
+        return len(self._items.get(key, ()))
+
+    def _must_wait(self, key: Hashable) -> bool:
+        if self._count < self.capacity:
+            return False
+        share = self.capacity // max(1, len(self._items) + (key not in self._items))
+        return self.queued(key) >= share
+
+    async def put(self, item: T) -> None:
+        """Queue ``item``, first waiting while its group holds its share of a full queue."""
+        key = self._key(item)
+        while self._must_wait(key):
+            waiter = asyncio.get_running_loop().create_future()
+            self._putters.append(waiter)
+            try:
+                await waiter
+            except BaseException:  # cancelled while waiting: leave no waiter behind
+                waiter.cancel()
+                if waiter in self._putters:
+                    self._putters.remove(waiter)
+                raise
+        self.put_nowait(item)
+
+    def put_nowait(self, item: T) -> None:
+        """Queue ``item`` whatever the room (callers bound what they put by other means)."""
+        key = self._key(item)
+        items = self._items.get(key)
+        if items is None:
+            items = self._items[key] = deque()
+            self._turns.append(key)
+        items.append(item)
+        self._count += 1
+        self._unfinished += 1
+        self._finished.clear()
+        self._nonempty.set()
+
+    def get_nowait(self) -> T:
+        """The next item: the oldest of the group whose turn it is. Raises asyncio.QueueEmpty."""
+        if not self._count:
+            raise asyncio.QueueEmpty
+        key = self._turns[0]
+        items = self._items[key]
+        item = items.popleft()
+        if items:
+            self._turns.rotate(-1)  # its next item waits for every other group's turn
+        else:
+            del self._items[key]
+            self._turns.popleft()
+        self._count -= 1
+        if not self._count:
+            self._nonempty.clear()
+        if self._putters:
+            putters, self._putters = self._putters, []
+            for waiter in putters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        return item
+
+    async def get(self) -> T:
+        """The next item, waiting for one."""
+        while not self._count:
+            await self._nonempty.wait()
+        return self.get_nowait()
+
+    def task_done(self) -> None:
+        """One item taken before is done with (for :meth:`join`)."""
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished -= 1
+        if not self._unfinished:
+            self._finished.set()
+
+    async def join(self) -> None:
+        """Until every item put has been taken and marked done."""
+        await self._finished.wait()
