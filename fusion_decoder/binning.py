@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from fusion_decoder.aligner import AlignedWindow
 from fusion_decoder.belief import BP, Request, SyndromeDecoder, WindowSyndrome
+from fusion_decoder.fairqueue import FairExecutor
 from fusion_decoder.metrics import DecoderMetrics
 from fusion_decoder.stereo_frames import FrameState, StereoFrameDecoder
 from fusion_decoder.stereo_tiles import PriorAnswer
@@ -120,10 +120,12 @@ class BinningStage:
         # windows released from this stage whose decoding is not durable yet (journaled, or published
         # without a journal): a restart would ask their syndromes again, so the edges must keep them
         self._unsettled: dict[str, set[int]] = {}
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-bp")
+        # attempts run in turn across groups: a group with many windows waiting for BP delays another
+        # group's next attempt by one attempt, not by its whole backlog
+        self._executor = FairExecutor("ndsc-bp")
         # a stereo frame takes seconds to minutes of attempts: its own thread, so that windows of
         # sensor groups never wait behind a camera's frame
-        self._frame_executor = ThreadPoolExecutor(1, thread_name_prefix="ndsc-stereo-bp")
+        self._frame_executor = FairExecutor("ndsc-stereo-bp")
         self._tasks: set[asyncio.Task] = set()
 
     # ----- windows in -----------------------------------------------------------------
@@ -194,10 +196,9 @@ class BinningStage:
             return
         held.running.add(source)
         try:
-            loop = asyncio.get_running_loop()
             dec = self.decoders[source]
             executor = self._frame_executor if isinstance(dec, StereoFrameDecoder) else self._executor
-            outcome = await loop.run_in_executor(executor, dec.attempt, state, self._side(w, source))  # type: ignore[arg-type]
+            outcome = await asyncio.wrap_future(executor.submit(w.group, dec.attempt, state, self._side(w, source)))
         except Exception:  # a bug or a payload the coder refuses: this source only is estimated
             log.exception("decoding syndrome source %d of window %d failed", source, w.window)
             held.running.discard(source)

@@ -1,4 +1,4 @@
-"""A queue shared by sensor groups that serves them in turn: one group's backlog never delays another's.
+"""Work shared by sensor groups, served in turn: one group's backlog never delays another's.
 
 The decode pipeline's queue used to be one FIFO: a group that released windows faster than the
 decoder decodes them (a hostile client, or a camera group sending whole frames of seconds each)
@@ -14,12 +14,16 @@ once.
 
 The interface is the part of :class:`asyncio.Queue` the pipeline uses (``put``, ``get``,
 ``get_nowait``, ``empty``, ``qsize``, ``task_done``, ``join``); single-threaded (event loop) use.
+:class:`FairExecutor` does the same for calls run in a worker thread (the binning stage's belief
+propagation).
 """
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
-from typing import Callable, Generic, Hashable, TypeVar
+from concurrent.futures import Future
+from typing import Any, Callable, Generic, Hashable, TypeVar
 
 T = TypeVar("T")
 
@@ -129,3 +133,69 @@ class FairQueue(Generic[T]):
     async def join(self) -> None:
         """Until every item put has been taken and marked done."""
         await self._finished.wait()
+
+
+class FairExecutor:
+    """One worker thread that runs submitted calls in turn across keys (sensor groups), each key's
+    calls in order: the belief-propagation threads of the binning stage. A group with a hundred
+    windows waiting for BP (~0.1 s each) delays another group's next window by one call, not by its
+    whole backlog (:class:`concurrent.futures.ThreadPoolExecutor` runs its calls first come, first
+    served).
+
+    Args:
+        thread_name: the worker thread's name.
+    """
+
+    def __init__(self, thread_name: str):
+        self._calls: dict[Hashable, deque[tuple[Callable[..., Any], tuple, Future]]] = {}
+        self._turns: deque[Hashable] = deque()
+        self._ready = threading.Condition()
+        self._shutdown = False
+        self._thread = threading.Thread(target=self._work, name=thread_name, daemon=True)
+        self._thread.start()
+
+    def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run ``fn(*args)`` in the worker thread when it is ``key``'s turn; its future."""
+        future: Future = Future()
+        with self._ready:
+            if self._shutdown:
+                raise RuntimeError("cannot submit after shutdown")
+            calls = self._calls.get(key)
+            if calls is None:
+                calls = self._calls[key] = deque()
+                self._turns.append(key)
+            calls.append((fn, args, future))
+            self._ready.notify()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._turns and not self._shutdown:
+                    self._ready.wait()
+                if not self._turns:  # shut down and nothing left
+                    return
+                key = self._turns[0]
+                calls = self._calls[key]
+                fn, args, future = calls.popleft()
+                if calls:
+                    self._turns.rotate(-1)
+                else:
+                    del self._calls[key]
+                    self._turns.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the caller, as an executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Run what was submitted, then stop the thread (``wait``: until it has)."""
+        with self._ready:
+            self._shutdown = True
+            self._ready.notify()
+        if wait:
+            self._thread.join()

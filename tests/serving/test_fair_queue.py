@@ -101,3 +101,38 @@ def test_a_calm_groups_windows_are_decoded_in_the_first_batch_behind_another_gro
     batches = asyncio.run(scenario())
     assert batches[0] == [("flood", 0), ("calm", 0), ("flood", 1), ("calm", 1)]
     assert [w for b in batches for w in b if w[0] == "flood"] == [("flood", k) for k in range(20)]  # in order
+
+
+def test_the_fair_executor_runs_groups_calls_in_turn_each_in_order_and_hands_back_errors():
+    """The binning stage's BP thread: a group with a backlog of calls delays another group's call by
+    one call, not by the backlog."""
+    import threading
+
+    from fusion_decoder.fairqueue import FairExecutor
+
+    order: list[str] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def first() -> str:
+        started.set()
+        gate.wait(10)
+        order.append("a0")
+        return "done"
+
+    def fails() -> None:
+        raise ValueError("a bad payload")
+
+    executor = FairExecutor("test-fair")
+    futures = [executor.submit("a", first)]
+    assert started.wait(10)  # a0 runs: everything below queues behind it
+    futures += [executor.submit("a", order.append, f"a{k}") for k in range(1, 5)]
+    futures += [executor.submit("b", order.append, "b0"), executor.submit("b", fails),
+                executor.submit("b", order.append, "b1")]
+    gate.set()
+    executor.shutdown(wait=True)  # runs what was submitted first
+    assert order == ["a0", "a1", "b0", "a2", "a3", "b1", "a4"]  # b's failing call took its turn between
+    assert futures[0].result() == "done"
+    with pytest.raises(ValueError, match="a bad payload"):
+        futures[6].result()
+    with pytest.raises(RuntimeError):
+        executor.submit("a", order.append, "late")
