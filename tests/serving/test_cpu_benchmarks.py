@@ -59,3 +59,13 @@ def test_the_cpu_steadiness_probe_reports_its_workload_against_its_own_median(tm
     assert 0 < ms["p50"] <= ms["p99"] <= ms["max"]
     assert report["p99_over_p50"] >= 1.0
     assert 0 <= report["slow_fraction"] <= 1
+
+
+def test_the_fair_queue_benchmark_times_both_queues_in_the_same_run(tmp_path, capsys):
+    bench = load_benchmark("fair_queue")
+    out = tmp_path / "fair.json"
+    assert bench.main(["--windows", "2000", "--repeats", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["us_per_window"]) == {"fifo", "fair"} and all(v > 0 for v in report["us_per_window"].values())
+    assert report["fair_over_fifo"] > 0
+    assert "fair/FIFO" in capsys.readouterr().out
