@@ -357,7 +357,7 @@ class PriorAnswer:
     words: int
 
 
-def answer_offline(edge: TileBits, ask: Ask, prior: "PriorPlanes | None" = None) -> np.ndarray:
+def answer_offline(edge: TileBits, ask: Ask, prior: "PriorPlanes | None" = None) -> "np.ndarray | PriorAnswer":
     """``ask`` answered from the edge's own :class:`TileBits` (the offline benchmark's link)."""
     if ask.kind == "syndrome":
         return edge.request(ask.plane, ask.count)

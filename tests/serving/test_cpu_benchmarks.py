@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from tests.conftest import load_benchmark
 
 
@@ -59,6 +61,18 @@ def test_the_cpu_steadiness_probe_reports_its_workload_against_its_own_median(tm
     assert 0 < ms["p50"] <= ms["p99"] <= ms["max"]
     assert report["p99_over_p50"] >= 1.0
     assert 0 <= report["slow_fraction"] <= 1
+    assert report["slow_stretches"] == len(report["slow_stretch_ms_largest"]) or report["slow_stretches"] > 10
+    assert 0.0 <= report["windows_later_than_50ms_at_least"] <= 1.0
+
+
+def test_slow_stretches_merge_nearby_slow_calls_and_bound_the_late_windows():
+    bench = load_benchmark("cpu_steadiness")
+    # (start s, CPU ms) every 12 ms; calls 2–4 slow (one stretch), call 8 slow alone
+    cpu = [2.0, 2.0, 9.0, 20.0, 9.0, 2.0, 2.0, 2.0, 30.0, 2.0]
+    calls = np.array([(0.012 * k, c) for k, c in enumerate(cpu)])
+    stretches = bench.slow_stretches(calls, median=2.0, every=0.01)
+    assert stretches == [36.0, 12.0]  # 24 → 60 ms, then 96 → 108 ms
+    assert bench.late_fraction_bound([120.0, 30.0], duration=1.0, target_ms=50.0) == 0.07
 
 
 def test_the_fair_queue_benchmark_times_both_queues_in_the_same_run(tmp_path, capsys):
