@@ -358,8 +358,7 @@ class BinningStage:
         """A stereo frame's answer, checked: the direct payload against every tile's plane checks, a
         prior-coded plane decoded and checked (SyndromeError or EntropyCodingError when it does not fit)."""
         if request.direct:
-            dec.check_direct(state, data)
-            return data
+            return dec.read_direct(state, data)
         return dec.unpack(request, data, state)
 
     async def drain(self) -> None:

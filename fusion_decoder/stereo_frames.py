@@ -54,6 +54,7 @@ class FrameState:
     requests: int = 0
     pending: Request | None = None
     direct: bytes | None = None
+    direct_symbols: np.ndarray | None = None  # the direct payload's, checked when it arrived (read_direct)
     iterations: int = 0
     tile: int = 0
     steps: Any = None  # the current tile's decode_tile_steps generator
@@ -183,7 +184,8 @@ class StereoFrameDecoder:
         ``side``: the left view's symbols (M, h, w), None when it is missing (then only the direct
         payload can decode the frame)."""
         if state.direct is not None:
-            return Outcome(self.check_direct(state, state.direct).reshape(-1), None, 0)
+            symbols = state.direct_symbols if state.direct_symbols is not None else self.check_direct(state, state.direct)
+            return Outcome(symbols.reshape(-1), None, 0)
         if side is None:
             return Outcome(None, Request(direct=True), 0)
         if state.left is None:
@@ -277,6 +279,12 @@ class StereoFrameDecoder:
     def _coder(self, state: FrameState):
         """The entropy coder of the frame's point (its tables code the fallback and the prior planes)."""
         return self._coders.get(state.quality, self.coder) if state.quality else self.coder
+
+    def read_direct(self, state: FrameState, payload: bytes) -> bytes:
+        """:meth:`check_direct` as the answer arrives, keeping the symbols for the attempt that
+        follows (a whole frame is not entropy-decoded twice); returns ``payload``."""
+        state.direct_symbols = self.check_direct(state, payload)
+        return payload
 
     def check_direct(self, state: FrameState, payload: bytes) -> np.ndarray:
         """The frame's symbols (C, h, w) from its ANS payload; SyndromeError if they contradict a tile's

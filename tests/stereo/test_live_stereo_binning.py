@@ -103,6 +103,14 @@ def test_a_frame_decodes_losslessly_through_requests_and_every_bit_asked_for_is_
     direct = edge.answer(pb.SyndromeRequest(window=7, direct=True))
     assert direct.bits == encoders[1].encode_frame(crop[1])
     assert np.array_equal(decoder.check_direct(state, direct.bits), latents)
+    # without the left view only the direct payload decodes the frame: asked for, checked as it
+    # arrives (read_direct), and the attempt after it gives those symbols without decoding it again
+    alone = decoder.start(headers, latents.shape, crop[1].shape, QUALITY, QUALITY)
+    request = decoder.attempt(alone, None).request
+    assert request is not None and request.direct
+    decoder.take(alone, request, decoder.read_direct(alone, direct.bits))
+    assert alone.direct_symbols is not None
+    assert np.array_equal(decoder.attempt(alone, None).symbols.reshape(latents.shape), latents)
     edge.forget_below(8)
     assert edge.answer(pb.SyndromeRequest(window=7, plane=0, first_bit=0, end_bit=8)) is None and edge.settled
 
