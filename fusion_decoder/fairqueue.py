@@ -28,6 +28,46 @@ from typing import Any, Callable, Generic, Hashable, TypeVar
 T = TypeVar("T")
 
 
+class _InTurn(Generic[T]):
+    """FIFOs per key, taken from in turn across the keys that have items: the order both
+    :class:`FairQueue` and :class:`FairExecutor` serve (not thread-safe; their callers lock)."""
+
+    def __init__(self) -> None:
+        self._items: dict[Hashable, deque[T]] = {}
+        self._turns: deque[Hashable] = deque()  # keys with items, the next to serve first
+        self.size = 0
+
+    @property
+    def keys(self) -> int:
+        """Keys with items."""
+        return len(self._items)
+
+    def queued(self, key: Hashable) -> int:
+        """Items of ``key``."""
+        return len(self._items.get(key, ()))
+
+    def push(self, key: Hashable, item: T) -> None:
+        items = self._items.get(key)
+        if items is None:
+            items = self._items[key] = deque()
+            self._turns.append(key)
+        items.append(item)
+        self.size += 1
+
+    def pop(self) -> T:
+        """The oldest item of the key whose turn it is (there must be one)."""
+        key = self._turns[0]
+        items = self._items[key]
+        item = items.popleft()
+        if items:
+            self._turns.rotate(-1)  # its next item waits for every other key's turn
+        else:
+            del self._items[key]
+            self._turns.popleft()
+        self.size -= 1
+        return item
+
+
 class FairQueue(Generic[T]):
     """Items queued per ``key(item)`` and taken round-robin across keys (see the module doc).
 
@@ -41,9 +81,7 @@ class FairQueue(Generic[T]):
             raise ValueError("capacity must be >= 1")
         self._key = key
         self.capacity = capacity
-        self._items: dict[Hashable, deque[T]] = {}
-        self._turns: deque[Hashable] = deque()  # keys with items, the next to serve first
-        self._count = 0
+        self._queued: _InTurn[T] = _InTurn()
         self._unfinished = 0
         self._nonempty = asyncio.Event()
         self._finished = asyncio.Event()
@@ -51,20 +89,17 @@ class FairQueue(Generic[T]):
         self._putters: list[asyncio.Future] = []  # puts waiting for room; they re-check when woken
 
     def qsize(self) -> int:
-        return self._count
+        return self._queued.size
 
     def empty(self) -> bool:
-        return self._count == 0
-
-    def queued(self, key: Hashable) -> int:
-        """Items of ``key`` queued now."""
-        return len(self._items.get(key, ()))
+        return self._queued.size == 0
 
     def _must_wait(self, key: Hashable) -> bool:
-        if self._count < self.capacity:
+        if self._queued.size < self.capacity:
             return False
-        share = self.capacity // max(1, len(self._items) + (key not in self._items))
-        return self.queued(key) >= share
+        queued = self._queued.queued(key)
+        share = self.capacity // max(1, self._queued.keys + (queued == 0))
+        return queued >= share
 
     async def put(self, item: T) -> None:
         """Queue ``item``, first waiting while its group holds its share of a full queue."""
@@ -83,31 +118,17 @@ class FairQueue(Generic[T]):
 
     def put_nowait(self, item: T) -> None:
         """Queue ``item`` whatever the room (callers bound what they put by other means)."""
-        key = self._key(item)
-        items = self._items.get(key)
-        if items is None:
-            items = self._items[key] = deque()
-            self._turns.append(key)
-        items.append(item)
-        self._count += 1
+        self._queued.push(self._key(item), item)
         self._unfinished += 1
         self._finished.clear()
         self._nonempty.set()
 
     def get_nowait(self) -> T:
         """The next item: the oldest of the group whose turn it is. Raises asyncio.QueueEmpty."""
-        if not self._count:
+        if not self._queued.size:
             raise asyncio.QueueEmpty
-        key = self._turns[0]
-        items = self._items[key]
-        item = items.popleft()
-        if items:
-            self._turns.rotate(-1)  # its next item waits for every other group's turn
-        else:
-            del self._items[key]
-            self._turns.popleft()
-        self._count -= 1
-        if not self._count:
+        item = self._queued.pop()
+        if not self._queued.size:
             self._nonempty.clear()
         if self._putters:
             putters, self._putters = self._putters, []
@@ -118,7 +139,7 @@ class FairQueue(Generic[T]):
 
     async def get(self) -> T:
         """The next item, waiting for one."""
-        while not self._count:
+        while not self._queued.size:
             await self._nonempty.wait()
         return self.get_nowait()
 
@@ -147,8 +168,7 @@ class FairExecutor:
     """
 
     def __init__(self, thread_name: str):
-        self._calls: dict[Hashable, deque[tuple[Callable[..., Any], tuple, Future]]] = {}
-        self._turns: deque[Hashable] = deque()
+        self._calls: _InTurn[tuple[Callable[..., Any], tuple, Future]] = _InTurn()
         self._ready = threading.Condition()
         self._shutdown = False
         self._thread = threading.Thread(target=self._work, name=thread_name, daemon=True)
@@ -160,29 +180,18 @@ class FairExecutor:
         with self._ready:
             if self._shutdown:
                 raise RuntimeError("cannot submit after shutdown")
-            calls = self._calls.get(key)
-            if calls is None:
-                calls = self._calls[key] = deque()
-                self._turns.append(key)
-            calls.append((fn, args, future))
+            self._calls.push(key, (fn, args, future))
             self._ready.notify()
         return future
 
     def _work(self) -> None:
         while True:
             with self._ready:
-                while not self._turns and not self._shutdown:
+                while not self._calls.size and not self._shutdown:
                     self._ready.wait()
-                if not self._turns:  # shut down and nothing left
+                if not self._calls.size:  # shut down and nothing left
                     return
-                key = self._turns[0]
-                calls = self._calls[key]
-                fn, args, future = calls.popleft()
-                if calls:
-                    self._turns.rotate(-1)
-                else:
-                    del self._calls[key]
-                    self._turns.popleft()
+                fn, args, future = self._calls.pop()
             if not future.set_running_or_notify_cancel():
                 continue
             try:
