@@ -51,6 +51,18 @@ def _edge_and_decoder(bundle_path, crop, device: str | None = None, quality: str
         StereoFrameDecoder(bundle, 1, runtime.decode_side_alone, device=device)
 
 
+def _images_source(crop: np.ndarray, tmp_path, view: int) -> str:
+    """An edge's ``images:`` source spec for one view of ``crop``, written as a PNG pair (once)."""
+    from PIL import Image
+
+    scene = tmp_path / "frames" / "crop"
+    if not scene.is_dir():
+        scene.mkdir(parents=True)
+        for name, v in zip(("im0.png", "im1.png"), crop):
+            Image.fromarray(np.ascontiguousarray(v.transpose(1, 2, 0)).astype(np.uint8)).save(scene / name)
+    return f"images:{tmp_path / 'frames'}#view={view}"
+
+
 def test_the_exported_bundle_declares_a_stereo_tiled_right_view(tiled_bundle):
     from ndsc.bundle import load_bundle
     from ndsc.stereo_tiles import STEREO_TILES, StereoTiles
@@ -139,23 +151,16 @@ def test_a_payload_that_does_not_fit_the_frame_is_refused(tiled_bundle, crop):
 
 
 def test_live_grpc_decodes_the_binned_right_view_to_what_the_direct_payload_gives(tiled_bundle, crop, tmp_path):
-    from PIL import Image
-
     from ndsc.bundles import STEREO_BUNDLE, default_bundle
     from tests.serving.conftest import edge_node, running_decoder, samples
     from tests.stereo.test_shipped_bundle import WholeFrameSubscription
     from training.stereo_eval import StereoCodec
 
-    scene = tmp_path / "frames" / "crop"
-    scene.mkdir(parents=True)
-    for name, view in zip(("im0.png", "im1.png"), crop):
-        Image.fromarray(np.ascontiguousarray(view.transpose(1, 2, 0)).astype(np.uint8)).save(scene / name)
-
     async def scenario():
         async with running_decoder(tiled_bundle) as (server, address, registry):
             sub = WholeFrameSubscription(address)
             await sub.wait_started(registry)
-            nodes = [edge_node(tiled_bundle, i, address, source=f"images:{tmp_path / 'frames'}#view={i}",
+            nodes = [edge_node(tiled_bundle, i, address, source=_images_source(crop, tmp_path, view=i),
                                quality=QUALITY) for i in range(2)]
             counts = await asyncio.wait_for(asyncio.gather(*(n.run() for n in nodes)), 300)
             assert counts == [1, 1]
@@ -180,7 +185,6 @@ def test_a_forged_prior_coded_plane_is_refused_as_it_arrives_and_the_frame_still
     them as they arrive, ends that stream with INVALID_ARGUMENT bad_syndrome (counted), and asks again on
     the camera's next stream; answered truly there, the frame decodes as if nothing had happened."""
     import grpc
-    from PIL import Image
 
     from ndsc.sources import open_source
     from ndsc.stereo_tiles import StereoTiles
@@ -188,11 +192,7 @@ def test_a_forged_prior_coded_plane_is_refused_as_it_arrives_and_the_frame_still
     from tests.serving.conftest import edge_node, running_decoder
     from tests.stereo.test_shipped_bundle import WholeFrameSubscription
 
-    scene = tmp_path / "frames" / "crop"
-    scene.mkdir(parents=True)
-    for name, view in zip(("im0.png", "im1.png"), crop):
-        Image.fromarray(np.ascontiguousarray(view.transpose(1, 2, 0)).astype(np.uint8)).save(scene / name)
-    left_spec = f"images:{tmp_path / 'frames'}#view=0"
+    left_spec = _images_source(crop, tmp_path, view=0)
     bundle, encoders, latents, edge, _, _ = _edge_and_decoder(tiled_bundle, crop)
     window = next(iter(open_source(left_spec, 0, bundle.sources[0].input_shape).windows())).index
     tiles = StereoTiles.of(bundle.sources[1].binning).at(QUALITY)
