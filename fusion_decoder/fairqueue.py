@@ -114,11 +114,7 @@ class FairQueue(Generic[T]):
                 if waiter in self._putters:
                     self._putters.remove(waiter)
                 raise
-        self.put_nowait(item)
-
-    def put_nowait(self, item: T) -> None:
-        """Queue ``item`` whatever the room (callers bound what they put by other means)."""
-        self._queued.push(self._key(item), item)
+        self._queued.push(key, item)
         self._unfinished += 1
         self._finished.clear()
         self._nonempty.set()
