@@ -46,6 +46,7 @@ def run_decoder(args: argparse.Namespace) -> int:
 
     from prometheus_client import CollectorRegistry
 
+    from fusion_decoder.allocator import keep_freed_memory
     from fusion_decoder.server import DecoderServer
     from ndsc.listen import check_listen_address, start_metrics_server
     from fusion_decoder.settings import DecoderSettings
@@ -82,6 +83,7 @@ def run_decoder(args: argparse.Namespace) -> int:
     # (which release it). At CPython's 5 ms default it waited up to that long each time: at 2 400
     # frames/s of load.py, p50/p99 capture → reconstruction 127/350 ms at 5 ms, 75/217 ms at 0.5 ms.
     sys.setswitchinterval(settings.switch_interval)
+    keep_freed_memory(settings.heap_keep_mib)  # before torch allocates: see fusion_decoder/allocator.py
     registry = CollectorRegistry()
     log = logging.getLogger("ndsc.decoder")
     metrics_url = ""

@@ -66,6 +66,10 @@ class DecoderSettings:
     switch_interval: float = setting(
         "NDSC_SWITCH_INTERVAL", "seconds a Python thread may hold the GIL while another waits (sys.setswitchinterval): "
         "short lets the decoding thread resume between its torch calls while the event loop is busy", 0.0005)
+    heap_keep_mib: int = setting(
+        "NDSC_HEAP_KEEP_MIB", "MiB of freed memory the decoder's heap keeps for the next batch instead of giving it "
+        "back to the OS (glibc's mmap and trim thresholds: a batch's activations are not faulted in afresh on "
+        "every call); 0: malloc's defaults", 256)
     event_loop: str = setting("NDSC_EVENT_LOOP", "event loop serving gRPC: uvloop (faster; asyncio's own where "
                               "uvloop is not installed) or asyncio", "uvloop")
     keepalive: float = setting("NDSC_KEEPALIVE", "seconds between HTTP/2 keepalive pings on each connection "
@@ -120,6 +124,8 @@ class DecoderSettings:
             raise ValueError("ack_interval must be between 0 and 1 s")
         if not 1e-5 <= self.switch_interval <= 0.1:
             raise ValueError("switch_interval must be between 1e-5 and 0.1 s")
+        if not 0 <= self.heap_keep_mib <= 1 << 16:
+            raise ValueError("heap_keep_mib must be between 0 and 65536")
         if self.log_burst < 1:
             raise ValueError("log_burst must be >= 1")
         return self

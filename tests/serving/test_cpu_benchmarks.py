@@ -83,3 +83,18 @@ def test_the_fair_queue_benchmark_times_both_queues_in_the_same_run(tmp_path, ca
     assert set(report["us_per_window"]) == {"fifo", "fair"} and all(v > 0 for v in report["us_per_window"].values())
     assert report["fair_over_fifo"] > 0
     assert "fair/FIFO" in capsys.readouterr().out
+
+
+def test_the_heap_benchmark_times_malloc_defaults_and_the_kept_heap_in_child_processes(tmp_path, capsys):
+    import platform
+
+    bench = load_benchmark("decoder_heap")
+    out = tmp_path / "heap.json"
+    assert bench.main(["--batches", "1,8", "--repeats", "1", "--calls", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["heap_kept"] is (platform.libc_ver()[0] == "glibc")
+    for mode in ("default", "kept"):
+        assert set(report["ms_per_batch"][mode]) == {"1", "8"} and all(v > 0 for v in report["ms_per_batch"][mode].values())
+        assert report["peak_rss_mib"][mode] > 0
+    assert all(r > 0 for r in report["default_over_kept"].values())
+    assert "default/kept" in capsys.readouterr().out

@@ -1,0 +1,47 @@
+"""The decoder process's heap: freed batch memory is kept for the next batch (glibc malloc).
+
+Why: torch's CPU tensors come from malloc. A joint-decoder batch allocates activations of a few
+MiB each, and glibc, by default, serves blocks that large with fresh ``mmap`` pages, unmaps them on
+free, and gives the top of the heap back to the OS past its trim threshold. Every batch then
+faults its activations in again as zeroed pages: on the project's 2-core VM ecg-synth-quick's
+64-window batch took 17–23 ms with glibc's defaults and 10–16 ms with the memory kept, 16 windows
+and fewer the same (``python benchmarks/decoder_heap.py``). The cost is the heap's high-water
+mark staying resident (a few MiB: the largest batch's activations).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger("ndsc.decoder")
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit): larger blocks
+#: (whole 1080p stereo frames) are still mapped and unmapped each time.
+MMAP_THRESHOLD_MAX = 32 << 20
+
+
+def keep_freed_memory(mib: int) -> bool:
+    """Keep up to ``mib`` MiB of freed memory in the heap (trim threshold) and serve blocks below
+    min(``mib`` MiB, 32 MiB) from it rather than from ``mmap``; ``mib`` 0 leaves malloc as it is.
+    Returns whether glibc took both settings (False on other C libraries: nothing changes).
+
+    Process-wide, so only the decoder's entry point calls it, once, before the model is loaded.
+    """
+    if mib <= 0:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): its own allocator, left alone
+        log.info("malloc settings left alone: no glibc mallopt here")
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    size = mib << 20
+    took = (mallopt(_M_MMAP_THRESHOLD, min(size, MMAP_THRESHOLD_MAX)) == 1
+            and mallopt(_M_TRIM_THRESHOLD, size) == 1)
+    if not took:
+        log.warning("glibc refused the malloc settings for %d MiB; its defaults stay", mib)
+    return took
