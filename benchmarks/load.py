@@ -26,13 +26,16 @@ bisect up to the first unsustained one), and runs
 each decoder again at half its saturation rate (the p99 latency to plan with). ``--baseline
 REV`` runs the same search against a decoder built from git revision REV (``git archive``,
 e.g. ``main``) in the same process, run for run in lockstep with this one (the order
-alternating), so the two figures come from one machine state; the ratio is printed.
+alternating), so the two figures come from one machine state; the ratio is printed. Without
+``--find-saturation``, ``--baseline`` runs both decoders ``--runs`` times at ``--rate``, alternating, and
+prints the medians: at one load the CPU a frame by thread compares more finely than saturation.
 
 Usage::
 
     python benchmarks/load.py --groups 25 --duration 20 --rate 10         # 100 nodes (4-source bundle)
     python benchmarks/load.py --groups 25 --duration 20 --rate 10 --journal
     python benchmarks/load.py --groups 5 --duration 4 --rate 20 --find-saturation --baseline HEAD~1
+    python benchmarks/load.py --groups 5 --duration 4 --rate 170 --baseline HEAD~1 --runs 6  # CPU a frame
 """
 from __future__ import annotations
 
@@ -343,6 +346,31 @@ def search_together(searches: dict[str, tuple]) -> dict[str, tuple[dict | None, 
     return results
 
 
+def compare_at_rate(measure: Callable[[Path, float], dict], codes: dict[str, Path], rate: float,
+                    runs: int) -> int:
+    """Each decoder in ``codes`` at one ``rate``, ``runs`` times, the order alternating run for run;
+    prints every run and the medians of throughput, latency and CPU a frame by thread (at a fixed
+    load the CPU a frame compares more finely than a saturation search). Returns 1 if any run
+    lost or duplicated frames."""
+    keys = ("frames_per_s", "latency_p50_s", "latency_p99_s", "lost_frames", "duplicate_windows",
+            "decoder_cpu_us_per_frame", "load_generator_cpu_us_per_frame")
+    results: dict[str, list[dict]] = {name: [] for name in codes}
+    for r in range(runs):
+        for name in (list(codes) if r % 2 == 0 else list(codes)[::-1]):
+            results[name].append({k: v for k, v in measure(codes[name], rate).items() if k in keys})
+    report: dict = {"rate_per_node": rate, "runs": runs}
+    for name, rs in results.items():
+        threads = sorted({t for r in rs for t in r["decoder_cpu_us_per_frame"]})
+        report[name] = {
+            "median": {k: float(np.median([r[k] for r in rs])) for k in ("frames_per_s", "latency_p50_s",
+                                                                      "latency_p99_s")},
+            "median_decoder_cpu_us_per_frame": {t: float(np.median([r["decoder_cpu_us_per_frame"].get(t, 0.0)
+                                                                    for r in rs])) for t in threads},
+            "runs": rs}
+    print(json.dumps(report, indent=1))
+    return 0 if all(r["lost_frames"] == 0 and r["duplicate_windows"] == 0 for rs in results.values() for r in rs) else 1
+
+
 def start_decoder(bundle: Path, state_dir: str | None, deadline: float,
                   code: Path = REPO, cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
     """A real ``ndsc decoder`` process on a free loopback port, running the code in ``code``
@@ -397,7 +425,10 @@ def main(argv=None) -> int:
                     "generator taking its cores (default: both share every CPU this process may use)")
     ap.add_argument("--baseline", metavar="REV", help="also search with the decoder of git revision REV, run for "
                     "run in lockstep with this one (or a folder holding that revision's files, for a machine "
-                    "without the git history: `git archive REV | tar -x -C DIR`)")
+                    "without the git history: `git archive REV | tar -x -C DIR`); without --find-saturation, "
+                    "--runs runs of each at --rate, alternating")
+    ap.add_argument("--runs", type=int, default=4, help="with --baseline and no --find-saturation: runs of each "
+                    "decoder at --rate (medians printed)")
     args = ap.parse_args(argv)
     if args.flush_interval < 0 or (args.flush_interval > 0 and args.sender != "edge"):
         ap.error("--flush-interval must be >= 0 and needs --sender edge")
@@ -420,7 +451,7 @@ def main(argv=None) -> int:
                 proc.terminate()
                 proc.wait(30)
 
-    if not args.find_saturation:
+    if not args.find_saturation and not args.baseline:
         result = measure(REPO, args.rate)
         result["journal"] = args.journal
         print(json.dumps(result, indent=1))
@@ -433,6 +464,8 @@ def main(argv=None) -> int:
             archive = subprocess.run(["git", "archive", args.baseline], cwd=REPO, check=True, capture_output=True)
             subprocess.run(["tar", "-x", "-C", old], input=archive.stdout, check=True)
             codes[f"baseline {args.baseline}"] = Path(old)
+        if not args.find_saturation:
+            return compare_at_rate(measure, codes, args.rate, args.runs)
 
         def measuring(code: Path) -> Callable[[float], dict]:
             return lambda rate: measure(code, rate)

@@ -97,3 +97,28 @@ def test_an_edge_like_node_behind_its_schedule_sends_its_backlog_in_fewer_messag
     assert acked == 30 and messages <= 15
     acked, messages = got["flush"]
     assert acked == 30 and messages <= 12
+
+
+def test_comparing_two_decoders_at_one_rate_alternates_them_and_prints_medians(capsys):
+    import json
+    from pathlib import Path
+
+    load = load_benchmark("load")
+    calls: list[str] = []
+    cpu = {"this": iter([100.0, 120.0, 110.0]), "base": iter([200.0, 180.0, 190.0])}
+
+    def measure(code: Path, rate: float) -> dict:
+        calls.append(code.name)
+        python = next(cpu[code.name])
+        return {"frames_per_s": 20 * rate, "latency_p50_s": 0.01, "latency_p99_s": python / 1e3, "lost_frames": 0,
+                "duplicate_windows": 0, "decoder_cpu_us_per_frame": {"main": 150.0, "python": python},
+                "load_generator_cpu_us_per_frame": 80.0, "messages_sent": 1}
+
+    codes = {"this": Path("this"), "baseline base": Path("base")}
+    assert load.compare_at_rate(measure, codes, 170.0, 3) == 0
+    assert calls == ["this", "base", "base", "this", "this", "base"]  # the order alternates run for run
+    report = json.loads(capsys.readouterr().out)
+    assert report["this"]["median_decoder_cpu_us_per_frame"] == {"main": 150.0, "python": 110.0}
+    assert report["baseline base"]["median_decoder_cpu_us_per_frame"]["python"] == 190.0
+    assert report["this"]["median"]["frames_per_s"] == 3400.0
+    assert len(report["this"]["runs"]) == 3 and "messages_sent" not in report["this"]["runs"][0]
