@@ -3,10 +3,10 @@
 Why: torch's CPU tensors come from malloc. A joint-decoder batch allocates activations of a few
 MiB each, and glibc, by default, serves blocks that large with fresh ``mmap`` pages, unmaps them on
 free, and gives the top of the heap back to the OS past its trim threshold. Every batch then
-faults its activations in again as zeroed pages: on the project's 2-core VM ecg-synth-quick's
-64-window batch took 17–23 ms with glibc's defaults and 10–16 ms with the memory kept, 16 windows
-and fewer the same (``python benchmarks/decoder_heap.py``). The cost is the heap's high-water
-mark staying resident (a few MiB: the largest batch's activations).
+faults its activations in again as zeroed pages. On the project's 2-core VM ecg-synth-quick's
+batches of 32 and 64 windows ran ×1.2–2.3 faster with the memory kept, smaller ones and
+ecg-12lead's about the same (``python benchmarks/decoder_heap.py``; docs/serving.md). The cost is
+the heap's high-water mark staying resident: the same peak RSS in that benchmark.
 """
 from __future__ import annotations
 
@@ -43,5 +43,5 @@ def keep_freed_memory(mib: int) -> bool:
     took = (mallopt(_M_MMAP_THRESHOLD, min(size, MMAP_THRESHOLD_MAX)) == 1
             and mallopt(_M_TRIM_THRESHOLD, size) == 1)
     if not took:
-        log.warning("glibc refused the malloc settings for %d MiB; its defaults stay", mib)
+        log.warning("malloc refused the heap settings for %d MiB (not glibc?); its defaults stay", mib)
     return took
