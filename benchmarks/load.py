@@ -430,6 +430,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=4, help="with --baseline and no --find-saturation: runs of each "
                     "decoder at --rate (medians printed)")
     args = ap.parse_args(argv)
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
     if args.flush_interval < 0 or (args.flush_interval > 0 and args.sender != "edge"):
         ap.error("--flush-interval must be >= 0 and needs --sender edge")
     bundle = args.bundle or default_bundle("ecg-synth-quick")

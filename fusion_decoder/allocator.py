@@ -25,13 +25,16 @@ MMAP_THRESHOLD_MAX = 32 << 20
 
 def keep_freed_memory(mib: int) -> bool:
     """Keep up to ``mib`` MiB of freed memory in the heap (trim threshold) and serve blocks below
-    min(``mib`` MiB, 32 MiB) from it rather than from ``mmap``; ``mib`` 0 leaves malloc as it is.
+    min(``mib`` MiB, 32 MiB) from it rather than from ``mmap``; ``mib`` 0 leaves malloc as it is
+    (at most 2047: malloc takes bytes as a C int).
     Returns whether glibc took both settings (False on other C libraries: nothing changes).
 
     Process-wide, so only the decoder's entry point calls it, once, before the model is loaded.
     """
     if mib <= 0:
         return False
+    if mib > 2047:
+        raise ValueError(f"{mib} MiB of heap to keep does not fit malloc's int of bytes (at most 2047)")
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

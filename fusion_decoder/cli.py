@@ -83,7 +83,7 @@ def run_decoder(args: argparse.Namespace) -> int:
     # (which release it). At CPython's 5 ms default it waited up to that long each time: at 2 400
     # frames/s of load.py, p50/p99 capture → reconstruction 127/350 ms at 5 ms, 75/217 ms at 0.5 ms.
     sys.setswitchinterval(settings.switch_interval)
-    keep_freed_memory(settings.heap_keep_mib)  # before torch allocates: see fusion_decoder/allocator.py
+    keep_freed_memory(settings.heap_keep_mib)  # before the model loads: see fusion_decoder/allocator.py
     registry = CollectorRegistry()
     log = logging.getLogger("ndsc.decoder")
     metrics_url = ""

@@ -124,8 +124,8 @@ class DecoderSettings:
             raise ValueError("ack_interval must be between 0 and 1 s")
         if not 1e-5 <= self.switch_interval <= 0.1:
             raise ValueError("switch_interval must be between 1e-5 and 0.1 s")
-        if not 0 <= self.heap_keep_mib <= 1 << 16:
-            raise ValueError("heap_keep_mib must be between 0 and 65536")
+        if not 0 <= self.heap_keep_mib <= 2047:  # malloc takes the threshold in bytes as a C int
+            raise ValueError("heap_keep_mib must be between 0 and 2047")
         if self.log_burst < 1:
             raise ValueError("log_burst must be >= 1")
         return self

@@ -43,5 +43,15 @@ def test_with_the_heap_kept_a_batch_sized_block_comes_from_the_heap_and_with_def
     assert _mapped_blocks_for_8_mib(0) == ("False", 1)  # glibc's default: a fresh mapping each time
 
 
-def test_zero_leaves_malloc_alone():
+def test_zero_leaves_malloc_alone_and_more_than_a_c_int_of_bytes_is_refused():
     assert keep_freed_memory(0) is False
+    with pytest.raises(ValueError, match="at most 2047"):
+        keep_freed_memory(2048)
+
+
+def test_the_decoder_setting_is_bounded_to_what_malloc_takes():
+    from fusion_decoder.settings import DecoderSettings
+
+    assert DecoderSettings(bundle="b").validate().heap_keep_mib == 256
+    with pytest.raises(ValueError, match="heap_keep_mib"):
+        DecoderSettings(bundle="b", heap_keep_mib=2048).validate()
