@@ -25,7 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-KEPT_MIB = 256  # the decoder's default NDSC_HEAP_KEEP_MIB
+from fusion_decoder.settings import DecoderSettings  # noqa: E402
+
+KEPT_MIB = DecoderSettings().heap_keep_mib  # the decoder's default NDSC_HEAP_KEEP_MIB
 
 
 def child(bundle: str, batches: list[int], calls: int, kept: bool) -> dict:

@@ -21,20 +21,22 @@ _M_MMAP_THRESHOLD = -3
 #: glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit): larger blocks
 #: (whole 1080p stereo frames) are still mapped and unmapped each time.
 MMAP_THRESHOLD_MAX = 32 << 20
+#: the most MiB that can be kept: malloc takes the trim threshold in bytes as a C int
+MAX_KEEP_MIB = (2**31 - 1) >> 20
 
 
 def keep_freed_memory(mib: int) -> bool:
     """Keep up to ``mib`` MiB of freed memory in the heap (trim threshold) and serve blocks below
     min(``mib`` MiB, 32 MiB) from it rather than from ``mmap``; ``mib`` 0 leaves malloc as it is
-    (at most 2047: malloc takes bytes as a C int).
+    (at most :data:`MAX_KEEP_MIB`, 2047: malloc takes bytes as a C int).
     Returns whether glibc took both settings (False on other C libraries: nothing changes).
 
     Process-wide, so only the decoder's entry point calls it, once, before the model is loaded.
     """
     if mib <= 0:
         return False
-    if mib > 2047:
-        raise ValueError(f"{mib} MiB of heap to keep does not fit malloc's int of bytes (at most 2047)")
+    if mib > MAX_KEEP_MIB:
+        raise ValueError(f"{mib} MiB of heap to keep does not fit malloc's int of bytes (at most {MAX_KEEP_MIB})")
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fusion_decoder.allocator import MAX_KEEP_MIB
 from ndsc.wire.settings import setting
 
 
@@ -124,8 +125,8 @@ class DecoderSettings:
             raise ValueError("ack_interval must be between 0 and 1 s")
         if not 1e-5 <= self.switch_interval <= 0.1:
             raise ValueError("switch_interval must be between 1e-5 and 0.1 s")
-        if not 0 <= self.heap_keep_mib <= 2047:  # malloc takes the threshold in bytes as a C int
-            raise ValueError("heap_keep_mib must be between 0 and 2047")
+        if not 0 <= self.heap_keep_mib <= MAX_KEEP_MIB:
+            raise ValueError(f"heap_keep_mib must be between 0 and {MAX_KEEP_MIB}")
         if self.log_burst < 1:
             raise ValueError("log_burst must be >= 1")
         return self
