@@ -447,11 +447,18 @@ def main(argv=None) -> int:
             proc, address = start_decoder(bundle, tmp if args.journal else None, args.deadline, code, decoder_cpus)
             try:
                 # the load generator shares the cores with the decoder: the cheaper loop leaves it more
-                return run_event_loop(run_load(bundle, address, args.groups, args.duration, rate, proc.pid,
-                                               args.subscribe, args.sender, args.flush_interval))
+                result = run_event_loop(run_load(bundle, address, args.groups, args.duration, rate, proc.pid,
+                                                 args.subscribe, args.sender, args.flush_interval))
             finally:
                 proc.terminate()
                 proc.wait(30)
+        # one line a run on stderr: a long search shows its progress, and a search cut short keeps its runs
+        print(f"load: {'this' if code == REPO else 'baseline'} at {rate:.1f} windows/s a node: "
+              f"{result['frames_per_s']} frames/s, p50 {1e3 * result['latency_p50_s']:.0f} ms, "
+              f"p99 {1e3 * result['latency_p99_s']:.0f} ms, lost {result['lost_frames']}, "
+              f"decoder CPU {result['decoder_cpu_us_per_frame'].get('total', 0):.0f} us a frame",
+              file=sys.stderr, flush=True)
+        return result
 
     if not args.find_saturation and not args.baseline:
         result = measure(REPO, args.rate)
