@@ -160,6 +160,11 @@ class DecoderMetrics:
         self.aligner_wait = Histogram(
             "ndsc_aligner_wait_seconds", "From a window's first frame to its release by the aligner", ["group"],
             buckets=LATENCY_BUCKETS, registry=registry)
+        self.decode_queue_wait = Histogram(
+            "ndsc_decode_queue_seconds", "From a window's release by the aligner to its batch being handed to "
+            "the decoding thread (a syndrome-coded window's hold in binning included: ndsc_feedback_seconds)",
+            ["group"],
+            buckets=LATENCY_BUCKETS, registry=registry)
         self.aligner_windows = Counter(
             "ndsc_aligner_windows", "Windows released by the aligner: complete, or partial (deadline/drain)",
             ["group", "outcome"], registry=registry)
@@ -325,5 +330,6 @@ class GroupSeries:
         self.complete = m.aligner_windows.labels(group, "complete")
         self.partial = m.aligner_windows.labels(group, "partial")
         self.aligner_wait = m.aligner_wait.labels(group)
+        self.decode_queue_wait = m.decode_queue_wait.labels(group)
         self.capture_to_reconstruction = m.capture_to_reconstruction.labels(group)
         self.reconstructions = m.reconstructions.labels(group)

@@ -192,6 +192,9 @@ class DecodePipeline:
                 self._carried = w  # the next batch's first (unfinished for the queue's join until then)
                 break
             batch.append(w)
+        now = time.monotonic()
+        for w in batch:  # the decode queue's share of capture → reconstruction
+            self._series(w.group).decode_queue_wait.observe(now - w.released)
         return batch, loop.run_in_executor(self._executor, self._decode, batch), time.perf_counter()
 
     def _start_next(self, loop: asyncio.AbstractEventLoop) -> None:

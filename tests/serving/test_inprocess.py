@@ -58,6 +58,10 @@ def test_two_nodes_reconstruct_every_window_once_as_eval_does(gaussian_bundle, g
     assert registry.get_sample_value("ndsc_aligner_windows_total", labels(outcome="complete")) == n_windows
     assert registry.get_sample_value("ndsc_decode_batch_size_count") >= 1
     assert registry.get_sample_value("ndsc_capture_to_reconstruction_seconds_count", labels()) == 2 * n_windows
+    # each window's wait in the decode queue is part of each of its frames' capture → reconstruction
+    assert registry.get_sample_value("ndsc_decode_queue_seconds_count", labels()) == n_windows
+    assert 0 < registry.get_sample_value("ndsc_decode_queue_seconds_sum", labels()) <= registry.get_sample_value(
+        "ndsc_capture_to_reconstruction_seconds_sum", labels()) / 2
 
     # Distortion on audited windows (1 in 7) equals the distortion of those windows in eval.
     x = load_bundle(gaussian_bundle)
