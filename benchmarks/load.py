@@ -269,10 +269,15 @@ async def run_load(bundle_path: Path, address: str, groups: int, duration: float
     }
 
 
+def lost_nothing(r: dict) -> bool:
+    """Whether a run's every frame was acknowledged and no window reconstructed twice."""
+    return r["lost_frames"] == 0 and r["duplicate_windows"] == 0
+
+
 def sustained(r: dict, p99_limit: float) -> bool:
     """Whether a run kept up: everything acknowledged within 10 % + 1 s of its schedule, every
     window reconstructed once, nothing lost, p99 capture → reconstruction within ``p99_limit``."""
-    return (r["lost_frames"] == 0 and r["duplicate_windows"] == 0
+    return (lost_nothing(r)
             and r["windows_reconstructed"] == r["windows_expected"]
             and r["acked_elapsed_s"] <= 1.1 * r["scheduled_s"] + 1.0 and r["latency_p99_s"] <= p99_limit)
 
@@ -368,7 +373,7 @@ def compare_at_rate(measure: Callable[[Path, float], dict], codes: dict[str, Pat
                                                                     for r in rs])) for t in threads},
             "runs": rs}
     print(json.dumps(report, indent=1))
-    return 0 if all(r["lost_frames"] == 0 and r["duplicate_windows"] == 0 for rs in results.values() for r in rs) else 1
+    return 0 if all(lost_nothing(r) for rs in results.values() for r in rs) else 1
 
 
 def start_decoder(bundle: Path, state_dir: str | None, deadline: float,
@@ -464,7 +469,7 @@ def main(argv=None) -> int:
         result = measure(REPO, args.rate)
         result["journal"] = args.journal
         print(json.dumps(result, indent=1))
-        return 0 if result["lost_frames"] == 0 and result["duplicate_windows"] == 0 else 1
+        return 0 if lost_nothing(result) else 1
     codes = {"this": REPO}
     with tempfile.TemporaryDirectory() as old:
         if args.baseline and Path(args.baseline).is_dir():
