@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -59,8 +60,7 @@ def child(bundle: str, batches: list[int], calls: int, kept: bool) -> dict:
             runtime.synthesise(symbols, present)
             times.append(time.perf_counter() - start)
         ms[b] = float(np.median(times)) * 1e3
-    with open("/proc/self/status") as f:
-        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux: the process's VmHWM
     return {"kept": took, "ms": ms, "peak_rss_mib": round(peak, 1)}
 
 
